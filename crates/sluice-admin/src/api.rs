@@ -1,0 +1,178 @@
+//! The admin API's JSON bodies, shared by the server and the CLI client.
+//!
+//! Routes (JSON over HTTP; writes need `Authorization: Bearer <token>`):
+//!
+//! | method | path | body | answer |
+//! |---|---|---|---|
+//! | GET | `/livez`, `/readyz` | | `200 ok` (no token) |
+//! | GET | `/metrics` | | Prometheus text |
+//! | GET | `/v1/groups` | | `[GroupView]` |
+//! | POST | `/v1/groups` | [`CreateGroup`] | `201 GroupView` |
+//! | GET | `/v1/groups/{group}` | | `GroupView` |
+//! | PATCH | `/v1/groups/{group}` | [`UpdateGroup`] | `GroupView` |
+//! | GET | `/v1/groups/{group}/backends` | | `[BackendView]` |
+//! | POST | `/v1/groups/{group}/backends` | [`AddBackend`] | `BackendView` |
+//! | GET | `/v1/groups/{group}/backends/{addr}` | | `BackendView` |
+//! | DELETE | `/v1/groups/{group}/backends/{addr}` | | `BackendView` (draining or removed) |
+//! | GET | `/v1/listeners` | | `[ListenerView]` |
+//! | POST | `/v1/listeners` | [`AddListener`] | `201 ListenerView` |
+//! | GET | `/v1/state` | | the whole replicated `State` |
+//!
+//! `{addr}` is `host:port`, percent-encoded where needed (`[::1]:80`).
+//! Every error is `{"error": {"code", "message", "field"}}` ([`ErrorBody`]).
+
+use serde::{Deserialize, Serialize};
+use sluice_model::{DrainId, NodeId, UnixMillis};
+
+/// Body of `POST /v1/groups`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateGroup {
+    /// Group name.
+    pub name: String,
+    /// Drain on/off (default on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_enabled: Option<bool>,
+    /// Drain timeout in ms, 0..=3_600_000 (default 300_000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout_ms: Option<u64>,
+}
+
+/// Body of `PATCH /v1/groups/{group}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UpdateGroup {
+    /// Drain on/off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_enabled: Option<bool>,
+    /// Drain timeout in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout_ms: Option<u64>,
+}
+
+/// Body of `POST /v1/groups/{group}/backends`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddBackend {
+    /// `host:port`.
+    pub addr: String,
+    /// 0..=100 (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+}
+
+/// Body of `POST /v1/listeners`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddListener {
+    /// TCP port, 1..=65535.
+    pub port: u32,
+    /// Group it forwards to.
+    pub group: String,
+    /// Request timeout in ms, 1_000..=600_000 (default 60_000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout_ms: Option<u64>,
+}
+
+/// A group as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupView {
+    /// Name.
+    pub name: String,
+    /// Drain on/off.
+    pub drain_enabled: bool,
+    /// Drain timeout in ms.
+    pub drain_timeout_ms: u64,
+    /// Its backends.
+    pub backends: Vec<BackendView>,
+}
+
+/// Whether a backend takes new work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendState {
+    /// Takes new work.
+    Active,
+    /// Drains: no new work, closed at the deadline.
+    Draining,
+    /// Gone from the group (answer of a removal that completed at once).
+    Removed,
+}
+
+/// A backend as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendView {
+    /// Group.
+    pub group: String,
+    /// `host:port`.
+    pub addr: String,
+    /// Weight 0..=100.
+    pub weight: u8,
+    /// Active, draining or removed.
+    pub state: BackendState,
+    /// Requests in flight to it through the answering node.
+    pub in_flight: u64,
+    /// Open WebSocket tunnels to it through the answering node.
+    pub tunnels: u64,
+    /// The drain, while it drains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainView>,
+}
+
+/// A drain as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrainView {
+    /// Id.
+    pub id: DrainId,
+    /// Why (`removed`).
+    pub cause: String,
+    /// When it started.
+    pub started_at_ms: UnixMillis,
+    /// When what is left is closed, on every node.
+    pub deadline_ms: UnixMillis,
+    /// Time left until the deadline when this answer was made (0 after it).
+    pub remaining_ms: u64,
+    /// What follows: `remove` or `reactivate`.
+    pub then: String,
+    /// Each member node and whether it has finished.
+    pub nodes: Vec<NodeDrainView>,
+}
+
+/// One node's part of a drain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeDrainView {
+    /// Node id.
+    pub node: NodeId,
+    /// No work left on the backend there.
+    pub finished: bool,
+}
+
+/// A listener as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListenerView {
+    /// Port.
+    pub port: u16,
+    /// Group.
+    pub group: String,
+    /// Request timeout in ms.
+    pub request_timeout_ms: u64,
+    /// Address the answering node binds it on, e.g. `127.0.0.1:8080`.
+    pub bind: String,
+    /// `listening`, or why the answering node could not bind it.
+    pub status: String,
+}
+
+/// Every error the API returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable code, e.g. `out_of_range`, `unauthorized`, `group_not_found`.
+    pub code: String,
+    /// One readable sentence.
+    pub message: String,
+    /// The request field at fault, if one is.
+    #[serde(default)]
+    pub field: Option<String>,
+}

@@ -1,0 +1,41 @@
+//! sluice's pure domain model: what a cluster is (groups, backends,
+//! listeners, drains), the [`Command`]s that change it and the deterministic
+//! [`State::apply`] that every node runs on the same command log.
+//!
+//! Why pure: replication (Raft) only works if applying the same commands in
+//! the same order gives the same state on every node. So nothing here reads a
+//! clock, a socket or a random number: a command that needs the time (a
+//! removal, whose drain deadline is absolute) carries the time the proposer
+//! stamped on it, and `apply` computes the deadline from that.
+//!
+//! How it is used: the admin API validates and builds a [`Command`], the
+//! store (one node today, Raft tomorrow) orders it and calls
+//! [`State::apply`]; the data plane reads the resulting [`State`] and diffs it
+//! against the previous one to start listeners, route, and schedule drains.
+//!
+//! The drain rules of the design brief that live here: R1 (a draining backend
+//! is never routable), R2 (a drain completes when every node reports it
+//! finished), R4 (drain disabled means deadline = removal time), R5 (re-adding
+//! a draining backend only changes what happens after the drain), R7 (nothing
+//! but completion touches a drain's deadline).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod command;
+mod error;
+mod limits;
+mod state;
+mod types;
+
+pub use command::{Applied, Command};
+pub use error::ModelError;
+pub use limits::{
+    validate_backend_addr, validate_group_name, validate_port, validate_request_timeout,
+    validate_weight, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_WEIGHT,
+    MAX_DRAIN_TIMEOUT_MS, MAX_REQUEST_TIMEOUT_MS, MAX_WEIGHT, MIN_REQUEST_TIMEOUT_MS,
+};
+pub use state::State;
+pub use types::{
+    AfterDrain, Backend, BackendStatus, Drain, DrainCause, DrainId, DrainPolicy, Group, Listener,
+    NodeId, UnixMillis,
+};

@@ -1,0 +1,163 @@
+//! Allowed ranges and defaults, and the checks that name field, value and
+//! range when a value is outside them.
+
+use crate::ModelError;
+
+/// Default drain timeout (300 s, as a cloud ALB's deregistration delay).
+pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 300_000;
+/// Longest drain timeout (3600 s).
+pub const MAX_DRAIN_TIMEOUT_MS: u64 = 3_600_000;
+/// Default listener request timeout (60 s).
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 60_000;
+/// Shortest listener request timeout (1 s).
+pub const MIN_REQUEST_TIMEOUT_MS: u64 = 1_000;
+/// Longest listener request timeout (600 s).
+pub const MAX_REQUEST_TIMEOUT_MS: u64 = 600_000;
+/// Default backend weight.
+pub const DEFAULT_WEIGHT: u8 = 100;
+/// Largest backend weight.
+pub const MAX_WEIGHT: u8 = 100;
+
+/// A group name: 1..=63 of `[a-z0-9_-]`, starting with a letter or digit.
+pub fn validate_group_name(name: &str) -> Result<(), ModelError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelError::Invalid {
+            field: "group",
+            value: name.to_string(),
+            expected: "1 to 63 of a-z, 0-9, '-', '_', starting with a letter or digit",
+        })
+    }
+}
+
+/// A backend address: `host:port` with a DNS name or IPv4 host, or
+/// `[v6]:port`; port 1..=65535.
+pub fn validate_backend_addr(addr: &str) -> Result<(), ModelError> {
+    let invalid = || ModelError::Invalid {
+        field: "backend",
+        value: addr.to_string(),
+        expected: "host:port with port 1..=65535 (e.g. 10.0.0.11:8080, ecs01:8080, [::1]:8080)",
+    };
+    let (host, port) = addr.rsplit_once(':').ok_or_else(invalid)?;
+    let port: u16 = port.parse().map_err(|_| invalid())?;
+    if port == 0 {
+        return Err(invalid());
+    }
+    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+    };
+    if host_ok {
+        Ok(())
+    } else {
+        Err(invalid())
+    }
+}
+
+/// A listener port: 1..=65535.
+pub fn validate_port(port: u32) -> Result<u16, ModelError> {
+    match u16::try_from(port) {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(ModelError::OutOfRange {
+            field: "port",
+            value: port.to_string(),
+            range: "1..=65535",
+        }),
+    }
+}
+
+/// A backend weight: 0..=100.
+pub fn validate_weight(weight: u32) -> Result<u8, ModelError> {
+    match u8::try_from(weight) {
+        Ok(w) if w <= MAX_WEIGHT => Ok(w),
+        _ => Err(ModelError::OutOfRange {
+            field: "weight",
+            value: weight.to_string(),
+            range: "0..=100",
+        }),
+    }
+}
+
+/// A drain timeout: 0..=3600 s.
+pub fn validate_drain_timeout(ms: u64) -> Result<(), ModelError> {
+    if ms <= MAX_DRAIN_TIMEOUT_MS {
+        Ok(())
+    } else {
+        Err(ModelError::OutOfRange {
+            field: "drain_timeout",
+            value: format_ms(ms),
+            range: "0s..=3600s",
+        })
+    }
+}
+
+/// A listener request timeout: 1..=600 s.
+pub fn validate_request_timeout(ms: u64) -> Result<(), ModelError> {
+    if (MIN_REQUEST_TIMEOUT_MS..=MAX_REQUEST_TIMEOUT_MS).contains(&ms) {
+        Ok(())
+    } else {
+        Err(ModelError::OutOfRange {
+            field: "request_timeout",
+            value: format_ms(ms),
+            range: "1s..=600s",
+        })
+    }
+}
+
+fn format_ms(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        for ok in ["10.0.0.11:8080", "ecs01:80", "[::1]:9000", "a.b-c.example:65535"] {
+            validate_backend_addr(ok).unwrap();
+        }
+        for bad in ["", "host", ":80", "h:0", "h:65536", "h:x", "[zz]:1", "a b:1"] {
+            assert!(validate_backend_addr(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ranges_name_field_value_and_range() {
+        let e = validate_drain_timeout(3_601_000).unwrap_err();
+        assert_eq!(e.to_string(), "drain_timeout = 3601s is out of range 0s..=3600s");
+        assert_eq!(e.field(), Some("drain_timeout"));
+        assert!(validate_request_timeout(999).is_err());
+        assert!(validate_request_timeout(600_001).is_err());
+        validate_request_timeout(1000).unwrap();
+        assert!(validate_weight(101).is_err());
+        assert_eq!(validate_weight(0).unwrap(), 0);
+        assert!(validate_port(0).is_err());
+        assert!(validate_port(70000).is_err());
+    }
+
+    #[test]
+    fn group_names() {
+        validate_group_name("web").unwrap();
+        validate_group_name("web-2_x").unwrap();
+        for bad in ["", "-web", "Web", "a/b", &"x".repeat(64)] {
+            assert!(validate_group_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The replicated state and the pure `apply` that changes it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::{
+    validate_backend_addr, validate_drain_timeout, validate_group_name, validate_request_timeout,
+    validate_weight,
+};
+use crate::{
+    AfterDrain, Applied, Backend, BackendStatus, Command, Drain, DrainCause, DrainId, Group,
+    Listener, ModelError, NodeId,
+};
+
+/// Everything the cluster agrees on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Server groups by name.
+    pub groups: BTreeMap<String, Group>,
+    /// Listeners by port.
+    pub listeners: BTreeMap<u16, Listener>,
+    /// Drains in progress by id.
+    pub drains: BTreeMap<DrainId, Drain>,
+    /// Member nodes: a drain completes when all of them finished.
+    pub nodes: BTreeSet<NodeId>,
+    /// Id the next drain gets.
+    pub next_drain: u64,
+    /// Number of commands applied successfully.
+    pub revision: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            groups: BTreeMap::new(),
+            listeners: BTreeMap::new(),
+            drains: BTreeMap::new(),
+            nodes: BTreeSet::new(),
+            next_drain: 1,
+            revision: 0,
+        }
+    }
+}
+
+impl State {
+    /// A state whose drains wait for the given nodes.
+    pub fn with_nodes(nodes: impl IntoIterator<Item = NodeId>) -> Self {
+        State {
+            nodes: nodes.into_iter().collect(),
+            ..State::default()
+        }
+    }
+
+    /// Applies one command. On error the state is unchanged.
+    pub fn apply(&mut self, command: &Command) -> Result<Applied, ModelError> {
+        let applied = self.apply_inner(command)?;
+        self.revision += 1;
+        Ok(applied)
+    }
+
+    fn apply_inner(&mut self, command: &Command) -> Result<Applied, ModelError> {
+        match command {
+            Command::CreateGroup { name, drain } => {
+                validate_group_name(name)?;
+                validate_drain_timeout(drain.timeout_ms)?;
+                if self.groups.contains_key(name) {
+                    return Err(ModelError::GroupExists {
+                        group: name.clone(),
+                    });
+                }
+                self.groups.insert(
+                    name.clone(),
+                    Group {
+                        name: name.clone(),
+                        drain: *drain,
+                        backends: BTreeMap::new(),
+                    },
+                );
+                Ok(Applied::Done)
+            }
+            Command::UpdateGroup {
+                name,
+                drain_enabled,
+                drain_timeout_ms,
+            } => {
+                if let Some(ms) = drain_timeout_ms {
+                    validate_drain_timeout(*ms)?;
+                }
+                let group = self.group_mut(name)?;
+                if let Some(enabled) = drain_enabled {
+                    group.drain.enabled = *enabled;
+                }
+                if let Some(ms) = drain_timeout_ms {
+                    group.drain.timeout_ms = *ms;
+                }
+                Ok(Applied::Done)
+            }
+            Command::AddBackend {
+                group,
+                addr,
+                weight,
+            } => {
+                validate_backend_addr(addr)?;
+                validate_weight(u32::from(*weight))?;
+                let g = self.group_mut(group)?;
+                match g.backends.get_mut(addr) {
+                    None => {
+                        g.backends.insert(
+                            addr.clone(),
+                            Backend {
+                                addr: addr.clone(),
+                                weight: *weight,
+                                status: BackendStatus::Active,
+                            },
+                        );
+                        Ok(Applied::Done)
+                    }
+                    Some(b) => match b.status {
+                        BackendStatus::Active => {
+                            b.weight = *weight;
+                            Ok(Applied::Done)
+                        }
+                        BackendStatus::Draining { drain } => {
+                            let d = self.drains.get_mut(&drain).expect("draining has a drain");
+                            d.after = AfterDrain::Reactivate { weight: *weight };
+                            Ok(Applied::Draining {
+                                drain,
+                                deadline: d.deadline,
+                                started: false,
+                            })
+                        }
+                    },
+                }
+            }
+            Command::RemoveBackend { group, addr, at } => {
+                let id = DrainId(self.next_drain);
+                let g = self.group_mut(group)?;
+                let policy = g.drain;
+                let b = g
+                    .backends
+                    .get_mut(addr)
+                    .ok_or_else(|| ModelError::BackendNotFound {
+                        group: group.clone(),
+                        backend: addr.clone(),
+                    })?;
+                if let BackendStatus::Draining { drain } = b.status {
+                    let d = self.drains.get_mut(&drain).expect("draining has a drain");
+                    d.after = AfterDrain::Remove;
+                    return Ok(Applied::Draining {
+                        drain,
+                        deadline: d.deadline,
+                        started: false,
+                    });
+                }
+                b.status = BackendStatus::Draining { drain: id };
+                let deadline = policy.deadline_from(*at);
+                self.next_drain += 1;
+                self.drains.insert(
+                    id,
+                    Drain {
+                        id,
+                        group: group.clone(),
+                        backend: addr.clone(),
+                        cause: DrainCause::Removed,
+                        started_at: *at,
+                        deadline,
+                        finished: BTreeSet::new(),
+                        after: AfterDrain::Remove,
+                    },
+                );
+                Ok(Applied::Draining {
+                    drain: id,
+                    deadline,
+                    started: true,
+                })
+            }
+            Command::AddListener {
+                port,
+                group,
+                request_timeout_ms,
+            } => {
+                validate_request_timeout(*request_timeout_ms)?;
+                if *port == 0 {
+                    crate::validate_port(0)?;
+                }
+                self.group_mut(group)?;
+                if self.listeners.contains_key(port) {
+                    return Err(ModelError::ListenerExists { port: *port });
+                }
+                self.listeners.insert(
+                    *port,
+                    Listener {
+                        port: *port,
+                        group: group.clone(),
+                        request_timeout_ms: *request_timeout_ms,
+                    },
+                );
+                Ok(Applied::Done)
+            }
+            Command::DrainFinished { drain, node } => {
+                let d = self
+                    .drains
+                    .get_mut(drain)
+                    .ok_or(ModelError::DrainNotFound { drain: *drain })?;
+                d.finished.insert(*node);
+                if self.complete_if_finished(*drain) {
+                    Ok(Applied::DrainCompleted { drain: *drain })
+                } else {
+                    Ok(Applied::Done)
+                }
+            }
+            Command::SetNodes { nodes } => {
+                self.nodes = nodes.iter().copied().collect();
+                let ids: Vec<DrainId> = self.drains.keys().copied().collect();
+                for id in ids {
+                    self.complete_if_finished(id);
+                }
+                Ok(Applied::Done)
+            }
+        }
+    }
+
+    /// Ends a drain once every member node has finished it (R2), and does
+    /// what was asked for afterwards (R5). Returns whether it ended.
+    fn complete_if_finished(&mut self, id: DrainId) -> bool {
+        let Some(d) = self.drains.get(&id) else {
+            return false;
+        };
+        if !self.nodes.is_subset(&d.finished) {
+            return false;
+        }
+        let d = self.drains.remove(&id).expect("present");
+        if let Some(g) = self.groups.get_mut(&d.group) {
+            match d.after {
+                AfterDrain::Remove => {
+                    g.backends.remove(&d.backend);
+                }
+                AfterDrain::Reactivate { weight } => {
+                    if let Some(b) = g.backends.get_mut(&d.backend) {
+                        b.status = BackendStatus::Active;
+                        b.weight = weight;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn group_mut(&mut self, name: &str) -> Result<&mut Group, ModelError> {
+        self.groups
+            .get_mut(name)
+            .ok_or_else(|| ModelError::GroupNotFound {
+                group: name.to_string(),
+            })
+    }
+
+    /// The drain a backend is in, if any.
+    pub fn drain_of(&self, group: &str, addr: &str) -> Option<&Drain> {
+        match self.groups.get(group)?.backends.get(addr)?.status {
+            BackendStatus::Draining { drain } => self.drains.get(&drain),
+            BackendStatus::Active => None,
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The nouns of the model: groups, backends, listeners and drains.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A cluster node's id (the Raft node id).
+pub type NodeId = u64;
+
+/// Wall-clock time as milliseconds since the Unix epoch. Deadlines are
+/// absolute so that every node closes at the same moment (C3).
+pub type UnixMillis = u64;
+
+/// Identifies one drain for its whole life, cluster-wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DrainId(pub u64);
+
+impl fmt::Display for DrainId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "d{}", self.0)
+    }
+}
+
+/// How a group drains a backend that leaves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainPolicy {
+    /// Off means removal is abrupt (R4).
+    pub enabled: bool,
+    /// Time from removal to the deadline at which what is left is closed (R3).
+    pub timeout_ms: u64,
+}
+
+impl Default for DrainPolicy {
+    fn default() -> Self {
+        DrainPolicy {
+            enabled: true,
+            timeout_ms: crate::DEFAULT_DRAIN_TIMEOUT_MS,
+        }
+    }
+}
+
+impl DrainPolicy {
+    /// The time a drain started at `at` must close at: `at` itself when
+    /// draining is off (R4).
+    pub fn deadline_from(&self, at: UnixMillis) -> UnixMillis {
+        if self.enabled {
+            at.saturating_add(self.timeout_ms)
+        } else {
+            at
+        }
+    }
+}
+
+/// A server group: the backends a listener spreads work over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// Unique name (`[a-z0-9][a-z0-9_-]{0,62}`).
+    pub name: String,
+    /// Drain settings applied to removals started from now on.
+    pub drain: DrainPolicy,
+    /// Members by `host:port`, active or draining.
+    pub backends: BTreeMap<String, Backend>,
+}
+
+impl Group {
+    /// Backends that may take new work, with their weights (R1: a draining
+    /// backend never appears here; weight 0 takes no new work either).
+    pub fn routable(&self) -> impl Iterator<Item = &Backend> {
+        self.backends
+            .values()
+            .filter(|b| b.status == BackendStatus::Active && b.weight > 0)
+    }
+}
+
+/// One backend of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backend {
+    /// `host:port` it is reached at.
+    pub addr: String,
+    /// Relative share of new work, 0..=100.
+    pub weight: u8,
+    /// Whether it takes new work or is draining.
+    pub status: BackendStatus,
+}
+
+/// Whether a backend takes new work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum BackendStatus {
+    /// Takes new work.
+    Active,
+    /// Takes no new work; its connections close at the drain's deadline.
+    Draining {
+        /// The drain in progress.
+        drain: DrainId,
+    },
+}
+
+/// Why a drain started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainCause {
+    /// The backend was removed from its group.
+    Removed,
+}
+
+/// What becomes of a backend once its drain completes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "then", rename_all = "snake_case")]
+pub enum AfterDrain {
+    /// It leaves the group.
+    Remove,
+    /// It was re-added during the drain (R5): it becomes active again.
+    Reactivate {
+        /// Weight it was re-added with.
+        weight: u8,
+    },
+}
+
+/// A drain in progress, replicated so that every node closes at one deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drain {
+    /// Its id.
+    pub id: DrainId,
+    /// Group of the backend.
+    pub group: String,
+    /// The backend's `host:port`.
+    pub backend: String,
+    /// Why it drains.
+    pub cause: DrainCause,
+    /// When it started (stamped by the proposer).
+    pub started_at: UnixMillis,
+    /// When every node closes what is left (C3). Never moves (R7).
+    pub deadline: UnixMillis,
+    /// Nodes that have no work left on the backend.
+    pub finished: BTreeSet<NodeId>,
+    /// What happens when it completes.
+    pub after: AfterDrain,
+}
+
+/// A listening port that forwards to one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listener {
+    /// TCP port, bound on every node's data address.
+    pub port: u16,
+    /// Group it forwards to.
+    pub group: String,
+    /// Time a backend has to answer before the client gets 504 (R9).
+    pub request_timeout_ms: u64,
+}
