@@ -1,1 +1,3 @@
-//! placeholder
+//! sluice's admin API.
+#![forbid(unsafe_code)]
+pub mod api;

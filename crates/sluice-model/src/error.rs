@@ -79,9 +79,7 @@ impl ModelError {
     /// The request field at fault, when there is one.
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            ModelError::OutOfRange { field, .. } | ModelError::Invalid { field, .. } => {
-                Some(field)
-            }
+            ModelError::OutOfRange { field, .. } | ModelError::Invalid { field, .. } => Some(field),
             ModelError::GroupNotFound { .. } | ModelError::GroupExists { .. } => Some("group"),
             ModelError::BackendNotFound { .. } => Some("backend"),
             ModelError::ListenerExists { .. } => Some("port"),

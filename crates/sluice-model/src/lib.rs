@@ -30,9 +30,10 @@ mod types;
 pub use command::{Applied, Command};
 pub use error::ModelError;
 pub use limits::{
-    validate_backend_addr, validate_group_name, validate_port, validate_request_timeout,
-    validate_weight, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_WEIGHT,
-    MAX_DRAIN_TIMEOUT_MS, MAX_REQUEST_TIMEOUT_MS, MAX_WEIGHT, MIN_REQUEST_TIMEOUT_MS,
+    validate_backend_addr, validate_drain_timeout, validate_group_name, validate_port,
+    validate_request_timeout, validate_weight, DEFAULT_DRAIN_TIMEOUT_MS,
+    DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_WEIGHT, MAX_DRAIN_TIMEOUT_MS, MAX_REQUEST_TIMEOUT_MS,
+    MAX_WEIGHT, MIN_REQUEST_TIMEOUT_MS,
 };
 pub use state::State;
 pub use types::{

@@ -130,10 +130,17 @@ mod tests {
 
     #[test]
     fn addresses() {
-        for ok in ["10.0.0.11:8080", "ecs01:80", "[::1]:9000", "a.b-c.example:65535"] {
+        for ok in [
+            "10.0.0.11:8080",
+            "ecs01:80",
+            "[::1]:9000",
+            "a.b-c.example:65535",
+        ] {
             validate_backend_addr(ok).unwrap();
         }
-        for bad in ["", "host", ":80", "h:0", "h:65536", "h:x", "[zz]:1", "a b:1"] {
+        for bad in [
+            "", "host", ":80", "h:0", "h:65536", "h:x", "[zz]:1", "a b:1",
+        ] {
             assert!(validate_backend_addr(bad).is_err(), "{bad}");
         }
     }
@@ -141,7 +148,10 @@ mod tests {
     #[test]
     fn ranges_name_field_value_and_range() {
         let e = validate_drain_timeout(3_601_000).unwrap_err();
-        assert_eq!(e.to_string(), "drain_timeout = 3601s is out of range 0s..=3600s");
+        assert_eq!(
+            e.to_string(),
+            "drain_timeout = 3601s is out of range 0s..=3600s"
+        );
         assert_eq!(e.field(), Some("drain_timeout"));
         assert!(validate_request_timeout(999).is_err());
         assert!(validate_request_timeout(600_001).is_err());

@@ -116,8 +116,15 @@ fn readding_a_draining_backend_changes_only_what_follows() {
             started: false
         }
     );
-    assert_eq!(s.drains[&drain].after, AfterDrain::Reactivate { weight: 40 });
-    assert_eq!(routable(&s).len(), 1, "still no new work during the drain (R5)");
+    assert_eq!(
+        s.drains[&drain].after,
+        AfterDrain::Reactivate { weight: 40 }
+    );
+    assert_eq!(
+        routable(&s).len(),
+        1,
+        "still no new work during the drain (R5)"
+    );
     // Updating the group does not move the deadline (R7).
     s.apply(&Command::UpdateGroup {
         name: "web".into(),
@@ -150,7 +157,10 @@ fn refused_commands_say_why() {
             drain_timeout_ms: Some(4_000_000),
         })
         .unwrap_err();
-    assert_eq!(e.to_string(), "drain_timeout = 4000s is out of range 0s..=3600s");
+    assert_eq!(
+        e.to_string(),
+        "drain_timeout = 4000s is out of range 0s..=3600s"
+    );
     let e = s
         .apply(&Command::RemoveBackend {
             group: "web".into(),

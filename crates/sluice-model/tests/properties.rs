@@ -27,11 +27,13 @@ fn command() -> impl Strategy<Value = Command> {
             proptest::option::of(any::<bool>()),
             proptest::option::of(0u64..5_000)
         )
-            .prop_map(|(name, drain_enabled, drain_timeout_ms)| Command::UpdateGroup {
-                name,
-                drain_enabled,
-                drain_timeout_ms,
-            }),
+            .prop_map(
+                |(name, drain_enabled, drain_timeout_ms)| Command::UpdateGroup {
+                    name,
+                    drain_enabled,
+                    drain_timeout_ms,
+                }
+            ),
         (group.clone(), addr.clone(), 0u8..=100).prop_map(|(group, addr, weight)| {
             Command::AddBackend {
                 group,
@@ -41,11 +43,10 @@ fn command() -> impl Strategy<Value = Command> {
         }),
         (group.clone(), addr.clone(), 0u64..100_000)
             .prop_map(|(group, addr, at)| Command::RemoveBackend { group, addr, at }),
-        (1u64..8, prop::sample::select(&NODES[..]))
-            .prop_map(|(d, node)| Command::DrainFinished {
-                drain: DrainId(d),
-                node,
-            }),
+        (1u64..8, prop::sample::select(&NODES[..])).prop_map(|(d, node)| Command::DrainFinished {
+            drain: DrainId(d),
+            node,
+        }),
     ]
 }
 
@@ -53,7 +54,10 @@ fn check_invariants(s: &State) {
     for g in s.groups.values() {
         for b in g.backends.values() {
             if let BackendStatus::Draining { drain } = b.status {
-                let d = s.drains.get(&drain).expect("a draining backend has a drain");
+                let d = s
+                    .drains
+                    .get(&drain)
+                    .expect("a draining backend has a drain");
                 assert_eq!((&d.group, &d.backend), (&g.name, &b.addr));
                 // R1: a draining backend never takes new work.
                 assert!(g.routable().all(|r| r.addr != b.addr));
