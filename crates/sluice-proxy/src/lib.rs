@@ -1,1 +1,49 @@
-//! placeholder
+//! sluice's data plane: listeners that accept client connections, route each
+//! request by an immutable routing snapshot, forward it over pooled upstream
+//! connections, relay WebSocket tunnels, and drain backends on command.
+//!
+//! Why actors: a drain is a lifecycle event that has to reach exactly the
+//! connections holding work on one backend, at one deadline. Actors carry that
+//! control flow; bytes never go through a mailbox. The request path reads an
+//! [`arc_swap`] snapshot and a few atomics: no message, lock or allocation per
+//! request that a snapshot or an atomic can avoid.
+//!
+//! The supervision tree (one per node):
+//!
+//! ```text
+//! Node
+//! ├── StateApplier   diffs each applied State against the last one, swaps the
+//! │                  routing snapshot, tells the actors below what changed
+//! ├── Listeners ── Listener(port) ── Connection (one per client connection)
+//! └── Backends  ── Backend(group, addr) ── Drain (one per active drain)
+//! ```
+//!
+//! A `Connection` registers with a `Backend` once, the first time it sends
+//! that backend work. When a `Drain` reaches its deadline the `Backend` sends
+//! `Shutdown` to every registered `Connection`, which answers its in-flight
+//! request with `500` and `Connection: close` (R3) or closes its tunnel with
+//! Close 1001 on both sides. A crashed `Connection` loses only itself.
+//!
+//! Use [`DataPlane::start`] to run it and [`DataPlane::apply`] to hand it each
+//! new [`sluice_model::State`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod applier;
+mod backend;
+mod connection;
+mod data_plane;
+mod drain;
+mod error;
+mod forward;
+mod listener;
+mod metrics;
+mod node;
+mod routing;
+mod settings;
+mod tunnel;
+
+pub use data_plane::{BackendStats, DataPlane, DrainReporter, ListenerStatus};
+pub use error::ProxyError;
+pub use metrics::Metrics;
+pub use settings::ProxySettings;

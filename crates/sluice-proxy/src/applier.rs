@@ -1,0 +1,241 @@
+//! The `StateApplier` actor: takes each applied [`State`], diffs it against
+//! what the data plane runs, swaps the routing snapshot, starts listeners and
+//! backends, and tells backends whose drain began. It answers the caller only
+//! once the new routes are in place, so an admin write that returned is
+//! already routed by (R1: "right after the removal returns").
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
+use sluice_model::{BackendStatus, DrainId, State};
+use tracing::{info, warn};
+
+use crate::backend::{Backend, BackendArgs, BackendMessage, BackendRuntime};
+use crate::data_plane::{DrainReporter, ListenerStatus, Shared};
+use crate::listener::{bind, Listener, ListenerArgs};
+use crate::metrics::Metrics;
+use crate::routing::{Route, RoutingTable};
+use crate::ProxySettings;
+
+pub(crate) struct StateApplier;
+
+pub(crate) struct ApplierArgs {
+    pub settings: Arc<ProxySettings>,
+    pub routes: Arc<ArcSwap<RoutingTable>>,
+    pub metrics: Arc<Metrics>,
+    pub reporter: Arc<dyn DrainReporter>,
+    pub shared: Arc<Shared>,
+    pub listeners_sup: ActorCell,
+    pub backends_sup: ActorCell,
+}
+
+type BackendKey = (Arc<str>, Arc<str>);
+
+struct RunningBackend {
+    runtime: Arc<BackendRuntime>,
+    actor: ActorRef<BackendMessage>,
+    drain: Option<DrainId>,
+}
+
+pub(crate) struct ApplierState {
+    args: ApplierArgs,
+    listeners: HashMap<u16, ActorRef<()>>,
+    backends: HashMap<BackendKey, RunningBackend>,
+}
+
+pub(crate) enum ApplierMessage {
+    Apply(Arc<State>, RpcReplyPort<()>),
+}
+
+impl Actor for StateApplier {
+    type Msg = ApplierMessage;
+    type State = ApplierState;
+    type Arguments = ApplierArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: ApplierArgs,
+    ) -> Result<ApplierState, ActorProcessingErr> {
+        Ok(ApplierState {
+            args,
+            listeners: HashMap::new(),
+            backends: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: ApplierMessage,
+        state: &mut ApplierState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ApplierMessage::Apply(new, reply) => {
+                state.apply(&new).await?;
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ApplierState {
+    async fn apply(&mut self, new: &State) -> Result<(), ActorProcessingErr> {
+        // 1. Backends: one runtime per incarnation; draining ones stay until
+        //    their drain completes cluster-wide.
+        let mut starts: Vec<(ActorRef<BackendMessage>, DrainId, u64)> = Vec::new();
+        let mut seen: HashMap<BackendKey, ()> = HashMap::new();
+        for g in new.groups.values() {
+            for b in g.backends.values() {
+                let key: BackendKey = (Arc::from(g.name.as_str()), Arc::from(b.addr.as_str()));
+                seen.insert(key.clone(), ());
+                let want_drain = match b.status {
+                    BackendStatus::Active => None,
+                    BackendStatus::Draining { drain } => Some(drain),
+                };
+                // A backend active again after a drain gets a fresh runtime.
+                let stale = self
+                    .backends
+                    .get(&key)
+                    .is_some_and(|r| r.drain.is_some() && r.drain != want_drain);
+                if stale {
+                    if let Some(old) = self.backends.remove(&key) {
+                        old.actor.stop(None);
+                    }
+                }
+                if !self.backends.contains_key(&key) {
+                    let running = self.start_backend(key.clone()).await?;
+                    self.backends.insert(key.clone(), running);
+                }
+                let running = self.backends.get_mut(&key).expect("inserted");
+                if let (Some(drain), None) = (want_drain, running.drain) {
+                    running.drain = Some(drain);
+                    let deadline = new.drains.get(&drain).map(|d| d.deadline).unwrap_or(0);
+                    starts.push((running.actor.clone(), drain, deadline));
+                }
+            }
+        }
+        let gone: Vec<BackendKey> = self
+            .backends
+            .keys()
+            .filter(|k| !seen.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(old) = self.backends.remove(&key) {
+                info!(group = %key.0, backend = %key.1, "backend left the group");
+                old.actor.stop(None);
+            }
+        }
+
+        // 2. Routes, swapped in one atomic store.
+        let mut routes = HashMap::new();
+        for l in new.listeners.values() {
+            let Some(g) = new.groups.get(&l.group) else {
+                continue;
+            };
+            let group: Arc<str> = Arc::from(g.name.as_str());
+            let weighted = g
+                .routable()
+                .filter_map(|b| {
+                    let key: BackendKey = (group.clone(), Arc::from(b.addr.as_str()));
+                    self.backends
+                        .get(&key)
+                        .map(|r| (r.runtime.clone(), b.weight))
+                })
+                .collect();
+            routes.insert(
+                l.port,
+                Arc::new(Route::new(
+                    group,
+                    Duration::from_millis(l.request_timeout_ms),
+                    weighted,
+                )),
+            );
+        }
+        self.args.routes.store(Arc::new(RoutingTable { routes }));
+
+        // 3. Drains start after the routes no longer include their backend.
+        for (actor, drain, deadline) in starts {
+            actor.cast(BackendMessage::StartDrain { drain, deadline })?;
+        }
+
+        // 4. Listeners: bind new ports; a port that failed is retried on the
+        //    next apply.
+        let mut statuses = BTreeMap::new();
+        for l in new.listeners.values() {
+            let addr = SocketAddr::new(self.args.settings.data_address, l.port);
+            let status = if self.listeners.contains_key(&l.port) {
+                ListenerStatus::listening(addr)
+            } else {
+                match self.start_listener(l.port, addr).await {
+                    Ok(actor) => {
+                        self.listeners.insert(l.port, actor);
+                        ListenerStatus::listening(addr)
+                    }
+                    Err(reason) => {
+                        warn!(port = l.port, %addr, error = %reason, "listener not started");
+                        ListenerStatus {
+                            bind: addr.to_string(),
+                            status: reason,
+                        }
+                    }
+                }
+            };
+            statuses.insert(l.port, status);
+        }
+
+        self.args.shared.publish(
+            statuses,
+            self.backends
+                .iter()
+                .map(|(k, r)| (k.clone(), r.runtime.clone()))
+                .collect(),
+        );
+        Ok(())
+    }
+
+    async fn start_backend(&self, key: BackendKey) -> Result<RunningBackend, ActorProcessingErr> {
+        let runtime = BackendRuntime::new(key.0.clone(), key.1.clone(), &self.args.settings);
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            Backend,
+            BackendArgs {
+                runtime: runtime.clone(),
+                reporter: self.args.reporter.clone(),
+            },
+            self.args.backends_sup.clone(),
+        )
+        .await?;
+        Ok(RunningBackend {
+            runtime,
+            actor,
+            drain: None,
+        })
+    }
+
+    async fn start_listener(&self, port: u16, addr: SocketAddr) -> Result<ActorRef<()>, String> {
+        let socket = bind(addr).map_err(|e| e.to_string())?;
+        let name = format!("node{}-listener-{port}", self.args.settings.node_id);
+        let (actor, _) = Actor::spawn_linked(
+            Some(name),
+            Listener,
+            ListenerArgs {
+                port,
+                socket,
+                routes: self.args.routes.clone(),
+                metrics: self.args.metrics.clone(),
+                settings: self.args.settings.clone(),
+            },
+            self.args.listeners_sup.clone(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(actor)
+    }
+}

@@ -1,0 +1,401 @@
+//! The `Connection` actor: one per client connection. It runs hyper's HTTP/1
+//! server on the socket (keep-alive, upgrades) in a task of its own and
+//! handles lifecycle messages: `Shutdown` from a draining backend ends the
+//! work this connection holds on it (R3).
+//!
+//! Per request: one `ArcSwap` load, one atomic pick, one uncontended
+//! per-connection lock to find this connection's shutdown token for the
+//! chosen backend. A connection registers with a backend once.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use arc_swap::ArcSwap;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use sluice_model::DrainId;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::backend::{BackendMessage, BackendRuntime};
+use crate::error::ForwardError;
+use crate::forward::{
+    downstream_response, error_response, is_websocket_upgrade, upstream_request,
+    ProxyBody,
+};
+use crate::metrics::Metrics;
+use crate::routing::RoutingTable;
+use crate::tunnel;
+use crate::ProxySettings;
+
+/// What the request path and the actor share for one connection.
+pub(crate) struct ConnCtx {
+    port: u16,
+    peer: SocketAddr,
+    routes: Arc<ArcSwap<RoutingTable>>,
+    metrics: Arc<Metrics>,
+    me: ActorRef<ConnectionMessage>,
+    registered: Mutex<Vec<Registration>>,
+    /// Id of the backend whose response body is streaming now (0: none).
+    pub(crate) streaming: AtomicU64,
+    /// Tasks alive (the HTTP server, tunnels); the actor stops at zero.
+    live: AtomicUsize,
+    tunnels: Mutex<Vec<AbortHandle>>,
+    header_timed_out: std::sync::atomic::AtomicBool,
+}
+
+struct Registration {
+    backend: u64,
+    token: CancellationToken,
+    actor: Option<ActorRef<BackendMessage>>,
+}
+
+impl ConnCtx {
+    /// This connection's shutdown token for `backend`, registering with the
+    /// backend the first time.
+    fn token_for(&self, backend: &BackendRuntime) -> CancellationToken {
+        let mut regs = self.registered.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = regs.iter().find(|r| r.backend == backend.id) {
+            return r.token.clone();
+        }
+        let token = CancellationToken::new();
+        let actor = backend.actor.get().cloned();
+        if let Some(a) = &actor {
+            let _ = a.cast(BackendMessage::Register(self.me.clone()));
+        }
+        regs.push(Registration {
+            backend: backend.id,
+            token: token.clone(),
+            actor,
+        });
+        token
+    }
+
+    fn task_started(&self) {
+        self.live.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn task_ended(&self) {
+        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.me.stop(None);
+        }
+    }
+}
+
+/// Messages a `Connection` handles.
+pub(crate) enum ConnectionMessage {
+    /// End the work this connection holds on a backend: its drain deadline
+    /// came (or draining is off).
+    Shutdown {
+        backend: u64,
+        drain: Option<DrainId>,
+    },
+    /// Crash on purpose (supervision tests).
+    #[cfg(any(test, feature = "test-hooks"))]
+    Panic,
+}
+
+pub(crate) struct Connection;
+
+pub(crate) struct ConnectionArgs {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub port: u16,
+    pub routes: Arc<ArcSwap<RoutingTable>>,
+    pub metrics: Arc<Metrics>,
+    pub settings: Arc<ProxySettings>,
+}
+
+pub(crate) struct ConnectionState {
+    ctx: Arc<ConnCtx>,
+    serve: AbortHandle,
+}
+
+impl Drop for ConnectionState {
+    fn drop(&mut self) {
+        // Runs on a clean stop and after a crash alike.
+        self.serve.abort();
+        for t in self.ctx.tunnels.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            t.abort();
+        }
+        let me = self.ctx.me.get_id();
+        for r in self
+            .ctx
+            .registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            if let Some(a) = &r.actor {
+                let _ = a.cast(BackendMessage::Unregister(me));
+            }
+        }
+        self.ctx.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Actor for Connection {
+    type Msg = ConnectionMessage;
+    type State = ConnectionState;
+    type Arguments = ConnectionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: ConnectionArgs,
+    ) -> Result<ConnectionState, ActorProcessingErr> {
+        args.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+        let ctx = Arc::new(ConnCtx {
+            port: args.port,
+            peer: args.peer,
+            routes: args.routes,
+            metrics: args.metrics,
+            me: myself,
+            registered: Mutex::new(Vec::new()),
+            streaming: AtomicU64::new(0),
+            live: AtomicUsize::new(1),
+            tunnels: Mutex::new(Vec::new()),
+            header_timed_out: Default::default(),
+        });
+        let serve = tokio::spawn(serve(ctx.clone(), args.stream, args.settings)).abort_handle();
+        Ok(ConnectionState { ctx, serve })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: ConnectionMessage,
+        state: &mut ConnectionState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ConnectionMessage::Shutdown { backend, drain } => {
+                let regs = state.ctx.registered.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(r) = regs.iter().find(|r| r.backend == backend) {
+                    r.token.cancel();
+                }
+                drop(regs);
+                if state.ctx.streaming.load(Ordering::Acquire) == backend {
+                    // The answer's head is already out: the only way left to
+                    // end it is to close the connection.
+                    debug!(peer = %state.ctx.peer, drain = ?drain, "closing connection mid-response");
+                    state.serve.abort();
+                    state.ctx.task_ended();
+                }
+            }
+            #[cfg(any(test, feature = "test-hooks"))]
+            ConnectionMessage::Panic => panic!("connection asked to crash"),
+        }
+        Ok(())
+    }
+}
+
+// === the HTTP server task ===
+
+async fn serve(ctx: Arc<ConnCtx>, stream: TcpStream, settings: Arc<ProxySettings>) {
+    let io = TimeoutIo {
+        inner: stream,
+        partial: false,
+        ctx: ctx.clone(),
+    };
+    let service_ctx = ctx.clone();
+    let service = service_fn(move |req| handle_request(service_ctx.clone(), req));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(settings.max_header_bytes)
+        .keep_alive(true);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    if let Err(e) = conn.as_mut().await {
+        if e.is_timeout() {
+            ctx.header_timed_out.store(true, Ordering::Release);
+        }
+        debug!(peer = %ctx.peer, error = %e, "client connection ended with an error");
+    }
+    drop(conn);
+    ctx.task_ended();
+}
+
+async fn handle_request(
+    ctx: Arc<ConnCtx>,
+    mut req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let route = ctx.routes.load().routes.get(&ctx.port).cloned();
+    let Some(route) = route else {
+        return Ok(fail(&ctx, ForwardError::NoRoute));
+    };
+    let Some(backend) = route.pick().cloned() else {
+        return Ok(fail(
+            &ctx,
+            ForwardError::NoBackend {
+                group: route.group.to_string(),
+            },
+        ));
+    };
+    let shutdown = ctx.token_for(&backend);
+    let websocket = is_websocket_upgrade(&req);
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+    let work = backend.start_request();
+    let upstream = match upstream_request(req, &backend.base_uri, ctx.peer.ip(), websocket) {
+        Ok(r) => r,
+        Err(e) => return Ok(fail(&ctx, e)),
+    };
+    let answer = tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => Err(ForwardError::DrainDeadline { backend: backend.addr.to_string() }),
+        r = tokio::time::timeout(route.request_timeout, backend.client.request(upstream)) => match r {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(source)) => Err(ForwardError::Upstream { backend: backend.addr.to_string(), source }),
+            Err(_) => Err(ForwardError::Timeout {
+                backend: backend.addr.to_string(),
+                timeout_ms: route.request_timeout.as_millis() as u64,
+            }),
+        },
+    };
+    let mut resp = match answer {
+        Ok(resp) => resp,
+        Err(e) => {
+            if matches!(e, ForwardError::DrainDeadline { .. }) {
+                Metrics::inc(&ctx.metrics.drain_cuts);
+            }
+            return Ok(fail(&ctx, e));
+        }
+    };
+    Metrics::inc(&ctx.metrics.requests_proxied);
+    if let (Some(client_upgrade), true) = (
+        client_upgrade,
+        resp.status() == http::StatusCode::SWITCHING_PROTOCOLS,
+    ) {
+        let backend_upgrade = hyper::upgrade::on(&mut resp);
+        // Counted as a tunnel before the request stops counting, so a
+        // draining backend never looks idle in between.
+        let tunnel_work = backend.start_tunnel();
+        drop(work);
+        Metrics::inc(&ctx.metrics.tunnels_opened);
+        spawn_tunnel(&ctx, client_upgrade, backend_upgrade, backend, shutdown, tunnel_work);
+        return Ok(downstream_response(resp, None));
+    }
+    ctx.streaming.store(backend.id, Ordering::Release);
+    Ok(downstream_response(resp, Some((work, ctx.clone()))))
+}
+
+fn spawn_tunnel(
+    ctx: &Arc<ConnCtx>,
+    client_upgrade: hyper::upgrade::OnUpgrade,
+    backend_upgrade: hyper::upgrade::OnUpgrade,
+    backend: Arc<BackendRuntime>,
+    shutdown: CancellationToken,
+    work: crate::backend::WorkGuard,
+) {
+    ctx.task_started();
+    let task_ctx = ctx.clone();
+    let handle = tokio::spawn(async move {
+        if tunnel::relay(client_upgrade, backend_upgrade, backend, shutdown, work).await {
+            Metrics::inc(&task_ctx.metrics.drain_cuts);
+        }
+        task_ctx.task_ended();
+    });
+    ctx.tunnels
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(handle.abort_handle());
+}
+
+fn fail(ctx: &ConnCtx, err: ForwardError) -> Response<ProxyBody> {
+    Metrics::inc(&ctx.metrics.requests_failed);
+    let close = matches!(err, ForwardError::DrainDeadline { .. });
+    error_response(&err, close)
+}
+
+// === TimeoutIo ===
+
+/// The client socket, remembering whether a request was partly read, so a
+/// header read timeout can answer `408` to a slow client and close an idle
+/// keep-alive connection silently.
+struct TimeoutIo {
+    inner: TcpStream,
+    partial: bool,
+    ctx: Arc<ConnCtx>,
+}
+
+const TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nvia: 1.1 sluice\r\nconnection: close\r\ncontent-length: 58\r\n\r\n408 Request Timeout: request headers not received in time\n";
+
+impl Drop for TimeoutIo {
+    fn drop(&mut self) {
+        if self.partial && self.ctx.header_timed_out.load(Ordering::Acquire) {
+            // Nothing else is buffered for this socket: a non-blocking write
+            // of one small answer goes through.
+            let _ = self.inner.try_write(TIMEOUT_408);
+        }
+    }
+}
+
+impl AsyncRead for TimeoutIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.partial = true;
+        }
+        r
+    }
+}
+
+impl AsyncWrite for TimeoutIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            if n > 0 {
+                self.partial = false;
+            }
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            if n > 0 {
+                self.partial = false;
+            }
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}

@@ -1,0 +1,28 @@
+//! Node-wide data-plane counters (atomics, read by `/metrics`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters of this node's data plane.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Client connections accepted.
+    pub connections_accepted: AtomicU64,
+    /// Client connections open now.
+    pub connections_open: AtomicU64,
+    /// Requests answered by a backend.
+    pub requests_proxied: AtomicU64,
+    /// Requests answered by sluice itself with an error status.
+    pub requests_failed: AtomicU64,
+    /// Requests and tunnels cut by a drain deadline (R3/R4).
+    pub drain_cuts: AtomicU64,
+    /// WebSocket tunnels opened.
+    pub tunnels_opened: AtomicU64,
+    /// Connection actors that crashed (each lost only its own connection).
+    pub connection_crashes: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}

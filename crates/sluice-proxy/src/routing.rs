@@ -1,0 +1,106 @@
+//! The routing snapshot: per listener port, the group's routable backends and
+//! a precomputed weighted round-robin schedule. Built once per applied state
+//! and swapped atomically; a request reads it with one `ArcSwap::load` and
+//! picks a backend with one atomic increment.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::BackendRuntime;
+
+/// Everything a request needs to be routed, for every listener.
+#[derive(Default)]
+pub(crate) struct RoutingTable {
+    pub routes: HashMap<u16, Arc<Route>>,
+}
+
+/// One listener's route.
+pub(crate) struct Route {
+    pub group: Arc<str>,
+    pub request_timeout: Duration,
+    backends: Vec<Arc<BackendRuntime>>,
+    /// Indexes into `backends`, spread by weight (smooth weighted round
+    /// robin unrolled over one period).
+    schedule: Vec<u16>,
+    next: AtomicUsize,
+}
+
+impl Route {
+    pub fn new(
+        group: Arc<str>,
+        request_timeout: Duration,
+        weighted: Vec<(Arc<BackendRuntime>, u8)>,
+    ) -> Route {
+        let schedule = smooth_wrr_schedule(&weighted.iter().map(|(_, w)| *w).collect::<Vec<_>>());
+        Route {
+            group,
+            request_timeout,
+            backends: weighted.into_iter().map(|(b, _)| b).collect(),
+            schedule,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next backend in weighted round-robin order, if any may take work.
+    pub fn pick(&self) -> Option<&Arc<BackendRuntime>> {
+        if self.schedule.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.schedule.len();
+        self.backends.get(usize::from(self.schedule[i]))
+    }
+}
+
+/// One period of smooth weighted round robin (as nginx's): each backend
+/// appears `weight / gcd` times, interleaved rather than in runs.
+fn smooth_wrr_schedule(weights: &[u8]) -> Vec<u16> {
+    let g = weights
+        .iter()
+        .filter(|w| **w > 0)
+        .fold(0u32, |g, w| gcd(g, u32::from(*w)));
+    if g == 0 {
+        return Vec::new();
+    }
+    let w: Vec<i64> = weights.iter().map(|w| i64::from(u32::from(*w) / g)).collect();
+    let total: i64 = w.iter().sum();
+    let mut current = vec![0i64; w.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        let mut best = 0;
+        for i in 0..w.len() {
+            current[i] += w[i];
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= total;
+        out.push(best as u16);
+    }
+    out
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::smooth_wrr_schedule;
+
+    #[test]
+    fn schedule_follows_weights_and_interleaves() {
+        assert_eq!(smooth_wrr_schedule(&[100, 100]), vec![0, 1]);
+        let s = smooth_wrr_schedule(&[50, 100]);
+        assert_eq!(s.iter().filter(|i| **i == 1).count(), 2);
+        assert_eq!(s.len(), 3);
+        assert_eq!(smooth_wrr_schedule(&[5, 1, 1]), vec![0, 0, 1, 0, 2, 0, 0]);
+        assert!(smooth_wrr_schedule(&[0, 0]).is_empty());
+        assert_eq!(smooth_wrr_schedule(&[0, 7]), vec![1]);
+    }
+}
