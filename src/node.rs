@@ -1,9 +1,119 @@
-//! Assembles and runs one node (written by the data-plane work; stub).
+//! Assembles one node: the admin token, the data plane, the command store
+//! (restored from the data dir before any listener accepts traffic, C5), the
+//! drain reports fed back as commands, and the admin API.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use sluice_admin::auth::{self, TokenSource};
+use sluice_admin::{router, AdminContext, CommandStore, StoreError};
+use sluice_model::{Command, DrainId, ModelError};
+use sluice_proxy::{DataPlane, DrainReporter, ProxySettings};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
 
 use crate::config::NodeConfig;
 
+/// Hands drain completions from the data plane to the command store.
+struct ReportToStore {
+    reports: mpsc::UnboundedSender<DrainId>,
+}
+
+impl DrainReporter for ReportToStore {
+    fn drain_finished(&self, drain: DrainId, _group: &str, _backend: &str) {
+        let _ = self.reports.send(drain);
+    }
+}
+
 /// Runs a node until Ctrl-C or SIGTERM.
 pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
-    let _ = config;
-    anyhow::bail!("not wired yet")
+    let node = config.node_id;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let (token, source) = auth::resolve_token(
+        config.token.clone(),
+        std::env::var("SLUICE_TOKEN").ok(),
+        &config.data_dir,
+    )
+    .context("cannot set up the admin token")?;
+    match &source {
+        TokenSource::Generated(p) => info!(node, "generated an admin token; it is stored in {}", p.display()),
+        TokenSource::File(p) => info!(node, "admin token read from {}", p.display()),
+        TokenSource::Env => info!(node, "admin token taken from SLUICE_TOKEN"),
+        TokenSource::Config => info!(node, "admin token taken from the config file"),
+    }
+    // The admin port first: a node that cannot be administered does not start.
+    let admin = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on admin address {}", config.admin_listen))?;
+
+    let settings = ProxySettings {
+        node_id: node,
+        data_address: config.data_address,
+        header_read_timeout: config.header_read_timeout,
+        max_header_bytes: config.max_header_bytes,
+        upstream_connect_timeout: config.upstream_connect_timeout,
+        upstream_idle_timeout: config.upstream_idle_timeout,
+        upstream_max_idle_per_backend: config.upstream_max_idle_per_backend,
+    };
+    let (reports, mut report_rx) = mpsc::unbounded_channel();
+    let data_plane = Arc::new(
+        DataPlane::start(settings, Arc::new(ReportToStore { reports }))
+            .await
+            .context("cannot start the data plane")?,
+    );
+    let store = Arc::new(
+        CommandStore::open(&config.data_dir, node, data_plane.clone())
+            .await
+            .context("cannot restore the node's state")?,
+    );
+
+    let reporter_store = store.clone();
+    tokio::spawn(async move {
+        while let Some(drain) = report_rx.recv().await {
+            match reporter_store
+                .submit(Command::DrainFinished { drain, node })
+                .await
+            {
+                Ok(_) | Err(StoreError::Rejected(ModelError::DrainNotFound { .. })) => {}
+                Err(e) => warn!(node, %drain, error = %e, "could not record drain finished"),
+            }
+        }
+    });
+
+    let app = router(Arc::new(AdminContext {
+        node_id: node,
+        token,
+        store,
+    }));
+    info!(node, admin = %config.admin_listen, data_address = %config.data_address, "sluice node ready");
+    let serve = axum::serve(admin, app).with_graceful_shutdown(shutdown_signal());
+    tokio::select! {
+        r = serve => r.context("admin server failed")?,
+        _ = data_plane.stopped() => anyhow::bail!("the data plane stopped unexpectedly"),
+    }
+    info!(node, "shutting down");
+    data_plane.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
 }

@@ -1,3 +1,25 @@
-//! sluice's admin API.
+//! sluice's admin API: JSON over HTTP under `/v1/…` for groups, backends and
+//! listeners, `/livez` and `/readyz` for probes, `/metrics` for Prometheus.
+//!
+//! Why a separate crate: the API is one client of the command store and the
+//! data plane, the CLI is another client of the API; keeping the routes, the
+//! auth and the views here keeps the binary's `main` thin.
+//!
+//! How: [`CommandStore`] orders commands and applies them with
+//! `sluice_model::State::apply`, persists the result and hands it to the data
+//! plane before a write is acknowledged. [`router`] builds the axum router
+//! over an [`AdminContext`]; every write needs the bearer token ([`auth`]).
+//! The JSON bodies live in [`api`], shared with the CLI.
 #![forbid(unsafe_code)]
+
 pub mod api;
+pub mod auth;
+mod error;
+mod metrics;
+mod routes;
+mod store;
+mod views;
+
+pub use error::ApiError;
+pub use routes::{router, AdminContext};
+pub use store::{CommandStore, StoreError};

@@ -47,3 +47,6 @@ pub use data_plane::{BackendStats, DataPlane, DrainReporter, ListenerStatus};
 pub use error::ProxyError;
 pub use metrics::Metrics;
 pub use settings::ProxySettings;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+//! The admin token: where it comes from, and the bearer check on writes.
+//!
+//! Precedence: the config file's `[admin] token`, then `SLUICE_TOKEN`, then
+//! the token file in the data dir; with none of them the node generates one
+//! at first start, stores it in `<data_dir>/token` (mode 0600) and says where.
+
+use std::path::{Path, PathBuf};
+
+use axum::http::HeaderMap;
+
+use crate::ApiError;
+
+/// Where the node's token came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `[admin] token` in the config file.
+    Config,
+    /// The `SLUICE_TOKEN` environment variable.
+    Env,
+    /// An existing token file.
+    File(PathBuf),
+    /// Generated now and written to this file.
+    Generated(PathBuf),
+}
+
+/// Finds or makes the node's admin token.
+pub fn resolve_token(
+    configured: Option<String>,
+    env: Option<String>,
+    data_dir: &Path,
+) -> std::io::Result<(String, TokenSource)> {
+    if let Some(t) = configured.filter(|t| !t.is_empty()) {
+        return Ok((t, TokenSource::Config));
+    }
+    if let Some(t) = env.filter(|t| !t.is_empty()) {
+        return Ok((t, TokenSource::Env));
+    }
+    let path = data_dir.join("token");
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok((t.trim().to_string(), TokenSource::File(path))),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(data_dir)?;
+    write_private(&path, &token)?;
+    Ok((token, TokenSource::Generated(path)))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, token: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(token.as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, token: &str) -> std::io::Result<()> {
+    std::fs::write(path, token)
+}
+
+/// Checks `Authorization: Bearer <token>` in constant time.
+pub fn check_bearer(headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+    let (a, b) = (given.as_bytes(), token.as_bytes());
+    let same = a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized("wrong bearer token"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_and_generation() {
+        let dir = std::env::temp_dir().join(format!("sluice-auth-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (t, s) = resolve_token(Some("from-config".into()), Some("env".into()), &dir).unwrap();
+        assert_eq!((t.as_str(), s), ("from-config", TokenSource::Config));
+        let (t, s) = resolve_token(None, Some("from-env".into()), &dir).unwrap();
+        assert_eq!((t.as_str(), s), ("from-env", TokenSource::Env));
+        let (generated, s) = resolve_token(None, None, &dir).unwrap();
+        assert!(matches!(s, TokenSource::Generated(_)));
+        assert_eq!(generated.len(), 48);
+        let (again, s) = resolve_token(None, None, &dir).unwrap();
+        assert_eq!(again, generated);
+        assert!(matches!(s, TokenSource::File(_)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bearer_check() {
+        let mut h = HeaderMap::new();
+        assert_eq!(check_bearer(&h, "abc").unwrap_err().message, "missing bearer token");
+        h.insert("authorization", "Bearer abd".parse().unwrap());
+        assert_eq!(check_bearer(&h, "abc").unwrap_err().message, "wrong bearer token");
+        h.insert("authorization", "Bearer abc".parse().unwrap());
+        check_bearer(&h, "abc").unwrap();
+    }
+}

@@ -1,0 +1,89 @@
+//! API errors as JSON: a stable code, a message and the field at fault.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use sluice_model::ModelError;
+
+use crate::api::{ErrorBody, ErrorDetail};
+use crate::StoreError;
+
+/// An error answer of the admin API.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code.
+    pub code: &'static str,
+    /// One readable sentence.
+    pub message: String,
+    /// Field at fault.
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// A 400 for a field of the request.
+    pub fn bad_field(field: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_value",
+            message: message.into(),
+            field: Some(field.to_string()),
+        }
+    }
+
+    /// A 401.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: message.into(),
+            field: None,
+        }
+    }
+}
+
+impl From<ModelError> for ApiError {
+    fn from(e: ModelError) -> Self {
+        let status = if e.is_not_found() {
+            StatusCode::NOT_FOUND
+        } else if e.is_conflict() {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+            field: e.field().map(String::from),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Rejected(m) => m.into(),
+            other => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "store_unavailable",
+                message: other.to_string(),
+                field: None,
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                field: self.field,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,269 @@
+//! The admin API's routes (listed in [`crate::api`]).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State as AxState};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use sluice_model::{
+    validate_port, validate_weight, Command, DrainPolicy, ModelError, NodeId,
+    DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_WEIGHT,
+};
+
+use crate::api::{
+    AddBackend, AddListener, BackendState, BackendView, CreateGroup, GroupView, ListenerView,
+    UpdateGroup,
+};
+use crate::auth::check_bearer;
+use crate::views::{backend_view, group_view, listener_view};
+use crate::{ApiError, CommandStore};
+
+/// What the handlers share.
+pub struct AdminContext {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// The bearer token writes need.
+    pub token: String,
+    /// The command store (and through it the data plane).
+    pub store: Arc<CommandStore>,
+}
+
+type Ctx = AxState<Arc<AdminContext>>;
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The admin API router.
+pub fn router(ctx: Arc<AdminContext>) -> Router {
+    Router::new()
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/v1/state", get(state))
+        .route("/v1/groups", get(list_groups).post(create_group))
+        .route("/v1/groups/{group}", get(show_group).patch(update_group))
+        .route(
+            "/v1/groups/{group}/backends",
+            get(list_backends).post(add_backend),
+        )
+        .route(
+            "/v1/groups/{group}/backends/{addr}",
+            get(show_backend).delete(remove_backend),
+        )
+        .route("/v1/listeners", get(list_listeners).post(add_listener))
+        .fallback(|| async {
+            ApiError {
+                status: StatusCode::NOT_FOUND,
+                code: "no_such_route",
+                message: "no such API route (see /v1/groups, /v1/listeners)".into(),
+                field: None,
+            }
+        })
+        .with_state(ctx)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Parses a JSON body into a clear 400 naming what is wrong.
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid_body",
+        message: format!("request body is not valid: {e}"),
+        field: None,
+    })
+}
+
+async fn metrics(AxState(ctx): Ctx) -> impl IntoResponse {
+    let state = ctx.store.current();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(ctx.node_id, &state, ctx.store.data_plane()),
+    )
+}
+
+async fn state(AxState(ctx): Ctx) -> impl IntoResponse {
+    Json((*ctx.store.current()).clone())
+}
+
+async fn list_groups(AxState(ctx): Ctx) -> Json<Vec<GroupView>> {
+    let s = ctx.store.current();
+    let now = now_ms();
+    Json(
+        s.groups
+            .values()
+            .map(|g| group_view(&s, g, ctx.store.data_plane(), now))
+            .collect(),
+    )
+}
+
+fn find_group_view(ctx: &AdminContext, name: &str) -> ApiResult<GroupView> {
+    let s = ctx.store.current();
+    let g = s.groups.get(name).ok_or_else(|| ModelError::GroupNotFound {
+        group: name.to_string(),
+    })?;
+    Ok(group_view(&s, g, ctx.store.data_plane(), now_ms()))
+}
+
+async fn show_group(AxState(ctx): Ctx, Path(group): Path<String>) -> ApiResult<Json<GroupView>> {
+    find_group_view(&ctx, &group).map(Json)
+}
+
+async fn create_group(
+    AxState(ctx): Ctx,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<(StatusCode, Json<GroupView>)> {
+    check_bearer(&headers, &ctx.token)?;
+    let req: CreateGroup = body(&bytes)?;
+    let command = Command::CreateGroup {
+        name: req.name.clone(),
+        drain: DrainPolicy {
+            enabled: req.drain_enabled.unwrap_or(true),
+            timeout_ms: req.drain_timeout_ms.unwrap_or(DEFAULT_DRAIN_TIMEOUT_MS),
+        },
+    };
+    ctx.store.submit(command).await?;
+    Ok((StatusCode::CREATED, Json(find_group_view(&ctx, &req.name)?)))
+}
+
+async fn update_group(
+    AxState(ctx): Ctx,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<Json<GroupView>> {
+    check_bearer(&headers, &ctx.token)?;
+    let req: UpdateGroup = body(&bytes)?;
+    ctx.store
+        .submit(Command::UpdateGroup {
+            name: group.clone(),
+            drain_enabled: req.drain_enabled,
+            drain_timeout_ms: req.drain_timeout_ms,
+        })
+        .await?;
+    Ok(Json(find_group_view(&ctx, &group)?))
+}
+
+async fn list_backends(
+    AxState(ctx): Ctx,
+    Path(group): Path<String>,
+) -> ApiResult<Json<Vec<BackendView>>> {
+    Ok(Json(find_group_view(&ctx, &group)?.backends))
+}
+
+fn find_backend_view(ctx: &AdminContext, group: &str, addr: &str) -> ApiResult<BackendView> {
+    let s = ctx.store.current();
+    let g = s.groups.get(group).ok_or_else(|| ModelError::GroupNotFound {
+        group: group.to_string(),
+    })?;
+    let b = g
+        .backends
+        .get(addr)
+        .ok_or_else(|| ModelError::BackendNotFound {
+            group: group.to_string(),
+            backend: addr.to_string(),
+        })?;
+    Ok(backend_view(&s, g, b, ctx.store.data_plane(), now_ms()))
+}
+
+async fn show_backend(
+    AxState(ctx): Ctx,
+    Path((group, addr)): Path<(String, String)>,
+) -> ApiResult<Json<BackendView>> {
+    find_backend_view(&ctx, &group, &addr).map(Json)
+}
+
+async fn add_backend(
+    AxState(ctx): Ctx,
+    Path(group): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<Json<BackendView>> {
+    check_bearer(&headers, &ctx.token)?;
+    let req: AddBackend = body(&bytes)?;
+    let weight = match req.weight {
+        Some(w) => validate_weight(w)?,
+        None => DEFAULT_WEIGHT,
+    };
+    ctx.store
+        .submit(Command::AddBackend {
+            group: group.clone(),
+            addr: req.addr.clone(),
+            weight,
+        })
+        .await?;
+    Ok(Json(find_backend_view(&ctx, &group, &req.addr)?))
+}
+
+async fn remove_backend(
+    AxState(ctx): Ctx,
+    Path((group, addr)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<(StatusCode, Json<BackendView>)> {
+    check_bearer(&headers, &ctx.token)?;
+    let before = find_backend_view(&ctx, &group, &addr)?;
+    // The removal's time is stamped here, where the command is proposed; the
+    // deadline every node closes at is computed from it (C3).
+    ctx.store
+        .submit(Command::RemoveBackend {
+            group: group.clone(),
+            addr: addr.clone(),
+            at: now_ms(),
+        })
+        .await?;
+    match find_backend_view(&ctx, &group, &addr) {
+        Ok(view) => Ok((StatusCode::ACCEPTED, Json(view))),
+        Err(_) => Ok((
+            StatusCode::OK,
+            Json(BackendView {
+                state: BackendState::Removed,
+                drain: None,
+                in_flight: 0,
+                tunnels: 0,
+                ..before
+            }),
+        )),
+    }
+}
+
+async fn list_listeners(AxState(ctx): Ctx) -> Json<Vec<ListenerView>> {
+    let s = ctx.store.current();
+    Json(
+        s.listeners
+            .values()
+            .map(|l| listener_view(l, ctx.store.data_plane()))
+            .collect(),
+    )
+}
+
+async fn add_listener(
+    AxState(ctx): Ctx,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<(StatusCode, Json<ListenerView>)> {
+    check_bearer(&headers, &ctx.token)?;
+    let req: AddListener = body(&bytes)?;
+    let port = validate_port(req.port)?;
+    ctx.store
+        .submit(Command::AddListener {
+            port,
+            group: req.group,
+            request_timeout_ms: req.request_timeout_ms.unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS),
+        })
+        .await?;
+    let s = ctx.store.current();
+    let l = s.listeners.get(&port).expect("just added");
+    Ok((
+        StatusCode::CREATED,
+        Json(listener_view(l, ctx.store.data_plane())),
+    ))
+}

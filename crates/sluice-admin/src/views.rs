@@ -1,0 +1,80 @@
+//! Building the API's views from the replicated state and this node's live
+//! figures.
+
+use sluice_model::{AfterDrain, Backend, BackendStatus, DrainCause, Group, Listener, State};
+use sluice_proxy::DataPlane;
+
+use crate::api::{BackendState, BackendView, DrainView, GroupView, ListenerView, NodeDrainView};
+
+pub(crate) fn group_view(state: &State, g: &Group, dp: &DataPlane, now: u64) -> GroupView {
+    GroupView {
+        name: g.name.clone(),
+        drain_enabled: g.drain.enabled,
+        drain_timeout_ms: g.drain.timeout_ms,
+        backends: g
+            .backends
+            .values()
+            .map(|b| backend_view(state, g, b, dp, now))
+            .collect(),
+    }
+}
+
+pub(crate) fn backend_view(
+    state: &State,
+    g: &Group,
+    b: &Backend,
+    dp: &DataPlane,
+    now: u64,
+) -> BackendView {
+    let stats = dp.backend_stats(&g.name, &b.addr);
+    let drain = match b.status {
+        BackendStatus::Active => None,
+        BackendStatus::Draining { drain } => state.drains.get(&drain).map(|d| DrainView {
+            id: d.id,
+            cause: match d.cause {
+                DrainCause::Removed => "removed".into(),
+            },
+            started_at_ms: d.started_at,
+            deadline_ms: d.deadline,
+            remaining_ms: d.deadline.saturating_sub(now),
+            then: match d.after {
+                AfterDrain::Remove => "remove".into(),
+                AfterDrain::Reactivate { .. } => "reactivate".into(),
+            },
+            nodes: state
+                .nodes
+                .iter()
+                .map(|n| NodeDrainView {
+                    node: *n,
+                    finished: d.finished.contains(n),
+                })
+                .collect(),
+        }),
+    };
+    BackendView {
+        group: g.name.clone(),
+        addr: b.addr.clone(),
+        weight: b.weight,
+        state: if drain.is_some() {
+            BackendState::Draining
+        } else {
+            BackendState::Active
+        },
+        in_flight: stats.in_flight,
+        tunnels: stats.tunnels,
+        drain,
+    }
+}
+
+pub(crate) fn listener_view(l: &Listener, dp: &DataPlane) -> ListenerView {
+    let status = dp.listener_status(l.port);
+    ListenerView {
+        port: l.port,
+        group: l.group.clone(),
+        request_timeout_ms: l.request_timeout_ms,
+        bind: status.as_ref().map(|s| s.bind.clone()).unwrap_or_default(),
+        status: status
+            .map(|s| s.status)
+            .unwrap_or_else(|| "pending".into()),
+    }
+}
