@@ -133,7 +133,33 @@ pub(crate) struct BackendState {
     runtime: Arc<BackendRuntime>,
     reporter: Arc<dyn DrainReporter>,
     connections: HashMap<ActorId, ActorRef<ConnectionMessage>>,
-    drain: Option<(DrainId, ActorRef<DrainMessage>)>,
+    /// The drain in progress: its id, deadline and actor.
+    drain: Option<(DrainId, UnixMillis, ActorRef<DrainMessage>)>,
+}
+
+impl BackendState {
+    async fn spawn_drain(
+        &mut self,
+        myself: &ActorRef<BackendMessage>,
+        drain: DrainId,
+        deadline: UnixMillis,
+    ) -> Result<(), ActorProcessingErr> {
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            Drain,
+            DrainArgs {
+                drain,
+                deadline,
+                backend: myself.clone(),
+                runtime: self.runtime.clone(),
+                reporter: self.reporter.clone(),
+            },
+            myself.get_cell(),
+        )
+        .await?;
+        self.drain = Some((drain, deadline, actor));
+        Ok(())
+    }
 }
 
 pub(crate) enum BackendMessage {
@@ -180,7 +206,7 @@ impl Actor for Backend {
         match message {
             BackendMessage::Register(conn) => {
                 if state.runtime.closed.load(Ordering::Acquire) {
-                    let drain = state.drain.as_ref().map(|(d, _)| *d);
+                    let drain = state.drain.as_ref().map(|(d, _, _)| *d);
                     let _ = conn.cast(ConnectionMessage::Shutdown {
                         backend: state.runtime.id,
                         drain,
@@ -196,20 +222,7 @@ impl Actor for Backend {
                     return Ok(());
                 }
                 state.runtime.draining.store(true, Ordering::Release);
-                let (actor, _) = Actor::spawn_linked(
-                    None,
-                    Drain,
-                    DrainArgs {
-                        drain,
-                        deadline,
-                        backend: myself.clone(),
-                        runtime: state.runtime.clone(),
-                        reporter: state.reporter.clone(),
-                    },
-                    myself.get_cell(),
-                )
-                .await?;
-                state.drain = Some((drain, actor));
+                state.spawn_drain(&myself, drain, deadline).await?;
             }
             BackendMessage::ShutdownAll { drain } => {
                 state.runtime.closed.store(true, Ordering::Release);
@@ -228,7 +241,7 @@ impl Actor for Backend {
                 }
             }
             BackendMessage::WorkEnded => {
-                if let Some((_, drain)) = &state.drain {
+                if let Some((_, _, drain)) = &state.drain {
                     let _ = drain.cast(DrainMessage::CheckIdle);
                 }
             }
@@ -247,13 +260,18 @@ impl Actor for Backend {
 
     async fn handle_supervisor_evt(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         event: SupervisionEvent,
         state: &mut BackendState,
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(who, err) => {
-                warn!(backend = %state.runtime.addr, actor = %who.get_id(), error = %err, "drain actor failed");
+                warn!(backend = %state.runtime.addr, actor = %who.get_id(), error = %err, "drain actor failed; restarting it");
+                // The deadline is absolute: a restarted drain keeps it, and
+                // fires at once if it already passed.
+                if let Some((drain, deadline, _)) = state.drain.take() {
+                    state.spawn_drain(&myself, drain, deadline).await?;
+                }
             }
             SupervisionEvent::ActorTerminated(who, _, _) => {
                 debug!(backend = %state.runtime.addr, actor = %who.get_id(), "drain actor ended");

@@ -1,0 +1,127 @@
+//! Shared set-up for the end-to-end tests: a real `sluice` node process,
+//! in-process demo backends, and the CLI run as a real process.
+
+#![allow(dead_code)]
+
+use std::process::Output;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use sluice_testkit::{DemoBackend, DemoBackendConfig, NodeOptions, NodeProcess};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Runs the CLI against `node` without blocking the test's runtime.
+pub async fn cli(node: &NodeProcess, args: &[&str]) -> Output {
+    tokio::process::Command::new(BIN)
+        .args(args)
+        .env("SLUICE_NODE", node.admin_url())
+        .env("SLUICE_TOKEN", node.token())
+        .output()
+        .await
+        .expect("run sluice")
+}
+
+/// Runs the CLI and insists it succeeded; returns stdout.
+pub async fn cli_ok(node: &NodeProcess, args: &[&str]) -> String {
+    let out = cli(node, args).await;
+    assert!(
+        out.status.success(),
+        "sluice {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs the CLI with `--output json` and parses what it printed.
+pub async fn cli_json(node: &NodeProcess, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["--output", "json"]);
+    let out = cli_ok(node, &all).await;
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+pub async fn backend(name: &str, delay: Duration) -> DemoBackend {
+    DemoBackend::start(DemoBackendConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        name: name.to_string(),
+        delay,
+    })
+    .await
+    .expect("start demo backend")
+}
+
+/// A node with group `web` (drain flags as given), the backends, and a
+/// listener; returns the node and the listener's base URL.
+pub async fn cluster_of_one(
+    drain_flags: &[&str],
+    backends: &[&DemoBackend],
+    request_timeout: &str,
+) -> (NodeProcess, String) {
+    let node = tokio::task::spawn_blocking(|| {
+        NodeProcess::start(BIN.as_ref(), NodeOptions::local(1)).expect("start node")
+    })
+    .await
+    .unwrap();
+    let mut create = vec!["group", "create", "web"];
+    create.extend_from_slice(drain_flags);
+    cli_ok(&node, &create).await;
+    for b in backends {
+        cli_ok(&node, &["backend", "add", "web", &b.addr().to_string()]).await;
+    }
+    let port = sluice_testkit::free_port().to_string();
+    cli_ok(
+        &node,
+        &[
+            "listener",
+            "add",
+            "--port",
+            &port,
+            "--group",
+            "web",
+            "--request-timeout",
+            request_timeout,
+        ],
+    )
+    .await;
+    (node, format!("http://127.0.0.1:{port}"))
+}
+
+/// Removes a backend through the CLI; returns the drain's deadline (Unix ms)
+/// when it drains.
+pub async fn remove(node: &NodeProcess, addr: &str) -> Option<u64> {
+    let v = cli_json(node, &["backend", "remove", "web", addr]).await;
+    v["drain"]["deadline_ms"].as_u64()
+}
+
+/// Polls the admin API until the backend is gone from the group.
+pub async fn wait_removed(node: &NodeProcess, addr: &str, within: Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < within {
+        let out = cli(node, &["backend", "list", "web", "--output", "json"]).await;
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if v.as_array()
+            .is_some_and(|a| a.iter().all(|b| b["addr"].as_str() != Some(addr)))
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap()
+}
