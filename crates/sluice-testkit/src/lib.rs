@@ -1,1 +1,26 @@
-//! placeholder
+//! Test and demo support for sluice.
+//!
+//! - [`backend`]: [`DemoBackend`], the slow-HTTP + WebSocket-echo server of
+//!   the cloud-ALB connection-draining guide, which logs and records every
+//!   connection, request and WebSocket event (also shipped as the
+//!   `sluice-demo-backend` binary).
+//! - [`harness`]: [`NodeProcess`], which runs a real `sluice node run`
+//!   process from a generated config for end-to-end tests.
+//! - [`client`]: [`WsClient`] and [`http_get`], small clients whose calls
+//!   always end within a timeout.
+//!
+//! Why a crate of its own: the end-to-end tests, the docker demo and the
+//! fault-injection harness all need the same backends and the same way of
+//! starting nodes; keeping them here keeps the product crates free of test
+//! code.
+
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod client;
+pub mod harness;
+
+pub use backend::{BackendEvent, DemoBackend, DemoBackendConfig, Recorded};
+pub use client::{http_get, WsClient, WsEvent};
+pub use harness::{free_port, NodeOptions, NodeProcess};
+pub use hyper::HeaderMap;

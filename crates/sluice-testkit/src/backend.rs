@@ -1,0 +1,354 @@
+//! The demo/test backend: a slow HTTP server and a WebSocket echo server on
+//! one port, like the two servers of the cloud-ALB connection-draining guide.
+//!
+//! Why: draining is only observable from the backend's side — which requests
+//! it started, which it answered, which were cut off, which tunnels were
+//! closed and with what code. [`DemoBackend`] therefore logs every event
+//! (with a UTC timestamp, through `tracing`) and also records it in memory,
+//! so end-to-end tests can assert on it and wait for it without sleeping.
+//!
+//! How: one accept loop hands each TCP connection to hyper's HTTP/1.1 server
+//! (keep-alive on, upgrades on). Plain requests sleep for the configured
+//! delay (or `?delay=250ms`) and answer `Hello from <name>`; `/health`
+//! answers `ok` at once; a request with `Upgrade: websocket` is upgraded and
+//! served by an echo loop. Every task lives in one [`tokio::task::JoinSet`],
+//! so [`DemoBackend::shutdown`] (or dropping the backend) aborts them all;
+//! drop guards turn "the future was dropped" into `RequestAborted`,
+//! `WebSocketClosed` and `ConnectionClosed` events.
+
+mod http;
+mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+/// Something that happened on a [`DemoBackend`].
+///
+/// `/health` probes are not recorded (they would drown the interesting
+/// events), but the connections they arrive on are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackendEvent {
+    /// A TCP connection was accepted.
+    ConnectionOpened { peer: SocketAddr },
+    /// A TCP connection ended (including an upgraded one, once its
+    /// WebSocket has ended).
+    ConnectionClosed { peer: SocketAddr },
+    /// A plain HTTP request (not `/health`, not a WebSocket upgrade) began;
+    /// `path` is the path and query as received, e.g. `/?delay=3s`.
+    RequestStarted { path: String },
+    /// The request was answered with `status`.
+    RequestAnswered { path: String, status: u16 },
+    /// The proxy/client went away (or the backend shut down) before the
+    /// answer was ready.
+    RequestAborted { path: String },
+    /// A WebSocket upgrade completed.
+    WebSocketOpened { peer: SocketAddr },
+    /// A text message arrived on a WebSocket.
+    WebSocketMessage { text: String },
+    /// The peer sent a Close frame; `code` is `None` when the frame had no
+    /// status code.
+    WebSocketCloseReceived { code: Option<u16> },
+    /// A WebSocket ended, for whatever reason.
+    WebSocketClosed { peer: SocketAddr },
+}
+
+/// One recorded [`BackendEvent`] with the monotonic and the wall-clock time
+/// at which it happened.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub at: Instant,
+    pub wall: SystemTime,
+    pub event: BackendEvent,
+}
+
+/// How to run a [`DemoBackend`].
+#[derive(Clone, Debug)]
+pub struct DemoBackendConfig {
+    /// Address to listen on; port 0 picks a free port (see
+    /// [`DemoBackend::addr`]).
+    pub listen: SocketAddr,
+    /// Name used in the `Hello from <name>` body, the `x-backend` header and
+    /// the log lines.
+    pub name: String,
+    /// How long a plain request waits before it is answered, unless the
+    /// request carries `?delay=<humantime>`.
+    pub delay: Duration,
+}
+
+impl DemoBackendConfig {
+    /// A backend on `127.0.0.1:0` with no delay.
+    pub fn local(name: impl Into<String>) -> DemoBackendConfig {
+        DemoBackendConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            name: name.into(),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// A running demo backend. Dropping it stops it, like [`DemoBackend::shutdown`]
+/// but without waiting for the tasks to end.
+pub struct DemoBackend {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+}
+
+impl DemoBackend {
+    /// Binds `config.listen` and starts serving.
+    pub async fn start(config: DemoBackendConfig) -> std::io::Result<DemoBackend> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            name: config.name,
+            delay: config.delay,
+            events: Mutex::new(Vec::new()),
+            changed: Notify::new(),
+            requests_started: AtomicU64::new(0),
+            tasks: Mutex::new(Some(JoinSet::new())),
+            shutting_down: AtomicBool::new(false),
+        });
+        info!(
+            "{} listening on {} (delay {})",
+            shared.name,
+            addr,
+            humantime::format_duration(shared.delay)
+        );
+        shared.spawn(accept_loop(shared.clone(), listener));
+        Ok(DemoBackend { shared, addr })
+    }
+
+    /// The address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The configured name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Every event recorded so far, oldest first.
+    pub fn events(&self) -> Vec<Recorded> {
+        lock(&self.shared.events).clone()
+    }
+
+    /// How many plain requests (not `/health`, not WebSocket upgrades) have
+    /// started.
+    pub fn requests_started(&self) -> u64 {
+        self.shared.requests_started.load(Ordering::SeqCst)
+    }
+
+    /// Waits until an event matching `pred` has been recorded — including
+    /// events recorded before the call — and returns the first such event,
+    /// or `None` after `timeout`.
+    pub async fn wait_for(
+        &self,
+        pred: impl Fn(&BackendEvent) -> bool,
+        timeout: Duration,
+    ) -> Option<Recorded> {
+        self.wait_for_matching(|r| pred(&r.event), timeout).await
+    }
+
+    /// Like [`DemoBackend::wait_for`], but only considers events recorded at
+    /// or after `since` (e.g. an `Instant` taken just before an action).
+    pub async fn wait_for_after(
+        &self,
+        since: Instant,
+        pred: impl Fn(&BackendEvent) -> bool,
+        timeout: Duration,
+    ) -> Option<Recorded> {
+        self.wait_for_matching(|r| r.at >= since && pred(&r.event), timeout)
+            .await
+    }
+
+    async fn wait_for_matching(
+        &self,
+        pred: impl Fn(&Recorded) -> bool,
+        timeout: Duration,
+    ) -> Option<Recorded> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = 0;
+        loop {
+            // Register interest before looking, so an event recorded between
+            // the look and the wait still wakes us.
+            let notified = self.shared.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let events = lock(&self.shared.events);
+                if let Some(found) = events[seen..].iter().find(|r| pred(r)) {
+                    return Some(found.clone());
+                }
+                seen = events.len();
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Stops accepting, drops every open connection (in-flight requests are
+    /// recorded as aborted, WebSockets and connections as closed) and waits
+    /// until all of that is done. Returns every event recorded, including
+    /// those the shutdown itself caused.
+    pub async fn shutdown(self) -> Vec<Recorded> {
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
+        let tasks = lock(&self.shared.tasks).take();
+        if let Some(mut tasks) = tasks {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+        info!("{} stopped", self.shared.name);
+        self.events()
+    }
+}
+
+impl Drop for DemoBackend {
+    fn drop(&mut self) {
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
+        // Dropping a JoinSet aborts its tasks; this also breaks the
+        // Shared -> JoinSet -> task -> Shared reference cycle.
+        let tasks = lock(&self.shared.tasks).take();
+        drop(tasks);
+    }
+}
+
+impl std::fmt::Debug for DemoBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoBackend")
+            .field("name", &self.shared.name)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// State shared by the handle and every task.
+pub(crate) struct Shared {
+    pub(crate) name: String,
+    pub(crate) delay: Duration,
+    events: Mutex<Vec<Recorded>>,
+    changed: Notify,
+    pub(crate) requests_started: AtomicU64,
+    /// `None` once the backend is shutting down: nothing new is spawned.
+    tasks: Mutex<Option<JoinSet<()>>>,
+    shutting_down: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn record(&self, event: BackendEvent) {
+        let recorded = Recorded {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+            event,
+        };
+        lock(&self.events).push(recorded);
+        self.changed.notify_waiters();
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Spawns `task` into the backend's task set, unless it is shutting down.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = lock(&self.tasks);
+        if let Some(set) = tasks.as_mut() {
+            // Reap finished tasks so the set does not grow without bound.
+            while set.try_join_next().is_some() {}
+            set.spawn(task);
+        }
+    }
+}
+
+/// Locks a mutex, ignoring poisoning (a panicking test thread must not hide
+/// the events from the others).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                shared.spawn(http::serve_connection(shared.clone(), stream, peer));
+            }
+            Err(e) => {
+                // Typically EMFILE; back off briefly instead of spinning.
+                warn!("{} accept failed: {}", shared.name, e);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Records `ConnectionClosed` when the last holder (the HTTP connection
+/// task, or the WebSocket task after an upgrade) lets go of it.
+pub(crate) struct ConnectionGuard {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+}
+
+impl ConnectionGuard {
+    pub(crate) fn open(shared: Arc<Shared>, peer: SocketAddr) -> ConnectionGuard {
+        info!("{} http connection opened from {}", shared.name, peer);
+        shared.record(BackendEvent::ConnectionOpened { peer });
+        ConnectionGuard { shared, peer }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        info!(
+            "{} http connection from {} closed",
+            self.shared.name, self.peer
+        );
+        self.shared
+            .record(BackendEvent::ConnectionClosed { peer: self.peer });
+    }
+}
+
+/// Human name of a WebSocket close code, for the logs.
+pub(crate) fn close_code_name(code: u16) -> &'static str {
+    match code {
+        1000 => "Normal Closure",
+        1001 => "Going Away",
+        1002 => "Protocol Error",
+        1003 => "Unsupported Data",
+        1005 => "No Status Received",
+        1006 => "Abnormal Closure",
+        1007 => "Invalid Payload Data",
+        1008 => "Policy Violation",
+        1009 => "Message Too Big",
+        1010 => "Mandatory Extension",
+        1011 => "Internal Error",
+        1012 => "Service Restart",
+        1013 => "Try Again Later",
+        1014 => "Bad Gateway",
+        1015 => "TLS Handshake",
+        3000..=3999 => "Registered",
+        4000..=4999 => "Private Use",
+        _ => "Unknown",
+    }
+}
+
+/// `3.001s`-style duration for the logs.
+pub(crate) fn secs(d: Duration) -> String {
+    format!("{:.3}s", d.as_secs_f64())
+}
