@@ -1,1 +1,74 @@
-fn main() {}
+//! `sluice`: runs a node (`sluice node run`) or talks to one's admin API.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+mod client;
+mod config;
+mod node;
+mod output;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command, NodeCommand};
+use crate::config::{LogFormat, NodeConfig};
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = match cli.command {
+        Command::Node(NodeCommand::Run { config }) => {
+            let config = match config {
+                Some(path) => match NodeConfig::load(&path) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        std::process::exit(2);
+                    }
+                },
+                None => NodeConfig::embedded_default(),
+            };
+            init_logging(&config);
+            match runtime.block_on(node::run(config)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            }
+        }
+        command => {
+            let client = client::Client::new(cli.client);
+            let result = runtime.block_on(async {
+                match command {
+                    Command::Group(c) => client.group(c).await,
+                    Command::Backend(c) => client.backend(c).await,
+                    Command::Listener(c) => client.listener(c).await,
+                    Command::Node(_) => unreachable!("handled above"),
+                }
+            });
+            match result {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    e.exit_code()
+                }
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+fn init_logging(config: &NodeConfig) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -37,7 +37,11 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     )
     .context("cannot set up the admin token")?;
     match &source {
-        TokenSource::Generated(p) => info!(node, "generated an admin token; it is stored in {}", p.display()),
+        TokenSource::Generated(p) => info!(
+            node,
+            "generated an admin token; it is stored in {}",
+            p.display()
+        ),
         TokenSource::File(p) => info!(node, "admin token read from {}", p.display()),
         TokenSource::Env => info!(node, "admin token taken from SLUICE_TOKEN"),
         TokenSource::Config => info!(node, "admin token taken from the config file"),

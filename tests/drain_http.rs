@@ -130,7 +130,11 @@ async fn readding_during_a_drain_waits_for_the_deadline() {
     for _ in 0..10 {
         assert_eq!(spawn_get(format!("{url}/")).await.unwrap().0, 200);
     }
-    assert_eq!(old.requests_started(), before, "R5: no new work during the drain");
+    assert_eq!(
+        old.requests_started(),
+        before,
+        "R5: no new work during the drain"
+    );
     // At the deadline the held request is cut and ecs01 becomes active.
     let (status, ..) = tokio::select! {
         r = &mut held => r.unwrap(),
@@ -222,6 +226,10 @@ async fn nothing_finished_is_lost_under_load() {
     }
     assert!(served_before > 100, "ecs01 served {served_before} before");
     assert_eq!(bad.load(Ordering::Relaxed), 0, "R11: no request failed");
-    assert!(ok.load(Ordering::Relaxed) > 1000, "{} ok", ok.load(Ordering::Relaxed));
+    assert!(
+        ok.load(Ordering::Relaxed) > 1000,
+        "{} ok",
+        ok.load(Ordering::Relaxed)
+    );
     assert!(wait_removed(&node, &a.addr().to_string(), Duration::from_secs(3)).await);
 }

@@ -23,7 +23,10 @@ async fn fails_with(node: &NodeProcess, args: &[&str], needles: &[&str]) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "sluice {args:?} should fail");
     for n in needles {
-        assert!(err.contains(n), "sluice {args:?}: {err:?} should mention {n:?}");
+        assert!(
+            err.contains(n),
+            "sluice {args:?}: {err:?} should mention {n:?}"
+        );
     }
     assert_eq!(err.trim().lines().count(), 1, "one readable line: {err:?}");
 }
@@ -32,15 +35,64 @@ async fn fails_with(node: &NodeProcess, args: &[&str], needles: &[&str]) {
 async fn invalid_cli_values_name_the_flag_value_and_range() {
     let node = node_with("").await;
     cli_ok(&node, &["group", "create", "web"]).await;
-    fails_with(&node, &["group", "create", "api", "--drain-timeout", "2h"], &["--drain-timeout", "2h", "0s..=3600s"]).await;
-    fails_with(&node, &["group", "create", "api", "--drain-timeout", "soon"], &["--drain-timeout", "soon"]).await;
+    fails_with(
+        &node,
+        &["group", "create", "api", "--drain-timeout", "2h"],
+        &["--drain-timeout", "2h", "0s..=3600s"],
+    )
+    .await;
+    fails_with(
+        &node,
+        &["group", "create", "api", "--drain-timeout", "soon"],
+        &["--drain-timeout", "soon"],
+    )
+    .await;
     fails_with(&node, &["group", "create", "Not_OK"], &["Not_OK"]).await;
-    fails_with(&node, &["backend", "add", "web", "10.0.0.1:8080", "--weight", "101"], &["--weight", "101", "0..=100"]).await;
-    fails_with(&node, &["backend", "add", "web", "10.0.0.1"], &["10.0.0.1", "host:port"]).await;
-    fails_with(&node, &["listener", "add", "--port", "70000", "--group", "web"], &["--port", "70000", "1..=65535"]).await;
-    fails_with(&node, &["listener", "add", "--port", "8080", "--group", "web", "--request-timeout", "0s"], &["--request-timeout", "1s..=600s"]).await;
-    fails_with(&node, &["backend", "add", "nope", "10.0.0.1:8080"], &["nope"]).await;
-    fails_with(&node, &["backend", "remove", "web", "10.9.9.9:80"], &["10.9.9.9:80"]).await;
+    fails_with(
+        &node,
+        &["backend", "add", "web", "10.0.0.1:8080", "--weight", "101"],
+        &["--weight", "101", "0..=100"],
+    )
+    .await;
+    fails_with(
+        &node,
+        &["backend", "add", "web", "10.0.0.1"],
+        &["10.0.0.1", "host:port"],
+    )
+    .await;
+    fails_with(
+        &node,
+        &["listener", "add", "--port", "70000", "--group", "web"],
+        &["--port", "70000", "1..=65535"],
+    )
+    .await;
+    fails_with(
+        &node,
+        &[
+            "listener",
+            "add",
+            "--port",
+            "8080",
+            "--group",
+            "web",
+            "--request-timeout",
+            "0s",
+        ],
+        &["--request-timeout", "1s..=600s"],
+    )
+    .await;
+    fails_with(
+        &node,
+        &["backend", "add", "nope", "10.0.0.1:8080"],
+        &["nope"],
+    )
+    .await;
+    fails_with(
+        &node,
+        &["backend", "remove", "web", "10.9.9.9:80"],
+        &["10.9.9.9:80"],
+    )
+    .await;
     // Nothing of that reached the state.
     let groups = cli_json(&node, &["group", "list"]).await;
     assert_eq!(groups.as_array().unwrap().len(), 1);
@@ -119,14 +171,32 @@ async fn malformed_slow_and_oversized_requests_get_4xx() {
     cli_ok(&node, &["group", "create", "web"]).await;
     cli_ok(&node, &["backend", "add", "web", &b.addr().to_string()]).await;
     let port = sluice_testkit::free_port();
-    cli_ok(&node, &["listener", "add", "--port", &port.to_string(), "--group", "web"]).await;
+    cli_ok(
+        &node,
+        &[
+            "listener",
+            "add",
+            "--port",
+            &port.to_string(),
+            "--group",
+            "web",
+        ],
+    )
+    .await;
 
     let answers = tokio::task::spawn_blocking(move || {
         let garbage = raw_exchange(port, b"NOT HTTP AT ALL\r\n\r\n", Duration::from_secs(3));
-        let big = format!("GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n", "a".repeat(64 * 1024));
+        let big = format!(
+            "GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+            "a".repeat(64 * 1024)
+        );
         let oversized = raw_exchange(port, big.as_bytes(), Duration::from_secs(3));
         let t = Instant::now();
-        let slow = raw_exchange(port, b"GET / HTTP/1.1\r\nhost: x\r\n", Duration::from_secs(5));
+        let slow = raw_exchange(
+            port,
+            b"GET / HTTP/1.1\r\nhost: x\r\n",
+            Duration::from_secs(5),
+        );
         (garbage, oversized, slow, t.elapsed())
     })
     .await
@@ -141,6 +211,8 @@ async fn malformed_slow_and_oversized_requests_get_4xx() {
         answers.3
     );
     // The node is unharmed.
-    let r = reqwest::get(format!("http://127.0.0.1:{port}/")).await.unwrap();
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }

@@ -7,13 +7,16 @@ use std::time::Duration;
 
 use common::*;
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_and_restart_keeps_every_acknowledged_write() {
     let b = backend("ecs01", Duration::ZERO).await;
     let (mut node, url) = cluster_of_one(&["--drain-timeout", "20s"], &[&b], "5s").await;
     cli_ok(&node, &["group", "create", "api", "--no-drain"]).await;
-    cli_ok(&node, &["backend", "add", "api", "10.0.0.7:80", "--weight", "7"]).await;
+    cli_ok(
+        &node,
+        &["backend", "add", "api", "10.0.0.7:80", "--weight", "7"],
+    )
+    .await;
     let before: serde_json::Value = reqwest::get(format!("{}/v1/state", node.admin_url()))
         .await
         .unwrap()

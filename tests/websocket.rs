@@ -15,9 +15,10 @@ use tokio_tungstenite::tungstenite::Message;
 async fn tunnel_keeps_echoing_until_the_deadline_then_gets_1001() {
     let b = backend("ecs01", Duration::ZERO).await;
     let (node, url) = cluster_of_one(&["--drain-timeout", "3s"], &[&b], "60s").await;
-    let (ws, resp) = tokio_tungstenite::connect_async(format!("{}/chat", url.replace("http", "ws")))
-        .await
-        .expect("websocket through sluice");
+    let (ws, resp) =
+        tokio_tungstenite::connect_async(format!("{}/chat", url.replace("http", "ws")))
+            .await
+            .expect("websocket through sluice");
     assert_eq!(resp.status(), 101);
     let (mut tx, mut rx) = ws.split();
     let mut tick = tokio::time::interval(Duration::from_millis(200));

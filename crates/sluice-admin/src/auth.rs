@@ -37,7 +37,9 @@ pub fn resolve_token(
     }
     let path = data_dir.join("token");
     match std::fs::read_to_string(&path) {
-        Ok(t) if !t.trim().is_empty() => return Ok((t.trim().to_string(), TokenSource::File(path))),
+        Ok(t) if !t.trim().is_empty() => {
+            return Ok((t.trim().to_string(), TokenSource::File(path)))
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
@@ -109,9 +111,15 @@ mod tests {
     #[test]
     fn bearer_check() {
         let mut h = HeaderMap::new();
-        assert_eq!(check_bearer(&h, "abc").unwrap_err().message, "missing bearer token");
+        assert_eq!(
+            check_bearer(&h, "abc").unwrap_err().message,
+            "missing bearer token"
+        );
         h.insert("authorization", "Bearer abd".parse().unwrap());
-        assert_eq!(check_bearer(&h, "abc").unwrap_err().message, "wrong bearer token");
+        assert_eq!(
+            check_bearer(&h, "abc").unwrap_err().message,
+            "wrong bearer token"
+        );
         h.insert("authorization", "Bearer abc".parse().unwrap());
         check_bearer(&h, "abc").unwrap();
     }

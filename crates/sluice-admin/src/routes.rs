@@ -107,9 +107,12 @@ async fn list_groups(AxState(ctx): Ctx) -> Json<Vec<GroupView>> {
 
 fn find_group_view(ctx: &AdminContext, name: &str) -> ApiResult<GroupView> {
     let s = ctx.store.current();
-    let g = s.groups.get(name).ok_or_else(|| ModelError::GroupNotFound {
-        group: name.to_string(),
-    })?;
+    let g = s
+        .groups
+        .get(name)
+        .ok_or_else(|| ModelError::GroupNotFound {
+            group: name.to_string(),
+        })?;
     Ok(group_view(&s, g, ctx.store.data_plane(), now_ms()))
 }
 
@@ -162,9 +165,12 @@ async fn list_backends(
 
 fn find_backend_view(ctx: &AdminContext, group: &str, addr: &str) -> ApiResult<BackendView> {
     let s = ctx.store.current();
-    let g = s.groups.get(group).ok_or_else(|| ModelError::GroupNotFound {
-        group: group.to_string(),
-    })?;
+    let g = s
+        .groups
+        .get(group)
+        .ok_or_else(|| ModelError::GroupNotFound {
+            group: group.to_string(),
+        })?;
     let b = g
         .backends
         .get(addr)

@@ -73,8 +73,6 @@ pub(crate) fn listener_view(l: &Listener, dp: &DataPlane) -> ListenerView {
         group: l.group.clone(),
         request_timeout_ms: l.request_timeout_ms,
         bind: status.as_ref().map(|s| s.bind.clone()).unwrap_or_default(),
-        status: status
-            .map(|s| s.status)
-            .unwrap_or_else(|| "pending".into()),
+        status: status.map(|s| s.status).unwrap_or_else(|| "pending".into()),
     }
 }

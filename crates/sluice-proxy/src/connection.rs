@@ -30,8 +30,7 @@ use tracing::debug;
 use crate::backend::{BackendMessage, BackendRuntime};
 use crate::error::ForwardError;
 use crate::forward::{
-    downstream_response, error_response, is_websocket_upgrade, upstream_request,
-    ProxyBody,
+    downstream_response, error_response, is_websocket_upgrade, upstream_request, ProxyBody,
 };
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
@@ -125,7 +124,13 @@ impl Drop for ConnectionState {
     fn drop(&mut self) {
         // Runs on a clean stop and after a crash alike.
         self.serve.abort();
-        for t in self.ctx.tunnels.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for t in self
+            .ctx
+            .tunnels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             t.abort();
         }
         let me = self.ctx.me.get_id();
@@ -140,7 +145,10 @@ impl Drop for ConnectionState {
                 let _ = a.cast(BackendMessage::Unregister(me));
             }
         }
-        self.ctx.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+        self.ctx
+            .metrics
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -154,7 +162,9 @@ impl Actor for Connection {
         myself: ActorRef<Self::Msg>,
         args: ConnectionArgs,
     ) -> Result<ConnectionState, ActorProcessingErr> {
-        args.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+        args.metrics
+            .connections_open
+            .fetch_add(1, Ordering::Relaxed);
         let ctx = Arc::new(ConnCtx {
             port: args.port,
             peer: args.peer,
@@ -179,7 +189,11 @@ impl Actor for Connection {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             ConnectionMessage::Shutdown { backend, drain } => {
-                let regs = state.ctx.registered.lock().unwrap_or_else(|p| p.into_inner());
+                let regs = state
+                    .ctx
+                    .registered
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
                 if let Some(r) = regs.iter().find(|r| r.backend == backend) {
                     r.token.cancel();
                 }
@@ -188,8 +202,10 @@ impl Actor for Connection {
                     // The answer's head is already out: the only way left to
                     // end it is to close the connection.
                     debug!(peer = %state.ctx.peer, drain = ?drain, "closing connection mid-response");
-                    state.serve.abort();
-                    state.ctx.task_ended();
+                    if !state.serve.is_finished() {
+                        state.serve.abort();
+                        state.ctx.task_ended();
+                    }
                 }
             }
             #[cfg(any(test, feature = "test-hooks"))]
@@ -285,7 +301,14 @@ async fn handle_request(
         let tunnel_work = backend.start_tunnel();
         drop(work);
         Metrics::inc(&ctx.metrics.tunnels_opened);
-        spawn_tunnel(&ctx, client_upgrade, backend_upgrade, backend, shutdown, tunnel_work);
+        spawn_tunnel(
+            &ctx,
+            client_upgrade,
+            backend_upgrade,
+            backend,
+            shutdown,
+            tunnel_work,
+        );
         return Ok(downstream_response(resp, None));
     }
     ctx.streaming.store(backend.id, Ordering::Release);

@@ -106,8 +106,8 @@ impl DataPlane {
         )
         .await
         .map_err(|e| ProxyError::actor("node", e))?;
-        let applier = ractor::call!(node, NodeMessage::Applier)
-            .map_err(|e| ProxyError::actor("node", e))?;
+        let applier =
+            ractor::call!(node, NodeMessage::Applier).map_err(|e| ProxyError::actor("node", e))?;
         Ok(DataPlane {
             node,
             applier,
@@ -126,7 +126,11 @@ impl DataPlane {
 
     /// Live work on a backend through this node (zero if unknown).
     pub fn backend_stats(&self, group: &str, addr: &str) -> BackendStats {
-        let backends = self.shared.backends.lock().unwrap_or_else(|p| p.into_inner());
+        let backends = self
+            .shared
+            .backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         backends
             .get(&(Arc::from(group), Arc::from(addr)))
             .map(|b| BackendStats {

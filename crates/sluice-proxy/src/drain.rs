@@ -95,10 +95,11 @@ impl Actor for Drain {
                         drain = %state.args.drain,
                         "drain finished on this node"
                     );
-                    state
-                        .args
-                        .reporter
-                        .drain_finished(state.args.drain, &state.args.runtime.group, &state.args.runtime.addr);
+                    state.args.reporter.drain_finished(
+                        state.args.drain,
+                        &state.args.runtime.group,
+                        &state.args.runtime.addr,
+                    );
                 }
             }
         }

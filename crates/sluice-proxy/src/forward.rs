@@ -118,7 +118,10 @@ pub(crate) fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
     header_has_token(h, &header::CONNECTION, "upgrade")
         && h.get(header::UPGRADE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("websocket")))
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+            })
 }
 
 fn header_has_token(h: &HeaderMap, name: &HeaderName, token: &str) -> bool {
@@ -241,7 +244,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_are_removed_with_those_connection_names() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-trace"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-trace"),
+        );
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("x-trace", HeaderValue::from_static("1"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));

@@ -71,13 +71,8 @@ impl Actor for Node {
         args: NodeArgs,
     ) -> Result<NodeState, ActorProcessingErr> {
         let cell = myself.get_cell();
-        let (listeners, _) = Actor::spawn_linked(
-            None,
-            Supervisor { what: "listeners" },
-            (),
-            cell.clone(),
-        )
-        .await?;
+        let (listeners, _) =
+            Actor::spawn_linked(None, Supervisor { what: "listeners" }, (), cell.clone()).await?;
         let (backends, _) =
             Actor::spawn_linked(None, Supervisor { what: "backends" }, (), cell.clone()).await?;
         let (applier, _) = Actor::spawn_linked(

@@ -63,7 +63,10 @@ fn smooth_wrr_schedule(weights: &[u8]) -> Vec<u16> {
     if g == 0 {
         return Vec::new();
     }
-    let w: Vec<i64> = weights.iter().map(|w| i64::from(u32::from(*w) / g)).collect();
+    let w: Vec<i64> = weights
+        .iter()
+        .map(|w| i64::from(u32::from(*w) / g))
+        .collect();
     let total: i64 = w.iter().sum();
     let mut current = vec![0i64; w.len()];
     let mut out = Vec::with_capacity(total as usize);

@@ -52,7 +52,9 @@ fn free_port() -> u16 {
 /// Sends one keep-alive GET and reads one response; `None` if the
 /// connection is closed.
 async fn get(s: &mut TcpStream) -> Option<String> {
-    s.write_all(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n").await.ok()?;
+    s.write_all(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .ok()?;
     let mut buf = vec![0u8; 4096];
     let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
         .await
@@ -69,7 +71,9 @@ async fn a_crashing_connection_loses_only_itself() {
         node_id: 9001,
         ..ProxySettings::default()
     };
-    let dp = DataPlane::start(settings, Arc::new(NoReports)).await.unwrap();
+    let dp = DataPlane::start(settings, Arc::new(NoReports))
+        .await
+        .unwrap();
     let mut s = State::with_nodes([9001]);
     for c in [
         Command::CreateGroup {

@@ -47,8 +47,10 @@ pub(crate) async fn relay(
             return false;
         }
     };
-    let mut client = WebSocketStream::from_raw_socket(TokioIo::new(client), Role::Server, Some(config())).await;
-    let mut server = WebSocketStream::from_raw_socket(TokioIo::new(server), Role::Client, Some(config())).await;
+    let mut client =
+        WebSocketStream::from_raw_socket(TokioIo::new(client), Role::Server, Some(config())).await;
+    let mut server =
+        WebSocketStream::from_raw_socket(TokioIo::new(server), Role::Client, Some(config())).await;
     let cut = loop {
         tokio::select! {
             _ = shutdown.cancelled() => {

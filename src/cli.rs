@@ -1,0 +1,278 @@
+//! The command line: `sluice node run` runs a node; every other command is a
+//! client of a node's admin API. Values are checked here, before any request,
+//! with the same ranges the node enforces.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sluice_model::{
+    validate_backend_addr, validate_drain_timeout, validate_group_name, validate_port,
+    validate_request_timeout, validate_weight,
+};
+
+/// sluice: a clustered HTTP/WebSocket load balancer with connection draining.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub client: ClientFlags,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags of every client command.
+#[derive(Debug, Args)]
+pub struct ClientFlags {
+    /// Admin API of the node to talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_NODE",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    pub node: String,
+    /// Bearer token for writes (default: the node's generated ./data/token, if present).
+    #[arg(long, global = true, env = "SLUICE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output format of every command.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// How answers are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// The API's JSON.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Server groups: the backends a listener spreads work over.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Backends of a group.
+    #[command(subcommand)]
+    Backend(BackendCommand),
+    /// Listening ports.
+    #[command(subcommand)]
+    Listener(ListenerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Run a node until Ctrl-C or SIGTERM.
+    Run {
+        /// Node config (TOML); without it the embedded default is used
+        /// (admin on 127.0.0.1:7070, data in ./data).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group (drain on, timeout 300s unless told otherwise).
+    Create {
+        name: String,
+        /// Time from a backend's removal to its drain deadline, 0s..=3600s.
+        #[arg(long, value_name = "DURATION")]
+        drain_timeout: Option<String>,
+        /// Remove backends abruptly (no draining).
+        #[arg(long)]
+        no_drain: bool,
+    },
+    /// Change a group's drain settings (drains in progress keep their deadline).
+    Update {
+        name: String,
+        /// New drain timeout, 0s..=3600s.
+        #[arg(long, value_name = "DURATION")]
+        drain_timeout: Option<String>,
+        /// Turn draining on.
+        #[arg(long, conflicts_with = "no_drain")]
+        drain: bool,
+        /// Turn draining off.
+        #[arg(long)]
+        no_drain: bool,
+    },
+    /// List groups.
+    List,
+    /// Show one group and its backends.
+    Show { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackendCommand {
+    /// Add a backend (or change an active backend's weight).
+    Add {
+        group: String,
+        /// host:port
+        addr: String,
+        /// Share of new work, 0..=100.
+        #[arg(long, default_value_t = 100)]
+        weight: u32,
+    },
+    /// Remove a backend: no new work at once, drained until its deadline.
+    Remove {
+        group: String,
+        /// host:port
+        addr: String,
+        /// Stay until the drain is complete, showing what is left.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List a group's backends with their state and live work.
+    List { group: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ListenerCommand {
+    /// Add a listener on every node.
+    Add {
+        /// TCP port, 1..=65535.
+        #[arg(long)]
+        port: u32,
+        /// Group it forwards to.
+        #[arg(long)]
+        group: String,
+        /// Time a backend has to answer before the client gets 504, 1s..=600s.
+        #[arg(long, value_name = "DURATION", default_value = "60s")]
+        request_timeout: String,
+    },
+    /// List listeners and whether this node has them bound.
+    List,
+}
+
+/// A flag or argument value the CLI refuses before sending anything.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Parses a human duration flag (`15s`, `5m`).
+pub fn parse_duration(flag: &str, value: &str) -> Result<Duration, UsageError> {
+    humantime::parse_duration(value).map_err(|_| {
+        UsageError(format!(
+            "{flag} = {value:?} is not a duration (e.g. 15s, 5m)"
+        ))
+    })
+}
+
+/// Checks a drain timeout flag; returns milliseconds.
+pub fn drain_timeout_ms(value: &str) -> Result<u64, UsageError> {
+    let ms = parse_duration("--drain-timeout", value)?.as_millis() as u64;
+    validate_drain_timeout(ms).map_err(|_| {
+        UsageError(format!(
+            "--drain-timeout = {value} is out of range 0s..=3600s"
+        ))
+    })?;
+    Ok(ms)
+}
+
+/// Checks a request timeout flag; returns milliseconds.
+pub fn request_timeout_ms(value: &str) -> Result<u64, UsageError> {
+    let ms = parse_duration("--request-timeout", value)?.as_millis() as u64;
+    validate_request_timeout(ms).map_err(|_| {
+        UsageError(format!(
+            "--request-timeout = {value} is out of range 1s..=600s"
+        ))
+    })?;
+    Ok(ms)
+}
+
+/// Checks a weight flag.
+pub fn weight(value: u32) -> Result<u32, UsageError> {
+    validate_weight(value)
+        .map(u32::from)
+        .map_err(|_| UsageError(format!("--weight = {value} is out of range 0..=100")))
+}
+
+/// Checks a port flag.
+pub fn port(value: u32) -> Result<u32, UsageError> {
+    validate_port(value)
+        .map(u32::from)
+        .map_err(|_| UsageError(format!("--port = {value} is out of range 1..=65535")))
+}
+
+/// Checks a group name argument.
+pub fn group(name: &str) -> Result<(), UsageError> {
+    validate_group_name(name).map_err(|e| UsageError(e.to_string()))
+}
+
+/// Checks a backend address argument.
+pub fn backend_addr(addr: &str) -> Result<(), UsageError> {
+    validate_backend_addr(addr).map_err(|e| UsageError(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("sluice").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn the_documented_forms_parse() {
+        for args in [
+            &["node", "run"][..],
+            &["group", "create", "web", "--drain-timeout", "15s"],
+            &["group", "create", "web", "--no-drain"],
+            &["group", "update", "web", "--drain-timeout", "300s"],
+            &["backend", "add", "web", "10.0.0.11:8080", "--weight", "100"],
+            &[
+                "listener",
+                "add",
+                "--port",
+                "80",
+                "--group",
+                "web",
+                "--request-timeout",
+                "60s",
+            ],
+            &["backend", "remove", "web", "10.0.0.11:8080", "--wait"],
+            &["backend", "list", "web", "--output", "json"],
+        ] {
+            parse(args);
+        }
+        assert!(
+            Cli::try_parse_from(["sluice", "group", "update", "web", "--drain", "--no-drain"])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn bad_values_name_flag_value_and_range() {
+        assert_eq!(
+            drain_timeout_ms("2h").unwrap_err().0,
+            "--drain-timeout = 2h is out of range 0s..=3600s"
+        );
+        assert_eq!(
+            drain_timeout_ms("abc").unwrap_err().0,
+            "--drain-timeout = \"abc\" is not a duration (e.g. 15s, 5m)"
+        );
+        assert_eq!(drain_timeout_ms("15s").unwrap(), 15_000);
+        assert_eq!(
+            request_timeout_ms("0s").unwrap_err().0,
+            "--request-timeout = 0s is out of range 1s..=600s"
+        );
+        assert_eq!(
+            weight(101).unwrap_err().0,
+            "--weight = 101 is out of range 0..=100"
+        );
+        assert_eq!(
+            port(70000).unwrap_err().0,
+            "--port = 70000 is out of range 1..=65535"
+        );
+        assert!(backend_addr("10.0.0.1")
+            .unwrap_err()
+            .0
+            .contains("host:port"));
+        assert!(group("Web").is_err());
+    }
+}

@@ -1,0 +1,438 @@
+//! The admin API client behind every command but `node run`.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sluice_admin::api::{
+    AddBackend, AddListener, BackendState, BackendView, CreateGroup, ErrorBody, ErrorDetail,
+    GroupView, ListenerView, UpdateGroup,
+};
+
+use crate::cli::{
+    self, BackendCommand, ClientFlags, GroupCommand, ListenerCommand, Output, UsageError,
+};
+use crate::output;
+
+/// Why a command failed; `main` prints it as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A flag or argument was refused before anything was sent.
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// The node could not be reached.
+    #[error("cannot reach sluice node at {node}: {reason}")]
+    Unreachable { node: String, reason: String },
+    /// The node answered with an error.
+    #[error("{}", api_line(.status, .detail))]
+    Api {
+        status: StatusCode,
+        detail: ErrorDetail,
+    },
+    /// The node answered something that is not the API's JSON.
+    #[error("unexpected answer from {node}: {reason}")]
+    Decode { node: String, reason: String },
+}
+
+fn api_line(status: &StatusCode, d: &ErrorDetail) -> String {
+    let mut line = d.message.clone();
+    if let Some(f) = &d.field {
+        line.push_str(&format!(" (field: {f})"));
+    }
+    if *status == StatusCode::UNAUTHORIZED {
+        line.push_str(" — pass --token or set SLUICE_TOKEN");
+    }
+    line
+}
+
+impl ClientError {
+    /// Exit code: 2 for usage errors, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ClientError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+
+    fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::Api { status, .. } if *status == StatusCode::NOT_FOUND)
+    }
+}
+
+/// Talks to one node's admin API.
+pub struct Client {
+    http: reqwest::Client,
+    node: String,
+    token: Option<String>,
+    output: Output,
+}
+
+/// The token of a node started with the default data dir, if present.
+fn default_token() -> Option<String> {
+    std::fs::read_to_string("data/token")
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// Percent-encodes a path segment (`[::1]:80` → `%5B::1%5D:80`).
+fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    pub fn new(flags: ClientFlags) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("http client"),
+            node: flags.node.trim_end_matches('/').to_string(),
+            token: flags.token.or_else(default_token),
+            output: flags.output,
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&dyn erased::Body>,
+    ) -> Result<T, ClientError> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.node));
+        if method != Method::GET {
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.json());
+        }
+        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
+            node: self.node.clone(),
+            reason: root_cause(&e),
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Unreachable {
+            node: self.node.clone(),
+            reason: root_cause(&e),
+        })?;
+        if !status.is_success() {
+            let detail = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| ErrorDetail {
+                    code: "http_error".into(),
+                    message: format!("{status}: {}", String::from_utf8_lossy(&bytes).trim()),
+                    field: None,
+                });
+            return Err(ClientError::Api { status, detail });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            node: self.node.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(Method::GET, path, None).await
+    }
+
+    fn json<T: Serialize>(&self, value: &T) -> bool {
+        if self.output == Output::Json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).expect("serializes")
+            );
+            true
+        } else {
+            false
+        }
+    }
+
+    pub async fn group(&self, cmd: GroupCommand) -> Result<(), ClientError> {
+        match cmd {
+            GroupCommand::Create {
+                name,
+                drain_timeout,
+                no_drain,
+            } => {
+                cli::group(&name)?;
+                let drain_timeout_ms = drain_timeout
+                    .as_deref()
+                    .map(cli::drain_timeout_ms)
+                    .transpose()?;
+                let body = CreateGroup {
+                    name,
+                    drain_enabled: Some(!no_drain),
+                    drain_timeout_ms,
+                };
+                let g: GroupView = self.call(Method::POST, "/v1/groups", Some(&body)).await?;
+                if !self.json(&g) {
+                    output::group_written("created", &g);
+                }
+            }
+            GroupCommand::Update {
+                name,
+                drain_timeout,
+                drain,
+                no_drain,
+            } => {
+                cli::group(&name)?;
+                let body = UpdateGroup {
+                    drain_enabled: if drain {
+                        Some(true)
+                    } else if no_drain {
+                        Some(false)
+                    } else {
+                        None
+                    },
+                    drain_timeout_ms: drain_timeout
+                        .as_deref()
+                        .map(cli::drain_timeout_ms)
+                        .transpose()?,
+                };
+                let path = format!("/v1/groups/{}", segment(&name));
+                let g: GroupView = self.call(Method::PATCH, &path, Some(&body)).await?;
+                if !self.json(&g) {
+                    output::group_written("updated", &g);
+                }
+            }
+            GroupCommand::List => {
+                let gs: Vec<GroupView> = self.get("/v1/groups").await?;
+                if !self.json(&gs) {
+                    output::groups(&gs);
+                }
+            }
+            GroupCommand::Show { name } => {
+                let g: GroupView = self.get(&format!("/v1/groups/{}", segment(&name))).await?;
+                if !self.json(&g) {
+                    output::group(&g);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn backend(&self, cmd: BackendCommand) -> Result<(), ClientError> {
+        match cmd {
+            BackendCommand::Add {
+                group,
+                addr,
+                weight,
+            } => {
+                cli::backend_addr(&addr)?;
+                let body = AddBackend {
+                    addr,
+                    weight: Some(cli::weight(weight)?),
+                };
+                let path = format!("/v1/groups/{}/backends", segment(&group));
+                let b: BackendView = self.call(Method::POST, &path, Some(&body)).await?;
+                if !self.json(&b) {
+                    match &b.drain {
+                        Some(d) => println!(
+                            "backend {} is draining: re-added, it stays out of rotation until drain {}",
+                            b.addr,
+                            output::drain_summary(d)
+                        ),
+                        None => println!("backend {} active in group {} (weight {})", b.addr, b.group, b.weight),
+                    }
+                }
+            }
+            BackendCommand::Remove { group, addr, wait } => {
+                let path = format!("/v1/groups/{}/backends/{}", segment(&group), segment(&addr));
+                let b: BackendView = self.call(Method::DELETE, &path, None).await?;
+                if wait {
+                    return self.wait_drained(&path, b).await;
+                }
+                if !self.json(&b) {
+                    match &b.drain {
+                        Some(d) => {
+                            println!("backend {} draining: {}", b.addr, output::drain_summary(d))
+                        }
+                        None => println!("backend {} removed from group {}", b.addr, b.group),
+                    }
+                }
+            }
+            BackendCommand::List { group } => {
+                let bs: Vec<BackendView> = self
+                    .get(&format!("/v1/groups/{}/backends", segment(&group)))
+                    .await?;
+                if !self.json(&bs) {
+                    output::backends(&bs);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `backend remove --wait`: follows the drain until it completes.
+    async fn wait_drained(&self, path: &str, first: BackendView) -> Result<(), ClientError> {
+        let started = Instant::now();
+        let tty = std::io::stdout().is_terminal() && self.output == Output::Table;
+        let drain_id = first.drain.as_ref().map(|d| d.id.to_string());
+        let mut last = first.clone();
+        let mut printed = String::new();
+        if first.state == BackendState::Draining {
+            loop {
+                if let Some(line) = live_line(&last) {
+                    if tty {
+                        print!("\r\x1b[K{line}");
+                        let _ = std::io::stdout().flush();
+                    } else if self.output == Output::Table && line != printed {
+                        println!("{line}");
+                    }
+                    printed = line;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                match self.get::<BackendView>(path).await {
+                    Ok(v) if v.state == BackendState::Draining => last = v,
+                    Ok(v) => {
+                        last = v;
+                        break;
+                    }
+                    Err(e) if e.is_not_found() => {
+                        last.state = BackendState::Removed;
+                        last.drain = None;
+                        last.in_flight = 0;
+                        last.tunnels = 0;
+                        break;
+                    }
+                    Err(e) => {
+                        if tty {
+                            println!();
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            if tty {
+                print!("\r\x1b[K");
+            }
+        } else {
+            last.state = BackendState::Removed;
+        }
+        if self.json(&last) {
+            return Ok(());
+        }
+        let drain = drain_id
+            .map(|d| format!("drain {d} complete"))
+            .unwrap_or_else(|| "no drain needed".into());
+        let took = output::span(started.elapsed().as_millis() as u64);
+        match last.state {
+            BackendState::Active => println!(
+                "{} is active again in group {} after {took} ({drain})",
+                last.addr, last.group
+            ),
+            _ => println!(
+                "removed {} from group {}: {drain} after {took}",
+                last.addr, last.group
+            ),
+        }
+        Ok(())
+    }
+
+    pub async fn listener(&self, cmd: ListenerCommand) -> Result<(), ClientError> {
+        match cmd {
+            ListenerCommand::Add {
+                port,
+                group,
+                request_timeout,
+            } => {
+                let body = AddListener {
+                    port: cli::port(port)?,
+                    group,
+                    request_timeout_ms: Some(cli::request_timeout_ms(&request_timeout)?),
+                };
+                let l: ListenerView = self
+                    .call(Method::POST, "/v1/listeners", Some(&body))
+                    .await?;
+                if !self.json(&l) {
+                    println!(
+                        "listener :{} -> group {} (request timeout {}) {} on {}",
+                        l.port,
+                        l.group,
+                        output::span(l.request_timeout_ms),
+                        l.status,
+                        l.bind
+                    );
+                }
+            }
+            ListenerCommand::List => {
+                let ls: Vec<ListenerView> = self.get("/v1/listeners").await?;
+                if !self.json(&ls) {
+                    output::listeners(&ls);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One line of what a drain has left, whole seconds so a plain log changes
+/// once a second.
+fn live_line(b: &BackendView) -> Option<String> {
+    let d = b.drain.as_ref()?;
+    let finished = d.nodes.iter().filter(|n| n.finished).count();
+    Some(format!(
+        "draining {} ({}): {}s left, {} in flight, {} tunnel{}, nodes finished {}/{}",
+        b.addr,
+        d.id,
+        d.remaining_ms.div_ceil(1000),
+        b.in_flight,
+        b.tunnels,
+        if b.tunnels == 1 { "" } else { "s" },
+        finished,
+        d.nodes.len()
+    ))
+}
+
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    if e.is_timeout() {
+        "timed out after 10s".into()
+    } else {
+        cause.to_string()
+    }
+}
+
+/// Request bodies as JSON, behind one object-safe trait.
+mod erased {
+    pub trait Body {
+        fn json(&self) -> Vec<u8>;
+    }
+
+    impl<T: serde::Serialize> Body for T {
+        fn json(&self) -> Vec<u8> {
+            serde_json::to_vec(self).expect("serializes")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(segment("10.0.0.11:8080"), "10.0.0.11:8080");
+        assert_eq!(segment("[::1]:80"), "%5B::1%5D:80");
+        assert_eq!(segment("a/b c"), "a%2Fb%20c");
+    }
+}

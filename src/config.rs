@@ -1,0 +1,357 @@
+//! The node's config file (TOML). Every field is optional; an invalid value
+//! fails at start naming the file, the field, the value and what is allowed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A node's settings, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    pub data_address: IpAddr,
+    pub admin_listen: SocketAddr,
+    pub token: Option<String>,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_idle_timeout: Duration,
+    pub upstream_max_idle_per_backend: usize,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+/// Why a config file was refused.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Syntax { file: String, message: String },
+    #[error("{file}: {field} = {value} is out of range {range}")]
+    OutOfRange {
+        file: String,
+        field: &'static str,
+        value: String,
+        range: &'static str,
+    },
+    #[error("{file}: {field} = {value} is invalid: expected {expected}")]
+    Invalid {
+        file: String,
+        field: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    node: RawNode,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    proxy: RawProxy,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    id: Option<i64>,
+    data_dir: Option<String>,
+    data_address: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+    token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProxy {
+    header_read_timeout: Option<String>,
+    max_header_bytes: Option<i64>,
+    upstream_connect_timeout: Option<String>,
+    upstream_idle_timeout: Option<String>,
+    upstream_max_idle_per_backend: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
+    level: Option<String>,
+}
+
+impl NodeConfig {
+    /// The settings `sluice node run` uses without `--config`: admin API on
+    /// 127.0.0.1:7070, data in `./data`, listeners on 127.0.0.1.
+    pub fn embedded_default() -> NodeConfig {
+        Self::from_raw(RawConfig::default(), "<embedded default>")
+            .expect("the embedded default is valid")
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Self::parse(&text, &file)
+    }
+
+    fn parse(text: &str, file: &str) -> Result<NodeConfig, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: file.to_string(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        Self::from_raw(raw, file)
+    }
+
+    fn from_raw(raw: RawConfig, file: &str) -> Result<NodeConfig, ConfigError> {
+        let v = Validator { file };
+        let node_id = v.int("node.id", raw.node.id, 1, 1, i64::MAX, "1..")? as u64;
+        let data_address = v.parse::<IpAddr>(
+            "node.data_address",
+            raw.node.data_address.as_deref(),
+            "127.0.0.1",
+            "an IP address (e.g. 127.0.0.1, 0.0.0.0)",
+        )?;
+        let admin_listen = v.parse::<SocketAddr>(
+            "admin.listen",
+            raw.admin.listen.as_deref(),
+            "127.0.0.1:7070",
+            "ip:port (e.g. 127.0.0.1:7070)",
+        )?;
+        let token = match raw.admin.token {
+            None => None,
+            Some(t) if t.len() >= 16 && t.bytes().all(|b| b.is_ascii_graphic()) => Some(t),
+            Some(t) => {
+                return Err(ConfigError::Invalid {
+                    file: file.to_string(),
+                    field: "admin.token",
+                    value: format!("{:?}", "*".repeat(t.len().min(8))),
+                    expected: "at least 16 printable ASCII characters without spaces",
+                })
+            }
+        };
+        let log_format = match raw.log.format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::Invalid {
+                    file: file.to_string(),
+                    field: "log.format",
+                    value: format!("{other:?}"),
+                    expected: "\"text\" or \"json\"",
+                })
+            }
+        };
+        let log_level = raw.log.level.unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(ConfigError::Invalid {
+                file: file.to_string(),
+                field: "log.level",
+                value: format!("{log_level:?}"),
+                expected: "error, warn, info, debug, trace or a tracing filter directive",
+            });
+        }
+        Ok(NodeConfig {
+            node_id,
+            data_dir: PathBuf::from(raw.node.data_dir.unwrap_or_else(|| "./data".into())),
+            data_address,
+            admin_listen,
+            token,
+            header_read_timeout: v.duration(
+                "proxy.header_read_timeout",
+                raw.proxy.header_read_timeout.as_deref(),
+                "10s",
+                (Duration::from_secs(1), Duration::from_secs(300)),
+                "1s..=300s",
+            )?,
+            max_header_bytes: v.int(
+                "proxy.max_header_bytes",
+                raw.proxy.max_header_bytes,
+                16_384,
+                8_192,
+                1_048_576,
+                "8192..=1048576",
+            )? as usize,
+            upstream_connect_timeout: v.duration(
+                "proxy.upstream_connect_timeout",
+                raw.proxy.upstream_connect_timeout.as_deref(),
+                "5s",
+                (Duration::from_millis(100), Duration::from_secs(60)),
+                "100ms..=60s",
+            )?,
+            upstream_idle_timeout: v.duration(
+                "proxy.upstream_idle_timeout",
+                raw.proxy.upstream_idle_timeout.as_deref(),
+                "90s",
+                (Duration::from_secs(1), Duration::from_secs(3600)),
+                "1s..=3600s",
+            )?,
+            upstream_max_idle_per_backend: v.int(
+                "proxy.upstream_max_idle_per_backend",
+                raw.proxy.upstream_max_idle_per_backend,
+                1024,
+                0,
+                100_000,
+                "0..=100000",
+            )? as usize,
+            log_format,
+            log_level,
+        })
+    }
+}
+
+struct Validator<'a> {
+    file: &'a str,
+}
+
+impl Validator<'_> {
+    fn int(
+        &self,
+        field: &'static str,
+        value: Option<i64>,
+        default: i64,
+        min: i64,
+        max: i64,
+        range: &'static str,
+    ) -> Result<i64, ConfigError> {
+        let v = value.unwrap_or(default);
+        if (min..=max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(ConfigError::OutOfRange {
+                file: self.file.to_string(),
+                field,
+                value: v.to_string(),
+                range,
+            })
+        }
+    }
+
+    fn duration(
+        &self,
+        field: &'static str,
+        value: Option<&str>,
+        default: &str,
+        (min, max): (Duration, Duration),
+        range: &'static str,
+    ) -> Result<Duration, ConfigError> {
+        let text = value.unwrap_or(default);
+        let d = humantime::parse_duration(text).map_err(|_| ConfigError::Invalid {
+            file: self.file.to_string(),
+            field,
+            value: format!("{text:?}"),
+            expected: "a duration such as 10s, 500ms or 5m",
+        })?;
+        if d < min || d > max {
+            return Err(ConfigError::OutOfRange {
+                file: self.file.to_string(),
+                field,
+                value: text.to_string(),
+                range,
+            });
+        }
+        Ok(d)
+    }
+
+    fn parse<T: std::str::FromStr>(
+        &self,
+        field: &'static str,
+        value: Option<&str>,
+        default: &str,
+        expected: &'static str,
+    ) -> Result<T, ConfigError> {
+        let text = value.unwrap_or(default);
+        text.parse().map_err(|_| ConfigError::Invalid {
+            file: self.file.to_string(),
+            field,
+            value: format!("{text:?}"),
+            expected,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_loads_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/single.toml");
+        let c = NodeConfig::load(&path).unwrap();
+        let d = NodeConfig::embedded_default();
+        assert_eq!(
+            c,
+            NodeConfig {
+                token: None,
+                ..d.clone()
+            }
+        );
+        assert_eq!(d.admin_listen, "127.0.0.1:7070".parse().unwrap());
+        assert_eq!(d.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn every_bad_value_names_file_field_value_and_range() {
+        let cases = [
+            ("[node]\nid = 0", "x.toml: node.id = 0 is out of range 1.."),
+            ("[node]\ndata_address = \"local\"", "x.toml: node.data_address = \"local\" is invalid: expected an IP address (e.g. 127.0.0.1, 0.0.0.0)"),
+            ("[admin]\nlisten = \"nope\"", "x.toml: admin.listen = \"nope\" is invalid: expected ip:port (e.g. 127.0.0.1:7070)"),
+            ("[admin]\ntoken = \"short\"", "x.toml: admin.token = \"*****\" is invalid: expected at least 16 printable ASCII characters without spaces"),
+            ("[proxy]\nheader_read_timeout = \"0s\"", "x.toml: proxy.header_read_timeout = 0s is out of range 1s..=300s"),
+            ("[proxy]\nheader_read_timeout = \"soon\"", "x.toml: proxy.header_read_timeout = \"soon\" is invalid: expected a duration such as 10s, 500ms or 5m"),
+            ("[proxy]\nmax_header_bytes = 100", "x.toml: proxy.max_header_bytes = 100 is out of range 8192..=1048576"),
+            ("[proxy]\nupstream_connect_timeout = \"2m\"", "x.toml: proxy.upstream_connect_timeout = 2m is out of range 100ms..=60s"),
+            ("[proxy]\nupstream_idle_timeout = \"2h\"", "x.toml: proxy.upstream_idle_timeout = 2h is out of range 1s..=3600s"),
+            ("[proxy]\nupstream_max_idle_per_backend = -1", "x.toml: proxy.upstream_max_idle_per_backend = -1 is out of range 0..=100000"),
+            ("[log]\nformat = \"xml\"", "x.toml: log.format = \"xml\" is invalid: expected \"text\" or \"json\""),
+            ("[log]\nlevel = \"[[\"", "x.toml: log.level = \"[[\" is invalid: expected error, warn, info, debug, trace or a tracing filter directive"),
+        ];
+        for (text, want) in cases {
+            let got = NodeConfig::parse(text, "x.toml").unwrap_err().to_string();
+            assert_eq!(got, want, "for {text:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_syntax_errors_name_the_file() {
+        let e = NodeConfig::parse("[proxy]\nheader_timeout = \"1s\"", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("x.toml: ") && e.contains("header_timeout"),
+            "{e}"
+        );
+        let e = NodeConfig::parse("[node", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("x.toml: "), "{e}");
+    }
+}

@@ -1,0 +1,161 @@
+//! Printing answers: aligned tables for people, the API's JSON with
+//! `--output json`.
+
+use sluice_admin::api::{BackendView, DrainView, GroupView, ListenerView};
+
+/// Prints rows under headers, columns aligned.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// `12:31:05.123` (UTC) from Unix milliseconds.
+pub fn clock(unix_ms: u64) -> String {
+    let s = unix_ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        (s / 3600) % 24,
+        (s / 60) % 60,
+        s % 60,
+        unix_ms % 1000
+    )
+}
+
+/// `15s`, `2.5s`, `300ms`.
+pub fn span(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else if ms >= 1000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+fn drain_policy(enabled: bool, timeout_ms: u64) -> String {
+    if enabled {
+        format!("on, timeout {}", span(timeout_ms))
+    } else {
+        "off".to_string()
+    }
+}
+
+/// `d1 until 12:31:05.123 UTC (12.4s left), nodes finished 0/1, then remove`.
+pub fn drain_summary(d: &DrainView) -> String {
+    let finished = d.nodes.iter().filter(|n| n.finished).count();
+    format!(
+        "{} until {} UTC ({} left), nodes finished {}/{}, then {}",
+        d.id,
+        clock(d.deadline_ms),
+        span(d.remaining_ms),
+        finished,
+        d.nodes.len(),
+        d.then
+    )
+}
+
+pub fn groups(groups: &[GroupView]) {
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.name.clone(),
+                drain_policy(g.drain_enabled, g.drain_timeout_ms),
+                g.backends.len().to_string(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "DRAIN", "BACKENDS"], &rows);
+}
+
+pub fn group(g: &GroupView) {
+    println!("group {}", g.name);
+    println!(
+        "drain: {}",
+        drain_policy(g.drain_enabled, g.drain_timeout_ms)
+    );
+    println!();
+    backends(&g.backends);
+}
+
+pub fn backends(backends: &[BackendView]) {
+    let rows: Vec<Vec<String>> = backends
+        .iter()
+        .map(|b| {
+            vec![
+                b.addr.clone(),
+                b.weight.to_string(),
+                format!("{:?}", b.state).to_lowercase(),
+                b.in_flight.to_string(),
+                b.tunnels.to_string(),
+                b.drain
+                    .as_ref()
+                    .map(drain_summary)
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        &["ADDR", "WEIGHT", "STATE", "IN-FLIGHT", "TUNNELS", "DRAIN"],
+        &rows,
+    );
+}
+
+pub fn listeners(listeners: &[ListenerView]) {
+    let rows: Vec<Vec<String>> = listeners
+        .iter()
+        .map(|l| {
+            vec![
+                l.port.to_string(),
+                l.group.clone(),
+                span(l.request_timeout_ms),
+                l.bind.clone(),
+                l.status.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["PORT", "GROUP", "REQUEST-TIMEOUT", "BIND", "STATUS"],
+        &rows,
+    );
+}
+
+pub fn group_written(verb: &str, g: &GroupView) {
+    println!(
+        "{verb} group {} (drain {})",
+        g.name,
+        drain_policy(g.drain_enabled, g.drain_timeout_ms)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(clock(1_795_467_686_220), "21:01:26.220");
+        assert_eq!(span(15_000), "15s");
+        assert_eq!(span(2_450), "2.5s");
+        assert_eq!(span(250), "250ms");
+    }
+}
