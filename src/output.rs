@@ -42,7 +42,7 @@ pub fn clock(unix_ms: u64) -> String {
 
 /// `15s`, `2.5s`, `300ms`.
 pub fn span(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else if ms >= 1000 {
         format!("{:.1}s", ms as f64 / 1000.0)

@@ -117,7 +117,7 @@ pub fn validate_request_timeout(ms: u64) -> Result<(), ModelError> {
 }
 
 fn format_ms(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -231,17 +231,20 @@ async fn serve(ctx: Arc<ConnCtx>, stream: TcpStream, settings: Arc<ProxySettings
         .header_read_timeout(settings.header_read_timeout)
         .max_buf_size(settings.max_header_bytes)
         .keep_alive(true);
-    let conn = builder
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
-    tokio::pin!(conn);
-    if let Err(e) = conn.as_mut().await {
-        if e.is_timeout() {
-            ctx.header_timed_out.store(true, Ordering::Release);
+    {
+        let conn = builder
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        tokio::pin!(conn);
+        if let Err(e) = conn.as_mut().await {
+            if e.is_timeout() {
+                // Read by `TimeoutIo::drop` when the connection drops at
+                // the end of this block.
+                ctx.header_timed_out.store(true, Ordering::Release);
+            }
+            debug!(peer = %ctx.peer, error = %e, "client connection ended with an error");
         }
-        debug!(peer = %ctx.peer, error = %e, "client connection ended with an error");
     }
-    drop(conn);
     ctx.task_ended();
 }
 
