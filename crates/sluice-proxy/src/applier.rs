@@ -43,6 +43,9 @@ struct RunningBackend {
 
 pub(crate) struct ApplierState {
     args: ApplierArgs,
+    /// Revision of the state the data plane runs; an older one is ignored,
+    /// so routing never goes back in time.
+    revision: Option<u64>,
     listeners: HashMap<u16, ActorRef<()>>,
     backends: HashMap<BackendKey, RunningBackend>,
 }
@@ -63,6 +66,7 @@ impl Actor for StateApplier {
     ) -> Result<ApplierState, ActorProcessingErr> {
         Ok(ApplierState {
             args,
+            revision: None,
             listeners: HashMap::new(),
             backends: HashMap::new(),
         })
@@ -76,7 +80,10 @@ impl Actor for StateApplier {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             ApplierMessage::Apply(new, reply) => {
-                state.apply(&new).await?;
+                if state.revision.is_none_or(|r| new.revision >= r) {
+                    state.apply(&new).await?;
+                    state.revision = Some(new.revision);
+                }
                 let _ = reply.send(());
             }
         }
