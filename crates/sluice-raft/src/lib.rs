@@ -1,0 +1,32 @@
+//! sluice's replication layer: the openraft type configuration and the sled
+//! storage a node's Raft runs on.
+//!
+//! - [`types`]: [`TypeConfig`] — a log entry carries a [`Request`] (one model
+//!   command), applying it answers a [`Response`].
+//! - [`open`]: one sled database per node holding the [`LogStore`] (log,
+//!   vote) and the [`StateMachineStore`] (model state, snapshots).
+//! - [`codec`]: the single bincode encoding used on disk and, later, on the
+//!   wire.
+//!
+//! Every write is flushed to disk before openraft is told it happened, and
+//! the state machine is persisted after each applied batch, so a restarted
+//! node has its state before it serves (design rule C5). The rest of the node
+//! reads the state through [`StateMachineStore::current`] and follows it
+//! through [`StateMachineStore::subscribe`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod codec;
+mod log_store;
+mod state_machine;
+mod store;
+pub mod types;
+
+pub use codec::{decode, encode, CodecError};
+pub use log_store::LogStore;
+pub use state_machine::{LoadError, StateMachineStore};
+pub use store::{open, OpenError};
+pub use types::{
+    Entry, LogId, LogState, Membership, NodeId, Raft, Request, Response, Snapshot, SnapshotMeta,
+    StorageError, StoredMembership, TypeConfig, Vote,
+};

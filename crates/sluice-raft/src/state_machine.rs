@@ -1,0 +1,402 @@
+//! The replicated state machine: sluice's model state, applied from the Raft
+//! log and kept in sled.
+//!
+//! What: [`StateMachineStore`] implements openraft's `RaftStateMachine` and
+//! `RaftSnapshotBuilder`. It is a cheap-clone handle: openraft owns one clone,
+//! the rest of the node keeps another to read the state ([`current`]) and to
+//! hear of every change ([`subscribe`]).
+//!
+//! How: `apply` runs each normal entry's command through the pure
+//! `State::apply`; a refused command still counts as applied (its answer is
+//! `Response::Rejected`). A membership entry is stored and also sets the
+//! model's node set to the voters (`Command::SetNodes`), so "every member
+//! finished its drain" follows Raft membership on every node alike. After
+//! each batch the whole image (last applied, membership, state) is written to
+//! the `sm` tree and flushed — a restarted node has its state before it
+//! serves (C5) — and only then published on the watch channel. The current
+//! snapshot (meta + bytes) lives in the same tree.
+//!
+//! [`current`]: StateMachineStore::current
+//! [`subscribe`]: StateMachineStore::subscribe
+
+use std::io::{self, Cursor};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use serde::{Deserialize, Serialize};
+use sluice_model::{Applied, Command, State};
+use tokio::sync::watch;
+
+use crate::codec::{decode, encode, CodecError};
+use crate::types::{
+    Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+
+const SM_TREE: &str = "sm";
+const KEY_IMAGE: &[u8] = b"image";
+const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
+const KEY_SNAPSHOT_DATA: &[u8] = b"snapshot_data";
+
+/// The state machine's image, as persisted and as a snapshot's bytes.
+#[derive(Serialize)]
+struct ImageRef<'a> {
+    last_applied: &'a Option<LogId>,
+    last_membership: &'a StoredMembership,
+    #[serde(with = "crate::codec::as_json")]
+    state: &'a State,
+}
+
+/// The owned form of [`ImageRef`], for decoding.
+#[derive(Deserialize)]
+struct Image {
+    last_applied: Option<LogId>,
+    last_membership: StoredMembership,
+    #[serde(with = "crate::codec::as_json")]
+    state: State,
+}
+
+/// What the lock guards. `state` is shared (copy-on-write) with readers.
+#[derive(Debug, Clone, Default)]
+struct Data {
+    last_applied: Option<LogId>,
+    last_membership: StoredMembership,
+    state: Arc<State>,
+}
+
+impl Data {
+    fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        encode(&ImageRef {
+            last_applied: &self.last_applied,
+            last_membership: &self.last_membership,
+            state: &self.state,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: sled::Db,
+    tree: sled::Tree,
+    data: Mutex<Data>,
+    /// Serializes replacing the current snapshot: openraft builds snapshots
+    /// in a task of their own, concurrently with `install_snapshot`.
+    snapshot_write: Mutex<()>,
+    published: watch::Sender<Arc<State>>,
+}
+
+/// sluice's Raft state machine on sled; a cheap-clone handle.
+#[derive(Debug, Clone)]
+pub struct StateMachineStore {
+    inner: Arc<Inner>,
+}
+
+/// Loading the persisted state machine failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// sled could not be read.
+    #[error(transparent)]
+    Sled(#[from] sled::Error),
+    /// The stored image is not readable.
+    #[error("stored state machine image: {0}")]
+    Codec(#[from] CodecError),
+}
+
+/// The state machine's lock was poisoned by a panic during an earlier apply.
+#[derive(Debug, thiserror::Error)]
+#[error("state machine lock poisoned by an earlier panic")]
+struct Poisoned;
+
+fn sm_write(e: impl std::error::Error + 'static) -> StorageIOError<u64> {
+    StorageIOError::write_state_machine(&e)
+}
+
+fn sm_read(e: impl std::error::Error + 'static) -> StorageIOError<u64> {
+    StorageIOError::read_state_machine(&e)
+}
+
+/// A batch that stores `meta` + `bytes` as the current snapshot.
+fn snapshot_batch(meta: &SnapshotMeta, bytes: &[u8]) -> Result<sled::Batch, CodecError> {
+    let mut batch = sled::Batch::default();
+    batch.insert(KEY_SNAPSHOT_META, encode(meta)?);
+    batch.insert(KEY_SNAPSHOT_DATA, bytes);
+    Ok(batch)
+}
+
+impl StateMachineStore {
+    /// Opens the `sm` tree of `db` and loads the persisted image, if any.
+    pub(crate) fn load(db: &sled::Db) -> Result<Self, LoadError> {
+        let tree = db.open_tree(SM_TREE)?;
+        let data = match tree.get(KEY_IMAGE)? {
+            None => Data::default(),
+            Some(bytes) => {
+                let image: Image = decode(&bytes)?;
+                Data {
+                    last_applied: image.last_applied,
+                    last_membership: image.last_membership,
+                    state: Arc::new(image.state),
+                }
+            }
+        };
+        tracing::debug!(last_applied = ?data.last_applied, "state machine loaded");
+        let (published, _) = watch::channel(data.state.clone());
+        Ok(StateMachineStore {
+            inner: Arc::new(Inner {
+                db: db.clone(),
+                tree,
+                data: Mutex::new(data),
+                snapshot_write: Mutex::new(()),
+                published,
+            }),
+        })
+    }
+
+    /// A receiver that sees every state this store applies (after it is on
+    /// disk). Its current value is the state at subscription.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<State>> {
+        self.inner.published.subscribe()
+    }
+
+    /// The last applied (and persisted) state.
+    pub fn current(&self) -> Arc<State> {
+        self.inner.published.borrow().clone()
+    }
+
+    /// Id of the last applied log entry.
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.lock().ok().and_then(|d| d.last_applied)
+    }
+
+    /// The data; fails only if an earlier apply panicked half-way.
+    fn lock(&self) -> Result<MutexGuard<'_, Data>, Poisoned> {
+        self.inner.data.lock().map_err(|_| Poisoned)
+    }
+
+    async fn flush(&self) -> sled::Result<()> {
+        self.inner.db.flush_async().await.map(|_| ())
+    }
+
+    fn read_snapshot(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, io::Error> {
+        let tree = &self.inner.tree;
+        let Some(meta) = tree.get(KEY_SNAPSHOT_META)? else {
+            return Ok(None);
+        };
+        let meta: SnapshotMeta = decode(&meta).map_err(io::Error::other)?;
+        let data = tree
+            .get(KEY_SNAPSHOT_DATA)?
+            .map(|d| d.to_vec())
+            .unwrap_or_default();
+        Ok(Some((meta, data)))
+    }
+
+    /// Writes `batch`, which replaces the current snapshot with `meta`'s —
+    /// unless `keep_newer` and the stored snapshot is newer (a build that
+    /// finished after an install). Returns whether it wrote. The caller
+    /// flushes.
+    fn replace_snapshot(
+        &self,
+        meta: &SnapshotMeta,
+        batch: sled::Batch,
+        keep_newer: bool,
+    ) -> io::Result<bool> {
+        let _serial = self
+            .inner
+            .snapshot_write
+            .lock()
+            .map_err(|_| io::Error::other(Poisoned))?;
+        if keep_newer {
+            if let Some((stored, _)) = self.read_snapshot()? {
+                if stored.last_log_id > meta.last_log_id {
+                    return Ok(false);
+                }
+            }
+        }
+        self.inner.tree.apply_batch(batch)?;
+        Ok(true)
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        // A consistent copy under the lock (the state is an `Arc`), the
+        // encoding outside it.
+        let data = self.lock().map_err(sm_read)?.clone();
+        let bytes = data
+            .encode()
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let unique = self
+            .inner
+            .db
+            .generate_id()
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let snapshot_id = match &data.last_applied {
+            Some(id) => format!("{}-{}-{unique}", id.leader_id.term, id.index),
+            None => format!("0-0-{unique}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: data.last_applied,
+            last_membership: data.last_membership,
+            snapshot_id,
+        };
+        let batch = snapshot_batch(&meta, &bytes)
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        let stored = self
+            .replace_snapshot(&meta, batch, true)
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        if !stored {
+            tracing::debug!(%meta, "a newer snapshot was installed meanwhile; keeping it");
+        }
+        self.flush()
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        tracing::debug!(%meta, size = bytes.len(), "snapshot built");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = StateMachineStore;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let data = self.lock().map_err(sm_read)?;
+        Ok((data.last_applied, data.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut entries = entries.into_iter().peekable();
+        if entries.peek().is_none() {
+            return Ok(Vec::new());
+        }
+        let mut responses = Vec::with_capacity(entries.size_hint().0);
+        let image = {
+            let mut guard = self.lock().map_err(sm_write)?;
+            let Data {
+                last_applied,
+                last_membership,
+                state,
+            } = &mut *guard;
+            // Copy-on-write: readers keep the state they hold.
+            let state = Arc::make_mut(state);
+            for entry in entries {
+                *last_applied = Some(entry.log_id);
+                let response = match entry.payload {
+                    EntryPayload::Blank => Response::Applied(Applied::Done),
+                    EntryPayload::Normal(request) => state.apply(&request.command).into(),
+                    EntryPayload::Membership(membership) => {
+                        let nodes = membership.voter_ids().collect();
+                        *last_membership = StoredMembership::new(Some(entry.log_id), membership);
+                        state.apply(&Command::SetNodes { nodes }).into()
+                    }
+                };
+                responses.push(response);
+            }
+            guard.clone()
+        };
+        let bytes = image.encode().map_err(sm_write)?;
+        self.inner.tree.insert(KEY_IMAGE, bytes).map_err(sm_write)?;
+        self.flush().await.map_err(sm_write)?;
+        tracing::trace!(last_applied = ?image.last_applied, n = responses.len(), "applied");
+        self.inner.published.send_replace(image.state);
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let bytes = snapshot.into_inner();
+        let bad = |e: &(dyn std::error::Error + 'static)| {
+            StorageIOError::read_snapshot(Some(meta.signature()), AnyError::from_dyn(e, None))
+        };
+        let image: Image = decode(&bytes).map_err(|e| bad(&e))?;
+        if image.last_applied != meta.last_log_id {
+            let e = std::io::Error::other(format!(
+                "snapshot bytes are at {:?}, its meta says {:?}",
+                image.last_applied, meta.last_log_id
+            ));
+            return Err(bad(&e).into());
+        }
+        let data = Data {
+            last_applied: meta.last_log_id,
+            last_membership: meta.last_membership.clone(),
+            state: Arc::new(image.state),
+        };
+        // Image and current snapshot in one atomic batch.
+        let mut batch = snapshot_batch(meta, &bytes).map_err(|e| bad(&e))?;
+        batch.insert(KEY_IMAGE, data.encode().map_err(sm_write)?);
+        // An installed snapshot is the state now: it is always the current one.
+        self.replace_snapshot(meta, batch, false)
+            .map_err(sm_write)?;
+        self.flush().await.map_err(sm_write)?;
+        let state = data.state.clone();
+        *self.lock().map_err(sm_write)? = data;
+        self.inner.published.send_replace(state);
+        tracing::info!(%meta, "snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let current = self
+            .read_snapshot()
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(current.map(|(meta, bytes)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::testing::log_id;
+
+    fn meta(index: u64, id: &str) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: Some(log_id(1, 0, index)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: id.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_build_does_not_replace_a_newer_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, sm) = crate::open(dir.path()).unwrap();
+        let newer = meta(9, "installed");
+        let batch = snapshot_batch(&newer, b"new").unwrap();
+        assert!(sm.replace_snapshot(&newer, batch, false).unwrap());
+
+        let older = meta(5, "built-late");
+        let batch = snapshot_batch(&older, b"old").unwrap();
+        assert!(!sm.replace_snapshot(&older, batch, true).unwrap());
+        let (stored, bytes) = sm.read_snapshot().unwrap().unwrap();
+        assert_eq!((stored, bytes), (newer, b"new".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn an_empty_batch_changes_and_publishes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, mut sm) = crate::open(dir.path()).unwrap();
+        let rx = sm.subscribe();
+        assert!(sm.apply(Vec::<Entry>::new()).await.unwrap().is_empty());
+        assert!(!rx.has_changed().unwrap());
+        assert_eq!(sm.last_applied(), None);
+    }
+}

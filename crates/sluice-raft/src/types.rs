@@ -1,0 +1,163 @@
+//! The Raft type configuration: what sluice's log carries and answers.
+//!
+//! What: [`TypeConfig`] ties openraft to sluice — a log entry's payload is a
+//! [`Request`] (one model [`Command`]), applying it gives a [`Response`], a
+//! node is a `u64` id with a [`BasicNode`] whose `addr` is the node's admin
+//! URL (`http://127.0.0.1:7071`), snapshots are bytes in memory.
+//!
+//! Why a `Rejected` response instead of an error: a command the model refuses
+//! is still a committed log entry; applying it changes nothing, and every node
+//! answers the same. Storage errors (the node cannot go on) are openraft's
+//! `StorageError`, never a `Response`.
+
+use std::fmt;
+
+use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
+use sluice_model::{Applied, Command, ModelError};
+
+openraft::declare_raft_types!(
+    /// sluice's openraft type configuration.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// A Raft node id (the model's node id).
+pub type NodeId = sluice_model::NodeId;
+/// A running Raft node.
+pub type Raft = openraft::Raft<TypeConfig>;
+/// Term, leader and index of a log entry.
+pub type LogId = openraft::LogId<NodeId>;
+/// A node's vote (term and whom it voted for).
+pub type Vote = openraft::Vote<NodeId>;
+/// A cluster membership configuration.
+pub type Membership = openraft::Membership<NodeId, BasicNode>;
+/// A membership with the id of the log entry that set it.
+pub type StoredMembership = openraft::StoredMembership<NodeId, BasicNode>;
+/// What a snapshot covers.
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, BasicNode>;
+/// A snapshot: its meta and its bytes.
+pub type Snapshot = openraft::Snapshot<TypeConfig>;
+/// A log entry.
+pub type Entry = openraft::Entry<TypeConfig>;
+/// First and last log id in the store.
+pub type LogState = openraft::LogState<TypeConfig>;
+/// A failure of the log or state-machine store (fatal to the Raft node).
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// What a client proposes: one command for the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The command every node applies.
+    #[serde(with = "crate::codec::as_json")]
+    pub command: Command,
+}
+
+impl Request {
+    /// A request carrying `command`.
+    pub fn new(command: Command) -> Self {
+        Request { command }
+    }
+}
+
+impl From<Command> for Request {
+    fn from(command: Command) -> Self {
+        Request { command }
+    }
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.command)
+    }
+}
+
+/// What applying a log entry gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The command was applied (or the entry needed nothing from the model).
+    Applied(#[serde(with = "crate::codec::as_json")] Applied),
+    /// The model refused the command; the state is unchanged. Carries the
+    /// model error's stable code, its message and the field at fault.
+    Rejected {
+        /// Stable machine-readable code (`ModelError::code`).
+        code: String,
+        /// Human-readable message.
+        message: String,
+        /// Request field at fault, if any.
+        field: Option<String>,
+    },
+}
+
+impl Response {
+    /// Whether the command was applied.
+    pub fn is_applied(&self) -> bool {
+        matches!(self, Response::Applied(_))
+    }
+}
+
+impl From<&ModelError> for Response {
+    fn from(e: &ModelError) -> Self {
+        Response::Rejected {
+            code: e.code().to_owned(),
+            message: e.to_string(),
+            field: e.field().map(str::to_owned),
+        }
+    }
+}
+
+impl From<ModelError> for Response {
+    fn from(e: ModelError) -> Self {
+        Response::from(&e)
+    }
+}
+
+impl From<Result<Applied, ModelError>> for Response {
+    fn from(r: Result<Applied, ModelError>) -> Self {
+        match r {
+            Ok(applied) => Response::Applied(applied),
+            Err(e) => Response::from(&e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{decode, encode};
+    use sluice_model::DrainId;
+
+    #[test]
+    fn rejected_carries_code_message_and_field() {
+        let e = ModelError::GroupNotFound {
+            group: "web".into(),
+        };
+        let r = Response::from(e.clone());
+        assert_eq!(
+            r,
+            Response::Rejected {
+                code: "group_not_found".into(),
+                message: e.to_string(),
+                field: Some("group".into()),
+            }
+        );
+        assert!(!r.is_applied());
+    }
+
+    #[test]
+    fn request_and_response_round_trip_in_bincode() {
+        let req = Request::new(Command::DrainFinished {
+            drain: DrainId(4),
+            node: 2,
+        });
+        assert_eq!(decode::<Request>(&encode(&req).unwrap()).unwrap(), req);
+        let resp = Response::Applied(Applied::DrainCompleted { drain: DrainId(4) });
+        assert_eq!(decode::<Response>(&encode(&resp).unwrap()).unwrap(), resp);
+    }
+}

@@ -1,0 +1,266 @@
+//! The state machine and log store through openraft's storage traits:
+//! persistence across reopen, rejected commands, snapshots, the watch channel.
+
+use std::collections::BTreeSet;
+
+use openraft::storage::RaftStateMachine;
+use openraft::testing::log_id;
+use openraft::{EntryPayload, RaftSnapshotBuilder};
+use sluice_model::{Applied, Command, DrainPolicy, State};
+use sluice_raft::{Entry, LogId, Membership, Request, Response, StateMachineStore};
+
+fn normal(index: u64, command: Command) -> Entry {
+    Entry {
+        log_id: log_id(1, 1, index),
+        payload: EntryPayload::Normal(Request::new(command)),
+    }
+}
+
+fn membership(index: u64, voters: &[u64]) -> Entry {
+    let voters: BTreeSet<u64> = voters.iter().copied().collect();
+    Entry {
+        log_id: log_id(1, 1, index),
+        payload: EntryPayload::Membership(Membership::new(vec![voters], None)),
+    }
+}
+
+fn create_group(name: &str) -> Command {
+    Command::CreateGroup {
+        name: name.into(),
+        drain: DrainPolicy::default(),
+    }
+}
+
+fn add_backend(group: &str, addr: &str) -> Command {
+    Command::AddBackend {
+        group: group.into(),
+        addr: addr.into(),
+        weight: 100,
+    }
+}
+
+/// A membership, a group, a backend and its removal (a drain).
+fn some_entries() -> Vec<Entry> {
+    vec![
+        Entry {
+            log_id: log_id(1, 1, 1),
+            payload: EntryPayload::Blank,
+        },
+        membership(2, &[1, 2, 3]),
+        normal(3, create_group("web")),
+        normal(4, add_backend("web", "127.0.0.1:9001")),
+        normal(
+            5,
+            Command::RemoveBackend {
+                group: "web".into(),
+                addr: "127.0.0.1:9001".into(),
+                at: 1_000,
+            },
+        ),
+    ]
+}
+
+/// The state the model reaches from [`some_entries`].
+fn expected_state() -> State {
+    let mut s = State::default();
+    for c in [
+        Command::SetNodes {
+            nodes: vec![1, 2, 3],
+        },
+        create_group("web"),
+        add_backend("web", "127.0.0.1:9001"),
+        Command::RemoveBackend {
+            group: "web".into(),
+            addr: "127.0.0.1:9001".into(),
+            at: 1_000,
+        },
+    ] {
+        s.apply(&c).unwrap();
+    }
+    s
+}
+
+#[tokio::test]
+async fn state_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = {
+        let (_log, mut sm) = sluice_raft::open(dir.path()).unwrap();
+        let responses = sm.apply(some_entries()).await.unwrap();
+        assert_eq!(responses.len(), 5);
+        assert!(responses.iter().all(Response::is_applied));
+        assert!(matches!(
+            responses[4],
+            Response::Applied(Applied::Draining { started: true, .. })
+        ));
+        sm.current()
+    };
+    assert_eq!(*state, expected_state());
+
+    let (_log, mut sm) = sluice_raft::open(dir.path()).unwrap();
+    assert_eq!(sm.current(), state);
+    assert_eq!(
+        sm.current().nodes,
+        BTreeSet::from([1, 2, 3]),
+        "nodes are the voters"
+    );
+    let (applied, mem) = sm.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(1, 1, 5)));
+    assert_eq!(sm.last_applied(), Some(log_id(1, 1, 5)));
+    assert_eq!(mem.log_id(), &Some(log_id(1, 1, 2)));
+    assert_eq!(mem.voter_ids().collect::<Vec<_>>(), vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn membership_change_sets_the_drain_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm) = sluice_raft::open(dir.path()).unwrap();
+    sm.apply(vec![membership(1, &[1, 2])]).await.unwrap();
+    assert_eq!(sm.current().nodes, BTreeSet::from([1, 2]));
+    sm.apply(vec![membership(2, &[2, 5, 7])]).await.unwrap();
+    assert_eq!(sm.current().nodes, BTreeSet::from([2, 5, 7]));
+}
+
+#[tokio::test]
+async fn rejected_command_is_an_applied_entry_that_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm) = sluice_raft::open(dir.path()).unwrap();
+    sm.apply(vec![normal(1, create_group("web"))])
+        .await
+        .unwrap();
+    let before = sm.current();
+
+    let responses = sm
+        .apply(vec![
+            normal(2, create_group("web")),
+            normal(3, add_backend("nope", "127.0.0.1:9001")),
+        ])
+        .await
+        .unwrap();
+    let codes: Vec<_> = responses
+        .iter()
+        .map(|r| match r {
+            Response::Rejected { code, field, .. } => (code.as_str(), field.as_deref()),
+            Response::Applied(a) => panic!("applied: {a:?}"),
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            ("group_exists", Some("group")),
+            ("group_not_found", Some("group"))
+        ]
+    );
+    assert_eq!(sm.current(), before, "state unchanged");
+    assert_eq!(sm.last_applied(), Some(log_id(1, 1, 3)), "still applied");
+}
+
+#[tokio::test]
+async fn snapshot_installs_the_same_state_on_a_fresh_store() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (_log_a, mut a) = sluice_raft::open(dir_a.path()).unwrap();
+    let (log_b, mut b) = sluice_raft::open(dir_b.path()).unwrap();
+    a.apply(some_entries()).await.unwrap();
+
+    let snap = a
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(snap.meta.last_log_id, Some(log_id(1, 1, 5)));
+    let mut rx = b.subscribe();
+    b.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
+
+    assert_eq!(b.current(), a.current());
+    assert!(rx.has_changed().unwrap(), "install is published");
+    assert_eq!(*rx.borrow_and_update(), a.current());
+    assert_eq!(
+        b.applied_state().await.unwrap(),
+        a.applied_state().await.unwrap()
+    );
+    let current = b.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta, snap.meta);
+
+    // The installed state is durable too.
+    drop((log_b, b));
+    let (_log_b, b) = sluice_raft::open(dir_b.path()).unwrap();
+    assert_eq!(b.current(), a.current());
+}
+
+#[tokio::test]
+async fn snapshot_ids_are_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm) = sluice_raft::open(dir.path()).unwrap();
+    sm.apply(some_entries()).await.unwrap();
+    let mut builder = sm.get_snapshot_builder().await;
+    let one = builder.build_snapshot().await.unwrap().meta.snapshot_id;
+    let two = builder.build_snapshot().await.unwrap().meta.snapshot_id;
+    assert_ne!(one, two);
+    assert!(one.starts_with("1-5-"), "{one}");
+}
+
+#[tokio::test]
+async fn watch_sees_each_applied_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm) = sluice_raft::open(dir.path()).unwrap();
+    let mut rx = sm.subscribe();
+    assert_eq!(**rx.borrow_and_update(), State::default());
+
+    let mut model = State::default();
+    for (i, entry) in some_entries().into_iter().enumerate() {
+        let index = i as u64 + 1;
+        match &entry.payload {
+            EntryPayload::Normal(r) => {
+                model.apply(&r.command).unwrap();
+            }
+            EntryPayload::Membership(m) => {
+                model
+                    .apply(&Command::SetNodes {
+                        nodes: m.voter_ids().collect(),
+                    })
+                    .unwrap();
+            }
+            EntryPayload::Blank => {}
+        }
+        sm.apply(vec![entry]).await.unwrap();
+        assert!(rx.has_changed().unwrap(), "entry {index} is published");
+        assert_eq!(**rx.borrow_and_update(), model, "after entry {index}");
+        assert_eq!(sm.last_applied(), Some(log_id(1, 1, index)));
+    }
+}
+
+#[tokio::test]
+async fn a_state_held_by_a_reader_is_not_changed_by_later_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm) = sluice_raft::open(dir.path()).unwrap();
+    let held = sm.current();
+    sm.apply(vec![normal(1, create_group("web"))])
+        .await
+        .unwrap();
+    assert!(held.groups.is_empty());
+    assert!(sm.current().groups.contains_key("web"));
+}
+
+/// Log entries carrying model commands round-trip through the log store.
+#[tokio::test]
+async fn log_entries_with_commands_round_trip() {
+    use openraft::RaftLogReader;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _sm): (_, StateMachineStore) = sluice_raft::open(dir.path()).unwrap();
+    let entries = some_entries();
+    append(&mut log, entries.clone()).await;
+    let read = log.try_get_log_entries(..).await.unwrap();
+    assert_eq!(
+        read.iter().map(|e| e.log_id).collect::<Vec<LogId>>(),
+        entries.iter().map(|e| e.log_id).collect::<Vec<_>>()
+    );
+    assert_eq!(read[2].payload, entries[2].payload);
+    assert_eq!(read[1].payload, entries[1].payload);
+}
+
+/// Appends through openraft's own helper, which waits for the flush callback.
+async fn append(log: &mut sluice_raft::LogStore, entries: Vec<Entry>) {
+    use openraft::storage::RaftLogStorageExt;
+    log.blocking_append(entries).await.unwrap();
+}
