@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,0 +1,813 @@
+//! The three-node cluster, end to end: three real `sluice` processes (node
+//! `i` serving its listeners on `127.0.0.i`), formed with `sluice cluster
+//! init` / `join`, driven through the CLI and the admin API, with demo
+//! backends and real HTTP/WebSocket clients (set-up in
+//! `tests/common/cluster.rs`).
+//!
+//! What each test checks (rules of `DESIGN.md` §1 and §2):
+//!
+//! | test | rules |
+//! |---|---|
+//! | [`formation_one_leader_two_followers_on_every_node`] | C1: one leader, named alike by every node, two followers, all reachable and caught up; `join` works through a follower; a write through a follower is on every node when the call returns |
+//! | [`replicated_drain_closes_every_tunnel_at_one_deadline`] | C3, R3, R1: a removal through a follower gives every node the same drain id and `deadline_ms`; the tunnels through all three nodes keep echoing until that deadline, then get Close 1001 within 250 ms of it and within 150 ms of each other; the backend gets three Close 1001 |
+//! | [`removal_stops_new_work_on_every_node_when_the_call_returns`] | R1, C2: right after `backend remove` returns (through a follower), no node sends the removed, still draining backend a new request |
+//! | [`idle_backend_leaves_every_node_at_once`] | R2, C2: with a 300 s drain and no work anywhere, every node stops listing the backend within 1 s (every node finishes, so the drain completes), and the pooled upstream connections are closed |
+//! | [`leader_killed_mid_drain_survivors_still_close_at_the_deadline`] | C3, C1: `kill -9` of the leader mid-drain: a survivor becomes leader, the survivors' tunnels still close at the original deadline, writes through a survivor still succeed |
+//! | [`restarted_follower_keeps_the_drain_and_every_write`] | C5, C3, C1: a follower killed and restarted mid-drain shows the same drain id and deadline as soon as it is ready, catches up with a write made while it was down, and in the end every node has every acknowledged write (identical `/v1/state`) |
+//! | [`writes_and_raft_rpcs_need_the_token`] | §4 auth, C1: a write with a wrong token is refused on a follower and on the leader and changes nothing anywhere; `/raft/{vote,append,snapshot}` answer 401 without or with a wrong token |
+//!
+//! Not covered here: C4 (fail static under a partition) and C6 (consensus
+//! health) need fault injection or failing backends; R4–R11 are one-node
+//! behaviours covered by `drain_http.rs` and `websocket.rs`.
+//!
+//! Timing: drains of 3–5 s; every wait is a poll with a deadline; a test
+//! takes 5–12 s.
+//!
+//! Interface assumed beyond the (`[cluster]` config, `cluster
+//! init|join|status|remove-node`, forwarding, `/raft/*`):
+//! - a node started with `bootstrap = false` answers `/readyz` 200 before it
+//!   is initialised or joined (the harness waits for it);
+//! - `cluster status`: a member's `addr` is its `advertise` URL verbatim;
+//!   `last_applied`/`lag` null means "not known here", and the leader knows
+//!   every member's; once formed, every node names the same `term`;
+//! - "the call returns once every reachable node routes by the new state"
+//!   covers the admin reads (`group list`, `backend list`) of every node;
+//! - a restarted node rejoins by itself and answers from its restored state
+//!   as soon as `/readyz` is 200;
+//! - `/raft/*` check the token before decoding the body: the right token
+//!   with a body that is not a Raft message gets neither 401 nor 404;
+//! - the CLI's error for a wrong token names the token on stderr (as on one
+//!   node), and `/v1/state` needs no token (as on one node).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::cluster::*;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use sluice_testkit::{http_get, BackendEvent, DemoBackend, NodeProcess};
+use tokio::net::TcpStream;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How the demo backend answers `hello <n>`.
+const ECHO_PREFIX: &str = "Server received your message: hello ";
+/// A tunnel's message interval.
+const PING_EVERY: Duration = Duration::from_millis(200);
+/// A tunnel task gives up after this long without a Close.
+const PINGER_LIMIT: Duration = Duration::from_secs(30);
+/// R3/C3: a tunnel's Close 1001 comes within this long after the deadline.
+const CLOSE_WITHIN_MS: i64 = 250;
+/// C3: the Closes through different nodes are at most this far apart.
+const CLOSE_SPREAD_MS: u64 = 150;
+
+// ---------------------------------------------------------------------------
+// A WebSocket client that sends `hello <n>` every 200 ms and logs the echoes.
+
+/// What one tunnel saw; times are Unix ms.
+#[derive(Clone, Debug, Default)]
+struct WsLog {
+    /// When each echo arrived.
+    echoes: Vec<u64>,
+    /// Text messages that were not echoes of ours.
+    unexpected: Vec<String>,
+    /// The Close frame's code and when it arrived.
+    close: Option<(Option<u16>, u64)>,
+    /// How the tunnel ended without a Close frame, if it did.
+    ended: Option<String>,
+}
+
+/// A tunnel through one node's listener, driven by a background task.
+struct Pinger {
+    node: u64,
+    log: Arc<Mutex<WsLog>>,
+    task: JoinHandle<()>,
+}
+
+impl Pinger {
+    /// Opens a WebSocket to `url` (through node `node`) and starts pinging.
+    async fn start(node: u64, url: &str) -> Pinger {
+        let (ws, resp) = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::connect_async(url),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("websocket to {url} timed out"))
+        .unwrap_or_else(|e| panic!("websocket to {url}: {e}"));
+        assert_eq!(resp.status(), 101, "upgrade through node {node}");
+        let log = Arc::new(Mutex::new(WsLog::default()));
+        let task = tokio::spawn(ping(ws, log.clone()));
+        Pinger { node, log, task }
+    }
+
+    /// Echoes so far.
+    fn echoes(&self) -> usize {
+        self.log.lock().unwrap().echoes.len()
+    }
+
+    /// Waits (at most `within`) until the tunnel has ended; returns its log.
+    async fn finish(self, within: Duration) -> WsLog {
+        let node = self.node;
+        if tokio::time::timeout(within, self.task).await.is_err() {
+            panic!(
+                "the tunnel through node {node} did not end within {within:?}: {:?}",
+                self.log.lock().unwrap()
+            );
+        }
+        let log = self.log.lock().unwrap().clone();
+        log
+    }
+}
+
+/// The tunnel task: a message every [`PING_EVERY`], every echo logged, until
+/// a Close frame, the end of the connection or [`PINGER_LIMIT`].
+async fn ping(ws: WebSocketStream<MaybeTlsStream<TcpStream>>, log: Arc<Mutex<WsLog>>) {
+    let (mut tx, mut rx) = ws.split();
+    let mut tick = tokio::time::interval(PING_EVERY);
+    let limit = tokio::time::sleep(PINGER_LIMIT);
+    tokio::pin!(limit);
+    let mut sent = 0u32;
+    loop {
+        tokio::select! {
+            _ = &mut limit => {
+                log.lock().unwrap().ended = Some(format!("no Close within {PINGER_LIMIT:?}"));
+                return;
+            }
+            _ = tick.tick() => {
+                sent += 1;
+                // The Close may already be on its way; a failed send shows
+                // up as the end of the stream below.
+                let _ = tx.send(Message::text(format!("hello {sent}"))).await;
+            }
+            m = rx.next() => {
+                let at = now_ms();
+                let mut log = log.lock().unwrap();
+                match m {
+                    Some(Ok(Message::Text(t))) if t.starts_with(ECHO_PREFIX) => log.echoes.push(at),
+                    Some(Ok(Message::Text(t))) => log.unexpected.push(t.as_str().to_owned()),
+                    Some(Ok(Message::Close(frame))) => {
+                        log.close = Some((frame.map(|f| u16::from(f.code)), at));
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        log.ended = Some(format!("error: {e}"));
+                        return;
+                    }
+                    None => {
+                        log.ended = Some("ended without a Close frame".into());
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    // Send the Close reply tungstenite has queued, completing the handshake.
+    let _ = tokio::time::timeout(Duration::from_millis(500), tx.close()).await;
+}
+
+/// Starts a tunnel through each of `nodes` and waits until each has echoed
+/// three times.
+async fn pingers(cluster: &Cluster, nodes: &[u64]) -> Vec<Pinger> {
+    let mut all = Vec::new();
+    for &id in nodes {
+        all.push(Pinger::start(id, &cluster.ws_url(id, "/chat")).await);
+    }
+    let all_ref = &all;
+    poll(
+        Duration::from_secs(5),
+        "every tunnel echoes",
+        move || async move {
+            let counts: Vec<(u64, usize)> = all_ref.iter().map(|p| (p.node, p.echoes())).collect();
+            if counts.iter().all(|&(_, n)| n >= 3) {
+                Ok(())
+            } else {
+                Err(format!("echoes per node: {counts:?}"))
+            }
+        },
+    )
+    .await;
+    all
+}
+
+/// R3/C3 for one tunnel: it kept echoing through the drain (from the
+/// removal, `removed_ms`, until less than 450 ms before the deadline, with
+/// at most a third of the expected echoes missing), then got Close 1001
+/// within [0, 250) ms after the deadline. Returns when the Close came.
+fn assert_drained(node: u64, log: &WsLog, removed_ms: u64, deadline: u64) -> u64 {
+    assert!(
+        log.unexpected.is_empty(),
+        "node {node}: unexpected messages {:?}",
+        log.unexpected
+    );
+    let Some((code, closed_ms)) = log.close else {
+        panic!("the tunnel through node {node} got no Close: {log:?}");
+    };
+    assert_eq!(
+        code,
+        Some(1001),
+        "the tunnel through node {node} closed with {code:?}, want 1001 Going Away"
+    );
+    let late = closed_ms as i64 - deadline as i64;
+    assert!(
+        (0..CLOSE_WITHIN_MS).contains(&late),
+        "the tunnel through node {node} got its Close {late} ms after the deadline"
+    );
+    let during = log
+        .echoes
+        .iter()
+        .filter(|&&t| t > removed_ms && t < deadline)
+        .count() as u64;
+    let expected = (deadline - removed_ms) / PING_EVERY.as_millis() as u64;
+    assert!(
+        during * 3 >= expected * 2,
+        "the tunnel through node {node} echoed {during} times during the drain, expected about {expected}"
+    );
+    let last = log
+        .echoes
+        .iter()
+        .copied()
+        .filter(|&t| t < deadline)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        deadline - last < 450,
+        "the tunnel through node {node} stopped echoing {} ms before the deadline",
+        deadline - last
+    );
+    closed_ms
+}
+
+/// C3: the Closes through different nodes came at (nearly) one time.
+fn assert_spread(closes: &[(u64, u64)]) {
+    let min = closes.iter().map(|c| c.1).min().unwrap();
+    let max = closes.iter().map(|c| c.1).max().unwrap();
+    assert!(
+        max - min < CLOSE_SPREAD_MS,
+        "Close times (node, Unix ms) spread over {} ms: {closes:?}",
+        max - min
+    );
+}
+
+/// Waits until the backend has received `n` Close 1001 frames.
+async fn wait_backend_closes(b: &DemoBackend, n: usize) {
+    poll(
+        Duration::from_secs(2),
+        &format!("{} received {n} Close 1001", b.name()),
+        move || async move {
+            let seen = b
+                .events()
+                .iter()
+                .filter(|r| {
+                    matches!(
+                        r.event,
+                        BackendEvent::WebSocketCloseReceived { code: Some(1001) }
+                    )
+                })
+                .count();
+            if seen >= n {
+                Ok(())
+            } else {
+                Err(format!("{seen} so far"))
+            }
+        },
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers.
+
+/// `backend remove web <addr>` on node `via`; returns the answer, checking
+/// that the drain's deadline is the removal time plus `timeout_ms` (the
+/// leader stamps it while the call runs).
+async fn remove_draining(cluster: &Cluster, via: u64, addr: &str, timeout_ms: u64) -> Value {
+    let before = now_ms();
+    let removed = sluice_json(cluster.node(via), &["backend", "remove", "web", addr]).await;
+    let after = now_ms();
+    assert_eq!(removed["state"], "draining", "{removed}");
+    let deadline = removed["drain"]["deadline_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no drain.deadline_ms: {removed}"));
+    assert!(
+        deadline >= before + timeout_ms && deadline <= after + timeout_ms,
+        "deadline {deadline} is not the removal time ({before}..={after}) + {timeout_ms} ms"
+    );
+    removed
+}
+
+/// Names of the groups `node` lists.
+async fn group_names(node: &NodeProcess) -> Vec<String> {
+    let v = sluice_json(node, &["group", "list"]).await;
+    let mut names: Vec<String> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("group list is not an array: {v}"))
+        .iter()
+        .map(|g| g["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Sends `GET /?delay=30s` to `base` (a listener's `http://host:port`)
+/// until one is running on `target` rather than on `other` (the listener
+/// spreads work over the group's backends); returns the requests, to be
+/// aborted by the caller.
+async fn hold_slow_request(
+    target: &DemoBackend,
+    other: &DemoBackend,
+    base: &str,
+) -> Vec<JoinHandle<()>> {
+    const PATH: &str = "/?delay=30s";
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        let since = Instant::now();
+        let url = format!("{base}{PATH}");
+        held.push(tokio::spawn(async move {
+            let _ = http_get(&url, Duration::from_secs(40)).await;
+        }));
+        let started = |b: &DemoBackend| {
+            b.events().iter().any(|r| {
+                r.at >= since
+                    && matches!(&r.event, BackendEvent::RequestStarted { path } if path == PATH)
+            })
+        };
+        let on_target = poll(
+            Duration::from_secs(2),
+            "the slow request reached a backend",
+            move || async move {
+                if started(target) {
+                    Ok(true)
+                } else if started(other) {
+                    Ok(false)
+                } else {
+                    Err("not yet".to_string())
+                }
+            },
+        )
+        .await;
+        if on_target {
+            return held;
+        }
+    }
+    panic!(
+        "six slow requests through {base}, none on {}",
+        target.name()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The tests.
+
+/// C1: init + joins (node 3 through node 2, a follower) give one cluster:
+/// asked on any node, `cluster status` names the same leader in the same
+/// term, the two other nodes as followers, all reachable, caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn formation_one_leader_two_followers_on_every_node() {
+    let cluster = Cluster::start(3).await;
+    cluster.init_and_join(&[(2, 1), (3, 2)]).await;
+    // wait_formed checks every answer: members 1, 2, 3 at their advertised
+    // URLs, exactly one leader (the same everywhere), the rest followers,
+    // all reachable, equal last_applied and lag 0.
+    let (leader, answers) = cluster.wait_formed(Duration::from_secs(5)).await;
+    assert_eq!(answers.len(), 3);
+    for s in &answers {
+        let members = s["members"].as_array().unwrap();
+        let leaders = members.iter().filter(|m| m["role"] == "leader").count();
+        let followers = members.iter().filter(|m| m["role"] == "follower").count();
+        assert_eq!((leaders, followers), (1, 2), "{s}");
+    }
+
+    // A write through a follower is on every node when the call returns.
+    let follower = *cluster.followers(leader).last().unwrap();
+    sluice_ok(
+        cluster.node(follower),
+        &["group", "create", "web", "--drain-timeout", "3s"],
+    )
+    .await;
+    for n in &cluster.nodes {
+        assert_eq!(
+            group_names(n).await,
+            ["web"],
+            "node {} right after the write",
+            n.node_id()
+        );
+    }
+    // And every node catches up to the same log position and state.
+    cluster.wait_formed(Duration::from_secs(5)).await;
+    cluster.wait_same_state(Duration::from_secs(3)).await;
+}
+
+/// C3 + R3: one drain, one deadline, three nodes closing at it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_drain_closes_every_tunnel_at_one_deadline() {
+    let b = backend("ecs01", Duration::ZERO).await;
+    let addr = b.addr().to_string();
+    let cluster = Cluster::web(&["--drain-timeout", "3s"], &[&b]).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.followers(leader)[0];
+    let tunnels = pingers(&cluster, &cluster.ids()).await;
+
+    let removed_ms = now_ms();
+    let removed = remove_draining(&cluster, follower, &addr, 3_000).await;
+    let deadline = removed["drain"]["deadline_ms"].as_u64().unwrap();
+    // C3: every node has the same drain, deadline included; no node has
+    // finished, each holding a tunnel.
+    for n in &cluster.nodes {
+        let list = backend_list(n, "web").await;
+        let entry = find_backend(&list, &addr)
+            .unwrap_or_else(|| panic!("node {} lost {addr}: {list:?}", n.node_id()));
+        assert_eq!(entry["state"], "draining", "node {}: {entry}", n.node_id());
+        assert_eq!(
+            entry["drain"]["id"],
+            removed["drain"]["id"],
+            "node {}",
+            n.node_id()
+        );
+        assert_eq!(
+            entry["drain"]["deadline_ms"].as_u64(),
+            Some(deadline),
+            "node {}",
+            n.node_id()
+        );
+        let nodes = entry["drain"]["nodes"].as_array().unwrap();
+        let mut ids: Vec<u64> = nodes.iter().filter_map(|d| d["node"].as_u64()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, [1, 2, 3], "node {}: {entry}", n.node_id());
+        assert!(
+            nodes.iter().all(|d| d["finished"] == false),
+            "a node holding a tunnel has not finished: {entry}"
+        );
+    }
+
+    let mut closes = Vec::new();
+    for t in tunnels {
+        let node = t.node;
+        let wait = Duration::from_millis(deadline.saturating_sub(now_ms()) + 2_000);
+        let log = t.finish(wait).await;
+        closes.push((node, assert_drained(node, &log, removed_ms, deadline)));
+    }
+    assert_spread(&closes);
+    // The backend side of each tunnel got Close 1001 too.
+    wait_backend_closes(&b, 3).await;
+    // Every node finished, so the drain completes and the backend is gone.
+    cluster
+        .wait_gone_everywhere(&addr, Duration::from_secs(2))
+        .await;
+}
+
+/// R1 + C2: when `backend remove` returns, no node sends new work there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removal_stops_new_work_on_every_node_when_the_call_returns() {
+    let removed_b = backend("ecs01", Duration::ZERO).await;
+    let kept = backend("ecs02", Duration::ZERO).await;
+    let cluster = Cluster::web(&["--drain-timeout", "10s"], &[&removed_b, &kept]).await;
+    // Both backends take work through every node.
+    for id in cluster.ids() {
+        for _ in 0..4 {
+            let (status, ..) = http_get(&cluster.url(id, "/"), Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert_eq!(status, 200);
+        }
+    }
+    assert!(removed_b.requests_started() > 0 && kept.requests_started() > 0);
+    // A request in flight on ecs01 keeps its drain going through the burst
+    // (so the burst tests "draining takes no new work", not only "gone").
+    let held = hold_slow_request(&removed_b, &kept, &cluster.url(1, "")).await;
+
+    let leader = cluster.leader().await;
+    let follower = cluster.followers(leader)[0];
+    remove_draining(&cluster, follower, &removed_b.addr().to_string(), 10_000).await;
+    let removed_before = removed_b.requests_started();
+    let kept_before = kept.requests_started();
+
+    // At once, a burst through every node.
+    const PER_NODE: u64 = 30;
+    let mut burst = JoinSet::new();
+    for id in cluster.ids() {
+        for _ in 0..PER_NODE {
+            let url = cluster.url(id, "/");
+            burst.spawn(async move { (id, http_get(&url, Duration::from_secs(10)).await) });
+        }
+    }
+    while let Some(r) = burst.join_next().await {
+        let (id, answer) = r.unwrap();
+        let (status, headers, body) = answer.unwrap_or_else(|e| panic!("through node {id}: {e:#}"));
+        assert_eq!(status, 200, "through node {id}: {body}");
+        assert_eq!(headers["x-backend"], "ecs02", "through node {id}");
+    }
+    assert_eq!(
+        removed_b.requests_started(),
+        removed_before,
+        "R1: the removed backend got new requests after the removal returned"
+    );
+    assert_eq!(kept.requests_started(), kept_before + 3 * PER_NODE);
+    for h in held {
+        h.abort();
+    }
+}
+
+/// R2 + C2: an idle backend's removal completes on every node at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_backend_leaves_every_node_at_once() {
+    let b = backend("ecs01", Duration::ZERO).await;
+    let addr = b.addr().to_string();
+    // Cluster::web leaves an idle pooled upstream connection on every node.
+    let cluster = Cluster::web(&["--drain-timeout", "300s"], &[&b]).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.followers(leader)[0];
+
+    let removed = sluice_json(cluster.node(follower), &["backend", "remove", "web", &addr]).await;
+    assert!(
+        removed["state"] == "draining" || removed["state"] == "removed",
+        "{removed}"
+    );
+    // Each node has nothing on it, finishes at once, so the drain completes
+    // without waiting for its 300 s.
+    let gone = cluster
+        .wait_gone_everywhere(&addr, Duration::from_secs(1))
+        .await;
+    eprintln!("gone from each node after {gone:?}");
+    // The idle pooled connections (and any health probe's) were closed.
+    let b_ref = &b;
+    poll(
+        Duration::from_secs(2),
+        "every connection to the removed backend is closed",
+        move || async move {
+            let events = b_ref.events();
+            let opened = events
+                .iter()
+                .filter(|r| matches!(r.event, BackendEvent::ConnectionOpened { .. }))
+                .count();
+            let closed = events
+                .iter()
+                .filter(|r| matches!(r.event, BackendEvent::ConnectionClosed { .. }))
+                .count();
+            if opened == closed {
+                Ok(())
+            } else {
+                Err(format!("{opened} opened, {closed} closed"))
+            }
+        },
+    )
+    .await;
+    cluster.wait_same_state(Duration::from_secs(3)).await;
+}
+
+/// C3 + C1 across a leader failure: the deadline is in the log, not in the
+/// leader; the survivors elect a leader and keep taking writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_mid_drain_survivors_still_close_at_the_deadline() {
+    let b = backend("ecs01", Duration::ZERO).await;
+    let addr = b.addr().to_string();
+    let mut cluster = Cluster::web(&["--drain-timeout", "4s"], &[&b]).await;
+    let old = cluster.leader().await;
+    let survivors = cluster.followers(old);
+    let tunnels = pingers(&cluster, &cluster.ids()).await;
+
+    let removed_ms = now_ms();
+    let removed = remove_draining(&cluster, survivors[0], &addr, 4_000).await;
+    let deadline = removed["drain"]["deadline_ms"].as_u64().unwrap();
+    cluster.kill(old).await;
+
+    // A survivor becomes leader; both survivors say so and see the old
+    // leader unreachable.
+    let c = &cluster;
+    let survivors_ref = &survivors;
+    let new = poll(
+        Duration::from_secs(5),
+        "the survivors elect a new leader",
+        move || async move {
+            let mut named = Vec::new();
+            for &id in survivors_ref {
+                let s = try_status(c.node(id)).await?;
+                let dead = s["members"]
+                    .as_array()
+                    .and_then(|m| m.iter().find(|m| m["node"] == old))
+                    .cloned();
+                if dead.as_ref().map(|d| &d["reachable"]) != Some(&Value::Bool(false)) {
+                    return Err(format!("node {id} shows the killed node {old} as {dead:?}"));
+                }
+                named.push(s["leader"].as_u64());
+            }
+            match named[0] {
+                Some(l) if l != old && named.iter().all(|n| *n == Some(l)) => Ok(l),
+                _ => Err(format!("survivors name leaders {named:?}")),
+            }
+        },
+    )
+    .await;
+    assert!(survivors.contains(&new));
+
+    // Writes go on, through the survivor that is not the leader.
+    let other = *survivors.iter().find(|&&id| id != new).unwrap();
+    sluice_ok(cluster.node(other), &["group", "create", "api"]).await;
+    for &id in &survivors {
+        assert_eq!(group_names(cluster.node(id)).await, ["api", "web"]);
+    }
+
+    // The survivors' tunnels close at the original deadline; the killed
+    // node's tunnel simply died with it.
+    let mut closes = Vec::new();
+    for t in tunnels {
+        let node = t.node;
+        let wait = Duration::from_millis(deadline.saturating_sub(now_ms()) + 2_000);
+        let log = t.finish(wait).await;
+        if node != old {
+            closes.push((node, assert_drained(node, &log, removed_ms, deadline)));
+        }
+    }
+    assert_eq!(closes.len(), 2);
+    assert_spread(&closes);
+    wait_backend_closes(&b, 2).await;
+    cluster.wait_same_state(Duration::from_secs(3)).await;
+}
+
+/// C5: a follower killed and restarted mid-drain restores the drain (same
+/// id, same deadline) before it answers, and no acknowledged write is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_follower_keeps_the_drain_and_every_write() {
+    let b = backend("ecs01", Duration::ZERO).await;
+    let addr = b.addr().to_string();
+    let mut cluster = Cluster::web(&["--drain-timeout", "5s"], &[&b]).await;
+    let leader = cluster.leader().await;
+    let followers = cluster.followers(leader);
+    let (restarted, other) = (followers[0], followers[1]);
+
+    // Writes acknowledged before the restart, through both followers.
+    sluice_ok(
+        cluster.node(restarted),
+        &["group", "create", "api", "--no-drain"],
+    )
+    .await;
+    sluice_ok(
+        cluster.node(other),
+        &["backend", "add", "api", "10.0.0.7:80", "--weight", "7"],
+    )
+    .await;
+    // A tunnel through the leader keeps the drain going until its deadline.
+    let tunnel = pingers(&cluster, &[leader]).await.remove(0);
+
+    let removed_ms = now_ms();
+    let removed = remove_draining(&cluster, restarted, &addr, 5_000).await;
+    let deadline = removed["drain"]["deadline_ms"].as_u64().unwrap();
+
+    cluster.kill(restarted).await;
+    // Acknowledged while the follower is down: it must catch up on it.
+    sluice_ok(cluster.node(leader), &["group", "create", "down"]).await;
+    cluster.restart(restarted).await;
+    assert!(
+        now_ms() + 500 < deadline,
+        "the restart took too long: the drain is (nearly) over, nothing left to check"
+    );
+
+    // Ready means restored: the drain as it was, at once.
+    let list = backend_list(cluster.node(restarted), "web").await;
+    let entry = find_backend(&list, &addr)
+        .unwrap_or_else(|| panic!("the restarted node lost {addr}: {list:?}"));
+    assert_eq!(entry["state"], "draining", "{entry}");
+    assert_eq!(entry["drain"]["id"], removed["drain"]["id"], "{entry}");
+    assert_eq!(
+        entry["drain"]["deadline_ms"].as_u64(),
+        Some(deadline),
+        "{entry}"
+    );
+
+    // Writes acknowledged after the restart, one through the restarted node.
+    sluice_ok(
+        cluster.node(restarted),
+        &["backend", "add", "api", "10.0.0.8:80"],
+    )
+    .await;
+    sluice_ok(
+        cluster.node(other),
+        &["group", "create", "ops", "--drain-timeout", "10s"],
+    )
+    .await;
+
+    // The drain ends at its deadline, as if nothing happened.
+    let wait = Duration::from_millis(deadline.saturating_sub(now_ms()) + 2_000);
+    let log = tunnel.finish(wait).await;
+    assert_drained(leader, &log, removed_ms, deadline);
+    cluster
+        .wait_gone_everywhere(&addr, Duration::from_secs(3))
+        .await;
+
+    // Every acknowledged write on every node; identical states.
+    cluster.wait_same_state(Duration::from_secs(5)).await;
+    for n in &cluster.nodes {
+        assert_eq!(
+            group_names(n).await,
+            ["api", "down", "ops", "web"],
+            "node {}",
+            n.node_id()
+        );
+        let api = backend_list(n, "api").await;
+        let weights: Vec<(String, u64)> = api
+            .iter()
+            .map(|b| {
+                (
+                    b["addr"].as_str().unwrap().to_string(),
+                    b["weight"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            weights,
+            [
+                ("10.0.0.7:80".to_string(), 7),
+                ("10.0.0.8:80".to_string(), 100)
+            ],
+            "node {}",
+            n.node_id()
+        );
+    }
+}
+
+/// §4 auth: the shared token guards admin writes (on any node, forwarded
+/// or not) and Raft RPCs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_raft_rpcs_need_the_token() {
+    const WRONG: &str = "wrong-token-0123456789abcdef";
+    let cluster = Cluster::formed().await;
+    let leader = cluster.leader().await;
+    let follower = cluster.followers(leader)[0];
+    let before = cluster.wait_same_state(Duration::from_secs(3)).await;
+
+    // A wrong token: refused on a follower (which must not forward it on
+    // its own credentials) and on the leader.
+    for id in [follower, leader] {
+        let out = sluice_with_token(cluster.node(id), WRONG, &["group", "create", "evil"]).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "node {id} took a wrong token");
+        assert!(
+            err.contains("token"),
+            "node {id}: {err:?} should name the token"
+        );
+    }
+    // No token at all, on the API.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let r = http
+        .post(format!("{}/v1/groups", cluster.node(follower).admin_url()))
+        .json(&serde_json::json!({"name": "evil"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "unauthorized");
+    // Nothing changed, anywhere.
+    for n in &cluster.nodes {
+        assert_eq!(
+            try_state(n).await.unwrap(),
+            before,
+            "node {} after refused writes",
+            n.node_id()
+        );
+    }
+    // A good write through the same follower is applied everywhere when it
+    // returns, and so would anything logged before it: still no `evil`.
+    sluice_ok(cluster.node(follower), &["group", "create", "good"]).await;
+    for n in &cluster.nodes {
+        assert_eq!(group_names(n).await, ["good"], "node {}", n.node_id());
+    }
+
+    // Raft RPCs: 401 without a token and with a wrong one; with the right
+    // token the route exists (a body that is not a Raft message is refused
+    // for what it is, not for the token).
+    for n in &cluster.nodes {
+        for rpc in ["vote", "append", "snapshot"] {
+            let url = format!("{}/raft/{rpc}", n.admin_url());
+            let post = |token: Option<&str>| {
+                let mut req = http
+                    .post(&url)
+                    .header("content-type", "application/octet-stream")
+                    .body("not a raft message");
+                if let Some(t) = token {
+                    req = req.bearer_auth(t);
+                }
+                req.send()
+            };
+            let none = post(None).await.unwrap().status();
+            assert_eq!(none, 401, "POST {url} without a token");
+            let wrong = post(Some(WRONG)).await.unwrap().status();
+            assert_eq!(wrong, 401, "POST {url} with a wrong token");
+            let right = post(Some(n.token())).await.unwrap().status();
+            assert!(
+                right != 401 && right != 404,
+                "POST {url} with the right token answered {right}"
+            );
+        }
+    }
+    // The cluster is unharmed by all that.
+    cluster.wait_formed(Duration::from_secs(5)).await;
+    cluster.wait_same_state(Duration::from_secs(3)).await;
+}
