@@ -38,6 +38,10 @@ pub struct ClientFlags {
     /// Output format of every command.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Linearizable reads: confirmed by (or forwarded to) the leader instead
+    /// of answered from the node's own state.
+    #[arg(long, global = true)]
+    pub consistent: bool,
 }
 
 /// How answers are printed.
@@ -63,6 +67,27 @@ pub enum Command {
     /// Listening ports.
     #[command(subcommand)]
     Listener(ListenerCommand),
+    /// Cluster membership.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Make the node (--node) the first member of a new cluster.
+    Init,
+    /// Add the node whose admin URL is ADDR (run against any member).
+    Join {
+        /// Admin URL of the node to add, e.g. http://127.0.0.2:7072
+        addr: String,
+    },
+    /// Leader, term, and each member's role, applied index, lag, reachability.
+    Status,
+    /// Take a node out of the cluster.
+    RemoveNode {
+        /// Node id.
+        id: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,6 +262,15 @@ mod tests {
             ],
             &["backend", "remove", "web", "10.0.0.11:8080", "--wait"],
             &["backend", "list", "web", "--output", "json"],
+            &[
+                "cluster",
+                "join",
+                "http://127.0.0.2:7072",
+                "--node",
+                "http://127.0.0.1:7071",
+            ],
+            &["cluster", "status", "--consistent"],
+            &["cluster", "remove-node", "3"],
         ] {
             parse(args);
         }

@@ -12,7 +12,8 @@ use sluice_admin::api::{
 };
 
 use crate::cli::{
-    self, BackendCommand, ClientFlags, GroupCommand, ListenerCommand, Output, UsageError,
+    self, BackendCommand, ClientFlags, ClusterCommand, GroupCommand, ListenerCommand, Output,
+    UsageError,
 };
 use crate::output;
 
@@ -67,6 +68,7 @@ pub struct Client {
     node: String,
     token: Option<String>,
     output: Output,
+    consistent: bool,
 }
 
 /// The token of a node started with the default data dir, if present.
@@ -100,6 +102,7 @@ impl Client {
             node: flags.node.trim_end_matches('/').to_string(),
             token: flags.token.or_else(default_token),
             output: flags.output,
+            consistent: flags.consistent,
         }
     }
 
@@ -148,6 +151,12 @@ impl Client {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        if self.consistent {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            return self
+                .call(Method::GET, &format!("{path}{sep}consistent=true"), None)
+                .await;
+        }
         self.call(Method::GET, path, None).await
     }
 
@@ -375,6 +384,59 @@ impl Client {
                 let ls: Vec<ListenerView> = self.get("/v1/listeners").await?;
                 if !self.json(&ls) {
                     output::listeners(&ls);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// === cluster ===
+
+impl Client {
+    pub async fn cluster(&self, cmd: ClusterCommand) -> Result<(), ClientError> {
+        match cmd {
+            ClusterCommand::Init => {
+                let st: serde_json::Value =
+                    self.call(Method::POST, "/v1/cluster/init", None).await?;
+                if !self.json(&st) {
+                    println!(
+                        "initialised a new cluster: node {} is its only voter and leader",
+                        st["node"]
+                    );
+                }
+            }
+            ClusterCommand::Join { addr } => {
+                if !addr.starts_with("http://") {
+                    return Err(UsageError(format!(
+                        "ADDR = {addr:?} is invalid: expected the new node's admin URL, e.g. http://127.0.0.2:7072"
+                    ))
+                    .into());
+                }
+                let body = sluice_admin::api::JoinNode { addr };
+                let who: serde_json::Value = self
+                    .call(Method::POST, "/v1/cluster/join", Some(&body))
+                    .await?;
+                if !self.json(&who) {
+                    println!(
+                        "node {} ({}) joined as voter",
+                        who["node"],
+                        who["addr"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            ClusterCommand::Status => {
+                let st: serde_json::Value = self.get("/v1/cluster/status").await?;
+                if !self.json(&st) {
+                    output::cluster_status(&st);
+                }
+            }
+            ClusterCommand::RemoveNode { id } => {
+                let st: serde_json::Value = self
+                    .call(Method::DELETE, &format!("/v1/cluster/nodes/{id}"), None)
+                    .await?;
+                if !self.json(&st) {
+                    println!("node {id} removed from the cluster");
                 }
             }
         }

@@ -32,6 +32,11 @@ pub struct NodeConfig {
     pub upstream_max_idle_per_backend: usize,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub bootstrap: bool,
+    pub advertise: String,
+    pub heartbeat_interval: Duration,
+    pub election_timeout: Duration,
+    pub snapshot_every: u64,
 }
 
 /// Why a config file was refused.
@@ -71,6 +76,18 @@ struct RawConfig {
     proxy: RawProxy,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    cluster: RawCluster,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    bootstrap: Option<bool>,
+    advertise: Option<String>,
+    heartbeat_interval: Option<String>,
+    election_timeout: Option<String>,
+    snapshot_every: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -179,7 +196,67 @@ impl NodeConfig {
                 expected: "error, warn, info, debug, trace or a tracing filter directive",
             });
         }
+        let advertise = match raw.cluster.advertise {
+            Some(url) => {
+                let ok = url
+                    .strip_prefix("http://")
+                    .and_then(|rest| rest.trim_end_matches('/').rsplit_once(':'))
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+                if !ok {
+                    return Err(ConfigError::Invalid {
+                        file: file.to_string(),
+                        field: "cluster.advertise",
+                        value: format!("{url:?}"),
+                        expected: "the admin URL other nodes reach this one at, http://host:port",
+                    });
+                }
+                url.trim_end_matches('/').to_string()
+            }
+            None if admin_listen.ip().is_unspecified() => {
+                return Err(ConfigError::Invalid {
+                    file: file.to_string(),
+                    field: "cluster.advertise",
+                    value: "(unset)".into(),
+                    expected: "an http://host:port URL: admin.listen is a wildcard address, so peers need to be told where to reach this node",
+                })
+            }
+            None => format!("http://{admin_listen}"),
+        };
+        let heartbeat_interval = v.duration(
+            "cluster.heartbeat_interval",
+            raw.cluster.heartbeat_interval.as_deref(),
+            "100ms",
+            (Duration::from_millis(20), Duration::from_secs(5)),
+            "20ms..=5s",
+        )?;
+        let election_timeout = v.duration(
+            "cluster.election_timeout",
+            raw.cluster.election_timeout.as_deref(),
+            "500ms",
+            (Duration::from_millis(100), Duration::from_secs(30)),
+            "100ms..=30s",
+        )?;
+        if election_timeout < heartbeat_interval * 3 {
+            return Err(ConfigError::Invalid {
+                file: file.to_string(),
+                field: "cluster.election_timeout",
+                value: humantime::format_duration(election_timeout).to_string(),
+                expected: "at least 3 x cluster.heartbeat_interval",
+            });
+        }
         Ok(NodeConfig {
+            bootstrap: raw.cluster.bootstrap.unwrap_or(true),
+            advertise,
+            heartbeat_interval,
+            election_timeout,
+            snapshot_every: v.int(
+                "cluster.snapshot_every",
+                raw.cluster.snapshot_every,
+                1000,
+                100,
+                1_000_000,
+                "100..=1000000",
+            )? as u64,
             node_id,
             data_dir: PathBuf::from(raw.node.data_dir.unwrap_or_else(|| "./data".into())),
             data_address,
@@ -319,6 +396,18 @@ mod tests {
     }
 
     #[test]
+    fn the_three_node_examples_load() {
+        for i in 1..=3u64 {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("config/node{i}.toml"));
+            let c = NodeConfig::load(&path).unwrap();
+            assert_eq!(c.node_id, i);
+            assert!(!c.bootstrap);
+            assert_eq!(c.data_address, IpAddr::from([127, 0, 0, i as u8]));
+            assert_eq!(c.advertise, format!("http://127.0.0.1:707{i}"));
+        }
+    }
+
+    #[test]
     fn every_bad_value_names_file_field_value_and_range() {
         let cases = [
             ("[node]\nid = 0", "x.toml: node.id = 0 is out of range 1.."),
@@ -333,6 +422,11 @@ mod tests {
             ("[proxy]\nupstream_max_idle_per_backend = -1", "x.toml: proxy.upstream_max_idle_per_backend = -1 is out of range 0..=100000"),
             ("[log]\nformat = \"xml\"", "x.toml: log.format = \"xml\" is invalid: expected \"text\" or \"json\""),
             ("[log]\nlevel = \"[[\"", "x.toml: log.level = \"[[\" is invalid: expected error, warn, info, debug, trace or a tracing filter directive"),
+            ("[cluster]\nadvertise = \"127.0.0.1:7070\"", "x.toml: cluster.advertise = \"127.0.0.1:7070\" is invalid: expected the admin URL other nodes reach this one at, http://host:port"),
+            ("[admin]\nlisten = \"0.0.0.0:7070\"", "x.toml: cluster.advertise = (unset) is invalid: expected an http://host:port URL: admin.listen is a wildcard address, so peers need to be told where to reach this node"),
+            ("[cluster]\nheartbeat_interval = \"1ms\"", "x.toml: cluster.heartbeat_interval = 1ms is out of range 20ms..=5s"),
+            ("[cluster]\nelection_timeout = \"200ms\"\nheartbeat_interval = \"100ms\"", "x.toml: cluster.election_timeout = 200ms is invalid: expected at least 3 x cluster.heartbeat_interval"),
+            ("[cluster]\nsnapshot_every = 5", "x.toml: cluster.snapshot_every = 5 is out of range 100..=1000000"),
         ];
         for (text, want) in cases {
             let got = NodeConfig::parse(text, "x.toml").unwrap_err().to_string();

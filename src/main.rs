@@ -48,6 +48,7 @@ fn main() {
                     Command::Group(c) => client.group(c).await,
                     Command::Backend(c) => client.backend(c).await,
                     Command::Listener(c) => client.listener(c).await,
+                    Command::Cluster(c) => client.cluster(c).await,
                     Command::Node(_) => unreachable!("handled above"),
                 }
             });

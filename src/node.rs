@@ -1,14 +1,16 @@
-//! Assembles one node: the admin token, the data plane, the command store
-//! (restored from the data dir before any listener accepts traffic, C5), the
-//! drain reports fed back as commands, and the admin API.
+//! Assembles one node: the admin token, Raft and its sled store (restored
+//! from the data dir, and applied to the data plane before any listener
+//! accepts traffic, C5), the drain reports fed back as commands, and the
+//! admin API (which also serves the Raft RPCs).
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use sluice_admin::auth::{self, TokenSource};
-use sluice_admin::{router, AdminContext, CommandStore, StoreError};
-use sluice_model::{Command, DrainId, ModelError};
+use sluice_admin::{router, AdminContext, CommandStore};
+use sluice_model::{Command, DrainId};
 use sluice_proxy::{DataPlane, DrainReporter, ProxySettings};
+use sluice_raft::{ClusterConfig, RaftNode, Response};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -61,26 +63,63 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         upstream_max_idle_per_backend: config.upstream_max_idle_per_backend,
     };
     let (reports, mut report_rx) = mpsc::unbounded_channel();
+    let reports_retry = reports.clone();
     let data_plane = Arc::new(
         DataPlane::start(settings, Arc::new(ReportToStore { reports }))
             .await
             .context("cannot start the data plane")?,
     );
+    let raft = Arc::new(
+        RaftNode::start(
+            &config.data_dir.join("raft"),
+            ClusterConfig {
+                node_id: node,
+                advertise: config.advertise.clone(),
+                token: token.clone(),
+                heartbeat_interval: config.heartbeat_interval,
+                election_timeout: config.election_timeout,
+                snapshot_every: config.snapshot_every,
+            },
+        )
+        .await
+        .context("cannot start raft")?,
+    );
     let store = Arc::new(
-        CommandStore::open(&config.data_dir, node, data_plane.clone())
+        CommandStore::start(raft.clone(), data_plane.clone())
             .await
             .context("cannot restore the node's state")?,
     );
+    if config.bootstrap && !raft.is_initialized().await? {
+        raft.init()
+            .await
+            .context("cannot initialise a one-node cluster")?;
+        info!(node, "bootstrapped a one-node cluster");
+    }
 
     let reporter_store = store.clone();
+    let retry = reports_retry;
     tokio::spawn(async move {
         while let Some(drain) = report_rx.recv().await {
             match reporter_store
-                .submit(Command::DrainFinished { drain, node })
+                .submit_quietly(Command::DrainFinished { drain, node })
                 .await
             {
-                Ok(_) | Err(StoreError::Rejected(ModelError::DrainNotFound { .. })) => {}
-                Err(e) => warn!(node, %drain, error = %e, "could not record drain finished"),
+                Ok(Response::Applied(_)) => {}
+                // The drain completed or was never known here: nothing to report.
+                Ok(Response::Rejected { code, .. }) if code == "drain_not_found" => {}
+                Ok(Response::Rejected { message, .. }) => {
+                    warn!(node, %drain, %message, "drain report refused")
+                }
+                Err(e) => {
+                    // Reported again shortly: a drain completes only when
+                    // every member's report is in the log.
+                    warn!(node, %drain, error = %e, "could not record drain finished; retrying in 1s");
+                    let retry = retry.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        let _ = retry.send(drain);
+                    });
+                }
             }
         }
     });
@@ -90,13 +129,14 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         token,
         store,
     }));
-    info!(node, admin = %config.admin_listen, data_address = %config.data_address, "sluice node ready");
+    info!(node, admin = %config.admin_listen, advertise = %config.advertise, data_address = %config.data_address, "sluice node ready");
     let serve = axum::serve(admin, app).with_graceful_shutdown(shutdown_signal());
     tokio::select! {
         r = serve => r.context("admin server failed")?,
         _ = data_plane.stopped() => anyhow::bail!("the data plane stopped unexpectedly"),
     }
     info!(node, "shutting down");
+    raft.shutdown().await;
     data_plane.stop().await;
     Ok(())
 }

@@ -147,6 +147,46 @@ pub fn group_written(verb: &str, g: &GroupView) {
     );
 }
 
+pub fn cluster_status(st: &serde_json::Value) {
+    let show = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_string(),
+        other => other.to_string(),
+    };
+    println!(
+        "node {} sees leader {} in term {}",
+        show(&st["node"]),
+        show(&st["leader"]),
+        show(&st["term"])
+    );
+    println!();
+    let rows: Vec<Vec<String>> = st["members"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .map(|m| {
+                    vec![
+                        show(&m["node"]),
+                        m["addr"].as_str().unwrap_or("").to_string(),
+                        m["role"].as_str().unwrap_or("").to_string(),
+                        show(&m["last_applied"]),
+                        show(&m["lag"]),
+                        if m["reachable"].as_bool().unwrap_or(false) {
+                            "yes"
+                        } else {
+                            "no"
+                        }
+                        .to_string(),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(
+        &["NODE", "ADDR", "ROLE", "APPLIED", "LAG", "REACHABLE"],
+        &rows,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,16 @@
 //! | GET | `/v1/listeners` | | `[ListenerView]` |
 //! | POST | `/v1/listeners` | [`AddListener`] | `201 ListenerView` |
 //! | GET | `/v1/state` | | the whole replicated `State` |
+//! | POST | `/v1/cluster/init` | | `ClusterStatus` (this node alone) |
+//! | POST | `/v1/cluster/join` | [`JoinNode`] | `NodeIdentity` of the new voter |
+//! | GET | `/v1/cluster/status` | | `ClusterStatus` |
+//! | DELETE | `/v1/cluster/nodes/{node}` | | `ClusterStatus` |
+//! | GET | `/v1/cluster/self`, `/v1/cluster/applied` | | who this node is; the log index its data plane runs |
+//! | POST | `/raft/append`, `/raft/vote`, `/raft/snapshot`, `/raft/write` | bincode | Raft RPCs and forwarded writes (token) |
+//!
+//! Reads answer from the node's own state; add `?consistent=true` for a
+//! linearizable read (confirmed by, or forwarded to, the leader). Writes on
+//! a follower are forwarded to the leader.
 //!
 //! `{addr}` is `host:port`, percent-encoded where needed (`[::1]:80`).
 //! Every error is `{"error": {"code", "message", "field"}}` ([`ErrorBody`]).
@@ -175,4 +185,11 @@ pub struct ErrorDetail {
     /// The request field at fault, if one is.
     #[serde(default)]
     pub field: Option<String>,
+}
+
+/// Body of `POST /v1/cluster/join`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinNode {
+    /// Admin URL of the node to add, e.g. `http://127.0.0.2:7072`.
+    pub addr: String,
 }

@@ -14,7 +14,7 @@ pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable code.
-    pub code: &'static str,
+    pub code: String,
     /// One readable sentence.
     pub message: String,
     /// Field at fault.
@@ -26,7 +26,7 @@ impl ApiError {
     pub fn bad_field(field: &str, message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
-            code: "invalid_value",
+            code: "invalid_value".into(),
             message: message.into(),
             field: Some(field.to_string()),
         }
@@ -36,7 +36,7 @@ impl ApiError {
     pub fn unauthorized(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
+            code: "unauthorized".into(),
             message: message.into(),
             field: None,
         }
@@ -54,7 +54,7 @@ impl From<ModelError> for ApiError {
         };
         ApiError {
             status,
-            code: e.code(),
+            code: e.code().into(),
             message: e.to_string(),
             field: e.field().map(String::from),
         }
@@ -64,13 +64,26 @@ impl From<ModelError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Rejected(m) => m.into(),
-            other => ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "store_unavailable",
-                message: other.to_string(),
-                field: None,
-            },
+            StoreError::Rejected {
+                code,
+                message,
+                field,
+            } => {
+                let status = if code.ends_with("_not_found") {
+                    StatusCode::NOT_FOUND
+                } else if code.ends_with("_exists") {
+                    StatusCode::CONFLICT
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                ApiError {
+                    status,
+                    code,
+                    message,
+                    field,
+                }
+            }
+            StoreError::Cluster(e) => e.into(),
         }
     }
 }
@@ -79,7 +92,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.to_string(),
+                code: self.code,
                 message: self.message,
                 field: self.field,
             },

@@ -5,15 +5,17 @@
 //! data plane, the CLI is another client of the API; keeping the routes, the
 //! auth and the views here keeps the binary's `main` thin.
 //!
-//! How: [`CommandStore`] orders commands and applies them with
-//! `sluice_model::State::apply`, persists the result and hands it to the data
-//! plane before a write is acknowledged. [`router`] builds the axum router
+//! How: [`CommandStore`] proposes commands through Raft (`sluice-raft`; a
+//! follower forwards to the leader) and answers once every reachable node's
+//! data plane routes by the result; the Raft RPCs and cluster operations are
+//! served on the same port. [`router`] builds the axum router
 //! over an [`AdminContext`]; every write needs the bearer token ([`auth`]).
 //! The JSON bodies live in [`api`], shared with the CLI.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod auth;
+mod cluster_routes;
 mod error;
 mod metrics;
 mod routes;
@@ -22,4 +24,4 @@ mod views;
 
 pub use error::ApiError;
 pub use routes::{router, AdminContext};
-pub use store::{CommandStore, StoreError};
+pub use store::{CommandStore, StoreError, APPLIED_PATH, PROPAGATION_WAIT};

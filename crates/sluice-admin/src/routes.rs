@@ -4,12 +4,14 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::{Path, State as AxState};
+use axum::extract::{Path, Query, State as AxState};
+use axum::http::Uri;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use sluice_model::{
     validate_port, validate_weight, Command, DrainPolicy, ModelError, NodeId,
     DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_WEIGHT,
@@ -54,10 +56,11 @@ pub fn router(ctx: Arc<AdminContext>) -> Router {
             get(show_backend).delete(remove_backend),
         )
         .route("/v1/listeners", get(list_listeners).post(add_listener))
+        .merge(crate::cluster_routes::routes())
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,
-                code: "no_such_route",
+                code: "no_such_route".into(),
                 message: "no such API route (see /v1/groups, /v1/listeners)".into(),
                 field: None,
             }
@@ -72,11 +75,62 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// `?consistent=true` on a read.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ReadOptions {
+    #[serde(default)]
+    consistent: bool,
+}
+
+/// For a consistent read: on the leader, confirms leadership with a quorum
+/// first (`None`: answer locally); on a follower, answers with the leader's
+/// own answer to the same request.
+async fn linearize(
+    ctx: &AdminContext,
+    opts: &ReadOptions,
+    uri: &Uri,
+) -> ApiResult<Option<Response>> {
+    if !opts.consistent {
+        return Ok(None);
+    }
+    let node = ctx.store.node();
+    if node.is_leader() {
+        node.raft()
+            .ensure_linearizable()
+            .await
+            .map_err(|e| ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "no_leader".into(),
+                message: format!("cannot confirm leadership for a consistent read: {e}"),
+                field: None,
+            })?;
+        return Ok(None);
+    }
+    let Some((_, leader)) = node.leader() else {
+        return Err(sluice_raft::ClusterError::NoLeader {
+            waited: std::time::Duration::ZERO,
+        }
+        .into());
+    };
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let (status, bytes) = node
+        .forward_json(&leader, axum::http::Method::GET, path, None)
+        .await?;
+    Ok(Some(
+        (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            [(header::CONTENT_TYPE, "application/json")],
+            bytes,
+        )
+            .into_response(),
+    ))
+}
+
 /// Parses a JSON body into a clear 400 naming what is wrong.
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
+pub(crate) fn json_body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
     serde_json::from_slice(bytes).map_err(|e| ApiError {
         status: StatusCode::BAD_REQUEST,
-        code: "invalid_body",
+        code: "invalid_body".into(),
         message: format!("request body is not valid: {e}"),
         field: None,
     })
@@ -90,19 +144,33 @@ async fn metrics(AxState(ctx): Ctx) -> impl IntoResponse {
     )
 }
 
-async fn state(AxState(ctx): Ctx) -> impl IntoResponse {
-    Json((*ctx.store.current()).clone())
+async fn state(
+    AxState(ctx): Ctx,
+    Query(opts): Query<ReadOptions>,
+    uri: Uri,
+) -> ApiResult<Response> {
+    if let Some(r) = linearize(&ctx, &opts, &uri).await? {
+        return Ok(r);
+    }
+    Ok(Json((*ctx.store.current()).clone()).into_response())
 }
 
-async fn list_groups(AxState(ctx): Ctx) -> Json<Vec<GroupView>> {
+async fn list_groups(
+    AxState(ctx): Ctx,
+    Query(opts): Query<ReadOptions>,
+    uri: Uri,
+) -> ApiResult<Response> {
+    if let Some(r) = linearize(&ctx, &opts, &uri).await? {
+        return Ok(r);
+    }
     let s = ctx.store.current();
     let now = now_ms();
-    Json(
-        s.groups
-            .values()
-            .map(|g| group_view(&s, g, ctx.store.data_plane(), now))
-            .collect(),
-    )
+    let groups: Vec<GroupView> = s
+        .groups
+        .values()
+        .map(|g| group_view(&s, g, ctx.store.data_plane(), now))
+        .collect();
+    Ok(Json(groups).into_response())
 }
 
 fn find_group_view(ctx: &AdminContext, name: &str) -> ApiResult<GroupView> {
@@ -116,8 +184,16 @@ fn find_group_view(ctx: &AdminContext, name: &str) -> ApiResult<GroupView> {
     Ok(group_view(&s, g, ctx.store.data_plane(), now_ms()))
 }
 
-async fn show_group(AxState(ctx): Ctx, Path(group): Path<String>) -> ApiResult<Json<GroupView>> {
-    find_group_view(&ctx, &group).map(Json)
+async fn show_group(
+    AxState(ctx): Ctx,
+    Path(group): Path<String>,
+    Query(opts): Query<ReadOptions>,
+    uri: Uri,
+) -> ApiResult<Response> {
+    if let Some(r) = linearize(&ctx, &opts, &uri).await? {
+        return Ok(r);
+    }
+    Ok(Json(find_group_view(&ctx, &group)?).into_response())
 }
 
 async fn create_group(
@@ -126,7 +202,7 @@ async fn create_group(
     bytes: Bytes,
 ) -> ApiResult<(StatusCode, Json<GroupView>)> {
     check_bearer(&headers, &ctx.token)?;
-    let req: CreateGroup = body(&bytes)?;
+    let req: CreateGroup = json_body(&bytes)?;
     let command = Command::CreateGroup {
         name: req.name.clone(),
         drain: DrainPolicy {
@@ -145,7 +221,7 @@ async fn update_group(
     bytes: Bytes,
 ) -> ApiResult<Json<GroupView>> {
     check_bearer(&headers, &ctx.token)?;
-    let req: UpdateGroup = body(&bytes)?;
+    let req: UpdateGroup = json_body(&bytes)?;
     ctx.store
         .submit(Command::UpdateGroup {
             name: group.clone(),
@@ -159,8 +235,13 @@ async fn update_group(
 async fn list_backends(
     AxState(ctx): Ctx,
     Path(group): Path<String>,
-) -> ApiResult<Json<Vec<BackendView>>> {
-    Ok(Json(find_group_view(&ctx, &group)?.backends))
+    Query(opts): Query<ReadOptions>,
+    uri: Uri,
+) -> ApiResult<Response> {
+    if let Some(r) = linearize(&ctx, &opts, &uri).await? {
+        return Ok(r);
+    }
+    Ok(Json(find_group_view(&ctx, &group)?.backends).into_response())
 }
 
 fn find_backend_view(ctx: &AdminContext, group: &str, addr: &str) -> ApiResult<BackendView> {
@@ -184,8 +265,13 @@ fn find_backend_view(ctx: &AdminContext, group: &str, addr: &str) -> ApiResult<B
 async fn show_backend(
     AxState(ctx): Ctx,
     Path((group, addr)): Path<(String, String)>,
-) -> ApiResult<Json<BackendView>> {
-    find_backend_view(&ctx, &group, &addr).map(Json)
+    Query(opts): Query<ReadOptions>,
+    uri: Uri,
+) -> ApiResult<Response> {
+    if let Some(r) = linearize(&ctx, &opts, &uri).await? {
+        return Ok(r);
+    }
+    Ok(Json(find_backend_view(&ctx, &group, &addr)?).into_response())
 }
 
 async fn add_backend(
@@ -195,7 +281,7 @@ async fn add_backend(
     bytes: Bytes,
 ) -> ApiResult<Json<BackendView>> {
     check_bearer(&headers, &ctx.token)?;
-    let req: AddBackend = body(&bytes)?;
+    let req: AddBackend = json_body(&bytes)?;
     let weight = match req.weight {
         Some(w) => validate_weight(w)?,
         None => DEFAULT_WEIGHT,
@@ -217,13 +303,13 @@ async fn remove_backend(
 ) -> ApiResult<(StatusCode, Json<BackendView>)> {
     check_bearer(&headers, &ctx.token)?;
     let before = find_backend_view(&ctx, &group, &addr)?;
-    // The removal's time is stamped here, where the command is proposed; the
-    // deadline every node closes at is computed from it (C3).
+    // The leader stamps the removal's time when it proposes the command;
+    // the deadline every node closes at is computed from it (C3).
     ctx.store
         .submit(Command::RemoveBackend {
             group: group.clone(),
             addr: addr.clone(),
-            at: now_ms(),
+            at: 0,
         })
         .await?;
     match find_backend_view(&ctx, &group, &addr) {
@@ -241,14 +327,21 @@ async fn remove_backend(
     }
 }
 
-async fn list_listeners(AxState(ctx): Ctx) -> Json<Vec<ListenerView>> {
+async fn list_listeners(
+    AxState(ctx): Ctx,
+    Query(opts): Query<ReadOptions>,
+    uri: Uri,
+) -> ApiResult<Response> {
+    if let Some(r) = linearize(&ctx, &opts, &uri).await? {
+        return Ok(r);
+    }
     let s = ctx.store.current();
-    Json(
-        s.listeners
-            .values()
-            .map(|l| listener_view(l, ctx.store.data_plane()))
-            .collect(),
-    )
+    let listeners: Vec<ListenerView> = s
+        .listeners
+        .values()
+        .map(|l| listener_view(l, ctx.store.data_plane()))
+        .collect();
+    Ok(Json(listeners).into_response())
 }
 
 async fn add_listener(
@@ -257,7 +350,7 @@ async fn add_listener(
     bytes: Bytes,
 ) -> ApiResult<(StatusCode, Json<ListenerView>)> {
     check_bearer(&headers, &ctx.token)?;
-    let req: AddListener = body(&bytes)?;
+    let req: AddListener = json_body(&bytes)?;
     let port = validate_port(req.port)?;
     ctx.store
         .submit(Command::AddListener {

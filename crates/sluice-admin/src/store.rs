@@ -1,93 +1,100 @@
-//! The command store of a one-node cluster: commands are applied in order
-//! by the pure model, the new state is written to the data dir (atomic
-//! rename after fsync) and handed to the data plane before the write is
-//! acknowledged. A restarted node loads it before its listeners accept
-//! traffic (C5). Replication replaces the ordering, not this shape.
+//! The command store: commands go through Raft ([`RaftNode::write`]: on the
+//! leader, or forwarded to it), and a write is answered once every reachable
+//! member's data plane routes by the state that includes it (C2; a member
+//! that does not answer within [`PROPAGATION_WAIT`] is skipped and catches
+//! up on its own, C4). Each node's data plane is fed from its own state
+//! machine by [`CommandStore::feed_data_plane`].
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use sluice_model::{Applied, Command, ModelError, NodeId, State};
+use sluice_model::{Applied, Command, State};
 use sluice_proxy::DataPlane;
+use sluice_raft::{ClusterError, RaftNode, Response};
 use thiserror::Error;
-use tokio::sync::Mutex;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+/// Longest a write waits for other members to route by it.
+pub const PROPAGATION_WAIT: Duration = Duration::from_secs(2);
+
+/// Path every node answers with the log index its data plane runs.
+pub const APPLIED_PATH: &str = "/v1/cluster/applied";
 
 /// Why a command was not applied.
 #[derive(Debug, Error)]
 pub enum StoreError {
-    /// The model refused the command (bad value, unknown name, ...).
+    /// The model refused the command (bad value, unknown name, ...); the
+    /// log holds it, the state did not change.
+    #[error("{message}")]
+    Rejected {
+        /// Stable code.
+        code: String,
+        /// Readable sentence.
+        message: String,
+        /// Field at fault.
+        field: Option<String>,
+    },
+    /// Replication failed or has no leader now.
     #[error(transparent)]
-    Rejected(#[from] ModelError),
-    /// The state could not be written; nothing was acknowledged.
-    #[error("cannot persist state to {path}: {source}")]
-    Persist {
-        /// File.
-        path: PathBuf,
-        /// OS error.
-        source: std::io::Error,
-    },
-    /// The state file exists but cannot be read.
-    #[error("cannot load state from {path}: {reason}")]
-    Load {
-        /// File.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// The data plane did not take the new state.
-    #[error("data plane did not apply the state: {0}")]
-    DataPlane(#[from] sluice_proxy::ProxyError),
+    Cluster(#[from] ClusterError),
 }
 
-/// Orders, applies and persists commands.
+/// Orders commands through Raft and tracks what the data plane runs.
 pub struct CommandStore {
-    path: PathBuf,
-    write: Mutex<()>,
-    current: RwLock<Arc<State>>,
+    node: Arc<RaftNode>,
     data_plane: Arc<DataPlane>,
+    applied: watch::Receiver<u64>,
 }
 
 impl CommandStore {
-    /// Loads `data_dir/state.json` (or starts empty with `node` as the only
-    /// member) and hands the state to the data plane.
-    pub async fn open(
-        data_dir: &Path,
-        node: NodeId,
+    /// Applies the node's current state to the data plane (before any
+    /// listener accepts traffic, C5), then keeps feeding it every applied
+    /// state in the background.
+    pub async fn start(
+        node: Arc<RaftNode>,
         data_plane: Arc<DataPlane>,
-    ) -> Result<CommandStore, StoreError> {
-        let path = data_dir.join("state.json");
-        let mut state = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<State>(&bytes).map_err(|e| StoreError::Load {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(e) => {
-                return Err(StoreError::Load {
-                    path,
-                    reason: e.to_string(),
-                })
+    ) -> Result<Self, StoreError> {
+        let (tx, applied) = watch::channel(0u64);
+        let mut states = node.subscribe_indexed();
+        let (index, state) = states.borrow_and_update().clone();
+        data_plane
+            .apply(state)
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        tx.send_replace(index);
+        let feed_dp = data_plane.clone();
+        tokio::spawn(async move {
+            while states.changed().await.is_ok() {
+                let (index, state) = states.borrow_and_update().clone();
+                if let Err(e) = feed_dp.apply(state).await {
+                    warn!(error = %e, "data plane did not take the new state");
+                    break;
+                }
+                tx.send_if_modified(|cur| {
+                    let newer = index > *cur;
+                    if newer {
+                        *cur = index;
+                    }
+                    newer
+                });
             }
-        };
-        if state.nodes.is_empty() {
-            state.apply(&Command::SetNodes { nodes: vec![node] })?;
-        }
-        let state = Arc::new(state);
-        data_plane.apply(state.clone()).await?;
+        });
         Ok(CommandStore {
-            path,
-            write: Mutex::new(()),
-            current: RwLock::new(state),
+            node,
             data_plane,
+            applied,
         })
     }
 
-    /// The last applied state.
+    /// The last applied state (local read).
     pub fn current(&self) -> Arc<State> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.node.current()
+    }
+
+    /// The Raft node.
+    pub fn node(&self) -> &Arc<RaftNode> {
+        &self.node
     }
 
     /// The data plane this store feeds.
@@ -95,37 +102,65 @@ impl CommandStore {
         &self.data_plane
     }
 
-    /// Applies one command; returns once it is durable and routed by.
-    pub async fn submit(&self, command: Command) -> Result<(Applied, Arc<State>), StoreError> {
-        let _order = self.write.lock().await;
-        let mut next = (*self.current()).clone();
-        let applied = next.apply(&command)?;
-        self.persist(&next)?;
-        let next = Arc::new(next);
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
-        self.data_plane.apply(next.clone()).await?;
-        Ok((applied, next))
+    /// Log index this node's data plane routes by.
+    pub fn applied_index(&self) -> u64 {
+        *self.applied.borrow()
     }
 
-    fn persist(&self, state: &State) -> Result<(), StoreError> {
-        let err = |source| StoreError::Persist {
-            path: self.path.clone(),
-            source,
-        };
-        let tmp = self.path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec(state).expect("state serializes");
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(err)?;
-            f.write_all(&bytes).map_err(err)?;
-            f.sync_all().map_err(err)?;
+    /// Proposes one command; returns once it is committed, applied, and
+    /// routed by on every reachable member.
+    pub async fn submit(&self, command: Command) -> Result<(Applied, Arc<State>), StoreError> {
+        let outcome = self.node.write(command).await?;
+        self.wait_everywhere(outcome.log_index).await;
+        match outcome.response {
+            Response::Applied(applied) => Ok((applied, self.current())),
+            Response::Rejected {
+                code,
+                message,
+                field,
+            } => Err(StoreError::Rejected {
+                code,
+                message,
+                field,
+            }),
         }
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
-        if let Some(dir) = self.path.parent() {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
+    }
+
+    /// Proposes a command without waiting for the other members (drain
+    /// reports from the data plane).
+    pub async fn submit_quietly(&self, command: Command) -> Result<Response, StoreError> {
+        Ok(self.node.write(command).await?.response)
+    }
+
+    async fn wait_everywhere(&self, index: u64) {
+        let deadline = Instant::now() + PROPAGATION_WAIT;
+        let mut mine = self.applied.clone();
+        let local =
+            tokio::time::timeout_at(deadline.into(), mine.wait_for(|applied| *applied >= index));
+        if local.await.is_err() {
+            warn!(index, "this node's data plane did not catch up in time");
+        }
+        let peers: Vec<String> = self
+            .node
+            .status()
+            .members
+            .into_iter()
+            .filter(|m| m.node != self.node.id())
+            .map(|m| m.addr)
+            .collect();
+        let waits = peers.into_iter().map(|addr| async move {
+            while Instant::now() < deadline {
+                match self.node.get_json::<serde_json::Value>(&addr, APPLIED_PATH).await {
+                    Ok(v) if v["applied"].as_u64().unwrap_or(0) >= index => return,
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(3)).await,
+                    Err(e) => {
+                        debug!(peer = %addr, error = %e, "peer not reachable; it catches up on its own");
+                        return;
+                    }
+                }
             }
-        }
-        Ok(())
+            warn!(peer = %addr, index, "peer did not route by the write in time");
+        });
+        futures_util::future::join_all(waits).await;
     }
 }

@@ -16,12 +16,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cluster;
 pub mod codec;
 mod log_store;
+pub mod network;
 mod state_machine;
 mod store;
 pub mod types;
 
+pub use cluster::{
+    ClusterConfig, ClusterError, ClusterStatus, MemberStatus, NodeIdentity, RaftNode, WriteOutcome,
+    SELF_PATH, WRITE_PATH,
+};
 pub use codec::{decode, encode, CodecError};
 pub use log_store::LogStore;
 pub use state_machine::{LoadError, StateMachineStore};

@@ -83,6 +83,8 @@ struct Inner {
     /// in a task of their own, concurrently with `install_snapshot`.
     snapshot_write: Mutex<()>,
     published: watch::Sender<Arc<State>>,
+    /// The same states with the index of the log entry they end at.
+    indexed: watch::Sender<(u64, Arc<State>)>,
 }
 
 /// sluice's Raft state machine on sled; a cheap-clone handle.
@@ -140,6 +142,10 @@ impl StateMachineStore {
         };
         tracing::debug!(last_applied = ?data.last_applied, "state machine loaded");
         let (published, _) = watch::channel(data.state.clone());
+        let (indexed, _) = watch::channel((
+            data.last_applied.map(|l| l.index).unwrap_or(0),
+            data.state.clone(),
+        ));
         Ok(StateMachineStore {
             inner: Arc::new(Inner {
                 db: db.clone(),
@@ -147,6 +153,7 @@ impl StateMachineStore {
                 data: Mutex::new(data),
                 snapshot_write: Mutex::new(()),
                 published,
+                indexed,
             }),
         })
     }
@@ -155,6 +162,12 @@ impl StateMachineStore {
     /// disk). Its current value is the state at subscription.
     pub fn subscribe(&self) -> watch::Receiver<Arc<State>> {
         self.inner.published.subscribe()
+    }
+
+    /// Like [`subscribe`](Self::subscribe), each state paired with the index
+    /// of the last log entry it includes (0 before any).
+    pub fn subscribe_indexed(&self) -> watch::Receiver<(u64, Arc<State>)> {
+        self.inner.indexed.subscribe()
     }
 
     /// The last applied (and persisted) state.
@@ -303,6 +316,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.inner.tree.insert(KEY_IMAGE, bytes).map_err(sm_write)?;
         self.flush().await.map_err(sm_write)?;
         tracing::trace!(last_applied = ?image.last_applied, n = responses.len(), "applied");
+        let index = image.last_applied.map(|l| l.index).unwrap_or(0);
+        self.inner
+            .indexed
+            .send_replace((index, image.state.clone()));
         self.inner.published.send_replace(image.state);
         Ok(responses)
     }
@@ -345,7 +362,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .map_err(sm_write)?;
         self.flush().await.map_err(sm_write)?;
         let state = data.state.clone();
+        let index = data.last_applied.map(|l| l.index).unwrap_or(0);
         *self.lock().map_err(sm_write)? = data;
+        self.inner.indexed.send_replace((index, state.clone()));
         self.inner.published.send_replace(state);
         tracing::info!(%meta, "snapshot installed");
         Ok(())

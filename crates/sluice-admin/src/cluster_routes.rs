@@ -1,0 +1,224 @@
+//! Cluster routes: the Raft RPC endpoints (bincode, token), forwarded
+//! writes, and the JSON cluster operations (`init`, `join`, `status`,
+//! `remove-node`). Operations that must run on the leader are forwarded to
+//! it when this node does not lead.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State as AxState};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sluice_raft::network::paths;
+use sluice_raft::{codec, ClusterError, ClusterStatus, Request, WRITE_PATH};
+
+use crate::api::JoinNode;
+use crate::auth::check_bearer;
+use crate::routes::AdminContext;
+use crate::store::APPLIED_PATH;
+use crate::ApiError;
+
+type Ctx = AxState<Arc<AdminContext>>;
+
+/// Routes of the cluster: RPC and operations.
+pub(crate) fn routes() -> Router<Arc<AdminContext>> {
+    Router::new()
+        .route(paths::APPEND, post(append))
+        .route(paths::VOTE, post(vote))
+        .route(paths::SNAPSHOT, post(snapshot))
+        .route(WRITE_PATH, post(forwarded_write))
+        .route(sluice_raft::SELF_PATH, get(identity))
+        .route(APPLIED_PATH, get(applied))
+        .route("/v1/cluster/init", post(init))
+        .route("/v1/cluster/join", post(join))
+        .route("/v1/cluster/status", get(status))
+        .route("/v1/cluster/nodes/{node}", delete(remove_node))
+}
+
+fn bincode_answer<T: Serialize>(value: &T) -> Response {
+    match codec::encode(value) {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// One bincode RPC: token first, then the body, then `call`'s answer.
+async fn rpc<Req, Resp, F, Fut>(
+    ctx: &AdminContext,
+    headers: &HeaderMap,
+    bytes: &Bytes,
+    call: F,
+) -> Response
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    F: FnOnce(Req) -> Fut,
+    Fut: std::future::Future<Output = Resp>,
+{
+    if let Err(e) = check_bearer(headers, &ctx.token) {
+        return e.into_response();
+    }
+    match codec::decode::<Req>(bytes) {
+        Ok(req) => bincode_answer(&call(req).await),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            format!("undecodable RPC body: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+async fn append(AxState(ctx): Ctx, headers: HeaderMap, bytes: Bytes) -> Response {
+    let raft = ctx.store.node().raft();
+    rpc(&ctx, &headers, &bytes, |req| raft.append_entries(req)).await
+}
+
+async fn vote(AxState(ctx): Ctx, headers: HeaderMap, bytes: Bytes) -> Response {
+    let raft = ctx.store.node().raft();
+    rpc(&ctx, &headers, &bytes, |req| raft.vote(req)).await
+}
+
+async fn snapshot(AxState(ctx): Ctx, headers: HeaderMap, bytes: Bytes) -> Response {
+    let raft = ctx.store.node().raft();
+    rpc(&ctx, &headers, &bytes, |req| raft.install_snapshot(req)).await
+}
+
+/// A write forwarded by a follower: proposed here, where the leader stamps it.
+async fn forwarded_write(AxState(ctx): Ctx, headers: HeaderMap, bytes: Bytes) -> Response {
+    let node = ctx.store.node();
+    rpc(&ctx, &headers, &bytes, |req: Request| async move {
+        node.write_as_leader(req.command)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await
+}
+
+async fn identity(AxState(ctx): Ctx) -> impl IntoResponse {
+    Json(ctx.store.node().identity())
+}
+
+async fn applied(AxState(ctx): Ctx) -> impl IntoResponse {
+    Json(serde_json::json!({ "applied": ctx.store.applied_index() }))
+}
+
+impl From<ClusterError> for ApiError {
+    fn from(e: ClusterError) -> Self {
+        let (status, code) = match &e {
+            ClusterError::NoLeader { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no_leader"),
+            ClusterError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "node_unreachable"),
+            ClusterError::NotInitialized => (StatusCode::CONFLICT, "not_initialized"),
+            ClusterError::AlreadyInitialized => (StatusCode::CONFLICT, "already_initialized"),
+            ClusterError::Open(_) | ClusterError::Raft(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "raft_error")
+            }
+        };
+        ApiError {
+            status,
+            code: code.into(),
+            message: e.to_string(),
+            field: None,
+        }
+    }
+}
+
+/// Runs `here` when this node leads, else replays the request on the leader.
+async fn on_leader<F, Fut>(
+    ctx: &AdminContext,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+    here: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Response, ApiError>>,
+{
+    let node = ctx.store.node();
+    if node.is_leader() {
+        return here().await;
+    }
+    let Some((_, leader)) = node.leader() else {
+        return Err(ClusterError::NoLeader {
+            waited: std::time::Duration::ZERO,
+        }
+        .into());
+    };
+    let (status, bytes) = node
+        .forward_json(&leader, method, path, body)
+        .await
+        .map_err(ApiError::from)?;
+    Ok((
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+        [(header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn init(AxState(ctx): Ctx, headers: HeaderMap) -> Result<Json<ClusterStatus>, ApiError> {
+    check_bearer(&headers, &ctx.token)?;
+    ctx.store.node().init().await?;
+    Ok(Json(ctx.store.node().status()))
+}
+
+async fn join(AxState(ctx): Ctx, headers: HeaderMap, bytes: Bytes) -> Result<Response, ApiError> {
+    check_bearer(&headers, &ctx.token)?;
+    let req: JoinNode = crate::routes::json_body(&bytes)?;
+    if !(req.addr.starts_with("http://") && req.addr.len() > 7) {
+        return Err(ApiError::bad_field(
+            "addr",
+            format!("addr = {:?} is invalid: expected the new node's admin URL, e.g. http://127.0.0.2:7072", req.addr),
+        ));
+    }
+    let body = serde_json::to_value(&req).expect("serializes");
+    let c = ctx.clone();
+    on_leader(
+        &ctx,
+        Method::POST,
+        "/v1/cluster/join",
+        Some(body),
+        || async move {
+            let who = c.store.node().join(&req.addr).await?;
+            Ok(Json(who).into_response())
+        },
+    )
+    .await
+}
+
+async fn remove_node(
+    AxState(ctx): Ctx,
+    Path(node): Path<u64>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_bearer(&headers, &ctx.token)?;
+    let c = ctx.clone();
+    let path = format!("/v1/cluster/nodes/{node}");
+    on_leader(&ctx, Method::DELETE, &path, None, || async move {
+        c.store.node().remove_node(node).await?;
+        Ok(Json(c.store.node().status()).into_response())
+    })
+    .await
+}
+
+/// The leader's view (replication lag, reachability) when a leader is known,
+/// with `node` naming the answering node.
+async fn status(AxState(ctx): Ctx) -> Json<ClusterStatus> {
+    let node = ctx.store.node();
+    let mut mine = node.status();
+    if !node.is_leader() {
+        if let Some((_, leader)) = node.leader() {
+            if let Ok(theirs) = node
+                .get_json::<ClusterStatus>(&leader, "/v1/cluster/status")
+                .await
+            {
+                mine.members = theirs.members;
+            }
+        }
+    }
+    Json(mine)
+}

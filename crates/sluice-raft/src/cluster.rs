@@ -1,0 +1,578 @@
+//! [`RaftNode`]: one node's Raft, its state machine and the cluster
+//! operations built on them — bootstrap, init, join, remove, status — and
+//! the write path: a command is proposed on the leader (stamped with the
+//! leader's clock, C3), or forwarded to it from a follower, retrying with
+//! backoff while an election is under way.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, ServerState};
+use serde::{Deserialize, Serialize};
+use sluice_model::{Command, State};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::network::HttpNetwork;
+use crate::{codec, open, Raft, Request, Response, StateMachineStore};
+
+/// Path on the leader's admin port that takes forwarded writes.
+pub const WRITE_PATH: &str = "/raft/write";
+/// Path on every node's admin port that tells who it is.
+pub const SELF_PATH: &str = "/v1/cluster/self";
+
+/// How a node takes part in the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// This node's id.
+    pub node_id: u64,
+    /// Admin URL the other nodes reach this one at.
+    pub advertise: String,
+    /// Token that authenticates Raft RPCs and forwarded writes.
+    pub token: String,
+    /// Leader heartbeat period.
+    pub heartbeat_interval: Duration,
+    /// Shortest election timeout (the longest is twice that).
+    pub election_timeout: Duration,
+    /// Log entries between snapshots (the log is purged behind them).
+    pub snapshot_every: u64,
+}
+
+/// Why a cluster operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The store could not be opened.
+    #[error("cannot open the raft store: {0}")]
+    Open(String),
+    /// Raft refused or failed.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// No leader is known (an election is under way or no quorum); the
+    /// write was not applied and may be retried.
+    #[error("no leader is elected right now (tried for {waited:?}); retry when the cluster has a quorum")]
+    NoLeader {
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The leader (or a joining node) could not be reached.
+    #[error("cannot reach {addr}: {reason}")]
+    Unreachable {
+        /// Whom.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// The operation needs an initialised cluster.
+    #[error("this node is not part of an initialised cluster yet (run `sluice cluster init` on the first node, `sluice cluster join` for the others)")]
+    NotInitialized,
+    /// Init on a node that already has a cluster.
+    #[error("this node already belongs to an initialised cluster")]
+    AlreadyInitialized,
+}
+
+impl ClusterError {
+    fn raft(e: impl std::fmt::Display) -> Self {
+        ClusterError::Raft(e.to_string())
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ClusterError::NoLeader { .. } | ClusterError::Unreachable { .. }
+        )
+    }
+}
+
+/// A committed write: the log index it got and what applying it did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WriteOutcome {
+    /// Index of its log entry.
+    pub log_index: u64,
+    /// The state machine's answer.
+    pub response: Response,
+}
+
+/// Who a node is (answer of `GET /v1/cluster/self`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeIdentity {
+    /// Node id.
+    pub node: u64,
+    /// Advertised admin URL.
+    pub addr: String,
+}
+
+/// One member in [`ClusterStatus`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MemberStatus {
+    /// Node id.
+    pub node: u64,
+    /// Admin URL.
+    pub addr: String,
+    /// `leader`, `follower` or `learner`.
+    pub role: String,
+    /// Last log index it matched (leader's view), or this node's applied
+    /// index for itself.
+    pub last_applied: Option<u64>,
+    /// Entries it is behind the leader (known on the leader only).
+    pub lag: Option<u64>,
+    /// Whether the leader hears from it (known on the leader only; a
+    /// follower reports `true` for the members it has no view of).
+    pub reachable: bool,
+}
+
+/// The cluster as one node sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterStatus {
+    /// The answering node.
+    pub node: u64,
+    /// Current leader, if known.
+    pub leader: Option<u64>,
+    /// Current term.
+    pub term: u64,
+    /// Members, voters first.
+    pub members: Vec<MemberStatus>,
+}
+
+/// One node's Raft and state machine.
+pub struct RaftNode {
+    raft: Raft,
+    sm: StateMachineStore,
+    config: ClusterConfig,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl RaftNode {
+    /// Opens the store in `dir` and starts Raft. The state machine holds the
+    /// last applied state at once (C5).
+    pub async fn start(dir: &Path, config: ClusterConfig) -> Result<RaftNode, ClusterError> {
+        let (log_store, sm) = open(dir).map_err(|e| ClusterError::Open(e.to_string()))?;
+        let election = config.election_timeout.as_millis() as u64;
+        let raft_config = openraft::Config {
+            cluster_name: "sluice".into(),
+            heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
+            election_timeout_min: election,
+            election_timeout_max: election * 2,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+            max_in_snapshot_log_to_keep: config.snapshot_every / 2,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(ClusterError::raft)?;
+        let network = HttpNetwork::new(config.token.clone());
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            network,
+            log_store,
+            sm.clone(),
+        )
+        .await
+        .map_err(ClusterError::raft)?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let http = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(RaftNode {
+            raft,
+            sm,
+            config,
+            http,
+        })
+    }
+
+    /// The Raft handle (for RPC endpoints and metrics).
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> u64 {
+        self.config.node_id
+    }
+
+    /// This node's identity.
+    pub fn identity(&self) -> NodeIdentity {
+        NodeIdentity {
+            node: self.config.node_id,
+            addr: self.config.advertise.clone(),
+        }
+    }
+
+    /// The token Raft RPCs and forwarded writes must carry.
+    pub fn token(&self) -> &str {
+        &self.config.token
+    }
+
+    /// The last applied state.
+    pub fn current(&self) -> Arc<State> {
+        self.sm.current()
+    }
+
+    /// Every state the state machine applies.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<State>> {
+        self.sm.subscribe()
+    }
+
+    /// Every applied state with the index of the last entry it includes.
+    pub fn subscribe_indexed(&self) -> watch::Receiver<(u64, Arc<State>)> {
+        self.sm.subscribe_indexed()
+    }
+
+    /// Index of the last entry applied to the state machine.
+    pub fn applied_index(&self) -> u64 {
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|l| l.index)
+            .unwrap_or(0)
+    }
+
+    /// Whether this node belongs to an initialised cluster.
+    pub async fn is_initialized(&self) -> Result<bool, ClusterError> {
+        self.raft.is_initialized().await.map_err(ClusterError::raft)
+    }
+
+    /// Makes this node a one-node cluster.
+    pub async fn init(&self) -> Result<(), ClusterError> {
+        if self.is_initialized().await? {
+            return Err(ClusterError::AlreadyInitialized);
+        }
+        let members = BTreeMap::from([(
+            self.config.node_id,
+            BasicNode {
+                addr: self.config.advertise.clone(),
+            },
+        )]);
+        self.raft
+            .initialize(members)
+            .await
+            .map_err(ClusterError::raft)?;
+        // A one-node cluster elects itself at once; wait for it, and for the
+        // membership entry to be applied, so the node answers as a leader.
+        let mut metrics = self.raft.metrics();
+        let ready = metrics.wait_for(|m| {
+            m.state == ServerState::Leader && m.last_applied.map(|l| l.index) >= m.last_log_index
+        });
+        if tokio::time::timeout(Duration::from_secs(10), ready)
+            .await
+            .is_err()
+        {
+            warn!(
+                node = self.config.node_id,
+                "initialised, but not leader after 10s"
+            );
+        }
+        info!(node = self.config.node_id, "initialised a new cluster");
+        Ok(())
+    }
+
+    /// The admin URL of the current leader, if one is known.
+    pub fn leader(&self) -> Option<(u64, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())?;
+        Some((leader, addr))
+    }
+
+    /// Whether this node is the leader now.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// Proposes `command`, on this node if it leads, else on the leader;
+    /// returns once it is committed and applied on the leader.
+    pub async fn write(&self, command: Command) -> Result<WriteOutcome, ClusterError> {
+        let started = std::time::Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            if self.is_leader() {
+                match self.write_as_leader(command.clone()).await {
+                    Err(ClusterError::NoLeader { .. }) => {}
+                    other => return other,
+                }
+            } else if let Some((_, addr)) = self.leader() {
+                match self.forward(&addr, &command).await {
+                    Err(e) if e.is_retryable() => {
+                        warn!(leader = %addr, error = %e, "forwarding a write failed; retrying")
+                    }
+                    other => return other,
+                }
+            } else if !self.is_initialized().await? {
+                return Err(ClusterError::NotInitialized);
+            }
+            if started.elapsed() > Duration::from_secs(5) {
+                return Err(ClusterError::NoLeader {
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Proposes `command` here; this node must lead. A removal's time is
+    /// stamped now, by the leader: every node computes the same deadline
+    /// from it (C3).
+    pub async fn write_as_leader(
+        &self,
+        mut command: Command,
+    ) -> Result<WriteOutcome, ClusterError> {
+        if let Command::RemoveBackend { at, .. } = &mut command {
+            *at = now_ms();
+        }
+        match self.raft.client_write(Request { command }).await {
+            Ok(resp) => Ok(WriteOutcome {
+                log_index: resp.log_id.index,
+                response: resp.data,
+            }),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(ClusterError::NoLeader {
+                    waited: Duration::ZERO,
+                })
+            }
+            Err(e) => Err(ClusterError::raft(e)),
+        }
+    }
+
+    async fn forward(&self, leader: &str, command: &Command) -> Result<WriteOutcome, ClusterError> {
+        let body = codec::encode(&Request {
+            command: command.clone(),
+        })
+        .map_err(ClusterError::raft)?;
+        let bytes = self.post(leader, WRITE_PATH, body).await?;
+        let answer: Result<WriteOutcome, String> =
+            codec::decode(&bytes).map_err(ClusterError::raft)?;
+        answer.map_err(|e| {
+            if e.contains("no leader") {
+                ClusterError::NoLeader {
+                    waited: Duration::ZERO,
+                }
+            } else {
+                ClusterError::Raft(e)
+            }
+        })
+    }
+
+    async fn post(&self, base: &str, path: &str, body: Vec<u8>) -> Result<Bytes, ClusterError> {
+        let addr = format!("{}{path}", base.trim_end_matches('/'));
+        let unreachable = |reason: String| ClusterError::Unreachable {
+            addr: addr.clone(),
+            reason,
+        };
+        let req = http::Request::post(&addr)
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.config.token),
+            )
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.http.request(req))
+            .await
+            .map_err(|_| unreachable("no answer within 10s".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(ClusterError::Raft(format!(
+                "{addr} answered {status}: {}",
+                String::from_utf8_lossy(&bytes).trim()
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Adds the node whose admin URL is `addr`: as learner, waiting until it
+    /// caught up, then as voter. Must run on the leader.
+    pub async fn join(&self, addr: &str) -> Result<NodeIdentity, ClusterError> {
+        let who = self.identify(addr).await?;
+        info!(node = who.node, addr = %who.addr, "adding node as learner");
+        self.raft
+            .add_learner(
+                who.node,
+                BasicNode {
+                    addr: who.addr.clone(),
+                },
+                true,
+            )
+            .await
+            .map_err(ClusterError::raft)?;
+        info!(node = who.node, "promoting node to voter");
+        self.raft
+            .change_membership(
+                ChangeMembers::AddVoterIds(BTreeSet::from([who.node])),
+                false,
+            )
+            .await
+            .map_err(ClusterError::raft)?;
+        Ok(who)
+    }
+
+    async fn identify(&self, addr: &str) -> Result<NodeIdentity, ClusterError> {
+        self.get_json(addr, SELF_PATH).await
+    }
+
+    /// `GET base+path`, parsed as JSON (short timeout: used for probes).
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        base: &str,
+        path: &str,
+    ) -> Result<T, ClusterError> {
+        let url = format!("{}{path}", base.trim_end_matches('/'));
+        let unreachable = |reason: String| ClusterError::Unreachable {
+            addr: url.clone(),
+            reason,
+        };
+        let req = http::Request::get(&url)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let resp = tokio::time::timeout(Duration::from_secs(2), self.http.request(req))
+            .await
+            .map_err(|_| unreachable("no answer within 2s".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        serde_json::from_slice(&bytes).map_err(|e| unreachable(format!("unexpected answer: {e}")))
+    }
+
+    /// Replays an admin JSON request on `base` (the leader) with this
+    /// node's token; returns its status and body as they are.
+    pub async fn forward_json(
+        &self,
+        base: &str,
+        method: http::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(u16, Bytes), ClusterError> {
+        let url = format!("{}{path}", base.trim_end_matches('/'));
+        let unreachable = |reason: String| ClusterError::Unreachable {
+            addr: url.clone(),
+            reason,
+        };
+        let bytes = body
+            .map(|b| serde_json::to_vec(&b).expect("serializes"))
+            .unwrap_or_default();
+        let req = http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.config.token),
+            )
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(bytes)))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let resp = tokio::time::timeout(Duration::from_secs(30), self.http.request(req))
+            .await
+            .map_err(|_| unreachable("no answer within 30s".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+
+    /// Takes a node out of the cluster. Must run on the leader.
+    pub async fn remove_node(&self, node: u64) -> Result<(), ClusterError> {
+        self.raft
+            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([node])), false)
+            .await
+            .map_err(ClusterError::raft)?;
+        // A removed voter may stay a learner; drop it entirely.
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        if m.membership().get_node(&node).is_some() {
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([node])), false)
+                .await
+                .map_err(ClusterError::raft)?;
+        }
+        Ok(())
+    }
+
+    /// The cluster as this node sees it (the leader sees replication).
+    pub fn status(&self) -> ClusterStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let last_log = m.last_log_index.unwrap_or(0);
+        let mut members = Vec::new();
+        for (id, node) in membership.nodes() {
+            let role = if Some(*id) == m.current_leader {
+                "leader"
+            } else if voters.contains(id) {
+                "follower"
+            } else {
+                "learner"
+            };
+            let (last_applied, lag, reachable) = if *id == m.id {
+                (
+                    m.last_applied.map(|l| l.index),
+                    m.replication.as_ref().map(|_| 0),
+                    true,
+                )
+            } else if let Some(repl) = &m.replication {
+                let matched = repl.get(id).cloned().flatten().map(|l| l.index);
+                let reachable = matched.is_some_and(|i| last_log.saturating_sub(i) < 1000);
+                (
+                    matched,
+                    Some(last_log.saturating_sub(matched.unwrap_or(0))),
+                    reachable,
+                )
+            } else {
+                (None, None, true)
+            };
+            members.push(MemberStatus {
+                node: *id,
+                addr: node.addr.clone(),
+                role: role.into(),
+                last_applied,
+                lag,
+                reachable,
+            });
+        }
+        members.sort_by_key(|mm| (!voters.contains(&mm.node), mm.node));
+        ClusterStatus {
+            node: m.id,
+            leader: m.current_leader,
+            term: m.current_term,
+            members,
+        }
+    }
+
+    /// Stops Raft.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}

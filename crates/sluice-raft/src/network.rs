@@ -1,0 +1,209 @@
+//! The Raft network: each RPC is an HTTP `POST` to the peer's admin port
+//! (`/raft/append`, `/raft/vote`, `/raft/snapshot`) with a bincode body
+//! ([`crate::codec`]) and the cluster's bearer token. The answer is the
+//! peer's `Result` encoded the same way.
+//!
+//! Errors say which side failed: a peer that cannot be connected to (or
+//! does not answer in time) is [`Unreachable`] — openraft backs off and
+//! retries; a peer that answers but refuses (wrong token, bad body) is a
+//! [`NetworkError`]; a Raft error from the peer is a [`RemoteError`].
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec;
+use crate::TypeConfig;
+
+/// Path of each RPC on a node's admin port.
+pub mod paths {
+    /// AppendEntries.
+    pub const APPEND: &str = "/raft/append";
+    /// RequestVote.
+    pub const VOTE: &str = "/raft/vote";
+    /// One InstallSnapshot chunk.
+    pub const SNAPSHOT: &str = "/raft/snapshot";
+}
+
+/// Why an RPC did not get an answer from the peer's Raft.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// Connecting or waiting failed: the peer is unreachable for now.
+    #[error("peer {addr} unreachable: {reason}")]
+    Unreachable {
+        /// Peer admin URL.
+        addr: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The peer answered, but not with an RPC answer (e.g. 401).
+    #[error("peer {addr} refused the RPC: {reason}")]
+    Refused {
+        /// Peer admin URL.
+        addr: String,
+        /// What it said.
+        reason: String,
+    },
+}
+
+/// Makes one [`PeerClient`] per peer; all share one pooled HTTP client.
+#[derive(Clone)]
+pub struct HttpNetwork {
+    client: Client<HttpConnector, Full<Bytes>>,
+    token: String,
+}
+
+impl HttpNetwork {
+    /// A network whose RPCs carry `token`.
+    pub fn new(token: String) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(1)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        HttpNetwork { client, token }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            target,
+            addr: node.addr.trim_end_matches('/').to_string(),
+            net: self.clone(),
+        }
+    }
+}
+
+/// RPCs to one peer.
+pub struct PeerClient {
+    target: u64,
+    addr: String,
+    net: HttpNetwork,
+}
+
+impl PeerClient {
+    /// Posts `req` to `path`; `Ok(Err(e))` is the peer's own Raft error.
+    async fn post<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Result<Resp, E>, TransportError>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: DeserializeOwned,
+    {
+        let refused = |reason: String| TransportError::Refused {
+            addr: self.addr.clone(),
+            reason,
+        };
+        let unreachable = |reason: String| TransportError::Unreachable {
+            addr: self.addr.clone(),
+            reason,
+        };
+        let body = codec::encode(req).map_err(|e| refused(e.to_string()))?;
+        let request = http::Request::post(format!("{}{path}", self.addr))
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.net.token),
+            )
+            .header(http::header::CONTENT_TYPE, "application/octet-stream")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| refused(e.to_string()))?;
+        let exchange = async {
+            let resp = self
+                .net
+                .client
+                .request(request)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            let status = resp.status();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| unreachable(e.to_string()))?
+                .to_bytes();
+            Ok::<_, TransportError>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(ttl, exchange)
+            .await
+            .map_err(|_| unreachable(format!("no answer within {ttl:?}")))??;
+        if !status.is_success() {
+            return Err(refused(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&bytes).trim()
+            )));
+        }
+        codec::decode(&bytes).map_err(|e| refused(e.to_string()))
+    }
+
+    fn rpc_error<E: std::error::Error>(&self, e: TransportError) -> RPCError<u64, BasicNode, E> {
+        match e {
+            TransportError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+            TransportError::Refused { .. } => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        match self.post(paths::APPEND, &rpc, option.hard_ttl()).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Err(e) => Err(self.rpc_error(e)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        match self.post(paths::SNAPSHOT, &rpc, option.hard_ttl()).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Err(e) => Err(self.rpc_error(e)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        match self.post(paths::VOTE, &rpc, option.hard_ttl()).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Err(e) => Err(self.rpc_error(e)),
+        }
+    }
+}
