@@ -811,3 +811,118 @@ async fn writes_and_raft_rpcs_need_the_token() {
     cluster.wait_formed(Duration::from_secs(5)).await;
     cluster.wait_same_state(Duration::from_secs(3)).await;
 }
+
+/// C4 fail static: a node cut off from the majority (here: the other two
+/// are down) keeps serving from its last applied state; writes fail with a
+/// clear error instead of hanging; when the others return, it catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_majority_keeps_serving_and_catches_up() {
+    let b = backend("ecs01", Duration::ZERO).await;
+    let mut cluster = Cluster::web(&["--drain-timeout", "3s"], &[&b]).await;
+    let leader = cluster.leader().await;
+    let survivor = cluster.followers(leader)[0];
+    for id in cluster.ids() {
+        if id != survivor {
+            cluster.kill(id).await;
+        }
+    }
+    // Still routing by its last state.
+    for _ in 0..10 {
+        let (status, headers, _) = http_get(&cluster.url(survivor, "/"), Duration::from_secs(2))
+            .await
+            .expect("listener answers");
+        assert_eq!(status, 200);
+        assert_eq!(headers["x-backend"], "ecs01");
+    }
+    // A write cannot commit: a clear error, not a hang.
+    let started = Instant::now();
+    let out = sluice(cluster.node(survivor), &["group", "create", "api"]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("leader") || err.contains("quorum"),
+        "clear error: {err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    // Reads still answer locally.
+    assert_eq!(
+        group_names(cluster.node(survivor)).await,
+        vec!["web".to_string()]
+    );
+    // The others come back; a write through the survivor lands everywhere.
+    for id in cluster.ids() {
+        if id != survivor {
+            cluster.restart(id).await;
+        }
+    }
+    cluster.wait_formed(Duration::from_secs(10)).await;
+    sluice_ok(cluster.node(survivor), &["group", "create", "api"]).await;
+    let state = cluster.wait_same_state(Duration::from_secs(5)).await;
+    assert!(state["groups"]["api"].is_object(), "{state}");
+}
+
+/// `cluster remove-node`: the node leaves the membership, and drains stop
+/// waiting for its report (a dead node no longer holds removals open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_dead_node_lets_its_drains_complete() {
+    let b = backend("ecs01", Duration::ZERO).await;
+    let mut cluster = Cluster::web(&["--drain-timeout", "300s"], &[&b]).await;
+    let leader = cluster.leader().await;
+    let [gone, stays] = {
+        let f = cluster.followers(leader);
+        [f[0], f[1]]
+    };
+    cluster.kill(gone).await;
+    let addr = b.addr().to_string();
+    let removed = sluice_json(cluster.node(stays), &["backend", "remove", "web", &addr]).await;
+    assert_eq!(removed["state"], "draining", "{removed}");
+    // The live nodes hold nothing and report at once; the dead node never
+    // reports: the drain stays open...
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let list = backend_list(cluster.node(leader), "web").await;
+    assert!(find_backend(&list, &addr).is_some());
+    // ...until the operator removes the node.
+    sluice_ok(
+        cluster.node(stays),
+        &["cluster", "remove-node", &gone.to_string()],
+    )
+    .await;
+    let st = sluice_json(cluster.node(leader), &["cluster", "status"]).await;
+    let members: Vec<u64> = st["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["node"].as_u64().unwrap())
+        .collect();
+    assert!(!members.contains(&gone), "{st}");
+    poll(Duration::from_secs(2), "the drain completes", || async {
+        let list = backend_list(cluster.node(leader), "web").await;
+        match find_backend(&list, &addr) {
+            None => Ok(()),
+            Some(b) => Err(b.to_string()),
+        }
+    })
+    .await;
+}
+
+/// Reads are local by default; `--consistent` goes through the leader and
+/// sees every committed write, also on a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_reads_on_a_follower() {
+    let cluster = Cluster::formed().await;
+    let leader = cluster.leader().await;
+    let follower = cluster.followers(leader)[0];
+    sluice_ok(cluster.node(leader), &["group", "create", "web"]).await;
+    let v = sluice_json(cluster.node(follower), &["group", "list", "--consistent"]).await;
+    assert_eq!(v[0]["name"], "web", "{v}");
+    let st = sluice_json(
+        cluster.node(follower),
+        &["cluster", "status", "--consistent"],
+    )
+    .await;
+    assert_eq!(st["leader"].as_u64(), Some(leader));
+}
