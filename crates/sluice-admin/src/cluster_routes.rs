@@ -205,19 +205,41 @@ async fn remove_node(
     .await
 }
 
-/// The leader's view (replication lag, reachability) when a leader is known,
-/// with `node` naming the answering node.
+/// The leader's view (replication lag) when a leader is known, with `node`
+/// naming the answering node. The leader asks every member for the log index
+/// its data plane runs: that is `last_applied`, and a member that does not
+/// answer within half a second is `reachable: false`.
 async fn status(AxState(ctx): Ctx) -> Json<ClusterStatus> {
     let node = ctx.store.node();
     let mut mine = node.status();
-    if !node.is_leader() {
-        if let Some((_, leader)) = node.leader() {
-            if let Ok(theirs) = node
-                .get_json::<ClusterStatus>(&leader, "/v1/cluster/status")
-                .await
-            {
-                mine.members = theirs.members;
+    if node.is_leader() {
+        let me = node.id();
+        let mine_applied = ctx.store.applied_index();
+        let probes = mine.members.iter().map(|m| {
+            let addr = m.addr.clone();
+            let is_me = m.node == me;
+            async move {
+                if is_me {
+                    return Some(mine_applied);
+                }
+                let probe = node.get_json::<serde_json::Value>(&addr, APPLIED_PATH);
+                match tokio::time::timeout(std::time::Duration::from_millis(500), probe).await {
+                    Ok(Ok(v)) => v["applied"].as_u64(),
+                    _ => None,
+                }
             }
+        });
+        let applied = futures_util::future::join_all(probes).await;
+        for (m, a) in mine.members.iter_mut().zip(applied) {
+            m.reachable = a.is_some();
+            m.last_applied = a.or(m.last_applied);
+        }
+    } else if let Some((_, leader)) = node.leader() {
+        if let Ok(theirs) = node
+            .get_json::<ClusterStatus>(&leader, "/v1/cluster/status")
+            .await
+        {
+            mine.members = theirs.members;
         }
     }
     Json(mine)

@@ -119,13 +119,12 @@ pub struct MemberStatus {
     pub addr: String,
     /// `leader`, `follower` or `learner`.
     pub role: String,
-    /// Last log index it matched (leader's view), or this node's applied
-    /// index for itself.
+    /// Log index its data plane runs (asked by the leader), else the last
+    /// index the leader knows it matched.
     pub last_applied: Option<u64>,
     /// Entries it is behind the leader (known on the leader only).
     pub lag: Option<u64>,
-    /// Whether the leader hears from it (known on the leader only; a
-    /// follower reports `true` for the members it has no view of).
+    /// Whether the leader reached it just now (the admin API probes it).
     pub reachable: bool,
 }
 
