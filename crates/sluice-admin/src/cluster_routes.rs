@@ -102,7 +102,22 @@ async fn identity(AxState(ctx): Ctx) -> impl IntoResponse {
     Json(ctx.store.node().identity())
 }
 
-async fn applied(AxState(ctx): Ctx) -> impl IntoResponse {
+#[derive(Debug, serde::Deserialize)]
+struct AppliedQuery {
+    /// Answer only once the data plane runs at least this index (or after
+    /// [`crate::PROPAGATION_WAIT`]).
+    at_least: Option<u64>,
+}
+
+/// The log index this node's data plane runs; with `?at_least=N`, a long
+/// poll that answers as soon as it reaches `N`.
+async fn applied(
+    AxState(ctx): Ctx,
+    axum::extract::Query(q): axum::extract::Query<AppliedQuery>,
+) -> impl IntoResponse {
+    if let Some(n) = q.at_least {
+        let _ = tokio::time::timeout(crate::PROPAGATION_WAIT, ctx.store.wait_applied(n)).await;
+    }
     Json(serde_json::json!({ "applied": ctx.store.applied_index() }))
 }
 

@@ -132,12 +132,18 @@ impl CommandStore {
         Ok(self.node.write(command).await?.response)
     }
 
+    /// Resolves once this node's data plane runs `index` or later.
+    pub async fn wait_applied(&self, index: u64) {
+        let mut mine = self.applied.clone();
+        let _ = mine.wait_for(|applied| *applied >= index).await;
+    }
+
     async fn wait_everywhere(&self, index: u64) {
         let deadline = Instant::now() + PROPAGATION_WAIT;
-        let mut mine = self.applied.clone();
-        let local =
-            tokio::time::timeout_at(deadline.into(), mine.wait_for(|applied| *applied >= index));
-        if local.await.is_err() {
+        if tokio::time::timeout_at(deadline.into(), self.wait_applied(index))
+            .await
+            .is_err()
+        {
             warn!(index, "this node's data plane did not catch up in time");
         }
         let peers: Vec<String> = self
@@ -148,18 +154,23 @@ impl CommandStore {
             .filter(|m| m.node != self.node.id())
             .map(|m| m.addr)
             .collect();
-        let waits = peers.into_iter().map(|addr| async move {
-            while Instant::now() < deadline {
-                match self.node.get_json::<serde_json::Value>(&addr, APPLIED_PATH).await {
-                    Ok(v) if v["applied"].as_u64().unwrap_or(0) >= index => return,
-                    Ok(_) => tokio::time::sleep(Duration::from_millis(3)).await,
-                    Err(e) => {
-                        debug!(peer = %addr, error = %e, "peer not reachable; it catches up on its own");
-                        return;
+        // One long poll per peer: it answers as soon as the peer routes by
+        // `index`, or after PROPAGATION_WAIT.
+        let path = format!("{APPLIED_PATH}?at_least={index}");
+        let waits = peers.into_iter().map(|addr| {
+            let path = path.clone();
+            async move {
+                let probe = self.node.get_json::<serde_json::Value>(&addr, &path);
+                match tokio::time::timeout_at(deadline.into(), probe).await {
+                    Ok(Ok(v)) if v["applied"].as_u64().unwrap_or(0) >= index => {}
+                    Ok(Ok(_)) | Err(_) => {
+                        warn!(peer = %addr, index, "peer did not route by the write in time")
+                    }
+                    Ok(Err(e)) => {
+                        debug!(peer = %addr, error = %e, "peer not reachable; it catches up on its own")
                     }
                 }
             }
-            warn!(peer = %addr, index, "peer did not route by the write in time");
         });
         futures_util::future::join_all(waits).await;
     }

@@ -435,7 +435,7 @@ impl RaftNode {
         self.get_json(addr, SELF_PATH).await
     }
 
-    /// `GET base+path`, parsed as JSON (short timeout: used for probes).
+    /// `GET base+path`, parsed as JSON (3 s timeout: probes and long polls).
     pub async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         base: &str,
@@ -449,9 +449,9 @@ impl RaftNode {
         let req = http::Request::get(&url)
             .body(Full::new(Bytes::new()))
             .map_err(|e| unreachable(e.to_string()))?;
-        let resp = tokio::time::timeout(Duration::from_secs(2), self.http.request(req))
+        let resp = tokio::time::timeout(Duration::from_secs(3), self.http.request(req))
             .await
-            .map_err(|_| unreachable("no answer within 2s".into()))?
+            .map_err(|_| unreachable("no answer within 3s".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
         let bytes = resp
             .into_body()
