@@ -8,6 +8,9 @@
 //!   process from a generated config for end-to-end tests.
 //! - [`client`]: [`WsClient`] and [`http_get`], small clients whose calls
 //!   always end within a timeout.
+//! - [`bench`]: the three-node cluster benchmark behind the
+//!   `sluice-cluster-bench` binary (propagation, write throughput,
+//!   footprint).
 //!
 //! Why a crate of its own: the end-to-end tests, the docker demo and the
 //! fault-injection harness all need the same backends and the same way of
@@ -17,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod bench;
 pub mod client;
 pub mod harness;
 

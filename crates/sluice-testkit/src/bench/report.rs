@@ -1,0 +1,411 @@
+//! The benchmark's report: the machine it ran on, the parameters, and one
+//! markdown table per phase (printed to stdout and optionally appended to
+//! a file).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use super::footprint::FootprintResult;
+use super::propagation::PropagationResult;
+use super::stats::{bytes, ms, per_second, Summary};
+use super::throughput::WorkloadResult;
+use super::Params;
+
+/// C2: p99 of "call returned → last node routes by the new state".
+const PROPAGATION_TARGET: Duration = Duration::from_millis(50);
+/// Writes per second the cluster should sustain.
+const THROUGHPUT_TARGET: f64 = 2000.0;
+/// Disk per node.
+const DISK_TARGET: u64 = 64 * 1024 * 1024;
+
+/// Where the benchmark ran.
+#[derive(Clone, Debug, Default)]
+pub struct Machine {
+    /// Usable CPUs (`nproc`).
+    pub cpus: usize,
+    /// `model name` of `/proc/cpuinfo`.
+    pub cpu_model: String,
+    /// `MemTotal` of `/proc/meminfo`, bytes.
+    pub memory: u64,
+    /// Kernel release.
+    pub kernel: String,
+    /// `sluice --version`.
+    pub sluice_version: String,
+    /// `git rev-parse --short HEAD` in the working directory, if any.
+    pub commit: Option<String>,
+    /// `/proc/loadavg` (1, 5, 15 min) when the run started: other work on
+    /// the host distorts every figure.
+    pub loadavg: String,
+}
+
+impl Machine {
+    /// Reads what it can; anything unreadable is left empty.
+    pub fn probe(sluice: &Path) -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model: field(&cpuinfo, "model name").unwrap_or_else(|| "unknown".into()),
+            memory: field(&meminfo, "MemTotal")
+                .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map_or(0, |kib| kib * 1024),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+            sluice_version: output(Command::new(sluice).arg("--version")).unwrap_or_default(),
+            commit: output(Command::new("git").args(["rev-parse", "--short", "HEAD"])),
+            loadavg: std::fs::read_to_string("/proc/loadavg")
+                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The value of the first `name : value` line.
+fn field(text: &str, name: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == name).then(|| v.trim().to_string())
+    })
+}
+
+/// A command's trimmed stdout, if it ran and succeeded.
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Everything measured.
+#[derive(Debug)]
+pub struct Report {
+    pub machine: Machine,
+    pub started: SystemTime,
+    pub command: String,
+    pub params: Params,
+    /// Starting, initialising and joining the three nodes.
+    pub formed_in: Duration,
+    /// Leader (node id) after forming.
+    pub leader: u64,
+    /// Leader at the end (differs if an election happened meanwhile).
+    pub final_leader: Option<u64>,
+    pub propagation: PropagationResult,
+    pub throughput: Vec<WorkloadResult>,
+    pub footprint: Option<FootprintResult>,
+    /// Why the run stopped before its last phase, if it did.
+    pub aborted: Option<String>,
+    /// Wall time of the whole run.
+    pub total: Duration,
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+impl Report {
+    /// The report as markdown.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        self.header(&mut s);
+        self.propagation_section(&mut s);
+        self.throughput_section(&mut s);
+        self.footprint_section(&mut s);
+        s
+    }
+
+    fn header(&self, s: &mut String) {
+        let m = &self.machine;
+        let p = &self.params;
+        let _ = writeln!(s, "## sluice cluster benchmark\n");
+        let _ = writeln!(
+            s,
+            "- date: {} (UTC)",
+            humantime::format_rfc3339_seconds(self.started)
+        );
+        let _ = writeln!(
+            s,
+            "- machine: {} CPUs (nproc), {}, {} RAM, Linux {}; load average at the start {}",
+            m.cpus,
+            m.cpu_model,
+            bytes(m.memory),
+            m.kernel,
+            m.loadavg
+        );
+        let _ = writeln!(
+            s,
+            "- sluice: `{}` ({}){}",
+            p.sluice.display(),
+            if m.sluice_version.is_empty() {
+                "version unknown"
+            } else {
+                &m.sluice_version
+            },
+            m.commit
+                .as_ref()
+                .map(|c| format!(", commit {c}"))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(s, "- command: `{}`", self.command);
+        let _ = writeln!(
+            s,
+            "- parameters: removals {}, writes {}, concurrency {}, throughput runs of {:?}, \
+             settle limit {:?}, disk limit {} per node, footprint {}{}",
+            p.removals,
+            p.writes,
+            p.concurrency,
+            p.throughput_for,
+            p.settle_limit,
+            bytes(p.disk_limit),
+            if p.footprint { "on" } else { "skipped" },
+            if p.quick {
+                " (--quick smoke mode: figures are not meaningful)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            s,
+            "- cluster: 3 `sluice node run` processes on this host (data addresses 127.0.0.1-3, admin on 127.0.0.1), \
+             heartbeat 100 ms, election timeout 500 ms; formed in {:.1} s; leader node {}{}; \
+             the benchmark client runs on the same CPUs",
+            self.formed_in.as_secs_f64(),
+            self.leader,
+            match self.final_leader {
+                Some(l) if l == self.leader => String::new(),
+                Some(l) => format!(" (node {l} at the end: an election happened during the run)"),
+                None => " (no agreed leader at the end)".to_string(),
+            }
+        );
+        let _ = writeln!(s, "- total run time: {:.1} s\n", self.total.as_secs_f64());
+    }
+
+    fn propagation_section(&self, s: &mut String) {
+        let r = &self.propagation;
+        let _ = writeln!(s, "### 1. Propagation of a removal ({} rounds)\n", r.rounds);
+        let _ = writeln!(s, "| measure | p50 | p99 | max | target |");
+        let _ = writeln!(s, "|---|---:|---:|---:|---|");
+        let stop = r.return_to_stop();
+        let rows: [(&str, Summary, String); 5] = [
+            (
+                "`DELETE` returned → last node stops routing to B",
+                stop,
+                format!(
+                    "p99 < 50 ms: {}",
+                    verdict(r.rounds > 0 && stop.p99 < PROPAGATION_TARGET)
+                ),
+            ),
+            (
+                "`DELETE` sent → last node stops routing to B",
+                Summary::of(&r.send_to_stop),
+                String::new(),
+            ),
+            (
+                "`DELETE` latency (to a follower; includes the wait for every node)",
+                Summary::of(&r.delete_latency),
+                String::new(),
+            ),
+            (
+                "`DELETE` returned → drain complete, B gone on every node",
+                Summary::of(&r.return_to_gone),
+                String::new(),
+            ),
+            (
+                "`POST` (add B) latency",
+                Summary::of(&r.add_latency),
+                String::new(),
+            ),
+        ];
+        for (what, sum, target) in rows {
+            let _ = writeln!(
+                s,
+                "| {what} | {} | {} | {} | {target} |",
+                ms(sum.p50),
+                ms(sum.p99),
+                ms(sum.max)
+            );
+        }
+        let rtt = Summary::of(&r.probe_rtt);
+        let _ = writeln!(
+            s,
+            "\nRounds in which a node routed a request sent after the `DELETE` returned to B: {} of {}. \
+             Probe requests: {} ({} failed); probe round trip p50 {} / p99 {} \
+             (the resolution of a stop time).\n",
+            r.late_rounds,
+            r.rounds,
+            r.probes,
+            r.probe_errors,
+            ms(rtt.p50),
+            ms(rtt.p99)
+        );
+        if !r.failure_samples.is_empty() {
+            let _ = writeln!(
+                s,
+                "Failed probe requests (first {}):\n",
+                r.failure_samples.len()
+            );
+            for f in &r.failure_samples {
+                let _ = writeln!(s, "- {f}");
+            }
+            let _ = writeln!(s);
+        }
+    }
+
+    fn throughput_section(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "### 2. Write throughput (add/remove pairs in group `tput`)\n"
+        );
+        let _ = writeln!(
+            s,
+            "| calls sent to | writers | duration | commands | commands/s | p50 | p99 | max | errors | log entries | settle | target > 2,000/s |"
+        );
+        let _ = writeln!(
+            s,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        );
+        for w in &self.throughput {
+            workload_row(s, w, true);
+        }
+        let _ = writeln!(s);
+        for w in &self.throughput {
+            cpu_line(s, w);
+            if let Some(why) = &w.stopped_early {
+                let _ = writeln!(s, "- \"{}\" stopped early: {why}", w.targets);
+            }
+            if let Some(why) = &w.unsettled {
+                let _ = writeln!(s, "- \"{}\" did not settle: {why}", w.targets);
+            }
+            for e in &w.error_samples {
+                let _ = writeln!(s, "- error ({}): {e}", w.targets);
+            }
+        }
+        let _ = writeln!(
+            s,
+            "\nA command is one admin call, acknowledged once committed and routed by on every node. \
+             \"log entries\": entries the run appended to the Raft log, including the drain-finished \
+             report each node writes for each removal; \"settle\": from the last call's return until \
+             every node had applied the last of them.\n"
+        );
+    }
+
+    fn footprint_section(&self, s: &mut String) {
+        let Some(f) = &self.footprint else {
+            let why = match &self.aborted {
+                Some(why) => format!("not run: the benchmark stopped {why}"),
+                None => "skipped (`--skip-footprint`)".to_string(),
+            };
+            let _ = writeln!(s, "### 3. Footprint\n\n{why}\n");
+            return;
+        };
+        let w = &f.workload;
+        let _ = writeln!(s, "### 3. Footprint after {} commands\n", w.ok + w.errors);
+        let _ = writeln!(
+            s,
+            "| calls sent to | writers | duration | commands | commands/s | p50 | p99 | max | errors | log entries | settle |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        workload_row(s, w, false);
+        let _ = writeln!(s);
+        cpu_line(s, w);
+        if let Some(why) = &w.stopped_early {
+            let _ = writeln!(
+                s,
+                "- stopped after {} of {} commands: {why}",
+                w.ok + w.errors,
+                self.params.writes
+            );
+        }
+        for e in &w.error_samples {
+            let _ = writeln!(s, "- error: {e}");
+        }
+        let _ = writeln!(
+            s,
+            "\n{}\n",
+            match &w.unsettled {
+                None => format!("Every node settled on log index {}.", w.final_index),
+                Some(why) => format!("The cluster did NOT settle: {why}."),
+            }
+        );
+        let _ = writeln!(
+            s,
+            "| node | disk before | disk at 10% | disk after | allocated after | RSS before | RSS after | peak RSS | target < 64 MB disk |"
+        );
+        let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        for n in &f.nodes {
+            let worst = n.disk_after.largest();
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                n.node,
+                bytes(n.disk_before.apparent),
+                n.disk_at_10pct
+                    .map_or_else(|| "n/a".to_string(), |d| bytes(d.apparent)),
+                bytes(n.disk_after.apparent),
+                bytes(n.disk_after.allocated),
+                bytes(n.rss_before),
+                bytes(n.rss_after),
+                bytes(n.rss_peak),
+                verdict(worst < DISK_TARGET)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nDisk is the node's data directory: the sum of file lengths (\"allocated\": blocks actually used, as `du`). \
+             RSS is `VmRSS`, peak RSS `VmHWM` of `/proc/<pid>/status`.\n"
+        );
+    }
+}
+
+/// `- CPU during <targets>: node 1 0.52 cores, ...`.
+fn cpu_line(s: &mut String, w: &WorkloadResult) {
+    let parts: Vec<String> = w
+        .cpu_cores
+        .iter()
+        .map(|(who, cores)| format!("{who} {cores:.2}"))
+        .collect();
+    let total: f64 = w.cpu_cores.iter().map(|(_, c)| c).sum();
+    let _ = writeln!(
+        s,
+        "- \"{}\": CPU used, in cores: {} (total {total:.2}); at the end, {} backends left in `tput` and {} drains pending",
+        w.targets,
+        parts.join(", "),
+        w.leftover_backends,
+        w.pending_drains
+    );
+}
+
+/// One row of a workload table (with a target column when `target`).
+fn workload_row(s: &mut String, w: &WorkloadResult, target: bool) {
+    let sum = Summary::of(&w.latencies);
+    let rate = per_second(w.ok, w.elapsed);
+    let _ = write!(
+        s,
+        "| {} | {} | {:.1} s | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+        w.targets,
+        w.concurrency,
+        w.elapsed.as_secs_f64(),
+        w.ok,
+        rate,
+        ms(sum.p50),
+        ms(sum.p99),
+        ms(sum.max),
+        w.errors,
+        w.log_entries,
+        w.settle.map_or_else(
+            || "not settled".to_string(),
+            |d| format!("{:.1} s", d.as_secs_f64())
+        )
+    );
+    if target {
+        let _ = write!(s, " {} |", verdict(rate > THROUGHPUT_TARGET));
+    }
+    let _ = writeln!(s);
+}
