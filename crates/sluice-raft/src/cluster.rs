@@ -372,22 +372,34 @@ impl RaftNode {
         })
     }
 
-    async fn post(&self, base: &str, path: &str, body: Vec<u8>) -> Result<Bytes, ClusterError> {
-        let addr = format!("{}{path}", base.trim_end_matches('/'));
+    /// One HTTP exchange with another node's admin port: `method` on
+    /// `base+path`, with this node's token; the answer's status and body.
+    async fn exchange(
+        &self,
+        method: http::Method,
+        base: &str,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(http::StatusCode, Bytes), ClusterError> {
+        let url = format!("{}{path}", base.trim_end_matches('/'));
         let unreachable = |reason: String| ClusterError::Unreachable {
-            addr: addr.clone(),
+            addr: url.clone(),
             reason,
         };
-        let req = http::Request::post(&addr)
+        let req = http::Request::builder()
+            .method(method)
+            .uri(&url)
             .header(
                 http::header::AUTHORIZATION,
                 format!("Bearer {}", self.config.token),
             )
+            .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| unreachable(e.to_string()))?;
-        let resp = tokio::time::timeout(Duration::from_secs(10), self.http.request(req))
+        let resp = tokio::time::timeout(timeout, self.http.request(req))
             .await
-            .map_err(|_| unreachable("no answer within 10s".into()))?
+            .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
             .map_err(|e| unreachable(e.to_string()))?;
         let status = resp.status();
         let bytes = resp
@@ -396,9 +408,22 @@ impl RaftNode {
             .await
             .map_err(|e| unreachable(e.to_string()))?
             .to_bytes();
+        Ok((status, bytes))
+    }
+
+    async fn post(&self, base: &str, path: &str, body: Vec<u8>) -> Result<Bytes, ClusterError> {
+        let (status, bytes) = self
+            .exchange(
+                http::Method::POST,
+                base,
+                path,
+                body,
+                Duration::from_secs(10),
+            )
+            .await?;
         if !status.is_success() {
             return Err(ClusterError::Raft(format!(
-                "{addr} answered {status}: {}",
+                "{base}{path} answered {status}: {}",
                 String::from_utf8_lossy(&bytes).trim()
             )));
         }
@@ -441,25 +466,19 @@ impl RaftNode {
         base: &str,
         path: &str,
     ) -> Result<T, ClusterError> {
-        let url = format!("{}{path}", base.trim_end_matches('/'));
-        let unreachable = |reason: String| ClusterError::Unreachable {
-            addr: url.clone(),
-            reason,
-        };
-        let req = http::Request::get(&url)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| unreachable(e.to_string()))?;
-        let resp = tokio::time::timeout(Duration::from_secs(3), self.http.request(req))
-            .await
-            .map_err(|_| unreachable("no answer within 3s".into()))?
-            .map_err(|e| unreachable(e.to_string()))?;
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?
-            .to_bytes();
-        serde_json::from_slice(&bytes).map_err(|e| unreachable(format!("unexpected answer: {e}")))
+        let (_, bytes) = self
+            .exchange(
+                http::Method::GET,
+                base,
+                path,
+                Vec::new(),
+                Duration::from_secs(3),
+            )
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClusterError::Unreachable {
+            addr: format!("{base}{path}"),
+            reason: format!("unexpected answer: {e}"),
+        })
     }
 
     /// Replays an admin JSON request on `base` (the leader) with this
@@ -471,36 +490,13 @@ impl RaftNode {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<(u16, Bytes), ClusterError> {
-        let url = format!("{}{path}", base.trim_end_matches('/'));
-        let unreachable = |reason: String| ClusterError::Unreachable {
-            addr: url.clone(),
-            reason,
-        };
         let bytes = body
             .map(|b| serde_json::to_vec(&b).expect("serializes"))
             .unwrap_or_default();
-        let req = http::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header(
-                http::header::AUTHORIZATION,
-                format!("Bearer {}", self.config.token),
-            )
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(bytes)))
-            .map_err(|e| unreachable(e.to_string()))?;
-        let resp = tokio::time::timeout(Duration::from_secs(30), self.http.request(req))
-            .await
-            .map_err(|_| unreachable("no answer within 30s".into()))?
-            .map_err(|e| unreachable(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?
-            .to_bytes();
-        Ok((status, bytes))
+        let (status, bytes) = self
+            .exchange(method, base, path, bytes, Duration::from_secs(30))
+            .await?;
+        Ok((status.as_u16(), bytes))
     }
 
     /// Takes a node out of the cluster. Must run on the leader.
