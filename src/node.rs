@@ -10,7 +10,7 @@ use sluice_admin::auth::{self, TokenSource};
 use sluice_admin::{router, AdminContext, CommandStore};
 use sluice_model::{Command, DrainId};
 use sluice_proxy::{DataPlane, DrainReporter, ProxySettings};
-use sluice_raft::{ClusterConfig, RaftNode, Response};
+use sluice_raft::{ClusterConfig, Outcome, RaftNode};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -96,31 +96,46 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         info!(node, "bootstrapped a one-node cluster");
     }
 
+    // Reports go out in batches: whatever finished meanwhile goes in one
+    // call (the leader puts it in one log entry). A batch that fails is
+    // queued again a second later; a drain completes only when every
+    // member's report is in the log, and a report applied twice is refused
+    // harmlessly (`drain_not_found`).
     let reporter_store = store.clone();
     let retry = reports_retry;
     tokio::spawn(async move {
-        while let Some(drain) = report_rx.recv().await {
-            match reporter_store
-                .submit_quietly(Command::DrainFinished { drain, node })
-                .await
-            {
-                Ok(Response::Applied(_)) => {}
-                // The drain completed or was never known here: nothing to report.
-                Ok(Response::Rejected { code, .. }) if code == "drain_not_found" => {}
-                Ok(Response::Rejected { message, .. }) => {
-                    warn!(node, %drain, %message, "drain report refused")
-                }
-                Err(e) => {
-                    // Reported again shortly: a drain completes only when
-                    // every member's report is in the log.
-                    warn!(node, %drain, error = %e, "could not record drain finished; retrying in 1s");
-                    let retry = retry.clone();
-                    tokio::spawn(async move {
+        let mut drains = Vec::new();
+        while report_rx.recv_many(&mut drains, 256).await > 0 {
+            let batch = std::mem::take(&mut drains);
+            let store = reporter_store.clone();
+            let retry = retry.clone();
+            tokio::spawn(async move {
+                let commands = batch
+                    .iter()
+                    .map(|&drain| Command::DrainFinished { drain, node })
+                    .collect();
+                match store.submit_quietly(commands).await {
+                    Ok(outcomes) => {
+                        for (drain, outcome) in batch.iter().zip(outcomes) {
+                            match outcome {
+                                Outcome::Applied(_) => {}
+                                // Completed already, or never known here.
+                                Outcome::Rejected { code, .. } if code == "drain_not_found" => {}
+                                Outcome::Rejected { message, .. } => {
+                                    warn!(node, %drain, %message, "drain report refused")
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        warn!(node, drains = batch.len(), error = %e, "could not record finished drains; retrying in 1s");
                         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                        let _ = retry.send(drain);
-                    });
+                        for drain in batch {
+                            let _ = retry.send(drain);
+                        }
+                    }
                 }
-            }
+            });
         }
     });
 

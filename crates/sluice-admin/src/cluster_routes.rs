@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sluice_raft::network::paths;
-use sluice_raft::{codec, ClusterError, ClusterStatus, Request, WRITE_PATH};
+use sluice_raft::{codec, ClusterError, ClusterStatus, ForwardedWrite, WRITE_PATH};
 
 use crate::api::JoinNode;
 use crate::auth::check_bearer;
@@ -90,8 +90,8 @@ async fn snapshot(AxState(ctx): Ctx, headers: HeaderMap, bytes: Bytes) -> Respon
 /// A write forwarded by a follower: proposed here, where the leader stamps it.
 async fn forwarded_write(AxState(ctx): Ctx, headers: HeaderMap, bytes: Bytes) -> Response {
     let node = ctx.store.node();
-    rpc(&ctx, &headers, &bytes, |req: Request| async move {
-        node.write_as_leader(req.command)
+    rpc(&ctx, &headers, &bytes, |req: ForwardedWrite| async move {
+        node.write_as_leader(req.commands)
             .await
             .map_err(|e| e.to_string())
     })

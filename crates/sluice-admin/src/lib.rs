@@ -18,6 +18,7 @@ pub mod auth;
 mod cluster_routes;
 mod error;
 mod metrics;
+mod peer_progress;
 mod routes;
 mod store;
 mod views;

@@ -2,7 +2,8 @@
 //! leader, or forwarded to it), and a write is answered once every reachable
 //! member's data plane routes by the state that includes it (C2; a member
 //! that does not answer within [`PROPAGATION_WAIT`] is skipped and catches
-//! up on its own, C4). Each node's data plane is fed from its own state
+//! up on its own, C4; the members' progress is followed by
+//! [`PeerProgress`]). Each node's data plane is fed from its own state
 //! machine by [`CommandStore::feed_data_plane`].
 
 use std::sync::Arc;
@@ -10,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use sluice_model::{Applied, Command, State};
 use sluice_proxy::DataPlane;
-use sluice_raft::{ClusterError, RaftNode, Response};
+use sluice_raft::{ClusterError, Outcome, RaftNode};
 use thiserror::Error;
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::warn;
+
+use crate::peer_progress::PeerProgress;
 
 /// Longest a write waits for other members to route by it.
 pub const PROPAGATION_WAIT: Duration = Duration::from_secs(2);
@@ -45,6 +48,7 @@ pub struct CommandStore {
     node: Arc<RaftNode>,
     data_plane: Arc<DataPlane>,
     applied: watch::Receiver<u64>,
+    peers: Arc<PeerProgress>,
 }
 
 impl CommandStore {
@@ -81,6 +85,7 @@ impl CommandStore {
             }
         });
         Ok(CommandStore {
+            peers: PeerProgress::new(node.clone()),
             node,
             data_plane,
             applied,
@@ -112,9 +117,9 @@ impl CommandStore {
     pub async fn submit(&self, command: Command) -> Result<(Applied, Arc<State>), StoreError> {
         let outcome = self.node.write(command).await?;
         self.wait_everywhere(outcome.log_index).await;
-        match outcome.response {
-            Response::Applied(applied) => Ok((applied, self.current())),
-            Response::Rejected {
+        match outcome.outcome {
+            Outcome::Applied(applied) => Ok((applied, self.current())),
+            Outcome::Rejected {
                 code,
                 message,
                 field,
@@ -126,10 +131,11 @@ impl CommandStore {
         }
     }
 
-    /// Proposes a command without waiting for the other members (drain
-    /// reports from the data plane).
-    pub async fn submit_quietly(&self, command: Command) -> Result<Response, StoreError> {
-        Ok(self.node.write(command).await?.response)
+    /// Proposes commands in one call without waiting for the other
+    /// members (drain reports from the data plane); one outcome each.
+    pub async fn submit_quietly(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, StoreError> {
+        let written = self.node.write_all(commands).await?;
+        Ok(written.into_iter().map(|w| w.outcome).collect())
     }
 
     /// Resolves once this node's data plane runs `index` or later.
@@ -146,32 +152,6 @@ impl CommandStore {
         {
             warn!(index, "this node's data plane did not catch up in time");
         }
-        let peers: Vec<String> = self
-            .node
-            .status()
-            .members
-            .into_iter()
-            .filter(|m| m.node != self.node.id())
-            .map(|m| m.addr)
-            .collect();
-        // One long poll per peer: it answers as soon as the peer routes by
-        // `index`, or after PROPAGATION_WAIT.
-        let path = format!("{APPLIED_PATH}?at_least={index}");
-        let waits = peers.into_iter().map(|addr| {
-            let path = path.clone();
-            async move {
-                let probe = self.node.get_json::<serde_json::Value>(&addr, &path);
-                match tokio::time::timeout_at(deadline.into(), probe).await {
-                    Ok(Ok(v)) if v["applied"].as_u64().unwrap_or(0) >= index => {}
-                    Ok(Ok(_)) | Err(_) => {
-                        warn!(peer = %addr, index, "peer did not route by the write in time")
-                    }
-                    Ok(Err(e)) => {
-                        debug!(peer = %addr, error = %e, "peer not reachable; it catches up on its own")
-                    }
-                }
-            }
-        });
-        futures_util::future::join_all(waits).await;
+        self.peers.wait_for(index, deadline.into()).await;
     }
 }

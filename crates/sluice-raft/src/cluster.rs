@@ -1,28 +1,29 @@
 //! [`RaftNode`]: one node's Raft, its state machine and the cluster
 //! operations built on them — bootstrap, init, join, remove, status — and
-//! the write path: a command is proposed on the leader (stamped with the
-//! leader's clock, C3), or forwarded to it from a follower, retrying with
-//! backoff while an election is under way.
+//! the write path: a command is proposed on the leader (batched with the
+//! writes that arrive meanwhile and stamped with the leader's clock, C3; see
+//! [`group_commit`](crate::group_commit)), or forwarded to it from a
+//! follower, retrying with backoff while an election is under way.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 use sluice_model::{Command, State};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::group_commit::GroupCommit;
 use crate::network::HttpNetwork;
-use crate::{codec, open, Raft, Request, Response, StateMachineStore};
+use crate::{codec, open, Outcome, Raft, StateMachineStore};
 
 /// Path on the leader's admin port that takes forwarded writes.
 pub const WRITE_PATH: &str = "/raft/write";
@@ -47,7 +48,7 @@ pub struct ClusterConfig {
 }
 
 /// Why a cluster operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ClusterError {
     /// The store could not be opened.
     #[error("cannot open the raft store: {0}")]
@@ -95,10 +96,19 @@ impl ClusterError {
 /// A committed write: the log index it got and what applying it did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WriteOutcome {
-    /// Index of its log entry.
+    /// Index of its log entry (shared with the commands batched with it).
     pub log_index: u64,
-    /// The state machine's answer.
-    pub response: Response,
+    /// What applying the command did.
+    pub outcome: Outcome,
+}
+
+/// Writes a follower forwards to the leader (body of [`WRITE_PATH`]); the
+/// answer is `Result<Vec<WriteOutcome>, String>`, one outcome per command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForwardedWrite {
+    /// The commands, unstamped, in order.
+    #[serde(with = "crate::codec::as_json")]
+    pub commands: Vec<Command>,
 }
 
 /// Who a node is (answer of `GET /v1/cluster/self`).
@@ -147,13 +157,7 @@ pub struct RaftNode {
     sm: StateMachineStore,
     config: ClusterConfig,
     http: Client<HttpConnector, Full<Bytes>>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    proposer: GroupCommit,
 }
 
 impl RaftNode {
@@ -186,11 +190,13 @@ impl RaftNode {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         let http = Client::builder(TokioExecutor::new()).build(connector);
+        let proposer = GroupCommit::start(raft.clone());
         Ok(RaftNode {
             raft,
             sm,
             config,
             http,
+            proposer,
         })
     }
 
@@ -301,16 +307,30 @@ impl RaftNode {
     /// Proposes `command`, on this node if it leads, else on the leader;
     /// returns once it is committed and applied on the leader.
     pub async fn write(&self, command: Command) -> Result<WriteOutcome, ClusterError> {
+        let mut outcomes = self.write_all(vec![command]).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| ClusterError::Raft("the leader answered no outcome".into()))
+    }
+
+    /// Proposes `commands` in order, on this node if it leads, else on the
+    /// leader in one forwarded call; returns once all are committed and
+    /// applied on the leader, each with its outcome. On an error some may
+    /// have been applied: retry only commands that can be applied twice.
+    pub async fn write_all(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Vec<WriteOutcome>, ClusterError> {
         let started = std::time::Instant::now();
         let mut backoff = Duration::from_millis(50);
         loop {
             if self.is_leader() {
-                match self.write_as_leader(command.clone()).await {
+                match self.proposer.propose_all(commands.clone()).await {
                     Err(ClusterError::NoLeader { .. }) => {}
                     other => return other,
                 }
             } else if let Some((_, addr)) = self.leader() {
-                match self.forward(&addr, &command).await {
+                match self.forward(&addr, &commands).await {
                     Err(e) if e.is_retryable() => {
                         warn!(leader = %addr, error = %e, "forwarding a write failed; retrying")
                     }
@@ -329,37 +349,28 @@ impl RaftNode {
         }
     }
 
-    /// Proposes `command` here; this node must lead. A removal's time is
-    /// stamped now, by the leader: every node computes the same deadline
-    /// from it (C3).
+    /// Proposes `commands` here, batched with the writes that arrive
+    /// meanwhile; this node must lead. A removal's time is stamped by the
+    /// leader when its batch is proposed: every node computes the same
+    /// deadline from it (C3).
     pub async fn write_as_leader(
         &self,
-        mut command: Command,
-    ) -> Result<WriteOutcome, ClusterError> {
-        if let Command::RemoveBackend { at, .. } = &mut command {
-            *at = now_ms();
-        }
-        match self.raft.client_write(Request { command }).await {
-            Ok(resp) => Ok(WriteOutcome {
-                log_index: resp.log_id.index,
-                response: resp.data,
-            }),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(ClusterError::NoLeader {
-                    waited: Duration::ZERO,
-                })
-            }
-            Err(e) => Err(ClusterError::raft(e)),
-        }
+        commands: Vec<Command>,
+    ) -> Result<Vec<WriteOutcome>, ClusterError> {
+        self.proposer.propose_all(commands).await
     }
 
-    async fn forward(&self, leader: &str, command: &Command) -> Result<WriteOutcome, ClusterError> {
-        let body = codec::encode(&Request {
-            command: command.clone(),
+    async fn forward(
+        &self,
+        leader: &str,
+        commands: &[Command],
+    ) -> Result<Vec<WriteOutcome>, ClusterError> {
+        let body = codec::encode(&ForwardedWrite {
+            commands: commands.to_vec(),
         })
         .map_err(ClusterError::raft)?;
         let bytes = self.post(leader, WRITE_PATH, body).await?;
-        let answer: Result<WriteOutcome, String> =
+        let answer: Result<Vec<WriteOutcome>, String> =
             codec::decode(&bytes).map_err(ClusterError::raft)?;
         answer.map_err(|e| {
             if e.contains("no leader") {

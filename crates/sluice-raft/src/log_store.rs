@@ -5,10 +5,12 @@
 //!
 //! How: tree `logs` maps an index (8 bytes, big-endian, so sled's key order
 //! is log order) to an encoded [`Entry`]; tree `meta` holds the vote, the last
-//! purged log id and the last committed log id. Every write is flushed to disk
-//! (`flush_async`) before openraft is told it happened: before `save_vote`
-//! and `save_committed` return, before the append callback fires, and before
-//! `truncate` and `purge` return. openraft serializes the calls (`&mut self`),
+//! purged log id and the last committed log id. Every write but the
+//! committed id is flushed to disk (`flush_async`) before openraft is told
+//! it happened: before `save_vote` returns, before the append callback
+//! fires, and before `truncate` and `purge` return. The committed id is
+//! optional (openraft re-applies up to it on start; the state machine is
+//! durable on its own), so it rides along with the next flush. openraft serializes the calls (`&mut self`),
 //! so writes reach the disk in the order they were made.
 
 use std::fmt::Debug;
@@ -168,9 +170,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::read_vote(&e))?)
     }
 
+    /// Stored, not flushed: the state machine flushes before `apply`
+    /// returns, so this is only a hint of how far a restart may re-apply
+    /// without the leader, and it reaches the disk with the next flush.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.write_meta(KEY_COMMITTED, &committed)
-            .await
+        let bytes = encode(&committed).map_err(|e| StorageIOError::write(&e))?;
+        self.meta
+            .insert(KEY_COMMITTED, bytes)
             .map_err(|e| StorageIOError::write(&e))?;
         Ok(())
     }

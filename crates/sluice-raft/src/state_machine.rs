@@ -6,9 +6,9 @@
 //! the rest of the node keeps another to read the state ([`current`]) and to
 //! hear of every change ([`subscribe`]).
 //!
-//! How: `apply` runs each normal entry's command through the pure
-//! `State::apply`; a refused command still counts as applied (its answer is
-//! `Response::Rejected`). A membership entry is stored and also sets the
+//! How: `apply` runs each normal entry's commands through the pure
+//! `State::apply`; a refused command still counts as applied (its outcome is
+//! `Outcome::Rejected`). A membership entry is stored and also sets the
 //! model's node set to the voters (`Command::SetNodes`), so "every member
 //! finished its drain" follows Raft membership on every node alike. After
 //! each batch the whole image (last applied, membership, state) is written to
@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
-use sluice_model::{Applied, Command, State};
+use sluice_model::{Command, State};
 use tokio::sync::watch;
 
 use crate::codec::{decode, encode, CodecError};
@@ -299,16 +299,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let state = Arc::make_mut(state);
             for entry in entries {
                 *last_applied = Some(entry.log_id);
-                let response = match entry.payload {
-                    EntryPayload::Blank => Response::Applied(Applied::Done),
-                    EntryPayload::Normal(request) => state.apply(&request.command).into(),
+                let outcomes = match entry.payload {
+                    EntryPayload::Blank => Vec::new(),
+                    EntryPayload::Normal(request) => request
+                        .commands
+                        .iter()
+                        .map(|command| state.apply(command).into())
+                        .collect(),
                     EntryPayload::Membership(membership) => {
                         let nodes = membership.voter_ids().collect();
                         *last_membership = StoredMembership::new(Some(entry.log_id), membership);
-                        state.apply(&Command::SetNodes { nodes }).into()
+                        vec![state.apply(&Command::SetNodes { nodes }).into()]
                     }
                 };
-                responses.push(response);
+                responses.push(Response { outcomes });
             }
             guard.clone()
         };

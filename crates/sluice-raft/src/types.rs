@@ -1,14 +1,19 @@
 //! The Raft type configuration: what sluice's log carries and answers.
 //!
 //! What: [`TypeConfig`] ties openraft to sluice — a log entry's payload is a
-//! [`Request`] (one model [`Command`]), applying it gives a [`Response`], a
-//! node is a `u64` id with a [`BasicNode`] whose `addr` is the node's admin
-//! URL (`http://127.0.0.1:7071`), snapshots are bytes in memory.
+//! [`Request`] (model [`Command`]s applied in order), applying it gives a
+//! [`Response`] (one [`Outcome`] per command), a node is a `u64` id with a
+//! [`BasicNode`] whose `addr` is the node's admin URL
+//! (`http://127.0.0.1:7071`), snapshots are bytes in memory.
 //!
-//! Why a `Rejected` response instead of an error: a command the model refuses
-//! is still a committed log entry; applying it changes nothing, and every node
-//! answers the same. Storage errors (the node cannot go on) are openraft's
-//! `StorageError`, never a `Response`.
+//! Why several commands per entry: the leader batches the writes that arrive
+//! while its previous entry is being replicated into one entry (group
+//! commit), so one log append and one fsync per node carry many writes.
+//!
+//! Why a `Rejected` outcome instead of an error: a command the model refuses
+//! is still in a committed log entry; applying it changes nothing, and every
+//! node answers the same. Storage errors (the node cannot go on) are
+//! openraft's `StorageError`, never an `Outcome`.
 
 use std::fmt;
 
@@ -51,36 +56,47 @@ pub type LogState = openraft::LogState<TypeConfig>;
 /// A failure of the log or state-machine store (fatal to the Raft node).
 pub type StorageError = openraft::StorageError<NodeId>;
 
-/// What a client proposes: one command for the model.
+/// What a log entry carries: commands every node applies, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
-    /// The command every node applies.
+    /// The commands, applied one after the other; each one's outcome is its
+    /// own (a refused command does not stop the next).
     #[serde(with = "crate::codec::as_json")]
-    pub command: Command,
+    pub commands: Vec<Command>,
 }
 
 impl Request {
-    /// A request carrying `command`.
+    /// A request carrying one `command`.
     pub fn new(command: Command) -> Self {
-        Request { command }
+        Request {
+            commands: vec![command],
+        }
     }
 }
 
 impl From<Command> for Request {
     fn from(command: Command) -> Self {
-        Request { command }
+        Request::new(command)
     }
 }
 
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.command)
+        write!(f, "{:?}", self.commands)
     }
 }
 
-/// What applying a log entry gave.
+/// What applying a log entry gave: one outcome per command of its
+/// [`Request`] (one for a membership entry, none for a blank one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Response {
+pub struct Response {
+    /// The outcomes, in the order of the commands.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// What applying one command gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
     /// The command was applied (or the entry needed nothing from the model).
     Applied(#[serde(with = "crate::codec::as_json")] Applied),
     /// The model refused the command; the state is unchanged. Carries the
@@ -95,16 +111,16 @@ pub enum Response {
     },
 }
 
-impl Response {
+impl Outcome {
     /// Whether the command was applied.
     pub fn is_applied(&self) -> bool {
-        matches!(self, Response::Applied(_))
+        matches!(self, Outcome::Applied(_))
     }
 }
 
-impl From<&ModelError> for Response {
+impl From<&ModelError> for Outcome {
     fn from(e: &ModelError) -> Self {
-        Response::Rejected {
+        Outcome::Rejected {
             code: e.code().to_owned(),
             message: e.to_string(),
             field: e.field().map(str::to_owned),
@@ -112,17 +128,17 @@ impl From<&ModelError> for Response {
     }
 }
 
-impl From<ModelError> for Response {
+impl From<ModelError> for Outcome {
     fn from(e: ModelError) -> Self {
-        Response::from(&e)
+        Outcome::from(&e)
     }
 }
 
-impl From<Result<Applied, ModelError>> for Response {
+impl From<Result<Applied, ModelError>> for Outcome {
     fn from(r: Result<Applied, ModelError>) -> Self {
         match r {
-            Ok(applied) => Response::Applied(applied),
-            Err(e) => Response::from(&e),
+            Ok(applied) => Outcome::Applied(applied),
+            Err(e) => Outcome::from(&e),
         }
     }
 }
@@ -138,10 +154,10 @@ mod tests {
         let e = ModelError::GroupNotFound {
             group: "web".into(),
         };
-        let r = Response::from(e.clone());
+        let r = Outcome::from(e.clone());
         assert_eq!(
             r,
-            Response::Rejected {
+            Outcome::Rejected {
                 code: "group_not_found".into(),
                 message: e.to_string(),
                 field: Some("group".into()),
@@ -157,7 +173,12 @@ mod tests {
             node: 2,
         });
         assert_eq!(decode::<Request>(&encode(&req).unwrap()).unwrap(), req);
-        let resp = Response::Applied(Applied::DrainCompleted { drain: DrainId(4) });
+        let resp = Response {
+            outcomes: vec![
+                Outcome::Applied(Applied::DrainCompleted { drain: DrainId(4) }),
+                Outcome::from(ModelError::GroupNotFound { group: "x".into() }),
+            ],
+        };
         assert_eq!(decode::<Response>(&encode(&resp).unwrap()).unwrap(), resp);
     }
 }

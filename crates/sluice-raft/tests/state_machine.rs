@@ -7,7 +7,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::testing::log_id;
 use openraft::{EntryPayload, RaftSnapshotBuilder};
 use sluice_model::{Applied, Command, DrainPolicy, State};
-use sluice_raft::{Entry, LogId, Membership, Request, Response, StateMachineStore};
+use sluice_raft::{Entry, LogId, Membership, Outcome, Request, StateMachineStore};
 
 fn normal(index: u64, command: Command) -> Entry {
     Entry {
@@ -86,11 +86,17 @@ async fn state_survives_reopen() {
     let state = {
         let (_log, mut sm) = sluice_raft::open(dir.path()).unwrap();
         let responses = sm.apply(some_entries()).await.unwrap();
-        assert_eq!(responses.len(), 5);
-        assert!(responses.iter().all(Response::is_applied));
+        assert_eq!(responses.len(), 5, "one response per entry");
+        assert!(
+            responses[0].outcomes.is_empty(),
+            "a blank entry has no outcome"
+        );
+        let outcomes: Vec<&Outcome> = responses.iter().flat_map(|r| &r.outcomes).collect();
+        assert_eq!(outcomes.len(), 4, "one outcome per command and membership");
+        assert!(outcomes.iter().all(|o| o.is_applied()));
         assert!(matches!(
-            responses[4],
-            Response::Applied(Applied::Draining { started: true, .. })
+            outcomes[3],
+            Outcome::Applied(Applied::Draining { started: true, .. })
         ));
         sm.current()
     };
@@ -138,9 +144,10 @@ async fn rejected_command_is_an_applied_entry_that_changes_nothing() {
         .unwrap();
     let codes: Vec<_> = responses
         .iter()
-        .map(|r| match r {
-            Response::Rejected { code, field, .. } => (code.as_str(), field.as_deref()),
-            Response::Applied(a) => panic!("applied: {a:?}"),
+        .flat_map(|r| &r.outcomes)
+        .map(|o| match o {
+            Outcome::Rejected { code, field, .. } => (code.as_str(), field.as_deref()),
+            Outcome::Applied(a) => panic!("applied: {a:?}"),
         })
         .collect();
     assert_eq!(
@@ -201,6 +208,39 @@ async fn snapshot_ids_are_unique() {
 }
 
 #[tokio::test]
+async fn an_entry_applies_its_commands_in_order_and_a_refusal_does_not_stop_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm) = sluice_raft::open(dir.path()).unwrap();
+    let entry = Entry {
+        log_id: log_id(1, 1, 1),
+        payload: EntryPayload::Normal(Request {
+            commands: vec![
+                create_group("web"),
+                add_backend("nope", "127.0.0.1:9001"),
+                add_backend("web", "127.0.0.1:9002"),
+            ],
+        }),
+    };
+    let responses = sm.apply(vec![entry]).await.unwrap();
+    assert_eq!(responses.len(), 1, "one response per entry");
+    let outcomes = &responses[0].outcomes;
+    assert_eq!(outcomes.len(), 3, "one outcome per command");
+    assert!(outcomes[0].is_applied());
+    assert!(
+        matches!(&outcomes[1], Outcome::Rejected { code, .. } if code == "group_not_found"),
+        "{:?}",
+        outcomes[1]
+    );
+    assert!(
+        outcomes[2].is_applied(),
+        "the command after a refusal still applies"
+    );
+    let state = sm.current();
+    assert!(state.groups["web"].backends.contains_key("127.0.0.1:9002"));
+    assert_eq!(sm.last_applied(), Some(log_id(1, 1, 1)));
+}
+
+#[tokio::test]
 async fn watch_sees_each_applied_state() {
     let dir = tempfile::tempdir().unwrap();
     let (_log, mut sm) = sluice_raft::open(dir.path()).unwrap();
@@ -212,7 +252,9 @@ async fn watch_sees_each_applied_state() {
         let index = i as u64 + 1;
         match &entry.payload {
             EntryPayload::Normal(r) => {
-                model.apply(&r.command).unwrap();
+                for command in &r.commands {
+                    model.apply(command).unwrap();
+                }
             }
             EntryPayload::Membership(m) => {
                 model
