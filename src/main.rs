@@ -49,7 +49,8 @@ fn main() {
                     Command::Backend(c) => client.backend(c).await,
                     Command::Listener(c) => client.listener(c).await,
                     Command::Cluster(c) => client.cluster(c).await,
-                    Command::Node(_) => unreachable!("handled above"),
+                    Command::Node(NodeCommand::Check { timeout }) => client.check(&timeout).await,
+                    Command::Node(NodeCommand::Run { .. }) => unreachable!("handled above"),
                 }
             });
             match result {
