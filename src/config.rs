@@ -17,6 +17,19 @@ pub enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    fn parse(s: &str) -> Option<LogFormat> {
+        match s {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// The environment variable that, when set, overrides `[log] format`.
+pub const LOG_FORMAT_ENV: &str = "SLUICE_LOG_FORMAT";
+
 /// A node's settings, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeConfig {
@@ -60,6 +73,12 @@ pub enum ConfigError {
     Invalid {
         file: String,
         field: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("{var} = {value} is invalid: expected {expected}")]
+    Env {
+        var: &'static str,
         value: String,
         expected: &'static str,
     },
@@ -175,18 +194,13 @@ impl NodeConfig {
                 })
             }
         };
-        let log_format = match raw.log.format.as_deref().unwrap_or("text") {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(ConfigError::Invalid {
-                    file: file.to_string(),
-                    field: "log.format",
-                    value: format!("{other:?}"),
-                    expected: "\"text\" or \"json\"",
-                })
-            }
-        };
+        let format = raw.log.format.as_deref().unwrap_or("text");
+        let log_format = LogFormat::parse(format).ok_or_else(|| ConfigError::Invalid {
+            file: file.to_string(),
+            field: "log.format",
+            value: format!("{format:?}"),
+            expected: "\"text\" or \"json\"",
+        })?;
         let log_level = raw.log.level.unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             return Err(ConfigError::Invalid {
@@ -302,6 +316,22 @@ impl NodeConfig {
             log_format,
             log_level,
         })
+    }
+}
+
+impl NodeConfig {
+    /// Applies the value of [`LOG_FORMAT_ENV`], if set: it overrides
+    /// `[log] format` (containers switch to JSON logs without a new file).
+    pub fn override_log_format(&mut self, env: Option<&str>) -> Result<(), ConfigError> {
+        let Some(value) = env else {
+            return Ok(());
+        };
+        self.log_format = LogFormat::parse(value).ok_or_else(|| ConfigError::Env {
+            var: LOG_FORMAT_ENV,
+            value: format!("{value:?}"),
+            expected: "\"text\" or \"json\"",
+        })?;
+        Ok(())
     }
 }
 
@@ -432,6 +462,20 @@ mod tests {
             let got = NodeConfig::parse(text, "x.toml").unwrap_err().to_string();
             assert_eq!(got, want, "for {text:?}");
         }
+    }
+
+    #[test]
+    fn the_log_format_env_var_overrides_the_file() {
+        let mut c = NodeConfig::parse("[log]\nformat = \"text\"", "x.toml").unwrap();
+        c.override_log_format(None).unwrap();
+        assert_eq!(c.log_format, LogFormat::Text);
+        c.override_log_format(Some("json")).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(
+            c.override_log_format(Some("xml")).unwrap_err().to_string(),
+            "SLUICE_LOG_FORMAT = \"xml\" is invalid: expected \"text\" or \"json\""
+        );
+        assert_eq!(c.log_format, LogFormat::Json);
     }
 
     #[test]
