@@ -438,6 +438,22 @@ mod tests {
     }
 
     #[test]
+    fn the_docker_configs_load() {
+        for i in 1..=3u64 {
+            let path =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("docker/config/node{i}.toml"));
+            let c = NodeConfig::load(&path).unwrap();
+            assert_eq!(c.node_id, i);
+            assert!(!c.bootstrap);
+            assert_eq!(c.token, None, "the token comes from SLUICE_TOKEN");
+            assert!(c.data_address.is_unspecified());
+            assert_eq!(c.admin_listen, "0.0.0.0:7070".parse().unwrap());
+            assert_eq!(c.advertise, format!("http://node{i}:7070"));
+            assert_eq!(c.data_dir, PathBuf::from("/data"));
+        }
+    }
+
+    #[test]
     fn every_bad_value_names_file_field_value_and_range() {
         let cases = [
             ("[node]\nid = 0", "x.toml: node.id = 0 is out of range 1.."),
