@@ -99,6 +99,13 @@ pub enum NodeCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Exit 0 if the node (--node) answers `/readyz` within --timeout, else
+    /// 1: a health check for containers and scripts (needs no token).
+    Check {
+        /// How long to wait for the answer, 100ms..=60s.
+        #[arg(long, value_name = "DURATION", default_value = "2s")]
+        timeout: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +217,17 @@ pub fn request_timeout_ms(value: &str) -> Result<u64, UsageError> {
     Ok(ms)
 }
 
+/// Checks a `node check` timeout flag.
+pub fn check_timeout(value: &str) -> Result<Duration, UsageError> {
+    let d = parse_duration("--timeout", value)?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(60) {
+        return Err(UsageError(format!(
+            "--timeout = {value} is out of range 100ms..=60s"
+        )));
+    }
+    Ok(d)
+}
+
 /// Checks a weight flag.
 pub fn weight(value: u32) -> Result<u32, UsageError> {
     validate_weight(value)
@@ -246,6 +264,7 @@ mod tests {
     fn the_documented_forms_parse() {
         for args in [
             &["node", "run"][..],
+            &["node", "check", "--timeout", "1s"],
             &["group", "create", "web", "--drain-timeout", "15s"],
             &["group", "create", "web", "--no-drain"],
             &["group", "update", "web", "--drain-timeout", "300s"],
@@ -295,6 +314,11 @@ mod tests {
             request_timeout_ms("0s").unwrap_err().0,
             "--request-timeout = 0s is out of range 1s..=600s"
         );
+        for bad in ["2m", "10ms"] {
+            let e = check_timeout(bad).unwrap_err().0;
+            assert_eq!(e, format!("--timeout = {bad} is out of range 100ms..=60s"));
+        }
+        assert_eq!(check_timeout("2s").unwrap(), Duration::from_secs(2));
         assert_eq!(
             weight(101).unwrap_err().0,
             "--weight = 101 is out of range 0..=100"

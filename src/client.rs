@@ -32,6 +32,9 @@ pub enum ClientError {
         status: StatusCode,
         detail: ErrorDetail,
     },
+    /// `node check`: the node answered, but not that it is ready.
+    #[error("sluice node at {node} is not ready: {reason}")]
+    NotReady { node: String, reason: String },
     /// The node answered something that is not the API's JSON.
     #[error("unexpected answer from {node}: {reason}")]
     Decode { node: String, reason: String },
@@ -386,6 +389,44 @@ impl Client {
                     output::listeners(&ls);
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+// === node check ===
+
+impl Client {
+    /// `sluice node check`: `GET /readyz` within `timeout`; Ok only for 200.
+    pub async fn check(&self, timeout: &str) -> Result<(), ClientError> {
+        let timeout = cli::check_timeout(timeout)?;
+        let url = format!("{}/readyz", self.node);
+        let not_ready = |reason: String| ClientError::NotReady {
+            node: self.node.clone(),
+            reason,
+        };
+        let resp = match self.http.get(&url).timeout(timeout).send().await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                return Err(not_ready(format!(
+                    "no answer within {}",
+                    humantime::format_duration(timeout)
+                )))
+            }
+            Err(e) => {
+                return Err(ClientError::Unreachable {
+                    node: self.node.clone(),
+                    reason: root_cause(&e),
+                })
+            }
+        };
+        let status = resp.status();
+        if status != StatusCode::OK {
+            return Err(not_ready(format!("/readyz answered {status}")));
+        }
+        let body = serde_json::json!({ "node": self.node, "ready": true });
+        if !self.json(&body) {
+            println!("sluice node at {} is ready", self.node);
         }
         Ok(())
     }

@@ -17,6 +17,19 @@ pub enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    fn parse(s: &str) -> Option<LogFormat> {
+        match s {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// The environment variable that, when set, overrides `[log] format`.
+pub const LOG_FORMAT_ENV: &str = "SLUICE_LOG_FORMAT";
+
 /// A node's settings, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeConfig {
@@ -60,6 +73,12 @@ pub enum ConfigError {
     Invalid {
         file: String,
         field: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("{var} = {value} is invalid: expected {expected}")]
+    Env {
+        var: &'static str,
         value: String,
         expected: &'static str,
     },
@@ -175,18 +194,13 @@ impl NodeConfig {
                 })
             }
         };
-        let log_format = match raw.log.format.as_deref().unwrap_or("text") {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(ConfigError::Invalid {
-                    file: file.to_string(),
-                    field: "log.format",
-                    value: format!("{other:?}"),
-                    expected: "\"text\" or \"json\"",
-                })
-            }
-        };
+        let format = raw.log.format.as_deref().unwrap_or("text");
+        let log_format = LogFormat::parse(format).ok_or_else(|| ConfigError::Invalid {
+            file: file.to_string(),
+            field: "log.format",
+            value: format!("{format:?}"),
+            expected: "\"text\" or \"json\"",
+        })?;
         let log_level = raw.log.level.unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             return Err(ConfigError::Invalid {
@@ -305,6 +319,22 @@ impl NodeConfig {
     }
 }
 
+impl NodeConfig {
+    /// Applies the value of [`LOG_FORMAT_ENV`], if set: it overrides
+    /// `[log] format` (containers switch to JSON logs without a new file).
+    pub fn override_log_format(&mut self, env: Option<&str>) -> Result<(), ConfigError> {
+        let Some(value) = env else {
+            return Ok(());
+        };
+        self.log_format = LogFormat::parse(value).ok_or_else(|| ConfigError::Env {
+            var: LOG_FORMAT_ENV,
+            value: format!("{value:?}"),
+            expected: "\"text\" or \"json\"",
+        })?;
+        Ok(())
+    }
+}
+
 struct Validator<'a> {
     file: &'a str,
 }
@@ -408,6 +438,22 @@ mod tests {
     }
 
     #[test]
+    fn the_docker_configs_load() {
+        for i in 1..=3u64 {
+            let path =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("docker/config/node{i}.toml"));
+            let c = NodeConfig::load(&path).unwrap();
+            assert_eq!(c.node_id, i);
+            assert!(!c.bootstrap);
+            assert_eq!(c.token, None, "the token comes from SLUICE_TOKEN");
+            assert!(c.data_address.is_unspecified());
+            assert_eq!(c.admin_listen, "0.0.0.0:7070".parse().unwrap());
+            assert_eq!(c.advertise, format!("http://node{i}:7070"));
+            assert_eq!(c.data_dir, PathBuf::from("/data"));
+        }
+    }
+
+    #[test]
     fn every_bad_value_names_file_field_value_and_range() {
         let cases = [
             ("[node]\nid = 0", "x.toml: node.id = 0 is out of range 1.."),
@@ -432,6 +478,20 @@ mod tests {
             let got = NodeConfig::parse(text, "x.toml").unwrap_err().to_string();
             assert_eq!(got, want, "for {text:?}");
         }
+    }
+
+    #[test]
+    fn the_log_format_env_var_overrides_the_file() {
+        let mut c = NodeConfig::parse("[log]\nformat = \"text\"", "x.toml").unwrap();
+        c.override_log_format(None).unwrap();
+        assert_eq!(c.log_format, LogFormat::Text);
+        c.override_log_format(Some("json")).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(
+            c.override_log_format(Some("xml")).unwrap_err().to_string(),
+            "SLUICE_LOG_FORMAT = \"xml\" is invalid: expected \"text\" or \"json\""
+        );
+        assert_eq!(c.log_format, LogFormat::Json);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, NodeCommand};
-use crate::config::{LogFormat, NodeConfig};
+use crate::config::{LogFormat, NodeConfig, LOG_FORMAT_ENV};
 
 fn main() {
     let cli = Cli::parse();
@@ -22,15 +22,20 @@ fn main() {
         .expect("tokio runtime");
     let code = match cli.command {
         Command::Node(NodeCommand::Run { config }) => {
-            let config = match config {
-                Some(path) => match NodeConfig::load(&path) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        std::process::exit(2);
-                    }
-                },
-                None => NodeConfig::embedded_default(),
+            let loaded = match config {
+                Some(path) => NodeConfig::load(&path),
+                None => Ok(NodeConfig::embedded_default()),
+            };
+            let env_format = std::env::var(LOG_FORMAT_ENV).ok();
+            let config = match loaded.and_then(|mut c| {
+                c.override_log_format(env_format.as_deref())?;
+                Ok(c)
+            }) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    std::process::exit(2);
+                }
             };
             init_logging(&config);
             match runtime.block_on(node::run(config)) {
@@ -49,7 +54,8 @@ fn main() {
                     Command::Backend(c) => client.backend(c).await,
                     Command::Listener(c) => client.listener(c).await,
                     Command::Cluster(c) => client.cluster(c).await,
-                    Command::Node(_) => unreachable!("handled above"),
+                    Command::Node(NodeCommand::Check { timeout }) => client.check(&timeout).await,
+                    Command::Node(NodeCommand::Run { .. }) => unreachable!("handled above"),
                 }
             });
             match result {

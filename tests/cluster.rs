@@ -41,134 +41,14 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cluster::*;
+use common::tunnel::*;
 use common::*;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use sluice_testkit::{http_get, BackendEvent, DemoBackend, NodeProcess};
-use tokio::net::TcpStream;
 use tokio::task::{JoinHandle, JoinSet};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-/// How the demo backend answers `hello <n>`.
-const ECHO_PREFIX: &str = "Server received your message: hello ";
-/// A tunnel's message interval.
-const PING_EVERY: Duration = Duration::from_millis(200);
-/// A tunnel task gives up after this long without a Close.
-const PINGER_LIMIT: Duration = Duration::from_secs(30);
-/// R3/C3: a tunnel's Close 1001 comes within this long after the deadline.
-const CLOSE_WITHIN_MS: i64 = 250;
-/// C3: the Closes through different nodes are at most this far apart.
-const CLOSE_SPREAD_MS: u64 = 150;
-
-// ---------------------------------------------------------------------------
-// A WebSocket client that sends `hello <n>` every 200 ms and logs the echoes.
-
-/// What one tunnel saw; times are Unix ms.
-#[derive(Clone, Debug, Default)]
-struct WsLog {
-    /// When each echo arrived.
-    echoes: Vec<u64>,
-    /// Text messages that were not echoes of ours.
-    unexpected: Vec<String>,
-    /// The Close frame's code and when it arrived.
-    close: Option<(Option<u16>, u64)>,
-    /// How the tunnel ended without a Close frame, if it did.
-    ended: Option<String>,
-}
-
-/// A tunnel through one node's listener, driven by a background task.
-struct Pinger {
-    node: u64,
-    log: Arc<Mutex<WsLog>>,
-    task: JoinHandle<()>,
-}
-
-impl Pinger {
-    /// Opens a WebSocket to `url` (through node `node`) and starts pinging.
-    async fn start(node: u64, url: &str) -> Pinger {
-        let (ws, resp) = tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio_tungstenite::connect_async(url),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("websocket to {url} timed out"))
-        .unwrap_or_else(|e| panic!("websocket to {url}: {e}"));
-        assert_eq!(resp.status(), 101, "upgrade through node {node}");
-        let log = Arc::new(Mutex::new(WsLog::default()));
-        let task = tokio::spawn(ping(ws, log.clone()));
-        Pinger { node, log, task }
-    }
-
-    /// Echoes so far.
-    fn echoes(&self) -> usize {
-        self.log.lock().unwrap().echoes.len()
-    }
-
-    /// Waits (at most `within`) until the tunnel has ended; returns its log.
-    async fn finish(self, within: Duration) -> WsLog {
-        let node = self.node;
-        if tokio::time::timeout(within, self.task).await.is_err() {
-            panic!(
-                "the tunnel through node {node} did not end within {within:?}: {:?}",
-                self.log.lock().unwrap()
-            );
-        }
-        let log = self.log.lock().unwrap().clone();
-        log
-    }
-}
-
-/// The tunnel task: a message every [`PING_EVERY`], every echo logged, until
-/// a Close frame, the end of the connection or [`PINGER_LIMIT`].
-async fn ping(ws: WebSocketStream<MaybeTlsStream<TcpStream>>, log: Arc<Mutex<WsLog>>) {
-    let (mut tx, mut rx) = ws.split();
-    let mut tick = tokio::time::interval(PING_EVERY);
-    let limit = tokio::time::sleep(PINGER_LIMIT);
-    tokio::pin!(limit);
-    let mut sent = 0u32;
-    loop {
-        tokio::select! {
-            _ = &mut limit => {
-                log.lock().unwrap().ended = Some(format!("no Close within {PINGER_LIMIT:?}"));
-                return;
-            }
-            _ = tick.tick() => {
-                sent += 1;
-                // The Close may already be on its way; a failed send shows
-                // up as the end of the stream below.
-                let _ = tx.send(Message::text(format!("hello {sent}"))).await;
-            }
-            m = rx.next() => {
-                let at = now_ms();
-                let mut log = log.lock().unwrap();
-                match m {
-                    Some(Ok(Message::Text(t))) if t.starts_with(ECHO_PREFIX) => log.echoes.push(at),
-                    Some(Ok(Message::Text(t))) => log.unexpected.push(t.as_str().to_owned()),
-                    Some(Ok(Message::Close(frame))) => {
-                        log.close = Some((frame.map(|f| u16::from(f.code)), at));
-                        break;
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        log.ended = Some(format!("error: {e}"));
-                        return;
-                    }
-                    None => {
-                        log.ended = Some("ended without a Close frame".into());
-                        return;
-                    }
-                }
-            }
-        }
-    }
-    // Send the Close reply tungstenite has queued, completing the handshake.
-    let _ = tokio::time::timeout(Duration::from_millis(500), tx.close()).await;
-}
 
 /// Starts a tunnel through each of `nodes` and waits until each has echoed
 /// three times.
@@ -177,80 +57,8 @@ async fn pingers(cluster: &Cluster, nodes: &[u64]) -> Vec<Pinger> {
     for &id in nodes {
         all.push(Pinger::start(id, &cluster.ws_url(id, "/chat")).await);
     }
-    let all_ref = &all;
-    poll(
-        Duration::from_secs(5),
-        "every tunnel echoes",
-        move || async move {
-            let counts: Vec<(u64, usize)> = all_ref.iter().map(|p| (p.node, p.echoes())).collect();
-            if counts.iter().all(|&(_, n)| n >= 3) {
-                Ok(())
-            } else {
-                Err(format!("echoes per node: {counts:?}"))
-            }
-        },
-    )
-    .await;
+    wait_echoing(&all).await;
     all
-}
-
-/// R3/C3 for one tunnel: it kept echoing through the drain (from the
-/// removal, `removed_ms`, until less than 450 ms before the deadline, with
-/// at most a third of the expected echoes missing), then got Close 1001
-/// within [0, 250) ms after the deadline. Returns when the Close came.
-fn assert_drained(node: u64, log: &WsLog, removed_ms: u64, deadline: u64) -> u64 {
-    assert!(
-        log.unexpected.is_empty(),
-        "node {node}: unexpected messages {:?}",
-        log.unexpected
-    );
-    let Some((code, closed_ms)) = log.close else {
-        panic!("the tunnel through node {node} got no Close: {log:?}");
-    };
-    assert_eq!(
-        code,
-        Some(1001),
-        "the tunnel through node {node} closed with {code:?}, want 1001 Going Away"
-    );
-    let late = closed_ms as i64 - deadline as i64;
-    assert!(
-        (0..CLOSE_WITHIN_MS).contains(&late),
-        "the tunnel through node {node} got its Close {late} ms after the deadline"
-    );
-    let during = log
-        .echoes
-        .iter()
-        .filter(|&&t| t > removed_ms && t < deadline)
-        .count() as u64;
-    let expected = (deadline - removed_ms) / PING_EVERY.as_millis() as u64;
-    assert!(
-        during * 3 >= expected * 2,
-        "the tunnel through node {node} echoed {during} times during the drain, expected about {expected}"
-    );
-    let last = log
-        .echoes
-        .iter()
-        .copied()
-        .filter(|&t| t < deadline)
-        .max()
-        .unwrap_or(0);
-    assert!(
-        deadline - last < 450,
-        "the tunnel through node {node} stopped echoing {} ms before the deadline",
-        deadline - last
-    );
-    closed_ms
-}
-
-/// C3: the Closes through different nodes came at (nearly) one time.
-fn assert_spread(closes: &[(u64, u64)]) {
-    let min = closes.iter().map(|c| c.1).min().unwrap();
-    let max = closes.iter().map(|c| c.1).max().unwrap();
-    assert!(
-        max - min < CLOSE_SPREAD_MS,
-        "Close times (node, Unix ms) spread over {} ms: {closes:?}",
-        max - min
-    );
 }
 
 /// Waits until the backend has received `n` Close 1001 frames.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod tunnel;
 
 use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

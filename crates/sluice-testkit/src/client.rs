@@ -41,6 +41,9 @@ pub enum WsEvent {
 /// A WebSocket client for tests.
 pub struct WsClient {
     stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The name in the handshake answer's `x-backend` header (the demo
+    /// backend's, passed on by sluice), if any.
+    backend: Option<String>,
 }
 
 impl WsClient {
@@ -52,7 +55,14 @@ impl WsClient {
             .await
             .map_err(|_| anyhow!("websocket connect to {url} timed out"))?;
         match result {
-            Ok((stream, _response)) => Ok(WsClient { stream }),
+            Ok((stream, response)) => Ok(WsClient {
+                stream,
+                backend: response
+                    .headers()
+                    .get("x-backend")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+            }),
             Err(tungstenite::Error::Http(response)) => {
                 let body = response
                     .body()
@@ -67,6 +77,11 @@ impl WsClient {
             }
             Err(e) => Err(anyhow!(e).context(format!("websocket connect to {url}"))),
         }
+    }
+
+    /// Which demo backend answered the handshake (its `x-backend` header).
+    pub fn backend(&self) -> Option<&str> {
+        self.backend.as_deref()
     }
 
     /// Sends a text message.

@@ -1,7 +1,9 @@
 //! `sluice-demo-client`: the WebSocket client of the connection-draining
-//! demonstration. It sends `hello N` every `--every`, prints each echo with a
-//! UTC timestamp, and when the server closes prints the close code and
-//! exits, so a reader sees exactly when the drain ended the session.
+//! demonstration. It prints which demo backend took the connection (the
+//! `x-backend` header of the handshake), sends `hello N` every `--every`,
+//! prints each echo with a UTC timestamp, and when the server closes prints
+//! the close code and exits, so a reader sees exactly when the drain ended
+//! the session.
 
 #![forbid(unsafe_code)]
 
@@ -45,7 +47,10 @@ fn close_name(code: u16) -> &'static str {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut ws = WsClient::connect(&args.url).await?;
-    say(&format!("connected to {}", args.url));
+    match ws.backend() {
+        Some(name) => say(&format!("connected to {} (backend {name})", args.url)),
+        None => say(&format!("connected to {}", args.url)),
+    }
     let mut tick = tokio::time::interval(args.every);
     let mut sent = 0u64;
     loop {

@@ -1,0 +1,573 @@
+//! The README's Docker walkthrough, end to end, on real containers:
+//!
+//! 1. `docker/cluster up --json-logs` builds the image from this build's
+//!    binaries (for a host build, the glibc path of `docker/image`: the
+//!    libraries and the loader copied in) and forms the cluster with the
+//!    CLI, in a compose project, image tag and host ports of its own;
+//! 2. a WebSocket through node1 and one through node3 (both on ecs01),
+//!    `backend remove web ecs01:8080` on node2: every node lists the same
+//!    drain id and deadline, both tunnels echo until the deadline and then
+//!    get Close 1001 within 250 ms of it and within 150 ms of each other
+//!    (C3, R3), and ecs01 leaves every node; new tunnels go to ecs02 (R1);
+//! 3. ecs01 added again, a tunnel through every node, the removal on a
+//!    follower, then `docker kill` of the leader's container: the survivors
+//!    elect a leader and their tunnels still close at the original deadline;
+//!    after `docker start` the node rejoins, the drain completes and all
+//!    three nodes hold the same `/v1/state`;
+//! 4. the nodes' logs are JSON, ecs01 logged the Closes it got, the nodes
+//!    are `healthy` by the image's HEALTHCHECK (`sluice node check`);
+//! 5. `docker/cluster down` leaves no container, network, volume or image
+//!    of the project behind. The project is also taken down (and checked)
+//!    when the test fails half-way.
+//!
+//! Needs Docker Engine and `docker compose` or `docker-compose`; without
+//! them the test fails and says so. It takes about 35 s, half of it
+//! `docker/cluster up`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::cluster::poll;
+use common::tunnel::{assert_drained, assert_spread, wait_echoing, Pinger};
+use common::{now_ms, BIN};
+use serde_json::Value;
+use sluice_testkit::{free_port, WsClient};
+
+/// Drain timeout of group `web` in this test.
+const DRAIN_MS: u64 = 4_000;
+/// The cluster's token in this test.
+const TOKEN: &str = "docker-e2e-token-0123456789";
+/// Upper bound of one CLI call.
+const CLI_LIMIT: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------
+// The compose project: started by `docker/cluster up`, always taken down.
+
+/// One run's compose project, image and host ports.
+struct Project {
+    name: String,
+    image: String,
+    admin: [u16; 3],
+    listener: [u16; 3],
+    down: bool,
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a command to its end; (success, stdout, stderr).
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out: Output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn docker(args: &[&str]) -> (bool, String, String) {
+    run(Command::new("docker").args(args))
+}
+
+/// Fails the test, with what to install, unless Docker and compose answer.
+fn require_docker() {
+    let why = match Command::new("docker").arg("info").output() {
+        Err(e) => format!("cannot run `docker` ({e})"),
+        Ok(o) if !o.status.success() => format!(
+            "`docker info` failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Ok(_) => {
+            let v2 = docker(&["compose", "version"]).0;
+            let v1 = Command::new("docker-compose")
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if v2 || v1 {
+                return;
+            }
+            "neither `docker compose` nor `docker-compose` works".into()
+        }
+    };
+    panic!(
+        "tests/docker.rs needs Docker Engine and docker compose (or docker-compose): {why}. \
+         Install them (README, \"Docker\") or run the other tests with \
+         `cargo test --workspace -- --skip docker_`."
+    );
+}
+
+impl Project {
+    fn new() -> Project {
+        let suffix = format!("{}-{}", std::process::id(), now_ms() % 100_000_000);
+        let mut ports = Vec::new();
+        while ports.len() < 6 {
+            let p = free_port();
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        Project {
+            name: format!("sluice-e2e-{suffix}"),
+            image: format!("sluice-e2e:{suffix}"),
+            admin: [ports[0], ports[1], ports[2]],
+            listener: [ports[3], ports[4], ports[5]],
+            down: false,
+        }
+    }
+
+    /// `docker/cluster ARGS` with this project's settings and this build's
+    /// binaries.
+    fn cluster(&self, args: &[&str]) -> (bool, String, String) {
+        let bin_dir = Path::new(BIN).parent().expect("the binary's directory");
+        let mut cmd = Command::new(repo().join("docker/cluster"));
+        cmd.args(args)
+            .env("SLUICE_DOCKER_BIN_DIR", bin_dir)
+            .env("SLUICE_DOCKER_PROJECT", &self.name)
+            .env("SLUICE_DOCKER_IMAGE", &self.image)
+            .env("SLUICE_TOKEN", TOKEN)
+            .env("SLUICE_DRAIN_TIMEOUT", format!("{}ms", DRAIN_MS))
+            .env_remove("SLUICE_LOG_FORMAT");
+        for i in 0..3 {
+            cmd.env(
+                format!("SLUICE_NODE{}_ADMIN_PORT", i + 1),
+                self.admin[i].to_string(),
+            )
+            .env(
+                format!("SLUICE_NODE{}_LISTENER_PORT", i + 1),
+                self.listener[i].to_string(),
+            );
+        }
+        run(&mut cmd)
+    }
+
+    fn admin_url(&self, node: u64) -> String {
+        format!("http://127.0.0.1:{}", self.admin[node as usize - 1])
+    }
+
+    fn ws_url(&self, node: u64) -> String {
+        format!("ws://127.0.0.1:{}/", self.listener[node as usize - 1])
+    }
+
+    /// The container of compose service `service`.
+    fn container(&self, service: &str) -> String {
+        let (ok, out, err) = docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.name),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ]);
+        assert!(ok, "docker ps: {err}");
+        let ids: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(ids.len(), 1, "containers of service {service}: {ids:?}");
+        ids[0].to_string()
+    }
+
+    /// Containers, networks and volumes labelled with this project, and the
+    /// image if it still exists.
+    fn leftovers(&self) -> Vec<String> {
+        let label = format!("label=com.docker.compose.project={}", self.name);
+        let mut left = Vec::new();
+        for (what, args) in [
+            ("container", vec!["ps", "-aq", "--filter", &label]),
+            ("network", vec!["network", "ls", "-q", "--filter", &label]),
+            ("volume", vec!["volume", "ls", "-q", "--filter", &label]),
+            ("image", vec!["image", "ls", "-q", &self.image]),
+        ] {
+            let (ok, out, err) = docker(&args);
+            if !ok {
+                left.push(format!("cannot list {what}s: {err}"));
+            }
+            left.extend(out.split_whitespace().map(|id| format!("{what} {id}")));
+        }
+        left
+    }
+
+    /// `docker/cluster down`, then checks that nothing is left.
+    fn take_down(&mut self) -> Result<(), String> {
+        self.down = true;
+        let (ok, out, err) = self.cluster(&["down"]);
+        let left = self.leftovers();
+        if ok && left.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "docker/cluster down {} and left {left:?}:\n{out}{err}",
+            if ok { "succeeded" } else { "failed" }
+        ))
+    }
+
+    /// Last resort after a failed `down`: removes by label what is left.
+    fn force_remove(&self) {
+        let label = format!("label=com.docker.compose.project={}", self.name);
+        let list = |args: &[&str]| -> Vec<String> {
+            docker(args)
+                .1
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        };
+        for id in list(&["ps", "-aq", "--filter", &label]) {
+            docker(&["rm", "-f", "-v", &id]);
+        }
+        for id in list(&["network", "ls", "-q", "--filter", &label]) {
+            docker(&["network", "rm", &id]);
+        }
+        for id in list(&["volume", "ls", "-q", "--filter", &label]) {
+            docker(&["volume", "rm", "-f", &id]);
+        }
+        docker(&["image", "rm", "-f", &self.image]);
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if self.down {
+            return;
+        }
+        if let Err(e) = self.take_down() {
+            eprintln!("tearing down {} after a failure: {e}", self.name);
+            self.force_remove();
+            let left = self.leftovers();
+            if !left.is_empty() {
+                eprintln!("STILL LEFT after forced removal: {left:?}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The CLI and the admin API, from the host.
+
+/// `sluice ARGS --node URL` with the test's token; (success, stdout, stderr).
+async fn sluice(url: &str, args: &[&str]) -> (bool, String, String) {
+    let cmd = tokio::process::Command::new(BIN)
+        .args(args)
+        .args(["--node", url])
+        .env("SLUICE_TOKEN", TOKEN)
+        .output();
+    let out = tokio::time::timeout(CLI_LIMIT, cmd)
+        .await
+        .unwrap_or_else(|_| panic!("sluice {args:?} --node {url} hung"))
+        .expect("run sluice");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `sluice ARGS --output json --node URL`, or why not.
+async fn try_json(url: &str, args: &[&str]) -> Result<Value, String> {
+    let mut all = args.to_vec();
+    all.extend(["--output", "json"]);
+    let (ok, out, err) = sluice(url, &all).await;
+    if !ok {
+        return Err(format!("sluice {args:?} --node {url}: {}", err.trim()));
+    }
+    serde_json::from_str(&out).map_err(|e| format!("sluice {args:?}: not JSON ({e}): {out}"))
+}
+
+async fn json(url: &str, args: &[&str]) -> Value {
+    try_json(url, args).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The entry for `addr` in node `url`'s `backend list web`.
+async fn listed(url: &str, addr: &str) -> Result<Option<Value>, String> {
+    let list = try_json(url, &["backend", "list", "web"]).await?;
+    Ok(list
+        .as_array()
+        .ok_or_else(|| format!("backend list is not an array: {list}"))?
+        .iter()
+        .find(|b| b["addr"] == addr)
+        .cloned())
+}
+
+async fn state(url: &str) -> Result<Value, String> {
+    let get = reqwest::Client::new()
+        .get(format!("{url}/v1/state"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}/v1/state: {e}"))?;
+    get.json().await.map_err(|e| format!("{url}/v1/state: {e}"))
+}
+
+/// Waits until `addr` is gone from `backend list web` on every node.
+async fn wait_gone(p: &Project, nodes: &[u64], addr: &str, within: Duration) {
+    poll(within, &format!("{addr} gone from every node"), || async {
+        for &n in nodes {
+            if let Some(b) = listed(&p.admin_url(n), addr).await? {
+                return Err(format!("node {n} still lists {b}"));
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Opens a tunnel on ecs01 through each of `nodes` (the listener spreads
+/// tunnels over ecs01 and ecs02; one that lands on ecs02 is dropped and
+/// opened again) and waits until each echoes.
+async fn tunnels_on_ecs01(p: &Project, nodes: &[u64]) -> Vec<Pinger> {
+    let mut all = Vec::new();
+    for &n in nodes {
+        let mut seen = Vec::new();
+        loop {
+            let t = Pinger::start(n, &p.ws_url(n)).await;
+            if t.backend.as_deref() == Some("ecs01") {
+                all.push(t);
+                break;
+            }
+            seen.push(t.backend.clone());
+            t.abort();
+            assert!(
+                seen.len() < 20,
+                "no tunnel through node {n} reached ecs01: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    wait_echoing(&all).await;
+    all
+}
+
+/// `backend remove web ecs01:8080` on node `via`: the drain's answer.
+async fn remove_ecs01(p: &Project, via: u64) -> Value {
+    let before = now_ms();
+    let removed = json(
+        &p.admin_url(via),
+        &["backend", "remove", "web", "ecs01:8080"],
+    )
+    .await;
+    let after = now_ms();
+    assert_eq!(removed["state"], "draining", "{removed}");
+    let deadline = removed["drain"]["deadline_ms"].as_u64().unwrap();
+    assert!(
+        (before + DRAIN_MS..=after + DRAIN_MS).contains(&deadline),
+        "deadline {deadline} is not the removal ({before}..={after}) + {DRAIN_MS} ms"
+    );
+    removed["drain"].clone()
+}
+
+/// Every node in `nodes` lists ecs01 draining with this drain's id and
+/// deadline.
+async fn assert_same_drain(p: &Project, nodes: &[u64], drain: &Value) {
+    for &n in nodes {
+        let b = listed(&p.admin_url(n), "ecs01:8080")
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("node {n} does not list ecs01:8080"));
+        assert_eq!(b["state"], "draining", "node {n}: {b}");
+        assert_eq!(b["drain"]["id"], drain["id"], "node {n}: {b}");
+        assert_eq!(
+            b["drain"]["deadline_ms"], drain["deadline_ms"],
+            "node {n}: {b}"
+        );
+    }
+}
+
+async fn leader(p: &Project, asked: u64) -> Result<u64, String> {
+    let s = try_json(&p.admin_url(asked), &["cluster", "status"]).await?;
+    s["leader"]
+        .as_u64()
+        .ok_or_else(|| format!("node {asked} knows no leader: {s}"))
+}
+
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_cluster_walkthrough_and_leader_kill() {
+    require_docker();
+    for b in ["sluice-demo-backend", "sluice-demo-client"] {
+        let path: PathBuf = Path::new(BIN).with_file_name(b);
+        assert!(
+            path.exists(),
+            "{} is missing: `cargo build -p sluice-testkit --bins` (cargo test --workspace builds it)",
+            path.display()
+        );
+    }
+    let mut p = Project::new();
+    assert_eq!(p.leftovers(), Vec::<String>::new(), "before the test");
+
+    // 1. One command.
+    let started = Instant::now();
+    let (ok, out, err) = tokio::task::block_in_place(|| p.cluster(&["up", "--json-logs"]));
+    assert!(ok, "docker/cluster up failed:\n{out}\n{err}");
+    eprintln!("docker/cluster up took {:?}:\n{out}", started.elapsed());
+    for line in [
+        "$ sluice cluster init --node",
+        "$ sluice cluster join http://node2:7070 --node",
+        "$ sluice cluster join http://node3:7070 --node",
+        "$ sluice backend add web ecs01:8080",
+        "$ sluice listener add --port 8080 --group web",
+        "The cluster is up",
+    ] {
+        assert!(out.contains(line), "`up` did not print {line:?}:\n{out}");
+    }
+    let s = json(&p.admin_url(3), &["cluster", "status"]).await;
+    assert_eq!(s["leader"], 1, "{s}");
+    assert_eq!(s["members"].as_array().map(Vec::len), Some(3), "{s}");
+
+    // 2. The walkthrough: tunnels through node1 and node3, removal on node2.
+    let walk = tunnels_on_ecs01(&p, &[1, 3]).await;
+    let removed_ms = now_ms();
+    let drain = remove_ecs01(&p, 2).await;
+    let deadline = drain["deadline_ms"].as_u64().unwrap();
+    assert_same_drain(&p, &[1, 2, 3], &drain).await;
+    let mut closes = Vec::new();
+    for t in walk {
+        let via = t.node;
+        let log = t.finish(Duration::from_millis(DRAIN_MS + 3_000)).await;
+        closes.push((via, assert_drained(via, &log, removed_ms, deadline)));
+    }
+    assert_spread(&closes);
+    eprintln!("walkthrough: deadline {deadline}, Closes {closes:?}");
+    wait_gone(&p, &[1, 2, 3], "ecs01:8080", Duration::from_secs(5)).await;
+    let fresh = WsClient::connect(&p.ws_url(2)).await.unwrap();
+    assert_eq!(fresh.backend(), Some("ecs02"), "new work after the removal");
+    drop(fresh);
+
+    // 3. The leader's container killed mid-drain.
+    let (ok, _, err) = sluice(&p.admin_url(1), &["backend", "add", "web", "ecs01:8080"]).await;
+    assert!(ok, "backend add: {err}");
+    let old = leader(&p, 1).await.unwrap();
+    let survivors: Vec<u64> = (1..=3).filter(|&n| n != old).collect();
+    let all = tunnels_on_ecs01(&p, &[1, 2, 3]).await;
+    let removed_ms = now_ms();
+    let drain = remove_ecs01(&p, survivors[0]).await;
+    let deadline = drain["deadline_ms"].as_u64().unwrap();
+    let killed = p.container(&format!("node{old}"));
+    let (ok, _, err) = docker(&["kill", &killed]);
+    assert!(ok, "docker kill: {err}");
+    let p_ref = &p;
+    let survivors_ref = &survivors;
+    let new = poll(
+        Duration::from_secs(5),
+        "the survivors elect a new leader",
+        || async move {
+            let named = [
+                leader(p_ref, survivors_ref[0]).await?,
+                leader(p_ref, survivors_ref[1]).await?,
+            ];
+            if named[0] != old && named[0] == named[1] {
+                Ok(named[0])
+            } else {
+                Err(format!("survivors name leaders {named:?}"))
+            }
+        },
+    )
+    .await;
+    assert_same_drain(&p, &survivors, &drain).await;
+    let mut closes = Vec::new();
+    for t in all {
+        if t.node == old {
+            t.abort();
+            continue;
+        }
+        let via = t.node;
+        let wait = Duration::from_millis(deadline.saturating_sub(now_ms()) + 3_000);
+        let log = t.finish(wait).await;
+        closes.push((via, assert_drained(via, &log, removed_ms, deadline)));
+    }
+    assert_spread(&closes);
+    eprintln!("leader {old} killed, {new} elected: deadline {deadline}, Closes {closes:?}");
+    // The killed node holds the drain open: it has not reported.
+    assert_same_drain(&p, &survivors, &drain).await;
+
+    let (ok, _, err) = docker(&["start", &killed]);
+    assert!(ok, "docker start: {err}");
+    wait_gone(&p, &[1, 2, 3], "ecs01:8080", Duration::from_secs(20)).await;
+    let states = poll(
+        Duration::from_secs(10),
+        "every node holds the same state",
+        || async {
+            let mut states = Vec::new();
+            for n in 1..=3 {
+                states.push(state(&p.admin_url(n)).await?);
+            }
+            if states.iter().all(|s| *s == states[0]) {
+                Ok(states)
+            } else {
+                Err(format!("states differ: {states:?}"))
+            }
+        },
+    )
+    .await;
+    assert!(
+        states[0].to_string().contains("ecs02:8080"),
+        "{}",
+        states[0]
+    );
+    // The restarted node is a member again: every node names one leader
+    // and sees all three members reachable.
+    poll(
+        Duration::from_secs(10),
+        "every node names one leader and sees three reachable members",
+        || async {
+            let mut leaders = Vec::new();
+            for n in 1..=3 {
+                let s = try_json(&p.admin_url(n), &["cluster", "status"]).await?;
+                let members = s["members"].as_array().cloned().unwrap_or_default();
+                if members.len() != 3 || members.iter().any(|m| m["reachable"] != true) {
+                    return Err(format!("node {n}: {s}"));
+                }
+                leaders.push(s["leader"].as_u64());
+            }
+            if leaders[0].is_some() && leaders.iter().all(|l| *l == leaders[0]) {
+                Ok(())
+            } else {
+                Err(format!("leaders named: {leaders:?}"))
+            }
+        },
+    )
+    .await;
+
+    // 4. Logs and health.
+    let (ok, logs, err) = docker(&["logs", &p.container("node2")]);
+    assert!(ok, "docker logs: {err}");
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(!lines.is_empty(), "node2 logged nothing");
+    for line in &lines {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("node2 log line is not JSON ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+    }
+    let (_, backend_log, _) = docker(&["logs", &p.container("ecs01")]);
+    let closed = backend_log
+        .matches("websocket closed by peer: code 1001 (Going Away)")
+        .count();
+    assert!(
+        closed >= 4,
+        "ecs01 logged {closed} Close 1001, want 4 (2 walkthrough + 2 survivors):\n{backend_log}"
+    );
+    for n in 1..=3 {
+        let c = p.container(&format!("node{n}"));
+        poll(
+            Duration::from_secs(30),
+            &format!("node{n} is healthy"),
+            || async {
+                let (_, out, err) =
+                    docker(&["inspect", "--format", "{{.State.Health.Status}}", &c]);
+                match out.trim() {
+                    "healthy" => Ok(()),
+                    other => Err(format!("{other} {err}")),
+                }
+            },
+        )
+        .await;
+    }
+
+    // 5. Everything goes.
+    let started = Instant::now();
+    let result = tokio::task::block_in_place(|| p.take_down());
+    result.unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("docker/cluster down took {:?}", started.elapsed());
+}
