@@ -11,19 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 use sluice_model::{Command, State};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::group_commit::GroupCommit;
+use crate::group_commit::Batcher;
+use crate::member_client::MemberClient;
 use crate::network::HttpNetwork;
-use crate::{codec, open, Outcome, Raft, StateMachineStore};
+use crate::{open, Outcome, Raft, StateMachineStore};
 
 /// Path on the leader's admin port that takes forwarded writes.
 pub const WRITE_PATH: &str = "/raft/write";
@@ -80,7 +77,7 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
-    fn raft(e: impl std::fmt::Display) -> Self {
+    pub(crate) fn raft(e: impl std::fmt::Display) -> Self {
         ClusterError::Raft(e.to_string())
     }
 
@@ -156,8 +153,23 @@ pub struct RaftNode {
     raft: Raft,
     sm: StateMachineStore,
     config: ClusterConfig,
-    http: Client<HttpConnector, Full<Bytes>>,
-    proposer: GroupCommit,
+    peers: MemberClient,
+    /// Batches proposed here while this node leads.
+    proposer: Batcher,
+    /// Batches forwarded to the leader while this node follows.
+    forwarder: Batcher,
+}
+
+/// The current leader's id and admin URL, if one is known.
+pub(crate) fn leader_addr(raft: &Raft) -> Option<(u64, String)> {
+    let m = raft.metrics().borrow().clone();
+    let leader = m.current_leader?;
+    let addr = m
+        .membership_config
+        .membership()
+        .get_node(&leader)
+        .map(|n| n.addr.clone())?;
+    Some((leader, addr))
 }
 
 impl RaftNode {
@@ -187,16 +199,16 @@ impl RaftNode {
         )
         .await
         .map_err(ClusterError::raft)?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        let http = Client::builder(TokioExecutor::new()).build(connector);
-        let proposer = GroupCommit::start(raft.clone());
+        let peers = MemberClient::new(config.token.clone());
+        let proposer = Batcher::leader(raft.clone());
+        let forwarder = Batcher::forwarder(raft.clone(), peers.clone());
         Ok(RaftNode {
             raft,
             sm,
             config,
-            http,
+            peers,
             proposer,
+            forwarder,
         })
     }
 
@@ -289,14 +301,7 @@ impl RaftNode {
 
     /// The admin URL of the current leader, if one is known.
     pub fn leader(&self) -> Option<(u64, String)> {
-        let m = self.raft.metrics().borrow().clone();
-        let leader = m.current_leader?;
-        let addr = m
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .map(|n| n.addr.clone())?;
-        Some((leader, addr))
+        leader_addr(&self.raft)
     }
 
     /// Whether this node is the leader now.
@@ -330,7 +335,7 @@ impl RaftNode {
                     other => return other,
                 }
             } else if let Some((_, addr)) = self.leader() {
-                match self.forward(&addr, &commands).await {
+                match self.forwarder.propose_all(commands.clone()).await {
                     Err(e) if e.is_retryable() => {
                         warn!(leader = %addr, error = %e, "forwarding a write failed; retrying")
                     }
@@ -358,87 +363,6 @@ impl RaftNode {
         commands: Vec<Command>,
     ) -> Result<Vec<WriteOutcome>, ClusterError> {
         self.proposer.propose_all(commands).await
-    }
-
-    async fn forward(
-        &self,
-        leader: &str,
-        commands: &[Command],
-    ) -> Result<Vec<WriteOutcome>, ClusterError> {
-        let body = codec::encode(&ForwardedWrite {
-            commands: commands.to_vec(),
-        })
-        .map_err(ClusterError::raft)?;
-        let bytes = self.post(leader, WRITE_PATH, body).await?;
-        let answer: Result<Vec<WriteOutcome>, String> =
-            codec::decode(&bytes).map_err(ClusterError::raft)?;
-        answer.map_err(|e| {
-            if e.contains("no leader") {
-                ClusterError::NoLeader {
-                    waited: Duration::ZERO,
-                }
-            } else {
-                ClusterError::Raft(e)
-            }
-        })
-    }
-
-    /// One HTTP exchange with another node's admin port: `method` on
-    /// `base+path`, with this node's token; the answer's status and body.
-    async fn exchange(
-        &self,
-        method: http::Method,
-        base: &str,
-        path: &str,
-        body: Vec<u8>,
-        timeout: Duration,
-    ) -> Result<(http::StatusCode, Bytes), ClusterError> {
-        let url = format!("{}{path}", base.trim_end_matches('/'));
-        let unreachable = |reason: String| ClusterError::Unreachable {
-            addr: url.clone(),
-            reason,
-        };
-        let req = http::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header(
-                http::header::AUTHORIZATION,
-                format!("Bearer {}", self.config.token),
-            )
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| unreachable(e.to_string()))?;
-        let resp = tokio::time::timeout(timeout, self.http.request(req))
-            .await
-            .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
-            .map_err(|e| unreachable(e.to_string()))?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?
-            .to_bytes();
-        Ok((status, bytes))
-    }
-
-    async fn post(&self, base: &str, path: &str, body: Vec<u8>) -> Result<Bytes, ClusterError> {
-        let (status, bytes) = self
-            .exchange(
-                http::Method::POST,
-                base,
-                path,
-                body,
-                Duration::from_secs(10),
-            )
-            .await?;
-        if !status.is_success() {
-            return Err(ClusterError::Raft(format!(
-                "{base}{path} answered {status}: {}",
-                String::from_utf8_lossy(&bytes).trim()
-            )));
-        }
-        Ok(bytes)
     }
 
     /// Adds the node whose admin URL is `addr`: as learner, waiting until it
@@ -478,6 +402,7 @@ impl RaftNode {
         path: &str,
     ) -> Result<T, ClusterError> {
         let (_, bytes) = self
+            .peers
             .exchange(
                 http::Method::GET,
                 base,
@@ -505,6 +430,7 @@ impl RaftNode {
             .map(|b| serde_json::to_vec(&b).expect("serializes"))
             .unwrap_or_default();
         let (status, bytes) = self
+            .peers
             .exchange(method, base, path, bytes, Duration::from_secs(30))
             .await?;
         Ok((status.as_u16(), bytes))

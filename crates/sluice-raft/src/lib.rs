@@ -9,7 +9,8 @@
 //! - [`codec`]: the single bincode encoding used on disk and on the wire.
 //! - [`network`]: Raft RPC over HTTP to the peers' admin ports.
 //! - [`RaftNode`]: init, join, remove, status, and writes from any node;
-//!   [`group_commit`] batches the leader's writes into shared entries.
+//!   [`group_commit`] batches writes into shared entries on the leader and
+//!   into shared forwarded calls on a follower.
 //!
 //! Every write that must survive a crash is flushed to disk before openraft
 //! is told it happened, and the state machine is persisted after each
@@ -24,6 +25,7 @@ mod cluster;
 pub mod codec;
 pub mod group_commit;
 mod log_store;
+mod member_client;
 pub mod network;
 mod state_machine;
 mod store;

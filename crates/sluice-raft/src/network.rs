@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -28,6 +28,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec;
+use crate::member_client::{send, Outgoing, SendError};
 use crate::TypeConfig;
 
 /// Path of each RPC on a node's admin port.
@@ -123,33 +124,20 @@ impl PeerClient {
             reason,
         };
         let body = codec::encode(req).map_err(|e| refused(e.to_string()))?;
-        let request = http::Request::post(format!("{}{path}", self.addr))
-            .header(
-                http::header::AUTHORIZATION,
-                format!("Bearer {}", self.net.token),
-            )
-            .header(http::header::CONTENT_TYPE, "application/octet-stream")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| refused(e.to_string()))?;
-        let exchange = async {
-            let resp = self
-                .net
-                .client
-                .request(request)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            let status = resp.status();
-            let bytes = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| unreachable(e.to_string()))?
-                .to_bytes();
-            Ok::<_, TransportError>((status, bytes))
+        let url = format!("{}{path}", self.addr);
+        let request = Outgoing {
+            method: http::Method::POST,
+            url: &url,
+            token: &self.net.token,
+            content_type: "application/octet-stream",
+            body,
         };
-        let (status, bytes) = tokio::time::timeout(ttl, exchange)
+        let (status, bytes) = send(&self.net.client, request, ttl)
             .await
-            .map_err(|_| unreachable(format!("no answer within {ttl:?}")))??;
+            .map_err(|e| match e {
+                SendError::Invalid(reason) => refused(reason),
+                SendError::NoAnswer(reason) => unreachable(reason),
+            })?;
         if !status.is_success() {
             return Err(refused(format!(
                 "{status}: {}",
