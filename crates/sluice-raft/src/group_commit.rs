@@ -9,8 +9,8 @@
 //!
 //! How: [`GroupCommit::propose`] queues a command with a reply slot. One task
 //! takes everything queued (up to [`MAX_BATCH`]) whenever fewer than
-//! [`MAX_IN_FLIGHT`] entries are in flight, stamps each removal with the
-//! leader's clock (C3: every node computes the same deadline from it),
+//! [`MAX_IN_FLIGHT`] entries are in flight, stamps each removal and health
+//! report with the leader's clock (C3: every node computes the same deadline from it),
 //! proposes them as one [`Request`], and answers each caller with its own
 //! outcome and the entry's log index. A lone write is proposed at once: the
 //! task never waits to fill a batch.
@@ -144,9 +144,10 @@ async fn propose_batch(raft: &Raft, proposals: Vec<Proposal>) {
     }
 }
 
-/// A removal gets the leader's time now; other commands pass unchanged.
+/// A removal and a health report get the leader's time now (a health
+/// failure drains from it, R6); other commands pass unchanged.
 fn stamp(mut command: Command, now: u64) -> Command {
-    if let Command::RemoveBackend { at, .. } = &mut command {
+    if let Command::RemoveBackend { at, .. } | Command::HealthReport { at, .. } = &mut command {
         *at = now;
     }
     command
