@@ -58,6 +58,18 @@ async fn wait_health(
     .await
 }
 
+/// Waits until `b` drains because the cluster agreed it fails.
+async fn wait_health_drain(cluster: &Cluster, b: &DemoBackend) -> Value {
+    wait_health(
+        cluster,
+        b,
+        Duration::from_secs(10),
+        "drains for health",
+        |r| r["drain"]["cause"] == "health_check_failed",
+    )
+    .await
+}
+
 /// Which backend answers each of `n` requests through node `node`.
 async fn spread(cluster: &Cluster, node: u64, n: usize) -> Vec<String> {
     let mut names = Vec::new();
@@ -118,14 +130,7 @@ async fn health_failure_drains_at_failure_time_plus_timeout() {
     wait_echoing(&pingers).await;
 
     a.fail_health(&[]);
-    let r = wait_health(
-        &cluster,
-        &a,
-        Duration::from_secs(10),
-        "a drains for health",
-        |r| r["drain"]["cause"] == "health_check_failed",
-    )
-    .await;
+    let r = wait_health_drain(&cluster, &a).await;
     let failed_at = r["drain"]["started_at_ms"].as_u64().unwrap();
     let deadline = r["drain"]["deadline_ms"].as_u64().unwrap();
     assert_eq!(deadline, failed_at + 3_000, "{r}");
@@ -270,14 +275,7 @@ async fn one_node_alone_does_not_drain_a_majority_does() {
     }
 
     a.fail_health(&[two, data_address(3)]);
-    let r = wait_health(
-        &cluster,
-        &a,
-        Duration::from_secs(10),
-        "a drains for health",
-        |r| r["drain"]["cause"] == "health_check_failed",
-    )
-    .await;
+    let r = wait_health_drain(&cluster, &a).await;
     assert_eq!(r["health"]["status"], "unhealthy");
     // Node 1 passes its own probes but follows the cluster.
     assert!(spread(&cluster, 1, 6).await.iter().all(|n| n == "b"));
