@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice_model::{
     validate_backend_addr, validate_drain_timeout, validate_group_name, validate_port,
-    validate_request_timeout, validate_weight,
+    validate_request_timeout, validate_weight, HealthCheckUpdate, ProbeMethod,
 };
 
 /// sluice: a clustered HTTP/WebSocket load balancer with connection draining.
@@ -132,11 +132,156 @@ pub enum GroupCommand {
         /// Turn draining off.
         #[arg(long)]
         no_drain: bool,
+        #[command(flatten)]
+        health: HealthFlags,
     },
     /// List groups.
     List,
     /// Show one group and its backends.
     Show { name: String },
+}
+
+/// Health-check flags of `group update`; any change starts a new health-check
+/// revision (a failure before the first pass under it does not drain).
+#[derive(Debug, clap::Args, Default)]
+pub struct HealthFlags {
+    /// Turn health checks on.
+    #[arg(long, conflicts_with = "no_health_checks")]
+    pub health_checks: bool,
+    /// Turn health checks off (every backend counts as healthy).
+    #[arg(long)]
+    pub no_health_checks: bool,
+    /// Path probed, starting with / (default /health).
+    #[arg(long, value_name = "PATH")]
+    pub health_path: Option<String>,
+    /// GET or HEAD (default GET).
+    #[arg(long, value_name = "METHOD")]
+    pub health_method: Option<String>,
+    /// Passing status classes, e.g. 2xx,3xx (the default).
+    #[arg(long, value_name = "CLASSES")]
+    pub health_status: Option<String>,
+    /// Time between probes, 1s..=300s (default 2s).
+    #[arg(long, value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Time a probe may take, 1s..=120s (default 5s).
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Consecutive passes to become healthy, 1..=10 (default 3).
+    #[arg(long, value_name = "N")]
+    pub healthy_threshold: Option<u32>,
+    /// Consecutive failures to become unhealthy, 1..=10 (default 3).
+    #[arg(long, value_name = "N")]
+    pub unhealthy_threshold: Option<u32>,
+    /// Port probed instead of the backend's, 1..=65535; 0 = the backend's.
+    #[arg(long, value_name = "PORT")]
+    pub health_port: Option<u32>,
+    /// Host header sent instead of the backend's host:port; "" = default.
+    #[arg(long, value_name = "HOST")]
+    pub health_host: Option<String>,
+}
+
+/// Checks the health flags; each refusal names the flag, the value and what
+/// is allowed.
+pub fn health_update(f: HealthFlags) -> Result<HealthCheckUpdate, UsageError> {
+    let ranged = |flag: &str, value: &str, ms: u64, lo: u64, hi: u64, range: &str| {
+        if (lo..=hi).contains(&ms) {
+            Ok(ms)
+        } else {
+            Err(UsageError(format!(
+                "{flag} = {value} is out of range {range}"
+            )))
+        }
+    };
+    let threshold = |flag: &str, v: u32| {
+        u8::try_from(v)
+            .ok()
+            .filter(|v| (1..=10).contains(v))
+            .ok_or_else(|| UsageError(format!("{flag} = {v} is out of range 1..=10")))
+    };
+    let method = match f.health_method.as_deref() {
+        None => None,
+        Some(m) if m.eq_ignore_ascii_case("get") => Some(ProbeMethod::Get),
+        Some(m) if m.eq_ignore_ascii_case("head") => Some(ProbeMethod::Head),
+        Some(m) => {
+            return Err(UsageError(format!(
+                "--health-method = {m:?} is invalid: expected GET or HEAD"
+            )))
+        }
+    };
+    let status_classes = f
+        .health_status
+        .as_deref()
+        .map(|v| {
+            let bad = || {
+                UsageError(format!(
+                    "--health-status = {v:?} is invalid: expected classes among 1xx..5xx, e.g. 2xx,3xx"
+                ))
+            };
+            let mut set = std::collections::BTreeSet::new();
+            for part in v.split(',') {
+                let part = part.trim().to_ascii_lowercase();
+                let class = part
+                    .strip_suffix("xx")
+                    .and_then(|d| d.parse::<u8>().ok())
+                    .filter(|d| (1..=5).contains(d))
+                    .ok_or_else(bad)?;
+                set.insert(class);
+            }
+            Ok(set)
+        })
+        .transpose()?;
+    if let Some(p) = &f.health_path {
+        if !p.starts_with('/') {
+            return Err(UsageError(format!(
+                "--health-path = {p:?} is invalid: expected a path starting with '/'"
+            )));
+        }
+    }
+    Ok(HealthCheckUpdate {
+        enabled: if f.health_checks {
+            Some(true)
+        } else if f.no_health_checks {
+            Some(false)
+        } else {
+            None
+        },
+        method,
+        path: f.health_path,
+        status_classes,
+        interval_ms: f
+            .health_interval
+            .as_deref()
+            .map(|v| {
+                let ms = parse_duration("--health-interval", v)?.as_millis() as u64;
+                ranged("--health-interval", v, ms, 1_000, 300_000, "1s..=300s")
+            })
+            .transpose()?,
+        timeout_ms: f
+            .health_timeout
+            .as_deref()
+            .map(|v| {
+                let ms = parse_duration("--health-timeout", v)?.as_millis() as u64;
+                ranged("--health-timeout", v, ms, 1_000, 120_000, "1s..=120s")
+            })
+            .transpose()?,
+        healthy_threshold: f
+            .healthy_threshold
+            .map(|v| threshold("--healthy-threshold", v))
+            .transpose()?,
+        unhealthy_threshold: f
+            .unhealthy_threshold
+            .map(|v| threshold("--unhealthy-threshold", v))
+            .transpose()?,
+        port: f
+            .health_port
+            .map(|v| {
+                u16::try_from(v).map_err(|_| {
+                    UsageError(format!("--health-port = {v} is out of range 0..=65535"))
+                })
+            })
+            .transpose()?,
+        host: f.health_host,
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -310,6 +455,34 @@ mod tests {
             "--drain-timeout = \"abc\" is not a duration (e.g. 15s, 5m)"
         );
         assert_eq!(drain_timeout_ms("15s").unwrap(), 15_000);
+        let err = |f: HealthFlags| health_update(f).unwrap_err().0;
+        assert_eq!(
+            err(HealthFlags {
+                health_interval: Some("500ms".into()),
+                ..Default::default()
+            }),
+            "--health-interval = 500ms is out of range 1s..=300s"
+        );
+        assert_eq!(
+            err(HealthFlags {
+                unhealthy_threshold: Some(11),
+                ..Default::default()
+            }),
+            "--unhealthy-threshold = 11 is out of range 1..=10"
+        );
+        assert!(err(HealthFlags {
+            health_status: Some("2xx,6xx".into()),
+            ..Default::default()
+        })
+        .contains("--health-status"));
+        let ok = health_update(HealthFlags {
+            health_status: Some("2XX, 3xx".into()),
+            health_method: Some("head".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(ok.status_classes, Some([2, 3].into_iter().collect()));
+        assert_eq!(ok.method, Some(ProbeMethod::Head));
         assert_eq!(
             request_timeout_ms("0s").unwrap_err().0,
             "--request-timeout = 0s is out of range 1s..=600s"

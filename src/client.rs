@@ -202,9 +202,11 @@ impl Client {
                 drain_timeout,
                 drain,
                 no_drain,
+                health,
             } => {
                 cli::group(&name)?;
                 let body = UpdateGroup {
+                    health: cli::health_update(health)?,
                     drain_enabled: if drain {
                         Some(true)
                     } else if no_drain {

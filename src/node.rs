@@ -1,29 +1,98 @@
 //! Assembles one node: the admin token, Raft and its sled store (restored
 //! from the data dir, and applied to the data plane before any listener
-//! accepts traffic, C5), the drain reports fed back as commands, and the
-//! admin API (which also serves the Raft RPCs).
+//! accepts traffic, C5), the drain and health reports fed back as commands,
+//! and the admin API (which also serves the Raft RPCs).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
 use sluice_admin::auth::{self, TokenSource};
 use sluice_admin::{router, AdminContext, CommandStore};
 use sluice_model::{Command, DrainId};
-use sluice_proxy::{DataPlane, DrainReporter, ProxySettings};
+use sluice_proxy::{DataPlane, DrainReporter, ProbeReport, ProxySettings};
 use sluice_raft::{ClusterConfig, Outcome, RaftNode};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::config::NodeConfig;
 
-/// Hands drain completions from the data plane to the command store.
+/// Hands drain completions and health views from the data plane to the
+/// command store.
 struct ReportToStore {
     reports: mpsc::UnboundedSender<DrainId>,
+    health: mpsc::UnboundedSender<ProbeReport>,
 }
 
 impl DrainReporter for ReportToStore {
     fn drain_finished(&self, drain: DrainId, _group: &str, _backend: &str) {
         let _ = self.reports.send(drain);
+    }
+
+    fn health_view(&self, report: ProbeReport) {
+        let _ = self.health.send(report);
+    }
+}
+
+/// Logs this node's health views (C6) in batches. Only the newest view of
+/// each backend is sent (a view carries everything the older ones said), and
+/// one that could not be logged is sent again a second later unless a newer
+/// one replaced it.
+async fn report_health(
+    node: u64,
+    store: Arc<CommandStore>,
+    mut rx: mpsc::UnboundedReceiver<ProbeReport>,
+) {
+    let mut pending: BTreeMap<(String, String), ProbeReport> = BTreeMap::new();
+    let mut batch = Vec::new();
+    loop {
+        if pending.is_empty() {
+            if rx.recv_many(&mut batch, 256).await == 0 {
+                return;
+            }
+        } else {
+            // Something waits for a retry: take what else arrived meanwhile.
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            while let Ok(r) = rx.try_recv() {
+                batch.push(r);
+            }
+        }
+        for r in batch.drain(..) {
+            pending.insert((r.group.clone(), r.backend.clone()), r);
+        }
+        let sent: Vec<ProbeReport> = pending.values().cloned().collect();
+        let commands = sent
+            .iter()
+            .map(|r| Command::HealthReport {
+                group: r.group.clone(),
+                backend: r.backend.clone(),
+                node,
+                revision: r.revision,
+                healthy: r.healthy,
+                passed: r.passed,
+                detail: r.detail.clone(),
+                at: 0,
+            })
+            .collect();
+        match store.submit_quietly(commands).await {
+            Ok(outcomes) => {
+                for (r, outcome) in sent.iter().zip(outcomes) {
+                    if let Outcome::Rejected { message, code, .. } = outcome {
+                        // A backend removed meanwhile is no news.
+                        if code != "backend_not_found" && code != "group_not_found" {
+                            warn!(node, backend = %r.backend, %message, "health report refused");
+                        }
+                    }
+                    let key = (r.group.clone(), r.backend.clone());
+                    if pending.get(&key) == Some(r) {
+                        pending.remove(&key);
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(node, reports = sent.len(), error = %e, "could not log health reports; retrying in 1s");
+            }
+        }
     }
 }
 
@@ -63,9 +132,10 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         upstream_max_idle_per_backend: config.upstream_max_idle_per_backend,
     };
     let (reports, mut report_rx) = mpsc::unbounded_channel();
+    let (health, health_rx) = mpsc::unbounded_channel();
     let reports_retry = reports.clone();
     let data_plane = Arc::new(
-        DataPlane::start(settings, Arc::new(ReportToStore { reports }))
+        DataPlane::start(settings, Arc::new(ReportToStore { reports, health }))
             .await
             .context("cannot start the data plane")?,
     );
@@ -138,6 +208,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             });
         }
     });
+
+    tokio::spawn(report_health(node, store.clone(), health_rx));
 
     let app = router(Arc::new(AdminContext {
         node_id: node,

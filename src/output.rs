@@ -1,7 +1,7 @@
 //! Printing answers: aligned tables for people, the API's JSON with
 //! `--output json`.
 
-use sluice_admin::api::{BackendView, DrainView, GroupView, ListenerView};
+use sluice_admin::api::{BackendView, DrainView, GroupView, HealthView, ListenerView};
 
 /// Prints rows under headers, columns aligned.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
@@ -93,6 +93,7 @@ pub fn group(g: &GroupView) {
         "drain: {}",
         drain_policy(g.drain_enabled, g.drain_timeout_ms)
     );
+    println!("health check: {}", health_check(g));
     println!();
     backends(&g.backends);
 }
@@ -107,6 +108,8 @@ pub fn backends(backends: &[BackendView]) {
                 format!("{:?}", b.state).to_lowercase(),
                 b.in_flight.to_string(),
                 b.tunnels.to_string(),
+                health_summary(&b.health),
+                last_probe(&b.health),
                 b.drain
                     .as_ref()
                     .map(drain_summary)
@@ -115,9 +118,74 @@ pub fn backends(backends: &[BackendView]) {
         })
         .collect();
     table(
-        &["ADDR", "WEIGHT", "STATE", "IN-FLIGHT", "TUNNELS", "DRAIN"],
+        &[
+            "ADDR",
+            "WEIGHT",
+            "STATE",
+            "IN-FLIGHT",
+            "TUNNELS",
+            "HEALTH (PER NODE)",
+            "LAST PROBE HERE",
+            "DRAIN",
+        ],
         &rows,
     );
+}
+
+/// `GET /health every 2s, timeout 5s, 2xx/3xx, healthy 3, unhealthy 3 (rev 1)`.
+pub fn health_check(g: &GroupView) -> String {
+    let h = &g.health;
+    if !h.enabled {
+        return format!("off (rev {})", g.health_revision);
+    }
+    let classes: Vec<String> = h.status_classes.iter().map(|c| format!("{c}xx")).collect();
+    let mut out = format!(
+        "{:?} {} every {}, timeout {}, {}, healthy {}, unhealthy {}",
+        h.method,
+        h.path,
+        span(h.interval_ms),
+        span(h.timeout_ms),
+        classes.join("/"),
+        h.healthy_threshold,
+        h.unhealthy_threshold
+    )
+    .replace("Get ", "GET ")
+    .replace("Head ", "HEAD ");
+    if let Some(p) = h.port {
+        out.push_str(&format!(", port {p}"));
+    }
+    if let Some(host) = &h.host {
+        out.push_str(&format!(", Host {host}"));
+    }
+    out.push_str(&format!(" (rev {})", g.health_revision));
+    out
+}
+
+/// `unhealthy (1:ok 2:503 3:-)`: the agreed health and each node's view.
+pub fn health_summary(h: &HealthView) -> String {
+    let nodes: Vec<String> = h
+        .nodes
+        .iter()
+        .map(|n| match n.healthy {
+            Some(true) => format!("{}:ok", n.node),
+            Some(false) => format!("{}:{}", n.node, n.detail),
+            None => format!("{}:-", n.node),
+        })
+        .collect();
+    if nodes.is_empty() {
+        h.status.clone()
+    } else {
+        format!("{} ({})", h.status, nodes.join(" "))
+    }
+}
+
+/// `pass 200` / `fail connect: refused`, or `-` when this node does not probe.
+pub fn last_probe(h: &HealthView) -> String {
+    match &h.local {
+        Some(l) if l.passed => format!("pass {}", l.detail),
+        Some(l) => format!("fail {}", l.detail),
+        None => "-".into(),
+    }
 }
 
 pub fn listeners(listeners: &[ListenerView]) {

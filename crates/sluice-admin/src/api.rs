@@ -32,7 +32,7 @@
 //! Every error is `{"error": {"code", "message", "field"}}` ([`ErrorBody`]).
 
 use serde::{Deserialize, Serialize};
-use sluice_model::{DrainId, NodeId, UnixMillis};
+use sluice_model::{DrainId, HealthCheck, HealthCheckUpdate, NodeId, UnixMillis};
 
 /// Body of `POST /v1/groups`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +56,9 @@ pub struct UpdateGroup {
     /// Drain timeout in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_timeout_ms: Option<u64>,
+    /// Health-check changes (a real change starts a new revision, R8).
+    #[serde(default)]
+    pub health: HealthCheckUpdate,
 }
 
 /// Body of `POST /v1/groups/{group}/backends`.
@@ -89,6 +92,10 @@ pub struct GroupView {
     pub drain_enabled: bool,
     /// Drain timeout in ms.
     pub drain_timeout_ms: u64,
+    /// Health check.
+    pub health: HealthCheck,
+    /// Health-check configuration revision (R8).
+    pub health_revision: u64,
     /// Its backends.
     pub backends: Vec<BackendView>,
 }
@@ -123,6 +130,50 @@ pub struct BackendView {
     /// The drain, while it drains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<DrainView>,
+    /// Replicated health and each node's view.
+    pub health: HealthView,
+}
+
+/// A backend's health as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthView {
+    /// `healthy`, `unhealthy`, or `unchecked` (checks off, or weight 0).
+    pub status: String,
+    /// When the cluster last agreed a change (0: never).
+    pub since_ms: UnixMillis,
+    /// Passed a check under the current revision (a failure drains, R8).
+    pub proven: bool,
+    /// Each node's last logged view.
+    pub nodes: Vec<NodeHealthView>,
+    /// The answering node's last probe, if it probes the backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalProbeView>,
+}
+
+/// One node's logged view of a backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeHealthView {
+    /// Node id.
+    pub node: NodeId,
+    /// Its view; `None` when it has not reported under this revision.
+    pub healthy: Option<bool>,
+    /// Its last probe's outcome when it reported.
+    pub detail: String,
+    /// When the report was logged.
+    pub at_ms: UnixMillis,
+}
+
+/// The answering node's last probe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalProbeView {
+    /// This node's view after the thresholds.
+    pub healthy: bool,
+    /// Whether the last probe passed.
+    pub passed: bool,
+    /// Its outcome: a status code or the error.
+    pub detail: String,
+    /// When it ended.
+    pub at_ms: UnixMillis,
 }
 
 /// A drain as the API shows it.
@@ -130,7 +181,7 @@ pub struct BackendView {
 pub struct DrainView {
     /// Id.
     pub id: DrainId,
-    /// Why (`removed`).
+    /// Why (`removed`, `health_check_failed`).
     pub cause: String,
     /// When it started.
     pub started_at_ms: UnixMillis,

@@ -227,6 +227,7 @@ async fn update_group(
             name: group.clone(),
             drain_enabled: req.drain_enabled,
             drain_timeout_ms: req.drain_timeout_ms,
+            health: req.health,
         })
         .await?;
     Ok(Json(find_group_view(&ctx, &group)?))

@@ -4,13 +4,18 @@
 use sluice_model::{AfterDrain, Backend, BackendStatus, DrainCause, Group, Listener, State};
 use sluice_proxy::DataPlane;
 
-use crate::api::{BackendState, BackendView, DrainView, GroupView, ListenerView, NodeDrainView};
+use crate::api::{
+    BackendState, BackendView, DrainView, GroupView, HealthView, ListenerView, LocalProbeView,
+    NodeDrainView, NodeHealthView,
+};
 
 pub(crate) fn group_view(state: &State, g: &Group, dp: &DataPlane, now: u64) -> GroupView {
     GroupView {
         name: g.name.clone(),
         drain_enabled: g.drain.enabled,
         drain_timeout_ms: g.drain.timeout_ms,
+        health: g.health.clone(),
+        health_revision: g.health_revision,
         backends: g
             .backends
             .values()
@@ -33,6 +38,7 @@ pub(crate) fn backend_view(
             id: d.id,
             cause: match d.cause {
                 DrainCause::Removed => "removed".into(),
+                DrainCause::HealthCheckFailed => "health_check_failed".into(),
             },
             started_at_ms: d.started_at,
             deadline_ms: d.deadline,
@@ -63,6 +69,44 @@ pub(crate) fn backend_view(
         in_flight: stats.in_flight,
         tunnels: stats.tunnels,
         drain,
+        health: health_view(state, g, b, dp),
+    }
+}
+
+fn health_view(state: &State, g: &Group, b: &Backend, dp: &DataPlane) -> HealthView {
+    let h = &b.health;
+    let status = if !g.health.enabled || b.weight == 0 {
+        "unchecked"
+    } else if h.healthy {
+        "healthy"
+    } else {
+        "unhealthy"
+    };
+    HealthView {
+        status: status.into(),
+        since_ms: h.since,
+        proven: h.proven,
+        nodes: state
+            .nodes
+            .iter()
+            .map(|n| {
+                let r = h.reports.get(n);
+                NodeHealthView {
+                    node: *n,
+                    healthy: r
+                        .filter(|r| r.revision == g.health_revision)
+                        .map(|r| r.healthy),
+                    detail: r.map(|r| r.detail.clone()).unwrap_or_default(),
+                    at_ms: r.map(|r| r.at).unwrap_or(0),
+                }
+            })
+            .collect(),
+        local: dp.local_health(&g.name, &b.addr).map(|l| LocalProbeView {
+            healthy: l.healthy,
+            passed: l.last_passed,
+            detail: l.detail,
+            at_ms: l.at,
+        }),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DrainId, DrainPolicy, NodeId, UnixMillis};
+use crate::{DrainId, DrainPolicy, HealthCheckUpdate, NodeId, UnixMillis};
 
 /// One change to the state. Commands are what the log replicates; applying
 /// the same commands in the same order gives the same state everywhere.
@@ -24,6 +24,9 @@ pub enum Command {
         drain_enabled: Option<bool>,
         /// New drain timeout, if given.
         drain_timeout_ms: Option<u64>,
+        /// Health-check changes; any real change bumps the revision (R8).
+        #[serde(default)]
+        health: HealthCheckUpdate,
     },
     /// Add a backend to a group, or change an active backend's weight.
     /// Adding a draining backend only changes what follows the drain (R5).
@@ -60,6 +63,28 @@ pub enum Command {
         drain: DrainId,
         /// The node reporting.
         node: NodeId,
+    },
+    /// A node's view of a backend's health (C6): sent when the node first
+    /// probes under a revision, when its view flips and when it first
+    /// passes under the revision. A report under an older revision is
+    /// ignored.
+    HealthReport {
+        /// The group.
+        group: String,
+        /// `host:port`.
+        backend: String,
+        /// The node reporting.
+        node: NodeId,
+        /// Health-check revision the view was formed under.
+        revision: u64,
+        /// The node's view.
+        healthy: bool,
+        /// Whether the node passed a check under `revision`.
+        passed: bool,
+        /// The last probe's outcome.
+        detail: String,
+        /// Stamped by the leader; a flip to unhealthy drains from it (R6).
+        at: UnixMillis,
     },
     /// The set of nodes whose reports a drain waits for.
     SetNodes {

@@ -16,22 +16,31 @@
 //! The drain rules of the design brief that live here: R1 (a draining backend
 //! is never routable), R2 (a drain completes when every node reports it
 //! finished), R4 (drain disabled means deadline = removal time), R5 (re-adding
-//! a draining backend only changes what happens after the drain), R7 (nothing
-//! but completion touches a drain's deadline).
+//! a draining backend only changes what happens after the drain), R6 (a
+//! replicated health failure drains when the group drains), R7 (nothing but
+//! completion touches a drain's deadline), R8 (a failure before the first
+//! pass under the current health-check revision does not drain), fail open,
+//! and C6's majority rule for the replicated health.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod command;
 mod error;
+mod health;
 mod limits;
 mod state;
 mod types;
 
 pub use command::{Applied, Command};
 pub use error::ModelError;
+pub use health::{
+    BackendHealth, HealthCheck, HealthCheckUpdate, NodeHealth, ProbeMethod,
+    DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_PATH, DEFAULT_HEALTH_THRESHOLD,
+    DEFAULT_HEALTH_TIMEOUT_MS,
+};
 pub use limits::{
-    validate_backend_addr, validate_drain_timeout, validate_group_name, validate_port,
-    validate_request_timeout, validate_weight, DEFAULT_DRAIN_TIMEOUT_MS,
+    validate_backend_addr, validate_drain_timeout, validate_group_name, validate_health_check,
+    validate_port, validate_request_timeout, validate_weight, DEFAULT_DRAIN_TIMEOUT_MS,
     DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_WEIGHT, MAX_DRAIN_TIMEOUT_MS, MAX_REQUEST_TIMEOUT_MS,
     MAX_WEIGHT, MIN_REQUEST_TIMEOUT_MS,
 };

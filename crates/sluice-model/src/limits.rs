@@ -116,6 +116,73 @@ pub fn validate_request_timeout(ms: u64) -> Result<(), ModelError> {
     }
 }
 
+/// A health check: interval 1..=300 s, timeout 1..=120 s, thresholds
+/// 1..=10, a path starting with `/`, status classes among 1xx..5xx, a Host
+/// header of visible ASCII, a probe port 1..=65535.
+pub fn validate_health_check(c: &crate::HealthCheck) -> Result<(), ModelError> {
+    let range = |field, value: String, range| ModelError::OutOfRange {
+        field,
+        value,
+        range,
+    };
+    if !(1_000..=300_000).contains(&c.interval_ms) {
+        return Err(range(
+            "health_interval",
+            format_ms(c.interval_ms),
+            "1s..=300s",
+        ));
+    }
+    if !(1_000..=120_000).contains(&c.timeout_ms) {
+        return Err(range(
+            "health_timeout",
+            format_ms(c.timeout_ms),
+            "1s..=120s",
+        ));
+    }
+    for (field, v) in [
+        ("healthy_threshold", c.healthy_threshold),
+        ("unhealthy_threshold", c.unhealthy_threshold),
+    ] {
+        if !(1..=10).contains(&v) {
+            return Err(range(field, v.to_string(), "1..=10"));
+        }
+    }
+    if c.port == Some(0) {
+        return Err(range("health_port", "0".into(), "1..=65535"));
+    }
+    let visible = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
+    if !c.path.starts_with('/') || c.path.len() > 1024 || !visible(&c.path) {
+        return Err(ModelError::Invalid {
+            field: "health_path",
+            value: c.path.clone(),
+            expected: "a path starting with '/', up to 1024 visible ASCII characters",
+        });
+    }
+    if c.status_classes.is_empty() || c.status_classes.iter().any(|k| !(1..=5).contains(k)) {
+        let value = c
+            .status_classes
+            .iter()
+            .map(|k| format!("{k}xx"))
+            .collect::<Vec<_>>()
+            .join(",");
+        return Err(ModelError::Invalid {
+            field: "health_status",
+            value,
+            expected: "one or more of 1xx, 2xx, 3xx, 4xx, 5xx",
+        });
+    }
+    if let Some(h) = &c.host {
+        if h.is_empty() || h.len() > 255 || !visible(h) {
+            return Err(ModelError::Invalid {
+                field: "health_host",
+                value: h.clone(),
+                expected: "1 to 255 visible ASCII characters",
+            });
+        }
+    }
+    Ok(())
+}
+
 fn format_ms(ms: u64) -> String {
     if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
@@ -160,6 +227,41 @@ mod tests {
         assert_eq!(validate_weight(0).unwrap(), 0);
         assert!(validate_port(0).is_err());
         assert!(validate_port(70000).is_err());
+    }
+
+    #[test]
+    fn health_checks() {
+        let ok = crate::HealthCheck::default();
+        validate_health_check(&ok).unwrap();
+        let e = validate_health_check(&crate::HealthCheck {
+            interval_ms: 500,
+            ..ok.clone()
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "health_interval = 500ms is out of range 1s..=300s"
+        );
+        for bad in [
+            crate::HealthCheck {
+                unhealthy_threshold: 0,
+                ..ok.clone()
+            },
+            crate::HealthCheck {
+                path: "health".into(),
+                ..ok.clone()
+            },
+            crate::HealthCheck {
+                status_classes: [6].into_iter().collect(),
+                ..ok.clone()
+            },
+            crate::HealthCheck {
+                timeout_ms: 121_000,
+                ..ok.clone()
+            },
+        ] {
+            assert!(validate_health_check(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

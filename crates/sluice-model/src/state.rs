@@ -5,12 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{
-    validate_backend_addr, validate_drain_timeout, validate_group_name, validate_request_timeout,
-    validate_weight,
+    validate_backend_addr, validate_drain_timeout, validate_group_name, validate_health_check,
+    validate_request_timeout, validate_weight,
 };
 use crate::{
     AfterDrain, Applied, Backend, BackendStatus, Command, Drain, DrainCause, DrainId, Group,
-    Listener, ModelError, NodeId,
+    Listener, ModelError, NodeHealth, NodeId, UnixMillis,
 };
 
 /// Everything the cluster agrees on.
@@ -75,6 +75,8 @@ impl State {
                         name: name.clone(),
                         drain: *drain,
                         backends: BTreeMap::new(),
+                        health: Default::default(),
+                        health_revision: 0,
                     },
                 );
                 Ok(Applied::Done)
@@ -83,16 +85,28 @@ impl State {
                 name,
                 drain_enabled,
                 drain_timeout_ms,
+                health,
             } => {
                 if let Some(ms) = drain_timeout_ms {
                     validate_drain_timeout(*ms)?;
                 }
                 let group = self.group_mut(name)?;
+                let check = health.applied_to(&group.health);
+                validate_health_check(&check)?;
                 if let Some(enabled) = drain_enabled {
                     group.drain.enabled = *enabled;
                 }
                 if let Some(ms) = drain_timeout_ms {
                     group.drain.timeout_ms = *ms;
+                }
+                // R8: a new revision needs a new first pass before a
+                // failure drains. Drains in progress are untouched (R7).
+                if check != group.health {
+                    group.health = check;
+                    group.health_revision += 1;
+                    for b in group.backends.values_mut() {
+                        b.health.proven = false;
+                    }
                 }
                 Ok(Applied::Done)
             }
@@ -112,6 +126,7 @@ impl State {
                                 addr: addr.clone(),
                                 weight: *weight,
                                 status: BackendStatus::Active,
+                                health: Default::default(),
                             },
                         );
                         Ok(Applied::Done)
@@ -210,6 +225,25 @@ impl State {
                     Ok(Applied::Done)
                 }
             }
+            Command::HealthReport {
+                group,
+                backend,
+                node,
+                revision,
+                healthy,
+                passed,
+                detail,
+                at,
+            } => {
+                let report = NodeHealth {
+                    revision: *revision,
+                    healthy: *healthy,
+                    passed: *passed,
+                    detail: detail.clone(),
+                    at: *at,
+                };
+                self.health_report(group, backend, *node, report)
+            }
             Command::SetNodes { nodes } => {
                 self.nodes = nodes.iter().copied().collect();
                 let ids: Vec<DrainId> = self.drains.keys().copied().collect();
@@ -219,6 +253,68 @@ impl State {
                 Ok(Applied::Done)
             }
         }
+    }
+
+    /// Records a node's health view; on a replicated flip to unhealthy of a
+    /// backend that passed under this revision, starts an R6 drain when
+    /// the group drains (R8 otherwise: unhealthy, not drained).
+    fn health_report(
+        &mut self,
+        group: &str,
+        backend: &str,
+        node: NodeId,
+        report: NodeHealth,
+    ) -> Result<Applied, ModelError> {
+        let id = DrainId(self.next_drain);
+        let members = self.nodes.clone();
+        let g = self.group_mut(group)?;
+        let (policy, checked, revision) = (g.drain, g.health.enabled, g.health_revision);
+        let b = g
+            .backends
+            .get_mut(backend)
+            .ok_or_else(|| ModelError::BackendNotFound {
+                group: group.to_string(),
+                backend: backend.to_string(),
+            })?;
+        if report.revision != revision || !checked {
+            // Formed under an older configuration, or checks are off.
+            return Ok(Applied::Done);
+        }
+        let at: UnixMillis = report.at;
+        let Some(healthy) = b.health.record(&members, node, report) else {
+            return Ok(Applied::Done);
+        };
+        b.health.since = at;
+        let drains = !healthy
+            && policy.enabled
+            && b.health.proven
+            && b.weight > 0
+            && b.status == BackendStatus::Active;
+        if !drains {
+            return Ok(Applied::Done);
+        }
+        b.status = BackendStatus::Draining { drain: id };
+        let deadline = at.saturating_add(policy.timeout_ms);
+        let weight = b.weight;
+        self.next_drain += 1;
+        self.drains.insert(
+            id,
+            Drain {
+                id,
+                group: group.to_string(),
+                backend: backend.to_string(),
+                cause: DrainCause::HealthCheckFailed,
+                started_at: at,
+                deadline,
+                finished: BTreeSet::new(),
+                after: AfterDrain::Reactivate { weight },
+            },
+        );
+        Ok(Applied::Draining {
+            drain: id,
+            deadline,
+            started: true,
+        })
     }
 
     /// Ends a drain once every member node has finished it (R2), and does

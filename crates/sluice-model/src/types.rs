@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::{BackendHealth, HealthCheck};
+
 /// A cluster node's id (the Raft node id).
 pub type NodeId = u64;
 
@@ -62,15 +64,45 @@ pub struct Group {
     pub drain: DrainPolicy,
     /// Members by `host:port`, active or draining.
     pub backends: BTreeMap<String, Backend>,
+    /// Active health check.
+    #[serde(default)]
+    pub health: HealthCheck,
+    /// Bumped whenever `health` changes (R8: failures before the first pass
+    /// under the current revision are the configuration's).
+    #[serde(default)]
+    pub health_revision: u64,
 }
 
 impl Group {
-    /// Backends that may take new work, with their weights (R1: a draining
-    /// backend never appears here; weight 0 takes no new work either).
+    /// Backends that may take new work by the replicated state alone.
     pub fn routable(&self) -> impl Iterator<Item = &Backend> {
-        self.backends
+        self.routable_with(|_| false).into_iter()
+    }
+
+    /// Backends that may take new work on a node whose own probes see the
+    /// backends `locally_failing` says failing (C6). R1: a draining backend
+    /// never appears; weight 0 takes no new work. Health (when the group
+    /// checks it) leaves out a backend the cluster or this node sees
+    /// failing — unless that leaves none, then all are used (fail open).
+    pub fn routable_with(&self, locally_failing: impl Fn(&Backend) -> bool) -> Vec<&Backend> {
+        let candidates: Vec<&Backend> = self
+            .backends
             .values()
             .filter(|b| b.status == BackendStatus::Active && b.weight > 0)
+            .collect();
+        if !self.health.enabled {
+            return candidates;
+        }
+        let healthy: Vec<&Backend> = candidates
+            .iter()
+            .copied()
+            .filter(|b| b.health.healthy && !locally_failing(b))
+            .collect();
+        if healthy.is_empty() {
+            candidates
+        } else {
+            healthy
+        }
     }
 }
 
@@ -83,6 +115,9 @@ pub struct Backend {
     pub weight: u8,
     /// Whether it takes new work or is draining.
     pub status: BackendStatus,
+    /// Replicated health and each node's reports.
+    #[serde(default)]
+    pub health: BackendHealth,
 }
 
 /// Whether a backend takes new work.
@@ -104,6 +139,8 @@ pub enum BackendStatus {
 pub enum DrainCause {
     /// The backend was removed from its group.
     Removed,
+    /// The cluster agreed the backend fails its health checks (R6).
+    HealthCheckFailed,
 }
 
 /// What becomes of a backend once its drain completes.

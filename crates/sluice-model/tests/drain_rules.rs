@@ -130,6 +130,7 @@ fn readding_a_draining_backend_changes_only_what_follows() {
         name: "web".into(),
         drain_enabled: Some(false),
         drain_timeout_ms: Some(1),
+        health: Default::default(),
     })
     .unwrap();
     assert_eq!(s.drains[&drain].deadline, deadline);
@@ -155,6 +156,7 @@ fn refused_commands_say_why() {
             name: "web".into(),
             drain_enabled: None,
             drain_timeout_ms: Some(4_000_000),
+            health: Default::default(),
         })
         .unwrap_err();
     assert_eq!(

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use sluice_model::{BackendStatus, Command, DrainId, DrainPolicy, State, UnixMillis};
+use sluice_model::{
+    BackendStatus, Command, DrainId, DrainPolicy, HealthCheckUpdate, State, UnixMillis,
+};
 
 const GROUPS: [&str; 2] = ["web", "api"];
 const ADDRS: [&str; 3] = ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"];
@@ -25,15 +27,43 @@ fn command() -> impl Strategy<Value = Command> {
         (
             group.clone(),
             proptest::option::of(any::<bool>()),
-            proptest::option::of(0u64..5_000)
+            proptest::option::of(0u64..5_000),
+            proptest::option::of(prop::sample::select(&["/health", "/other"][..])),
+            proptest::option::of(any::<bool>()),
         )
-            .prop_map(
-                |(name, drain_enabled, drain_timeout_ms)| Command::UpdateGroup {
+            .prop_map(|(name, drain_enabled, drain_timeout_ms, path, enabled)| {
+                Command::UpdateGroup {
                     name,
                     drain_enabled,
                     drain_timeout_ms,
+                    health: HealthCheckUpdate {
+                        path: path.map(String::from),
+                        enabled,
+                        ..Default::default()
+                    },
                 }
-            ),
+            }),
+        (
+            group.clone(),
+            addr.clone(),
+            prop::sample::select(&NODES[..]),
+            0u64..4,
+            any::<bool>(),
+            any::<bool>(),
+            0u64..100_000
+        )
+            .prop_map(|(group, backend, node, revision, healthy, passed, at)| {
+                Command::HealthReport {
+                    group,
+                    backend,
+                    node,
+                    revision,
+                    healthy,
+                    passed,
+                    detail: String::new(),
+                    at,
+                }
+            }),
         (group.clone(), addr.clone(), 0u8..=100).prop_map(|(group, addr, weight)| {
             Command::AddBackend {
                 group,
@@ -69,6 +99,20 @@ fn check_invariants(s: &State) {
         assert_eq!(b.status, BackendStatus::Draining { drain: d.id });
         assert!(d.deadline >= d.started_at);
     }
+    for g in s.groups.values() {
+        let candidates = g
+            .backends
+            .values()
+            .filter(|b| b.status == BackendStatus::Active && b.weight > 0)
+            .count();
+        let routable: Vec<_> = g.routable().collect();
+        // Fail open: health never leaves a group with takers but no route.
+        assert_eq!(routable.is_empty(), candidates == 0);
+        // An unhealthy backend takes new work only when no healthy one can.
+        if g.health.enabled && routable.iter().any(|b| b.health.healthy) {
+            assert!(routable.iter().all(|b| b.health.healthy));
+        }
+    }
 }
 
 proptest! {
@@ -89,6 +133,44 @@ proptest! {
                 // R7: once fixed, a deadline never moves.
                 let first = *deadlines.entry(d.id).or_insert(d.deadline);
                 prop_assert_eq!(first, d.deadline);
+            }
+        }
+    }
+
+    #[test]
+    fn health_flips_need_a_majority_and_stale_reports_do_nothing(
+        cmds in prop::collection::vec(command(), 1..80)
+    ) {
+        let mut s = State::with_nodes(NODES);
+        for c in &cmds {
+            let before = s.clone();
+            let r = s.apply(c);
+            if let (Command::HealthReport { group, backend, revision, healthy, .. }, Ok(_)) = (c, &r) {
+                let g0 = &before.groups[group];
+                let (b0, b1) = (&g0.backends[backend], &s.groups[group].backends[backend]);
+                if *revision != g0.health_revision || !g0.health.enabled {
+                    prop_assert_eq!(&b0.health, &b1.health);
+                    prop_assert_eq!(b0.status, b1.status);
+                }
+                if b0.health.healthy != b1.health.healthy {
+                    // The report that flips it agrees with the new view, and
+                    // at least two of three members do under this revision.
+                    prop_assert_eq!(*healthy, b1.health.healthy);
+                    let agree = b1.health.reports.values()
+                        .filter(|r| r.revision == *revision && r.healthy == *healthy)
+                        .count();
+                    prop_assert!(agree >= 2);
+                }
+                if let BackendStatus::Draining { drain } = b1.status {
+                    if b0.status == BackendStatus::Active {
+                        // R6 drains only on a flip to unhealthy of a backend
+                        // that passed under this revision (R8).
+                        prop_assert!(b0.health.healthy && !b1.health.healthy);
+                        prop_assert!(b1.health.proven);
+                        prop_assert!(g0.drain.enabled);
+                        prop_assert_eq!(s.drains[&drain].deadline, s.drains[&drain].started_at + g0.drain.timeout_ms);
+                    }
+                }
             }
         }
     }

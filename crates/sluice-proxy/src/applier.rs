@@ -12,10 +12,12 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 use sluice_model::{BackendStatus, DrainId, State};
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::backend::{Backend, BackendArgs, BackendMessage, BackendRuntime};
 use crate::data_plane::{DrainReporter, ListenerStatus, Shared};
+use crate::health::{self, LocalHealth, ProbeSpec};
 use crate::listener::{bind, Listener, ListenerArgs};
 use crate::metrics::Metrics;
 use crate::routing::{Route, RoutingTable};
@@ -48,10 +50,24 @@ pub(crate) struct ApplierState {
     revision: Option<u64>,
     listeners: HashMap<u16, ActorRef<()>>,
     backends: HashMap<BackendKey, RunningBackend>,
+    /// The state the data plane runs (routes are rebuilt from it when this
+    /// node's own view of a backend flips).
+    last: Option<Arc<State>>,
+    /// Probe tasks by backend, with what they probe.
+    probers: HashMap<BackendKey, (ProbeSpec, JoinHandle<()>)>,
+    /// This node's view of each probed backend (C6).
+    local: HashMap<BackendKey, LocalHealth>,
 }
 
 pub(crate) enum ApplierMessage {
     Apply(Arc<State>, RpcReplyPort<()>),
+    /// A probe ended (from a probe task).
+    Probed {
+        group: Arc<str>,
+        addr: Arc<str>,
+        revision: u64,
+        local: LocalHealth,
+    },
 }
 
 impl Actor for StateApplier {
@@ -69,12 +85,26 @@ impl Actor for StateApplier {
             revision: None,
             listeners: HashMap::new(),
             backends: HashMap::new(),
+            last: None,
+            probers: HashMap::new(),
+            local: HashMap::new(),
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut ApplierState,
+    ) -> Result<(), ActorProcessingErr> {
+        for (_, (_, task)) in state.probers.drain() {
+            task.abort();
+        }
+        Ok(())
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: ApplierMessage,
         state: &mut ApplierState,
     ) -> Result<(), ActorProcessingErr> {
@@ -83,8 +113,36 @@ impl Actor for StateApplier {
                 if state.revision.is_none_or(|r| new.revision >= r) {
                     state.apply(&new).await?;
                     state.revision = Some(new.revision);
+                    state.last = Some(new.clone());
+                    state.run_probers(&new, &myself);
                 }
                 let _ = reply.send(());
+            }
+            ApplierMessage::Probed {
+                group,
+                addr,
+                revision,
+                local,
+            } => {
+                let key: BackendKey = (group, addr);
+                let current = state
+                    .probers
+                    .get(&key)
+                    .is_some_and(|(spec, _)| spec.revision == revision);
+                if !current {
+                    return Ok(());
+                }
+                let flipped = state
+                    .local
+                    .get(&key)
+                    .is_none_or(|old| old.healthy != local.healthy);
+                state.local.insert(key, local);
+                if flipped {
+                    if let Some(last) = state.last.clone() {
+                        state.build_routes(&last);
+                    }
+                }
+                state.args.shared.publish_health(state.local.clone());
             }
         }
         Ok(())
@@ -141,31 +199,7 @@ impl ApplierState {
         }
 
         // 2. Routes, swapped in one atomic store.
-        let mut routes = HashMap::new();
-        for l in new.listeners.values() {
-            let Some(g) = new.groups.get(&l.group) else {
-                continue;
-            };
-            let group: Arc<str> = Arc::from(g.name.as_str());
-            let weighted = g
-                .routable()
-                .filter_map(|b| {
-                    let key: BackendKey = (group.clone(), Arc::from(b.addr.as_str()));
-                    self.backends
-                        .get(&key)
-                        .map(|r| (r.runtime.clone(), b.weight))
-                })
-                .collect();
-            routes.insert(
-                l.port,
-                Arc::new(Route::new(
-                    group,
-                    Duration::from_millis(l.request_timeout_ms),
-                    weighted,
-                )),
-            );
-        }
-        self.args.routes.store(Arc::new(RoutingTable { routes }));
+        self.build_routes(new);
 
         // 3. Drains start after the routes no longer include their backend.
         for (actor, drain, deadline) in starts {
@@ -205,6 +239,96 @@ impl ApplierState {
                 .collect(),
         );
         Ok(())
+    }
+
+    /// Probes every active backend of weight > 0 in a group that checks
+    /// health; a changed check (new revision) restarts its task, which
+    /// starts from this node's last view (or the replicated one).
+    fn run_probers(&mut self, new: &State, myself: &ActorRef<ApplierMessage>) {
+        let mut wanted: HashMap<BackendKey, ProbeSpec> = HashMap::new();
+        for g in new.groups.values().filter(|g| g.health.enabled) {
+            let group: Arc<str> = Arc::from(g.name.as_str());
+            for b in g.backends.values() {
+                if b.status != BackendStatus::Active || b.weight == 0 {
+                    continue;
+                }
+                let addr: Arc<str> = Arc::from(b.addr.as_str());
+                wanted.insert(
+                    (group.clone(), addr.clone()),
+                    ProbeSpec {
+                        group: group.clone(),
+                        addr,
+                        check: g.health.clone(),
+                        revision: g.health_revision,
+                    },
+                );
+            }
+        }
+        self.probers.retain(|key, (spec, task)| {
+            let keep = wanted.get(key) == Some(spec);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        self.local.retain(|key, _| wanted.contains_key(key));
+        for (key, spec) in wanted {
+            if self.probers.contains_key(&key) {
+                continue;
+            }
+            let healthy = self.local.get(&key).map(|l| l.healthy).unwrap_or_else(|| {
+                new.groups
+                    .get(&*key.0)
+                    .and_then(|g| g.backends.get(&*key.1))
+                    .is_none_or(|b| b.health.healthy)
+            });
+            let task = health::spawn(
+                spec.clone(),
+                healthy,
+                self.args.settings.data_address,
+                self.args.settings.node_id,
+                myself.clone(),
+                self.args.reporter.clone(),
+            );
+            self.probers.insert(key, (spec, task));
+        }
+        self.args.shared.publish_health(self.local.clone());
+    }
+
+    /// Swaps in the routing snapshot for `new` with this node's own view
+    /// of each backend laid over it (C6).
+    fn build_routes(&self, new: &State) {
+        let mut routes = HashMap::new();
+        for l in new.listeners.values() {
+            let Some(g) = new.groups.get(&l.group) else {
+                continue;
+            };
+            let group: Arc<str> = Arc::from(g.name.as_str());
+            let locally_failing = |b: &sluice_model::Backend| {
+                self.local
+                    .get(&(group.clone(), Arc::from(b.addr.as_str())))
+                    .is_some_and(|l| !l.healthy)
+            };
+            let weighted = g
+                .routable_with(locally_failing)
+                .into_iter()
+                .filter_map(|b| {
+                    let key: BackendKey = (group.clone(), Arc::from(b.addr.as_str()));
+                    self.backends
+                        .get(&key)
+                        .map(|r| (r.runtime.clone(), b.weight))
+                })
+                .collect();
+            routes.insert(
+                l.port,
+                Arc::new(Route::new(
+                    group,
+                    Duration::from_millis(l.request_timeout_ms),
+                    weighted,
+                )),
+            );
+        }
+        self.args.routes.store(Arc::new(RoutingTable { routes }));
     }
 
     async fn start_backend(&self, key: BackendKey) -> Result<RunningBackend, ActorProcessingErr> {

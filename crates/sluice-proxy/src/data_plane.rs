@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::applier::ApplierMessage;
 use crate::backend::BackendRuntime;
 use crate::error::ProxyError;
+use crate::health::LocalHealth;
 use crate::metrics::Metrics;
 use crate::node::{Node, NodeArgs, NodeMessage};
 use crate::routing::RoutingTable;
@@ -25,6 +26,14 @@ pub trait DrainReporter: Send + Sync + 'static {
     /// an idle backend, R2). It must not block: hand the report to a task
     /// that records it in the replicated state (`DrainFinished`).
     fn drain_finished(&self, drain: DrainId, group: &str, backend: &str);
+
+    /// Runs on a health probe task when this node's view of a backend is
+    /// first formed under a health-check revision, flips, or first passes
+    /// (C6). It must not block: hand it to a task that logs it
+    /// (`HealthReport`). The default drops it.
+    fn health_view(&self, report: crate::ProbeReport) {
+        let _ = report;
+    }
 }
 
 /// Whether a listener is bound on this node.
@@ -62,6 +71,7 @@ type BackendKey = (Arc<str>, Arc<str>);
 pub(crate) struct Shared {
     listeners: Mutex<BTreeMap<u16, ListenerStatus>>,
     backends: Mutex<HashMap<BackendKey, Arc<BackendRuntime>>>,
+    health: Mutex<HashMap<BackendKey, LocalHealth>>,
 }
 
 impl Shared {
@@ -72,6 +82,10 @@ impl Shared {
     ) {
         *self.listeners.lock().unwrap_or_else(|p| p.into_inner()) = listeners;
         *self.backends.lock().unwrap_or_else(|p| p.into_inner()) = backends;
+    }
+
+    pub(crate) fn publish_health(&self, health: HashMap<BackendKey, LocalHealth>) {
+        *self.health.lock().unwrap_or_else(|p| p.into_inner()) = health;
     }
 }
 
@@ -138,6 +152,16 @@ impl DataPlane {
                 tunnels: b.tunnels.load(Ordering::Relaxed),
             })
             .unwrap_or_default()
+    }
+
+    /// This node's last probe of a backend, if it probes it.
+    pub fn local_health(&self, group: &str, addr: &str) -> Option<LocalHealth> {
+        self.shared
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(Arc::from(group), Arc::from(addr)))
+            .cloned()
     }
 
     /// Whether a listener is bound here.

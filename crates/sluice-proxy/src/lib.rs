@@ -24,6 +24,11 @@
 //! request with `500` and `Connection: close` (R3) or closes its tunnel with
 //! Close 1001 on both sides. A crashed `Connection` loses only itself.
 //!
+//! Health: the `StateApplier` runs one probe task per checked backend; a
+//! backend this node's own probes see failing leaves this node's routing
+//! snapshot at once (C6), and the node's view is reported for the
+//! replicated health.
+//!
 //! Use [`DataPlane::start`] to run it and [`DataPlane::apply`] to hand it each
 //! new [`sluice_model::State`].
 #![forbid(unsafe_code)]
@@ -36,6 +41,7 @@ mod data_plane;
 mod drain;
 mod error;
 mod forward;
+mod health;
 mod listener;
 mod metrics;
 mod node;
@@ -45,6 +51,7 @@ mod tunnel;
 
 pub use data_plane::{BackendStats, DataPlane, DrainReporter, ListenerStatus};
 pub use error::ProxyError;
+pub use health::{LocalHealth, ProbeReport};
 pub use metrics::Metrics;
 pub use settings::ProxySettings;
 

@@ -11,10 +11,10 @@
 //! How: [`Batcher::propose_all`] queues commands with reply slots. One task
 //! takes everything queued (up to [`MAX_BATCH`]) whenever fewer than
 //! [`MAX_IN_FLIGHT`] batches are under way and hands it to the batcher's
-//! sink: [`Batcher::leader`] stamps each removal with the leader's clock
-//! (C3: every node computes the same deadline from it) and proposes the
-//! batch as one [`Request`]; [`Batcher::forwarder`] sends it to the current
-//! leader in one call. Each caller gets its own outcome (and the entry's log
+//! sink: [`Batcher::leader`] stamps each removal and health report with the
+//! leader's clock (C3: every node computes the same deadline from it) and
+//! proposes the batch as one [`Request`]; [`Batcher::forwarder`] sends it
+//! to the current leader in one call. Each caller gets its own outcome (and the entry's log
 //! index). A lone write goes out at once: the task never waits to fill a
 //! batch.
 
@@ -196,9 +196,10 @@ async fn propose(raft: Raft, commands: Vec<Command>) -> Result<Vec<WriteOutcome>
     }
 }
 
-/// A removal gets the leader's time now; other commands pass unchanged.
+/// A removal and a health report get the leader's time now (a health
+/// failure drains from it, R6); other commands pass unchanged.
 fn stamp(mut command: Command, now: u64) -> Command {
-    if let Command::RemoveBackend { at, .. } = &mut command {
+    if let Command::RemoveBackend { at, .. } | Command::HealthReport { at, .. } = &mut command {
         *at = now;
     }
     command

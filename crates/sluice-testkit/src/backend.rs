@@ -10,7 +10,10 @@
 //! How: one accept loop hands each TCP connection to hyper's HTTP/1.1 server
 //! (keep-alive on, upgrades on). Plain requests sleep for the configured
 //! delay (or `?delay=250ms`) and answer `Hello from <name>`; `/health`
-//! answers `ok` at once; a request with `Upgrade: websocket` is upgraded and
+//! answers `ok` at once, or `503` once told to fail
+//! ([`DemoBackend::fail_health`], `POST /admin/fail-health[?from=ip,ip]`,
+//! undone by `POST /admin/pass-health`); `/status/<code>` answers that
+//! code; a request with `Upgrade: websocket` is upgraded and
 //! served by an echo loop. Every task lives in one [`tokio::task::JoinSet`],
 //! so [`DemoBackend::shutdown`] (or dropping the backend) aborts them all;
 //! drop guards turn "the future was dropped" into `RequestAborted`,
@@ -20,7 +23,7 @@ mod http;
 mod ws;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -114,6 +117,7 @@ impl DemoBackend {
             requests_started: AtomicU64::new(0),
             tasks: Mutex::new(Some(JoinSet::new())),
             shutting_down: AtomicBool::new(false),
+            health: Mutex::new(HealthMode::Passing),
         });
         info!(
             "{} listening on {} (delay {})",
@@ -133,6 +137,19 @@ impl DemoBackend {
     /// The configured name.
     pub fn name(&self) -> &str {
         &self.shared.name
+    }
+
+    /// Makes `/health` answer `503` — to every prober (`from` empty) or only
+    /// to probes from the given source addresses.
+    pub fn fail_health(&self, from: &[IpAddr]) {
+        *lock(&self.shared.health) = HealthMode::Failing(from.to_vec());
+        info!("{} health fails for {}", self.shared.name, describe(from));
+    }
+
+    /// Makes `/health` answer `200 ok` again.
+    pub fn pass_health(&self) {
+        *lock(&self.shared.health) = HealthMode::Passing;
+        info!("{} health passes", self.shared.name);
     }
 
     /// Every event recorded so far, oldest first.
@@ -230,6 +247,35 @@ impl std::fmt::Debug for DemoBackend {
     }
 }
 
+/// What `/health` answers.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum HealthMode {
+    #[default]
+    Passing,
+    /// `503` to these source addresses (all when empty).
+    Failing(Vec<IpAddr>),
+}
+
+impl HealthMode {
+    pub(crate) fn fails_for(&self, peer: IpAddr) -> bool {
+        match self {
+            HealthMode::Passing => false,
+            HealthMode::Failing(from) => from.is_empty() || from.contains(&peer),
+        }
+    }
+}
+
+pub(crate) fn describe(from: &[IpAddr]) -> String {
+    if from.is_empty() {
+        "every prober".into()
+    } else {
+        from.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// State shared by the handle and every task.
 pub(crate) struct Shared {
     pub(crate) name: String,
@@ -240,6 +286,7 @@ pub(crate) struct Shared {
     /// `None` once the backend is shutting down: nothing new is spawned.
     tasks: Mutex<Option<JoinSet<()>>>,
     shutting_down: AtomicBool,
+    pub(crate) health: Mutex<HealthMode>,
 }
 
 impl Shared {

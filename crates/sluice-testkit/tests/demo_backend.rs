@@ -337,3 +337,44 @@ async fn wait_for_times_out_and_sees_later_events() {
     );
     assert!(found.expect("found").at >= since);
 }
+
+async fn post(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    read_response(&mut s).await
+}
+
+#[tokio::test]
+async fn health_can_be_failed_for_everyone_or_for_some_sources() {
+    let b = backend("hb", Duration::ZERO).await;
+    let health = format!("http://{}/health", b.addr());
+    let status = |r: anyhow::Result<(u16, hyper::HeaderMap, String)>| r.unwrap().0;
+    assert_eq!(status(http_get(&health, Duration::from_secs(2)).await), 200);
+    // Failing only for another source address leaves 127.0.0.1 passing.
+    assert!(post(b.addr(), "/admin/fail-health?from=127.0.0.2")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    assert_eq!(status(http_get(&health, Duration::from_secs(2)).await), 200);
+    b.fail_health(&["127.0.0.1".parse().unwrap()]);
+    assert_eq!(status(http_get(&health, Duration::from_secs(2)).await), 503);
+    assert!(post(b.addr(), "/admin/pass-health")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    assert_eq!(status(http_get(&health, Duration::from_secs(2)).await), 200);
+    assert!(post(b.addr(), "/admin/fail-health")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    assert_eq!(status(http_get(&health, Duration::from_secs(2)).await), 503);
+    assert!(post(b.addr(), "/admin/fail-health?from=nope")
+        .await
+        .starts_with("HTTP/1.1 400"));
+    let teapot = format!("http://{}/status/418", b.addr());
+    assert_eq!(status(http_get(&teapot, Duration::from_secs(2)).await), 418);
+}

@@ -47,8 +47,30 @@ async fn handle(conn: Arc<ConnectionGuard>, req: Request<Incoming>) -> Response<
         return super::ws::accept(conn, req);
     }
     if req.uri().path() == "/health" {
-        debug!("{} health check from {}", shared.name, conn.peer());
-        return text_response(&shared, StatusCode::OK, "ok\n");
+        let failing = super::lock(&shared.health).fails_for(conn.peer().ip());
+        debug!(
+            "{} health check from {} (failing: {failing})",
+            shared.name,
+            conn.peer()
+        );
+        return if failing {
+            text_response(&shared, StatusCode::SERVICE_UNAVAILABLE, "failing\n")
+        } else {
+            text_response(&shared, StatusCode::OK, "ok\n")
+        };
+    }
+    if let Some(code) = req.uri().path().strip_prefix("/status/") {
+        return match code
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+        {
+            Some(status) => text_response(&shared, status, &format!("{code}\n")),
+            None => text_response(&shared, StatusCode::BAD_REQUEST, "bad status\n"),
+        };
+    }
+    if req.method() == hyper::Method::POST && req.uri().path().starts_with("/admin/") {
+        return admin(&shared, &req);
     }
 
     let method = req.method().to_string();
@@ -82,6 +104,44 @@ async fn handle(conn: Arc<ConnectionGuard>, req: Request<Incoming>) -> Response<
     tokio::time::sleep(delay).await;
     let body = format!("Hello from {}\n", shared.name);
     pending.answer(text_response(&shared, StatusCode::OK, &body))
+}
+
+/// `POST /admin/fail-health[?from=ip,ip]` and `POST /admin/pass-health`.
+fn admin(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
+    match req.uri().path() {
+        "/admin/fail-health" => {
+            let mut from = Vec::new();
+            for pair in req.uri().query().unwrap_or("").split('&') {
+                if let Some(list) = pair.strip_prefix("from=") {
+                    for ip in list.split(',').filter(|s| !s.is_empty()) {
+                        match ip.parse() {
+                            Ok(ip) => from.push(ip),
+                            Err(_) => {
+                                return text_response(
+                                    shared,
+                                    StatusCode::BAD_REQUEST,
+                                    &format!("from = {ip:?} is not an IP address\n"),
+                                )
+                            }
+                        }
+                    }
+                }
+            }
+            info!(
+                "{} health fails for {}",
+                shared.name,
+                super::describe(&from)
+            );
+            *super::lock(&shared.health) = super::HealthMode::Failing(from);
+            text_response(shared, StatusCode::OK, "health failing\n")
+        }
+        "/admin/pass-health" => {
+            info!("{} health passes", shared.name);
+            *super::lock(&shared.health) = super::HealthMode::Passing;
+            text_response(shared, StatusCode::OK, "health passing\n")
+        }
+        _ => text_response(shared, StatusCode::NOT_FOUND, "no such admin path\n"),
+    }
 }
 
 /// Reads `delay=<humantime>` from a query string.

@@ -1,9 +1,11 @@
 //! `sluice-demo-backend`: the demo backend as a process.
 //!
 //! Serves slow HTTP (`Hello from <name>` after `--delay`, overridable with
-//! `?delay=250ms`), `/health`, and a WebSocket echo on one port, and logs
-//! every connection, request and WebSocket event to stdout with a UTC
-//! timestamp. Meant to run as PID 1 in a scratch container, so it handles
+//! `?delay=250ms`), `/health` (made to answer 503 by `POST /admin/fail-health`,
+//! optionally `?from=127.0.0.2` for probes from one address only, and
+//! restored by `POST /admin/pass-health`), `/status/<code>`, and a WebSocket
+//! echo on one port, and logs every connection, request and WebSocket event
+//! to stdout with a UTC timestamp. Meant to run as PID 1 in a scratch container, so it handles
 //! SIGTERM (and Ctrl-C) itself and exits cleanly.
 
 #![forbid(unsafe_code)]
