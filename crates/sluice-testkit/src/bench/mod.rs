@@ -38,8 +38,11 @@ use throughput::{drive, AddressSeq, Progress, Until, Workload};
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Params {
-    /// The `sluice` binary.
+    /// The `sluice` binary (absolute).
     pub sluice: PathBuf,
+    /// The binary as the command line named it (what the report shows: no
+    /// machine-specific absolute path in published results).
+    pub sluice_as_given: PathBuf,
     /// Removal rounds of the propagation phase.
     pub removals: usize,
     /// Commands of the footprint phase.

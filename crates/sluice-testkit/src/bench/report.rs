@@ -142,7 +142,7 @@ impl Report {
         let _ = writeln!(
             s,
             "- sluice: `{}` ({}){}",
-            p.sluice.display(),
+            p.sluice_as_given.display(),
             if m.sluice_version.is_empty() {
                 "version unknown"
             } else {

@@ -86,6 +86,7 @@ impl Args {
         };
         Ok(Params {
             sluice,
+            sluice_as_given: self.sluice.clone(),
             removals: pick(self.removals.map(|n| n as u64), 200, 20) as usize,
             writes: pick(self.writes, 100_000, 2_000),
             concurrency: self.concurrency,
