@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice_model::{
     validate_backend_addr, validate_drain_timeout, validate_group_name, validate_port,
-    validate_request_timeout, validate_weight, HealthCheckUpdate, ProbeMethod,
+    validate_request_timeout, validate_slow_start, validate_weight, HealthCheckUpdate, ProbeMethod,
 };
 
 /// sluice: a clustered HTTP/WebSocket load balancer with connection draining.
@@ -119,8 +119,13 @@ pub enum GroupCommand {
         /// Remove backends abruptly (no draining).
         #[arg(long)]
         no_drain: bool,
+        /// Ramp a backend that becomes active up to its weight over this
+        /// window, 30s..=900s (default off).
+        #[arg(long, value_name = "DURATION")]
+        slow_start: Option<String>,
     },
-    /// Change a group's drain settings (drains in progress keep their deadline).
+    /// Change a group's drain, slow-start and health-check settings (drains
+    /// in progress keep their deadline).
     Update {
         name: String,
         /// New drain timeout, 0s..=3600s.
@@ -132,6 +137,12 @@ pub enum GroupCommand {
         /// Turn draining off.
         #[arg(long)]
         no_drain: bool,
+        /// Turn slow start on or change its window, 30s..=900s.
+        #[arg(long, value_name = "DURATION", conflicts_with = "no_slow_start")]
+        slow_start: Option<String>,
+        /// Turn slow start off (backends ramping now get their full weight).
+        #[arg(long)]
+        no_slow_start: bool,
         #[command(flatten)]
         health: HealthFlags,
     },
@@ -351,6 +362,14 @@ pub fn drain_timeout_ms(value: &str) -> Result<u64, UsageError> {
     Ok(ms)
 }
 
+/// Checks a slow-start flag; returns milliseconds.
+pub fn slow_start_ms(value: &str) -> Result<u64, UsageError> {
+    let ms = parse_duration("--slow-start", value)?.as_millis() as u64;
+    validate_slow_start(ms)
+        .map_err(|_| UsageError(format!("--slow-start = {value} is out of range 30s..=900s")))?;
+    Ok(ms)
+}
+
 /// Checks a request timeout flag; returns milliseconds.
 pub fn request_timeout_ms(value: &str) -> Result<u64, UsageError> {
     let ms = parse_duration("--request-timeout", value)?.as_millis() as u64;
@@ -413,6 +432,9 @@ mod tests {
             &["group", "create", "web", "--drain-timeout", "15s"],
             &["group", "create", "web", "--no-drain"],
             &["group", "update", "web", "--drain-timeout", "300s"],
+            &["group", "create", "web", "--slow-start", "60s"],
+            &["group", "update", "web", "--slow-start", "2m"],
+            &["group", "update", "web", "--no-slow-start"],
             &["backend", "add", "web", "10.0.0.11:8080", "--weight", "100"],
             &[
                 "listener",
@@ -442,6 +464,16 @@ mod tests {
             Cli::try_parse_from(["sluice", "group", "update", "web", "--drain", "--no-drain"])
                 .is_err()
         );
+        assert!(Cli::try_parse_from([
+            "sluice",
+            "group",
+            "update",
+            "web",
+            "--slow-start",
+            "60s",
+            "--no-slow-start"
+        ])
+        .is_err());
     }
 
     #[test]
@@ -455,6 +487,15 @@ mod tests {
             "--drain-timeout = \"abc\" is not a duration (e.g. 15s, 5m)"
         );
         assert_eq!(drain_timeout_ms("15s").unwrap(), 15_000);
+        for bad in ["10s", "16m"] {
+            let e = slow_start_ms(bad).unwrap_err().0;
+            assert_eq!(
+                e,
+                format!("--slow-start = {bad} is out of range 30s..=900s")
+            );
+        }
+        assert_eq!(slow_start_ms("30s").unwrap(), 30_000);
+        assert_eq!(slow_start_ms("15m").unwrap(), 900_000);
         let err = |f: HealthFlags| health_update(f).unwrap_err().0;
         assert_eq!(
             err(HealthFlags {

@@ -181,6 +181,7 @@ impl Client {
                 name,
                 drain_timeout,
                 no_drain,
+                slow_start,
             } => {
                 cli::group(&name)?;
                 let drain_timeout_ms = drain_timeout
@@ -191,6 +192,7 @@ impl Client {
                     name,
                     drain_enabled: Some(!no_drain),
                     drain_timeout_ms,
+                    slow_start_ms: slow_start.as_deref().map(cli::slow_start_ms).transpose()?,
                 };
                 let g: GroupView = self.call(Method::POST, "/v1/groups", Some(&body)).await?;
                 if !self.json(&g) {
@@ -202,6 +204,8 @@ impl Client {
                 drain_timeout,
                 drain,
                 no_drain,
+                slow_start,
+                no_slow_start,
                 health,
             } => {
                 cli::group(&name)?;
@@ -218,6 +222,11 @@ impl Client {
                         .as_deref()
                         .map(cli::drain_timeout_ms)
                         .transpose()?,
+                    slow_start_ms: if no_slow_start {
+                        Some(0)
+                    } else {
+                        slow_start.as_deref().map(cli::slow_start_ms).transpose()?
+                    },
                 };
                 let path = format!("/v1/groups/{}", segment(&name));
                 let g: GroupView = self.call(Method::PATCH, &path, Some(&body)).await?;

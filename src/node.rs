@@ -182,7 +182,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             tokio::spawn(async move {
                 let commands = batch
                     .iter()
-                    .map(|&drain| Command::DrainFinished { drain, node })
+                    .map(|&drain| Command::DrainFinished { drain, node, at: 0 })
                     .collect();
                 match store.submit_quietly(commands).await {
                     Ok(outcomes) => {

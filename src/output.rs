@@ -94,6 +94,10 @@ pub fn group(g: &GroupView) {
         drain_policy(g.drain_enabled, g.drain_timeout_ms)
     );
     println!("health check: {}", health_check(g));
+    println!(
+        "slow start: {}",
+        g.slow_start_ms.map(span).unwrap_or_else(|| "off".into())
+    );
     println!();
     backends(&g.backends);
 }
@@ -105,7 +109,7 @@ pub fn backends(backends: &[BackendView]) {
             vec![
                 b.addr.clone(),
                 b.weight.to_string(),
-                format!("{:?}", b.state).to_lowercase(),
+                state(b),
                 b.in_flight.to_string(),
                 b.tunnels.to_string(),
                 health_summary(&b.health),
@@ -130,6 +134,14 @@ pub fn backends(backends: &[BackendView]) {
         ],
         &rows,
     );
+}
+
+/// `active`, `draining`, or `ramping 40% (18s left)` during slow start.
+fn state(b: &BackendView) -> String {
+    match &b.ramp {
+        Some(r) => format!("ramping {}% ({} left)", r.percent, span(r.remaining_ms)),
+        None => format!("{:?}", b.state).to_lowercase(),
+    }
 }
 
 /// `GET /health every 2s, timeout 5s, 2xx/3xx, healthy 3, unhealthy 3 (rev 1)`.
@@ -208,8 +220,12 @@ pub fn listeners(listeners: &[ListenerView]) {
 }
 
 pub fn group_written(verb: &str, g: &GroupView) {
+    let slow_start = g
+        .slow_start_ms
+        .map(|ms| format!(", slow start {}", span(ms)))
+        .unwrap_or_default();
     println!(
-        "{verb} group {} (drain {})",
+        "{verb} group {} (drain {}{slow_start})",
         g.name,
         drain_policy(g.drain_enabled, g.drain_timeout_ms)
     );

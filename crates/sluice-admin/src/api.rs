@@ -45,6 +45,9 @@ pub struct CreateGroup {
     /// Drain timeout in ms, 0..=3_600_000 (default 300_000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_timeout_ms: Option<u64>,
+    /// Slow-start window in ms, 30_000..=900_000 (default off, R10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start_ms: Option<u64>,
 }
 
 /// Body of `PATCH /v1/groups/{group}`.
@@ -59,6 +62,9 @@ pub struct UpdateGroup {
     /// Health-check changes (a real change starts a new revision, R8).
     #[serde(default)]
     pub health: HealthCheckUpdate,
+    /// Slow-start window in ms; 0 turns slow start off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start_ms: Option<u64>,
 }
 
 /// Body of `POST /v1/groups/{group}/backends`.
@@ -96,6 +102,9 @@ pub struct GroupView {
     pub health: HealthCheck,
     /// Health-check configuration revision (R8).
     pub health_revision: u64,
+    /// Slow-start window in ms (R10), absent when off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start_ms: Option<u64>,
     /// Its backends.
     pub backends: Vec<BackendView>,
 }
@@ -132,6 +141,20 @@ pub struct BackendView {
     pub drain: Option<DrainView>,
     /// Replicated health and each node's view.
     pub health: HealthView,
+    /// Its slow-start ramp, while it ramps (R10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<RampView>,
+}
+
+/// A backend's slow-start ramp as routing sees it by the replicated state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RampView {
+    /// Share of its weight it gets now, 0..=100.
+    pub percent: u8,
+    /// When the ramp started (leader's clock).
+    pub from_ms: UnixMillis,
+    /// Time until it reaches its full weight.
+    pub remaining_ms: u64,
 }
 
 /// A backend's health as the API shows it.

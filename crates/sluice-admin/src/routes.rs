@@ -209,6 +209,7 @@ async fn create_group(
             enabled: req.drain_enabled.unwrap_or(true),
             timeout_ms: req.drain_timeout_ms.unwrap_or(DEFAULT_DRAIN_TIMEOUT_MS),
         },
+        slow_start_ms: req.slow_start_ms,
     };
     ctx.store.submit(command).await?;
     Ok((StatusCode::CREATED, Json(find_group_view(&ctx, &req.name)?)))
@@ -228,6 +229,7 @@ async fn update_group(
             drain_enabled: req.drain_enabled,
             drain_timeout_ms: req.drain_timeout_ms,
             health: req.health,
+            slow_start_ms: req.slow_start_ms,
         })
         .await?;
     Ok(Json(find_group_view(&ctx, &group)?))
@@ -292,6 +294,7 @@ async fn add_backend(
             group: group.clone(),
             addr: req.addr.clone(),
             weight,
+            at: 0,
         })
         .await?;
     Ok(Json(find_backend_view(&ctx, &group, &req.addr)?))

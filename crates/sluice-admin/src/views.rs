@@ -6,7 +6,7 @@ use sluice_proxy::DataPlane;
 
 use crate::api::{
     BackendState, BackendView, DrainView, GroupView, HealthView, ListenerView, LocalProbeView,
-    NodeDrainView, NodeHealthView,
+    NodeDrainView, NodeHealthView, RampView,
 };
 
 pub(crate) fn group_view(state: &State, g: &Group, dp: &DataPlane, now: u64) -> GroupView {
@@ -16,6 +16,7 @@ pub(crate) fn group_view(state: &State, g: &Group, dp: &DataPlane, now: u64) -> 
         drain_timeout_ms: g.drain.timeout_ms,
         health: g.health.clone(),
         health_revision: g.health_revision,
+        slow_start_ms: g.slow_start_ms,
         backends: g
             .backends
             .values()
@@ -70,6 +71,11 @@ pub(crate) fn backend_view(
         tunnels: stats.tunnels,
         drain,
         health: health_view(state, g, b, dp),
+        ramp: g.ramp_of(b, now).zip(b.ramp).map(|(f, r)| RampView {
+            percent: (f * 100.0) as u8,
+            from_ms: r.from,
+            remaining_ms: r.until.saturating_sub(now),
+        }),
     }
 }
 

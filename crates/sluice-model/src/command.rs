@@ -15,6 +15,9 @@ pub enum Command {
         name: String,
         /// Its drain policy.
         drain: DrainPolicy,
+        /// Slow-start window (R10), `None`: off.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slow_start_ms: Option<u64>,
     },
     /// Change a group's settings. Drains in progress keep their deadline (R7).
     UpdateGroup {
@@ -27,6 +30,9 @@ pub enum Command {
         /// Health-check changes; any real change bumps the revision (R8).
         #[serde(default)]
         health: HealthCheckUpdate,
+        /// New slow-start window, if given; `Some(0)` turns it off.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slow_start_ms: Option<u64>,
     },
     /// Add a backend to a group, or change an active backend's weight.
     /// Adding a draining backend only changes what follows the drain (R5).
@@ -37,6 +43,9 @@ pub enum Command {
         addr: String,
         /// 0..=100.
         weight: u8,
+        /// Stamped by the leader; a slow-start ramp starts from it (R10).
+        #[serde(default)]
+        at: UnixMillis,
     },
     /// Remove a backend: it stops taking new work at once and drains (R1).
     RemoveBackend {
@@ -63,6 +72,10 @@ pub enum Command {
         drain: DrainId,
         /// The node reporting.
         node: NodeId,
+        /// Stamped by the leader; a backend reactivated by this report
+        /// ramps from it (R10).
+        #[serde(default)]
+        at: UnixMillis,
     },
     /// A node's view of a backend's health (C6): sent when the node first
     /// probes under a revision, when its view flips and when it first

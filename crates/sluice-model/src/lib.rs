@@ -20,7 +20,9 @@
 //! replicated health failure drains when the group drains), R7 (nothing but
 //! completion touches a drain's deadline), R8 (a failure before the first
 //! pass under the current health-check revision does not drain), fail open,
-//! and C6's majority rule for the replicated health.
+//! C6's majority rule for the replicated health, and R10's slow-start ramps
+//! (started from leader-stamped times; effective weights are computed for a
+//! given `now`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -28,6 +30,7 @@ mod command;
 mod error;
 mod health;
 mod limits;
+mod slow_start;
 mod state;
 mod types;
 
@@ -40,10 +43,12 @@ pub use health::{
 };
 pub use limits::{
     validate_backend_addr, validate_drain_timeout, validate_group_name, validate_health_check,
-    validate_port, validate_request_timeout, validate_weight, DEFAULT_DRAIN_TIMEOUT_MS,
-    DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_WEIGHT, MAX_DRAIN_TIMEOUT_MS, MAX_REQUEST_TIMEOUT_MS,
-    MAX_WEIGHT, MIN_REQUEST_TIMEOUT_MS,
+    validate_port, validate_request_timeout, validate_slow_start, validate_weight,
+    DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_WEIGHT, MAX_DRAIN_TIMEOUT_MS,
+    MAX_REQUEST_TIMEOUT_MS, MAX_SLOW_START_MS, MAX_WEIGHT, MIN_REQUEST_TIMEOUT_MS,
+    MIN_SLOW_START_MS,
 };
+pub use slow_start::{Ramp, RAMP_SCALE};
 pub use state::State;
 pub use types::{
     AfterDrain, Backend, BackendStatus, Drain, DrainCause, DrainId, DrainPolicy, Group, Listener,

@@ -13,6 +13,10 @@ pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 60_000;
 pub const MIN_REQUEST_TIMEOUT_MS: u64 = 1_000;
 /// Longest listener request timeout (600 s).
 pub const MAX_REQUEST_TIMEOUT_MS: u64 = 600_000;
+/// Shortest slow-start window (30 s).
+pub const MIN_SLOW_START_MS: u64 = 30_000;
+/// Longest slow-start window (900 s).
+pub const MAX_SLOW_START_MS: u64 = 900_000;
 /// Default backend weight.
 pub const DEFAULT_WEIGHT: u8 = 100;
 /// Largest backend weight.
@@ -103,15 +107,40 @@ pub fn validate_drain_timeout(ms: u64) -> Result<(), ModelError> {
     }
 }
 
+/// A slow-start window: 30..=900 s.
+pub fn validate_slow_start(ms: u64) -> Result<(), ModelError> {
+    within(
+        "slow_start",
+        ms,
+        MIN_SLOW_START_MS..=MAX_SLOW_START_MS,
+        "30s..=900s",
+    )
+}
+
 /// A listener request timeout: 1..=600 s.
 pub fn validate_request_timeout(ms: u64) -> Result<(), ModelError> {
-    if (MIN_REQUEST_TIMEOUT_MS..=MAX_REQUEST_TIMEOUT_MS).contains(&ms) {
+    within(
+        "request_timeout",
+        ms,
+        MIN_REQUEST_TIMEOUT_MS..=MAX_REQUEST_TIMEOUT_MS,
+        "1s..=600s",
+    )
+}
+
+/// `ms` in `allowed`, or an error naming `field`, the value and `range`.
+fn within(
+    field: &'static str,
+    ms: u64,
+    allowed: std::ops::RangeInclusive<u64>,
+    range: &'static str,
+) -> Result<(), ModelError> {
+    if allowed.contains(&ms) {
         Ok(())
     } else {
         Err(ModelError::OutOfRange {
-            field: "request_timeout",
+            field,
             value: format_ms(ms),
-            range: "1s..=600s",
+            range,
         })
     }
 }

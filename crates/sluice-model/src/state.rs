@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::limits::{
     validate_backend_addr, validate_drain_timeout, validate_group_name, validate_health_check,
-    validate_request_timeout, validate_weight,
+    validate_request_timeout, validate_slow_start, validate_weight,
 };
 use crate::{
     AfterDrain, Applied, Backend, BackendStatus, Command, Drain, DrainCause, DrainId, Group,
@@ -61,9 +61,16 @@ impl State {
 
     fn apply_inner(&mut self, command: &Command) -> Result<Applied, ModelError> {
         match command {
-            Command::CreateGroup { name, drain } => {
+            Command::CreateGroup {
+                name,
+                drain,
+                slow_start_ms,
+            } => {
                 validate_group_name(name)?;
                 validate_drain_timeout(drain.timeout_ms)?;
+                if let Some(ms) = slow_start_ms {
+                    validate_slow_start(*ms)?;
+                }
                 if self.groups.contains_key(name) {
                     return Err(ModelError::GroupExists {
                         group: name.clone(),
@@ -77,6 +84,7 @@ impl State {
                         backends: BTreeMap::new(),
                         health: Default::default(),
                         health_revision: 0,
+                        slow_start_ms: *slow_start_ms,
                     },
                 );
                 Ok(Applied::Done)
@@ -86,9 +94,13 @@ impl State {
                 drain_enabled,
                 drain_timeout_ms,
                 health,
+                slow_start_ms,
             } => {
                 if let Some(ms) = drain_timeout_ms {
                     validate_drain_timeout(*ms)?;
+                }
+                if let Some(ms) = slow_start_ms.filter(|ms| *ms != 0) {
+                    validate_slow_start(ms)?;
                 }
                 let group = self.group_mut(name)?;
                 let check = health.applied_to(&group.health);
@@ -98,6 +110,9 @@ impl State {
                 }
                 if let Some(ms) = drain_timeout_ms {
                     group.drain.timeout_ms = *ms;
+                }
+                if let Some(ms) = slow_start_ms {
+                    group.slow_start_ms = (*ms != 0).then_some(*ms);
                 }
                 // R8: a new revision needs a new first pass before a
                 // failure drains. Drains in progress are untouched (R7).
@@ -114,6 +129,7 @@ impl State {
                 group,
                 addr,
                 weight,
+                at,
             } => {
                 validate_backend_addr(addr)?;
                 validate_weight(u32::from(*weight))?;
@@ -127,13 +143,19 @@ impl State {
                                 weight: *weight,
                                 status: BackendStatus::Active,
                                 health: Default::default(),
+                                ramp: None,
                             },
                         );
+                        g.begin_ramp(addr, *at);
                         Ok(Applied::Done)
                     }
                     Some(b) => match b.status {
                         BackendStatus::Active => {
+                            let woke = b.weight == 0 && *weight > 0;
                             b.weight = *weight;
+                            if woke || *weight == 0 {
+                                g.begin_ramp(addr, *at);
+                            }
                             Ok(Applied::Done)
                         }
                         BackendStatus::Draining { drain } => {
@@ -213,13 +235,13 @@ impl State {
                 );
                 Ok(Applied::Done)
             }
-            Command::DrainFinished { drain, node } => {
+            Command::DrainFinished { drain, node, at } => {
                 let d = self
                     .drains
                     .get_mut(drain)
                     .ok_or(ModelError::DrainNotFound { drain: *drain })?;
                 d.finished.insert(*node);
-                if self.complete_if_finished(*drain) {
+                if self.complete_if_finished(*drain, Some(*at)) {
                     Ok(Applied::DrainCompleted { drain: *drain })
                 } else {
                     Ok(Applied::Done)
@@ -248,7 +270,7 @@ impl State {
                 self.nodes = nodes.iter().copied().collect();
                 let ids: Vec<DrainId> = self.drains.keys().copied().collect();
                 for id in ids {
-                    self.complete_if_finished(id);
+                    self.complete_if_finished(id, None);
                 }
                 Ok(Applied::Done)
             }
@@ -285,6 +307,10 @@ impl State {
             return Ok(Applied::Done);
         };
         b.health.since = at;
+        if healthy && b.status == BackendStatus::Active {
+            g.begin_ramp(backend, at);
+            return Ok(Applied::Done);
+        }
         let drains = !healthy
             && policy.enabled
             && b.health.proven
@@ -318,8 +344,10 @@ impl State {
     }
 
     /// Ends a drain once every member node has finished it (R2), and does
-    /// what was asked for afterwards (R5). Returns whether it ended.
-    fn complete_if_finished(&mut self, id: DrainId) -> bool {
+    /// what was asked for afterwards (R5). A reactivated backend ramps from
+    /// `at` (the drain's deadline when the command carries no time, as a
+    /// membership change). Returns whether it ended.
+    fn complete_if_finished(&mut self, id: DrainId, at: Option<UnixMillis>) -> bool {
         let Some(d) = self.drains.get(&id) else {
             return false;
         };
@@ -336,6 +364,7 @@ impl State {
                     if let Some(b) = g.backends.get_mut(&d.backend) {
                         b.status = BackendStatus::Active;
                         b.weight = weight;
+                        g.begin_ramp(&d.backend, at.unwrap_or(d.deadline));
                     }
                 }
             }

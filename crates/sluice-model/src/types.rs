@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{BackendHealth, HealthCheck};
+use crate::{BackendHealth, HealthCheck, Ramp};
 
 /// A cluster node's id (the Raft node id).
 pub type NodeId = u64;
@@ -71,6 +71,9 @@ pub struct Group {
     /// under the current revision are the configuration's).
     #[serde(default)]
     pub health_revision: u64,
+    /// Slow-start window (R10); `None`: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start_ms: Option<u64>,
 }
 
 impl Group {
@@ -118,6 +121,9 @@ pub struct Backend {
     /// Replicated health and each node's reports.
     #[serde(default)]
     pub health: BackendHealth,
+    /// The slow-start ramp it entered when it last became active (R10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<Ramp>,
 }
 
 /// Whether a backend takes new work.

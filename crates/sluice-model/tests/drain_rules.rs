@@ -7,6 +7,7 @@ fn setup(drain: DrainPolicy, nodes: &[u64]) -> State {
     s.apply(&Command::CreateGroup {
         name: "web".into(),
         drain,
+        slow_start_ms: None,
     })
     .unwrap();
     for addr in ["10.0.0.11:8080", "10.0.0.12:8080"] {
@@ -14,6 +15,7 @@ fn setup(drain: DrainPolicy, nodes: &[u64]) -> State {
             group: "web".into(),
             addr: addr.into(),
             weight: 100,
+            at: 0,
         })
         .unwrap();
     }
@@ -54,7 +56,13 @@ fn removal_stops_new_work_and_stamps_the_deadline() {
     assert_eq!(deadline, 16_000);
     assert_eq!(routable(&s), vec!["10.0.0.12:8080".to_string()]);
     // Completing needs every node's report (R2).
-    let done = s.apply(&Command::DrainFinished { drain, node: 1 }).unwrap();
+    let done = s
+        .apply(&Command::DrainFinished {
+            drain,
+            node: 1,
+            at: 0,
+        })
+        .unwrap();
     assert_eq!(done, Applied::DrainCompleted { drain });
     assert!(!s.groups["web"].backends.contains_key("10.0.0.11:8080"));
 }
@@ -82,7 +90,12 @@ fn every_node_must_finish() {
     };
     for n in [1, 3] {
         assert_eq!(
-            s.apply(&Command::DrainFinished { drain, node: n }).unwrap(),
+            s.apply(&Command::DrainFinished {
+                drain,
+                node: n,
+                at: 0
+            })
+            .unwrap(),
             Applied::Done
         );
     }
@@ -106,6 +119,7 @@ fn readding_a_draining_backend_changes_only_what_follows() {
             group: "web".into(),
             addr: "10.0.0.11:8080".into(),
             weight: 40,
+            at: 0,
         })
         .unwrap();
     assert_eq!(
@@ -131,10 +145,16 @@ fn readding_a_draining_backend_changes_only_what_follows() {
         drain_enabled: Some(false),
         drain_timeout_ms: Some(1),
         health: Default::default(),
+        slow_start_ms: None,
     })
     .unwrap();
     assert_eq!(s.drains[&drain].deadline, deadline);
-    s.apply(&Command::DrainFinished { drain, node: 1 }).unwrap();
+    s.apply(&Command::DrainFinished {
+        drain,
+        node: 1,
+        at: 0,
+    })
+    .unwrap();
     let b = &s.groups["web"].backends["10.0.0.11:8080"];
     assert_eq!((b.status, b.weight), (BackendStatus::Active, 40));
     assert_eq!(routable(&s).len(), 2);
@@ -157,6 +177,7 @@ fn refused_commands_say_why() {
             drain_enabled: None,
             drain_timeout_ms: Some(4_000_000),
             health: Default::default(),
+            slow_start_ms: None,
         })
         .unwrap_err();
     assert_eq!(

@@ -16,6 +16,7 @@ fn setup(drain_enabled: bool) -> State {
             enabled: drain_enabled,
             timeout_ms: 3_000,
         },
+        slow_start_ms: None,
     })
     .unwrap();
     for addr in [A, B] {
@@ -23,6 +24,7 @@ fn setup(drain_enabled: bool) -> State {
             group: "web".into(),
             addr: addr.into(),
             weight: 100,
+            at: 0,
         })
         .unwrap();
     }
@@ -50,6 +52,7 @@ fn update(s: &mut State, health: HealthCheckUpdate) {
         drain_enabled: None,
         drain_timeout_ms: None,
         health,
+        slow_start_ms: None,
     })
     .unwrap();
 }
@@ -123,12 +126,14 @@ fn updates_and_recovery_leave_the_drain_deadline_r7() {
             interval_ms: Some(1_000),
             ..Default::default()
         },
+        slow_start_ms: None,
     })
     .unwrap();
     s.apply(&Command::AddBackend {
         group: "web".into(),
         addr: A.into(),
         weight: 50,
+        at: 0,
     })
     .unwrap();
     // The backend recovers under the new revision: the drain goes on.
@@ -140,7 +145,12 @@ fn updates_and_recovery_leave_the_drain_deadline_r7() {
     assert_eq!(routable(&s), vec![B], "no new work until the drain ends");
     // Completing it makes the backend active again, with its new weight.
     for n in [1, 2, 3] {
-        s.apply(&Command::DrainFinished { drain, node: n }).unwrap();
+        s.apply(&Command::DrainFinished {
+            drain,
+            node: n,
+            at: 0,
+        })
+        .unwrap();
     }
     let b = &s.groups["web"].backends[A];
     assert_eq!((b.status, b.weight), (BackendStatus::Active, 50));
@@ -245,6 +255,7 @@ fn local_view_and_weight_zero() {
         group: "web".into(),
         addr: B.into(),
         weight: 0,
+        at: 0,
     })
     .unwrap();
     assert_eq!(routable(&s), vec![A]);
@@ -274,8 +285,12 @@ fn health_checks_off_ignore_health() {
     assert_eq!(routable(&s), vec![B]);
     let d = s.drains.keys().next().copied().unwrap();
     for n in [1, 2, 3] {
-        s.apply(&Command::DrainFinished { drain: d, node: n })
-            .unwrap();
+        s.apply(&Command::DrainFinished {
+            drain: d,
+            node: n,
+            at: 0,
+        })
+        .unwrap();
     }
     update(
         &mut s,
@@ -294,6 +309,7 @@ fn health_checks_off_ignore_health() {
                 healthy_threshold: Some(11),
                 ..Default::default()
             },
+            slow_start_ms: None,
         })
         .unwrap_err();
     assert_eq!(

@@ -4,45 +4,58 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use sluice_model::{
-    BackendStatus, Command, DrainId, DrainPolicy, HealthCheckUpdate, State, UnixMillis,
+    BackendStatus, Command, DrainId, DrainPolicy, HealthCheckUpdate, State, UnixMillis, RAMP_SCALE,
 };
 
 const GROUPS: [&str; 2] = ["web", "api"];
 const ADDRS: [&str; 3] = ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"];
 const NODES: [u64; 3] = [1, 2, 3];
+/// Slow-start windows, some outside 30..=900 s (refused), 0 (off in updates).
+const WINDOWS: [u64; 5] = [0, 10_000, 30_000, 60_000, 901_000];
 
 fn command() -> impl Strategy<Value = Command> {
     let group = prop::sample::select(&GROUPS[..]).prop_map(String::from);
     let addr = prop::sample::select(&ADDRS[..]).prop_map(String::from);
     prop_oneof![
-        (group.clone(), any::<bool>(), 0u64..5_000).prop_map(|(name, enabled, timeout_ms)| {
-            Command::CreateGroup {
-                name,
-                drain: DrainPolicy {
-                    enabled,
-                    timeout_ms,
-                },
-            }
-        }),
+        (
+            group.clone(),
+            any::<bool>(),
+            0u64..5_000,
+            proptest::option::of(prop::sample::select(&WINDOWS[..]))
+        )
+            .prop_map(|(name, enabled, timeout_ms, slow_start_ms)| {
+                Command::CreateGroup {
+                    name,
+                    drain: DrainPolicy {
+                        enabled,
+                        timeout_ms,
+                    },
+                    slow_start_ms,
+                }
+            }),
         (
             group.clone(),
             proptest::option::of(any::<bool>()),
             proptest::option::of(0u64..5_000),
             proptest::option::of(prop::sample::select(&["/health", "/other"][..])),
             proptest::option::of(any::<bool>()),
+            proptest::option::of(prop::sample::select(&WINDOWS[..])),
         )
-            .prop_map(|(name, drain_enabled, drain_timeout_ms, path, enabled)| {
-                Command::UpdateGroup {
-                    name,
-                    drain_enabled,
-                    drain_timeout_ms,
-                    health: HealthCheckUpdate {
-                        path: path.map(String::from),
-                        enabled,
-                        ..Default::default()
-                    },
+            .prop_map(
+                |(name, drain_enabled, drain_timeout_ms, path, enabled, slow_start_ms)| {
+                    Command::UpdateGroup {
+                        name,
+                        drain_enabled,
+                        drain_timeout_ms,
+                        health: HealthCheckUpdate {
+                            path: path.map(String::from),
+                            enabled,
+                            ..Default::default()
+                        },
+                        slow_start_ms,
+                    }
                 }
-            }),
+            ),
         (
             group.clone(),
             addr.clone(),
@@ -64,18 +77,22 @@ fn command() -> impl Strategy<Value = Command> {
                     at,
                 }
             }),
-        (group.clone(), addr.clone(), 0u8..=100).prop_map(|(group, addr, weight)| {
-            Command::AddBackend {
+        (group.clone(), addr.clone(), 0u8..=100, 0u64..100_000).prop_map(
+            |(group, addr, weight, at)| Command::AddBackend {
                 group,
                 addr,
                 weight,
+                at,
             }
-        }),
+        ),
         (group.clone(), addr.clone(), 0u64..100_000)
             .prop_map(|(group, addr, at)| Command::RemoveBackend { group, addr, at }),
-        (1u64..8, prop::sample::select(&NODES[..])).prop_map(|(d, node)| Command::DrainFinished {
-            drain: DrainId(d),
-            node,
+        (1u64..8, prop::sample::select(&NODES[..]), 0u64..100_000).prop_map(|(d, node, at)| {
+            Command::DrainFinished {
+                drain: DrainId(d),
+                node,
+                at,
+            }
         }),
     ]
 }
@@ -111,6 +128,49 @@ fn check_invariants(s: &State) {
         // An unhealthy backend takes new work only when no healthy one can.
         if g.health.enabled && routable.iter().any(|b| b.health.healthy) {
             assert!(routable.iter().all(|b| b.health.healthy));
+        }
+        if let Some(ms) = g.slow_start_ms {
+            assert!((30_000..=900_000).contains(&ms));
+        }
+        for b in g.backends.values() {
+            if let Some(r) = b.ramp {
+                assert!(r.until > r.from && b.weight > 0);
+            }
+        }
+    }
+}
+
+/// R10 at one state, for times `now` and `later`: the weighted backends are
+/// the routable ones, each between 1 and its full weight; off means full;
+/// a backend below full has a ramped backend beside it; and once some
+/// backend is ramped, no effective weight goes down as time passes.
+fn check_slow_start(s: &State, now: UnixMillis, later: UnixMillis) {
+    for g in s.groups.values() {
+        let routable: Vec<&str> = g.routable().map(|b| b.addr.as_str()).collect();
+        let at_now = g.weighted_with(now, |_| false);
+        let at_later = g.weighted_with(later, |_| false);
+        let addrs: Vec<&str> = at_now.iter().map(|(b, _)| b.addr.as_str()).collect();
+        assert_eq!(addrs, routable);
+        let anchored = at_now
+            .iter()
+            .any(|(b, w)| *w == u32::from(b.weight) * RAMP_SCALE && b.ramped_at(now));
+        for ((b, w), (_, w_later)) in at_now.iter().zip(&at_later) {
+            let full = u32::from(b.weight) * RAMP_SCALE;
+            assert!((1..=full).contains(w), "{w} of {full}");
+            if g.slow_start_ms.is_none() || b.ramped_at(now) {
+                assert_eq!(*w, full);
+            }
+            if *w < full {
+                assert!(anchored);
+                let r = b.ramp.expect("below full only while ramping");
+                assert!(now < r.until);
+            }
+            if anchored {
+                assert!(w_later >= w, "{w} then {w_later}");
+            }
+            if b.ramp.is_some_and(|r| later >= r.until) {
+                assert_eq!(*w_later, full);
+            }
         }
     }
 }
@@ -170,6 +230,38 @@ proptest! {
                         prop_assert!(g0.drain.enabled);
                         prop_assert_eq!(s.drains[&drain].deadline, s.drains[&drain].started_at + g0.drain.timeout_ms);
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn slow_start_weights_ramp_up_and_never_starve(
+        cmds in prop::collection::vec(command(), 1..80),
+        now in 0u64..200_000,
+        wait in 0u64..100_000,
+    ) {
+        let mut s = State::with_nodes(NODES);
+        for c in &cmds {
+            let before = s.clone();
+            let applied = s.apply(c);
+            check_slow_start(&s, now, now + wait);
+            if let (Command::AddBackend { group, addr, at, .. }, Ok(_)) = (c, &applied) {
+                let g0 = &before.groups[group];
+                let g1 = &s.groups[group];
+                let b1 = &g1.backends[addr];
+                let new = !g0.backends.contains_key(addr);
+                if new {
+                    // A new backend ramps exactly when the group slow-starts
+                    // and another healthy, active, ramped backend is there.
+                    let anchor = g0.backends.values().any(|o| {
+                        o.status == BackendStatus::Active
+                            && o.weight > 0
+                            && (!g0.health.enabled || o.health.healthy)
+                            && o.ramped_at(*at)
+                    });
+                    let window = g1.slow_start_ms.filter(|_| b1.weight > 0 && anchor);
+                    prop_assert_eq!(b1.ramp.map(|r| (r.from, r.until - r.from)), window.map(|w| (*at, w)));
                 }
             }
         }

@@ -2,7 +2,8 @@
 //! what the data plane runs, swaps the routing snapshot, starts listeners and
 //! backends, and tells backends whose drain began. It answers the caller only
 //! once the new routes are in place, so an admin write that returned is
-//! already routed by (R1: "right after the removal returns").
+//! already routed by (R1: "right after the removal returns"). While a
+//! slow-start ramp runs (R10) it rebuilds the routes every [`RAMP_TICK`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use crate::data_plane::{DrainReporter, ListenerStatus, Shared};
 use crate::health::{self, LocalHealth, ProbeSpec};
 use crate::listener::{bind, Listener, ListenerArgs};
 use crate::metrics::Metrics;
-use crate::routing::{Route, RoutingTable};
+use crate::routing::{Route, RoutingTable, RAMP_TICK};
 use crate::ProxySettings;
 
 pub(crate) struct StateApplier;
@@ -57,6 +58,8 @@ pub(crate) struct ApplierState {
     probers: HashMap<BackendKey, (ProbeSpec, JoinHandle<()>)>,
     /// This node's view of each probed backend (C6).
     local: HashMap<BackendKey, LocalHealth>,
+    /// Whether a [`ApplierMessage::RampTick`] is on its way.
+    ticking: bool,
 }
 
 pub(crate) enum ApplierMessage {
@@ -68,6 +71,8 @@ pub(crate) enum ApplierMessage {
         revision: u64,
         local: LocalHealth,
     },
+    /// Time to rebuild the routes of ramping backends (R10).
+    RampTick,
 }
 
 impl Actor for StateApplier {
@@ -88,6 +93,7 @@ impl Actor for StateApplier {
             last: None,
             probers: HashMap::new(),
             local: HashMap::new(),
+            ticking: false,
         })
     }
 
@@ -115,8 +121,16 @@ impl Actor for StateApplier {
                     state.revision = Some(new.revision);
                     state.last = Some(new.clone());
                     state.run_probers(&new, &myself);
+                    state.tick_while_ramping(&myself);
                 }
                 let _ = reply.send(());
+            }
+            ApplierMessage::RampTick => {
+                state.ticking = false;
+                if let Some(last) = state.last.clone() {
+                    state.build_routes(&last);
+                }
+                state.tick_while_ramping(&myself);
             }
             ApplierMessage::Probed {
                 group,
@@ -150,6 +164,20 @@ impl Actor for StateApplier {
 }
 
 impl ApplierState {
+    /// Schedules the next [`ApplierMessage::RampTick`] if some group's
+    /// effective weights still change with time.
+    fn tick_while_ramping(&mut self, myself: &ActorRef<ApplierMessage>) {
+        let now = health::now_ms();
+        let ramping = self
+            .last
+            .as_ref()
+            .is_some_and(|s| s.groups.values().any(|g| g.ramping_at(now)));
+        if ramping && !self.ticking {
+            self.ticking = true;
+            myself.send_after(RAMP_TICK, || ApplierMessage::RampTick);
+        }
+    }
+
     async fn apply(&mut self, new: &State) -> Result<(), ActorProcessingErr> {
         // 1. Backends: one runtime per incarnation; draining ones stay until
         //    their drain completes cluster-wide.
@@ -296,8 +324,11 @@ impl ApplierState {
     }
 
     /// Swaps in the routing snapshot for `new` with this node's own view
-    /// of each backend laid over it (C6).
+    /// of each backend laid over it (C6) and the slow-start weights of now
+    /// (R10).
     fn build_routes(&self, new: &State) {
+        let now = health::now_ms();
+        let previous = self.args.routes.load();
         let mut routes = HashMap::new();
         for l in new.listeners.values() {
             let Some(g) = new.groups.get(&l.group) else {
@@ -310,13 +341,11 @@ impl ApplierState {
                     .is_some_and(|l| !l.healthy)
             };
             let weighted = g
-                .routable_with(locally_failing)
+                .weighted_with(now, locally_failing)
                 .into_iter()
-                .filter_map(|b| {
+                .filter_map(|(b, weight)| {
                     let key: BackendKey = (group.clone(), Arc::from(b.addr.as_str()));
-                    self.backends
-                        .get(&key)
-                        .map(|r| (r.runtime.clone(), b.weight))
+                    self.backends.get(&key).map(|r| (r.runtime.clone(), weight))
                 })
                 .collect();
             routes.insert(
@@ -325,6 +354,7 @@ impl ApplierState {
                     group,
                     Duration::from_millis(l.request_timeout_ms),
                     weighted,
+                    previous.routes.get(&l.port).map(|r| &**r),
                 )),
             );
         }

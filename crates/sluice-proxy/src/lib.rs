@@ -29,6 +29,10 @@
 //! snapshot at once (C6), and the node's view is reported for the
 //! replicated health.
 //!
+//! Slow start (R10): while a backend ramps, the `StateApplier` rebuilds the
+//! routing snapshot on a timer with the effective weights of the moment;
+//! requests never compute weights.
+//!
 //! Use [`DataPlane::start`] to run it and [`DataPlane::apply`] to hand it each
 //! new [`sluice_model::State`].
 #![forbid(unsafe_code)]

@@ -1,7 +1,9 @@
 //! The routing snapshot: per listener port, the group's routable backends and
 //! a precomputed weighted round-robin schedule. Built once per applied state
-//! and swapped atomically; a request reads it with one `ArcSwap::load` and
-//! picks a backend with one atomic increment.
+//! (and every [`RAMP_TICK`] while a slow-start ramp runs) and swapped
+//! atomically; a request reads it with one `ArcSwap::load` and picks a
+//! backend with one atomic increment. A rebuilt route keeps its port's
+//! position counter, so frequent rebuilds do not restart the schedule.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,6 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::BackendRuntime;
+
+/// How often routes are rebuilt while a slow-start ramp runs (R10).
+pub(crate) const RAMP_TICK: Duration = Duration::from_millis(500);
 
 /// Everything a request needs to be routed, for every listener.
 #[derive(Default)]
@@ -24,14 +29,17 @@ pub(crate) struct Route {
     /// Indexes into `backends`, spread by weight (smooth weighted round
     /// robin unrolled over one period).
     schedule: Vec<u16>,
-    next: AtomicUsize,
+    next: Arc<AtomicUsize>,
 }
 
 impl Route {
+    /// A route over `weighted` (effective weights), continuing from the
+    /// position of `previous` (the route it replaces), if any.
     pub fn new(
         group: Arc<str>,
         request_timeout: Duration,
-        weighted: Vec<(Arc<BackendRuntime>, u8)>,
+        weighted: Vec<(Arc<BackendRuntime>, u32)>,
+        previous: Option<&Route>,
     ) -> Route {
         let schedule = smooth_wrr_schedule(&weighted.iter().map(|(_, w)| *w).collect::<Vec<_>>());
         Route {
@@ -39,7 +47,7 @@ impl Route {
             request_timeout,
             backends: weighted.into_iter().map(|(b, _)| b).collect(),
             schedule,
-            next: AtomicUsize::new(0),
+            next: previous.map_or_else(Default::default, |p| p.next.clone()),
         }
     }
 
@@ -55,18 +63,15 @@ impl Route {
 
 /// One period of smooth weighted round robin (as nginx's): each backend
 /// appears `weight / gcd` times, interleaved rather than in runs.
-fn smooth_wrr_schedule(weights: &[u8]) -> Vec<u16> {
+fn smooth_wrr_schedule(weights: &[u32]) -> Vec<u16> {
     let g = weights
         .iter()
         .filter(|w| **w > 0)
-        .fold(0u32, |g, w| gcd(g, u32::from(*w)));
+        .fold(0u32, |g, w| gcd(g, *w));
     if g == 0 {
         return Vec::new();
     }
-    let w: Vec<i64> = weights
-        .iter()
-        .map(|w| i64::from(u32::from(*w) / g))
-        .collect();
+    let w: Vec<i64> = weights.iter().map(|w| i64::from(*w / g)).collect();
     let total: i64 = w.iter().sum();
     let mut current = vec![0i64; w.len()];
     let mut out = Vec::with_capacity(total as usize);
@@ -105,5 +110,17 @@ mod tests {
         assert_eq!(smooth_wrr_schedule(&[5, 1, 1]), vec![0, 0, 1, 0, 2, 0, 0]);
         assert!(smooth_wrr_schedule(&[0, 0]).is_empty());
         assert_eq!(smooth_wrr_schedule(&[0, 7]), vec![1]);
+    }
+
+    #[test]
+    fn a_ramping_weight_is_spread_over_the_period() {
+        // Full weight 100 in tenths against a ramp at 25%.
+        let s = smooth_wrr_schedule(&[1000, 250]);
+        assert_eq!(s.len(), 5);
+        assert_eq!(s.iter().filter(|i| **i == 1).count(), 1);
+        let s = smooth_wrr_schedule(&[1000, 1]);
+        assert_eq!(s.len(), 1001);
+        let at = s.iter().position(|i| *i == 1).unwrap();
+        assert!((400..=600).contains(&at), "{at}");
     }
 }

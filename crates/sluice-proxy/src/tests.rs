@@ -79,11 +79,13 @@ async fn a_crashing_connection_loses_only_itself() {
         Command::CreateGroup {
             name: "web".into(),
             drain: DrainPolicy::default(),
+            slow_start_ms: None,
         },
         Command::AddBackend {
             group: "web".into(),
             addr: backend.to_string(),
             weight: 100,
+            at: 0,
         },
         Command::AddListener {
             port,

@@ -108,6 +108,7 @@ mod tests {
         Command::CreateGroup {
             name: "web".into(),
             drain: DrainPolicy::default(),
+            slow_start_ms: None,
         }
     }
 

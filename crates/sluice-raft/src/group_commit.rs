@@ -11,8 +11,9 @@
 //! How: [`Batcher::propose_all`] queues commands with reply slots. One task
 //! takes everything queued (up to [`MAX_BATCH`]) whenever fewer than
 //! [`MAX_IN_FLIGHT`] batches are under way and hands it to the batcher's
-//! sink: [`Batcher::leader`] stamps each removal and health report with the
-//! leader's clock (C3: every node computes the same deadline from it) and
+//! sink: [`Batcher::leader`] stamps each removal, addition, finished drain
+//! and health report with the leader's clock (C3: every node computes the
+//! same deadline and slow-start ramp from it) and
 //! proposes the batch as one [`Request`]; [`Batcher::forwarder`] sends it
 //! to the current leader in one call. Each caller gets its own outcome (and the entry's log
 //! index). A lone write goes out at once: the task never waits to fill a
@@ -196,10 +197,15 @@ async fn propose(raft: Raft, commands: Vec<Command>) -> Result<Vec<WriteOutcome>
     }
 }
 
-/// A removal and a health report get the leader's time now (a health
-/// failure drains from it, R6); other commands pass unchanged.
+/// A removal, an addition, a finished drain and a health report get the
+/// leader's time now (a drain's deadline and a slow-start ramp start from
+/// it, C3, R6, R10); other commands pass unchanged.
 fn stamp(mut command: Command, now: u64) -> Command {
-    if let Command::RemoveBackend { at, .. } | Command::HealthReport { at, .. } = &mut command {
+    if let Command::RemoveBackend { at, .. }
+    | Command::AddBackend { at, .. }
+    | Command::DrainFinished { at, .. }
+    | Command::HealthReport { at, .. } = &mut command
+    {
         *at = now;
     }
     command

@@ -171,6 +171,7 @@ mod tests {
         let req = Request::new(Command::DrainFinished {
             drain: DrainId(4),
             node: 2,
+            at: 0,
         });
         assert_eq!(decode::<Request>(&encode(&req).unwrap()).unwrap(), req);
         let resp = Response {

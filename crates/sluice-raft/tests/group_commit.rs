@@ -40,6 +40,7 @@ async fn concurrent_writes_share_entries_and_keep_their_own_outcomes() {
     node.write(Command::CreateGroup {
         name: "web".into(),
         drain: DrainPolicy::default(),
+        slow_start_ms: None,
     })
     .await
     .unwrap();
@@ -53,6 +54,7 @@ async fn concurrent_writes_share_entries_and_keep_their_own_outcomes() {
                 group: group.into(),
                 addr: format!("10.0.{}.{}:80", i / 200, i % 200),
                 weight: 100,
+                at: 0,
             };
             (i, node.write(command).await.unwrap())
         })
@@ -88,11 +90,13 @@ async fn write_all_applies_in_order_and_removals_get_the_leaders_clock() {
             Command::CreateGroup {
                 name: "api".into(),
                 drain: DrainPolicy::default(),
+                slow_start_ms: None,
             },
             Command::AddBackend {
                 group: "api".into(),
                 addr: "10.0.0.1:80".into(),
                 weight: 100,
+                at: 0,
             },
             // Proposed with a time far in the past: the leader stamps it.
             Command::RemoveBackend {

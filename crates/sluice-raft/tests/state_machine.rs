@@ -28,6 +28,7 @@ fn create_group(name: &str) -> Command {
     Command::CreateGroup {
         name: name.into(),
         drain: DrainPolicy::default(),
+        slow_start_ms: None,
     }
 }
 
@@ -36,6 +37,7 @@ fn add_backend(group: &str, addr: &str) -> Command {
         group: group.into(),
         addr: addr.into(),
         weight: 100,
+        at: 0,
     }
 }
 
