@@ -322,8 +322,10 @@ mod tests {
         {
             let (mut store, _sm) = crate::open(dir.path()).unwrap();
             put(&store, &(1..=3).map(blank).collect::<Vec<_>>());
-            store.save_vote(&Vote::new(5, 2)).await.unwrap();
+            // The committed id is not flushed on its own: it reaches the
+            // disk with the next flush (here the vote's).
             store.save_committed(Some(log_id(1, 0, 2))).await.unwrap();
+            store.save_vote(&Vote::new(5, 2)).await.unwrap();
         }
         let (mut store, _sm) = crate::open(dir.path()).unwrap();
         assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(5, 2)));
