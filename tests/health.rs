@@ -249,6 +249,11 @@ async fn one_node_alone_does_not_drain_a_majority_does() {
     let a = backend("a", Duration::ZERO).await;
     let b = backend("b", Duration::ZERO).await;
     let cluster = web_with_fast_checks(&["--drain-timeout", "3s"], &a, &b).await;
+    // A tunnel to `a` keeps any drain of it open until its deadline: a drain
+    // of an idle backend completes as soon as every node reports, too fast
+    // for the checks below to see (or to rule out).
+    let held = tunnel_to(&cluster, 1, "a").await;
+    wait_echoing(std::slice::from_ref(&held)).await;
     let two: IpAddr = data_address(2);
     a.fail_health(&[two]);
     // Node 2's own view flips (it logs its view); the cluster's does not.
@@ -279,4 +284,5 @@ async fn one_node_alone_does_not_drain_a_majority_does() {
     assert_eq!(r["health"]["status"], "unhealthy");
     // Node 1 passes its own probes but follows the cluster.
     assert!(spread(&cluster, 1, 6).await.iter().all(|n| n == "b"));
+    held.abort();
 }
