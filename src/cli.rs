@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice_model::{
-    validate_backend_addr, validate_drain_timeout, validate_group_name, validate_port,
-    validate_request_timeout, validate_slow_start, validate_weight, HealthCheckUpdate, ProbeMethod,
+    validate_backend_addr, validate_drain_timeout, validate_group_name, validate_health_interval,
+    validate_health_threshold, validate_health_timeout, validate_port, validate_request_timeout,
+    validate_slow_start, validate_weight, HealthCheckUpdate, ModelError, ProbeMethod,
 };
 
 /// sluice: a clustered HTTP/WebSocket load balancer with connection draining.
@@ -194,20 +195,11 @@ pub struct HealthFlags {
 /// Checks the health flags; each refusal names the flag, the value and what
 /// is allowed.
 pub fn health_update(f: HealthFlags) -> Result<HealthCheckUpdate, UsageError> {
-    let ranged = |flag: &str, value: &str, ms: u64, lo: u64, hi: u64, range: &str| {
-        if (lo..=hi).contains(&ms) {
-            Ok(ms)
-        } else {
-            Err(UsageError(format!(
-                "{flag} = {value} is out of range {range}"
-            )))
-        }
-    };
     let threshold = |flag: &str, v: u32| {
-        u8::try_from(v)
-            .ok()
-            .filter(|v| (1..=10).contains(v))
-            .ok_or_else(|| UsageError(format!("{flag} = {v} is out of range 1..=10")))
+        let out_of_range = || UsageError(format!("{flag} = {v} is out of range 1..=10"));
+        let v = u8::try_from(v).map_err(|_| out_of_range())?;
+        validate_health_threshold("threshold", v).map_err(|_| out_of_range())?;
+        Ok(v)
     };
     let method = match f.health_method.as_deref() {
         None => None,
@@ -262,18 +254,12 @@ pub fn health_update(f: HealthFlags) -> Result<HealthCheckUpdate, UsageError> {
         interval_ms: f
             .health_interval
             .as_deref()
-            .map(|v| {
-                let ms = parse_duration("--health-interval", v)?.as_millis() as u64;
-                ranged("--health-interval", v, ms, 1_000, 300_000, "1s..=300s")
-            })
+            .map(|v| duration_flag_ms("--health-interval", v, validate_health_interval))
             .transpose()?,
         timeout_ms: f
             .health_timeout
             .as_deref()
-            .map(|v| {
-                let ms = parse_duration("--health-timeout", v)?.as_millis() as u64;
-                ranged("--health-timeout", v, ms, 1_000, 120_000, "1s..=120s")
-            })
+            .map(|v| duration_flag_ms("--health-timeout", v, validate_health_timeout))
             .transpose()?,
         healthy_threshold: f
             .healthy_threshold
@@ -351,34 +337,37 @@ pub fn parse_duration(flag: &str, value: &str) -> Result<Duration, UsageError> {
     })
 }
 
+/// Parses a duration flag and checks it with the model's own `validate`;
+/// returns milliseconds, or an error naming the flag, the value and the
+/// model's range.
+fn duration_flag_ms(
+    flag: &str,
+    value: &str,
+    validate: impl Fn(u64) -> Result<(), ModelError>,
+) -> Result<u64, UsageError> {
+    let ms = parse_duration(flag, value)?.as_millis() as u64;
+    match validate(ms) {
+        Ok(()) => Ok(ms),
+        Err(ModelError::OutOfRange { range, .. }) => Err(UsageError(format!(
+            "{flag} = {value} is out of range {range}"
+        ))),
+        Err(e) => Err(UsageError(format!("{flag} = {value}: {e}"))),
+    }
+}
+
 /// Checks a drain timeout flag; returns milliseconds.
 pub fn drain_timeout_ms(value: &str) -> Result<u64, UsageError> {
-    let ms = parse_duration("--drain-timeout", value)?.as_millis() as u64;
-    validate_drain_timeout(ms).map_err(|_| {
-        UsageError(format!(
-            "--drain-timeout = {value} is out of range 0s..=3600s"
-        ))
-    })?;
-    Ok(ms)
+    duration_flag_ms("--drain-timeout", value, validate_drain_timeout)
 }
 
 /// Checks a slow-start flag; returns milliseconds.
 pub fn slow_start_ms(value: &str) -> Result<u64, UsageError> {
-    let ms = parse_duration("--slow-start", value)?.as_millis() as u64;
-    validate_slow_start(ms)
-        .map_err(|_| UsageError(format!("--slow-start = {value} is out of range 30s..=900s")))?;
-    Ok(ms)
+    duration_flag_ms("--slow-start", value, validate_slow_start)
 }
 
 /// Checks a request timeout flag; returns milliseconds.
 pub fn request_timeout_ms(value: &str) -> Result<u64, UsageError> {
-    let ms = parse_duration("--request-timeout", value)?.as_millis() as u64;
-    validate_request_timeout(ms).map_err(|_| {
-        UsageError(format!(
-            "--request-timeout = {value} is out of range 1s..=600s"
-        ))
-    })?;
-    Ok(ms)
+    duration_flag_ms("--request-timeout", value, validate_request_timeout)
 }
 
 /// Checks a `node check` timeout flag.

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, TcpListener};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -22,12 +22,6 @@ use sluice_testkit::{http_get, DemoBackend, NodeOptions, NodeProcess};
 
 use super::{cli, cli_json, cli_ok, BIN};
 
-/// Raft heartbeat of every test node.
-pub const HEARTBEAT: &str = "100ms";
-/// Minimum election timeout of every test node (the maximum is twice it):
-/// a dead leader is replaced in about a second, with room for a loaded
-/// 2-core machine not to call spurious elections.
-pub const ELECTION_TIMEOUT: &str = "500ms";
 /// Upper bound of any one CLI call against the cluster (a write waits for
 /// the commit and for every reachable node to apply it).
 pub const CLI_LIMIT: Duration = Duration::from_secs(20);
@@ -35,14 +29,7 @@ pub const CLI_LIMIT: Duration = Duration::from_secs(20);
 const POLL_EVERY: Duration = Duration::from_millis(25);
 
 /// Node `id`'s data address: `127.0.0.<id>`.
-pub fn data_address(id: u64) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(
-        127,
-        0,
-        0,
-        u8::try_from(id).expect("small id"),
-    ))
-}
+pub use sluice_testkit::harness::member_data_address as data_address;
 
 /// A port free a moment ago on every one of `addrs` (the listener port must
 /// be bindable on each node's data address). Racy like
@@ -246,14 +233,7 @@ impl Cluster {
         let token = NodeOptions::local(1).token;
         let starts: Vec<_> = (1..=n)
             .map(|id| {
-                let mut opts = NodeOptions::local(id);
-                opts.data_address = data_address(id);
-                opts.token = token.clone();
-                opts.extra_toml = format!(
-                    "[cluster]\nbootstrap = false\nadvertise = \"http://{}\"\n\
-                     heartbeat_interval = \"{HEARTBEAT}\"\nelection_timeout = \"{ELECTION_TIMEOUT}\"\n",
-                    opts.admin
-                );
+                let opts = NodeOptions::cluster_member(id, &token);
                 tokio::task::spawn_blocking(move || {
                     NodeProcess::start(BIN.as_ref(), opts)
                         .unwrap_or_else(|e| panic!("start node {id}: {e:#}"))

@@ -17,6 +17,14 @@ pub const MAX_REQUEST_TIMEOUT_MS: u64 = 600_000;
 pub const MIN_SLOW_START_MS: u64 = 30_000;
 /// Longest slow-start window (900 s).
 pub const MAX_SLOW_START_MS: u64 = 900_000;
+/// Shortest health-check interval (1 s).
+pub const MIN_HEALTH_INTERVAL_MS: u64 = 1_000;
+/// Longest health-check interval (300 s).
+pub const MAX_HEALTH_INTERVAL_MS: u64 = 300_000;
+/// Shortest health-check timeout (1 s).
+pub const MIN_HEALTH_TIMEOUT_MS: u64 = 1_000;
+/// Longest health-check timeout (120 s).
+pub const MAX_HEALTH_TIMEOUT_MS: u64 = 120_000;
 /// Default backend weight.
 pub const DEFAULT_WEIGHT: u8 = 100;
 /// Largest backend weight.
@@ -145,37 +153,52 @@ fn within(
     }
 }
 
+/// A health-check interval: 1..=300 s.
+pub fn validate_health_interval(ms: u64) -> Result<(), ModelError> {
+    within(
+        "health_interval",
+        ms,
+        MIN_HEALTH_INTERVAL_MS..=MAX_HEALTH_INTERVAL_MS,
+        "1s..=300s",
+    )
+}
+
+/// A health-check timeout: 1..=120 s.
+pub fn validate_health_timeout(ms: u64) -> Result<(), ModelError> {
+    within(
+        "health_timeout",
+        ms,
+        MIN_HEALTH_TIMEOUT_MS..=MAX_HEALTH_TIMEOUT_MS,
+        "1s..=120s",
+    )
+}
+
+/// A healthy or unhealthy threshold (`field`): 1..=10 probes.
+pub fn validate_health_threshold(field: &'static str, value: u8) -> Result<(), ModelError> {
+    if (1..=10).contains(&value) {
+        Ok(())
+    } else {
+        Err(ModelError::OutOfRange {
+            field,
+            value: value.to_string(),
+            range: "1..=10",
+        })
+    }
+}
+
 /// A health check: interval 1..=300 s, timeout 1..=120 s, thresholds
 /// 1..=10, a path starting with `/`, status classes among 1xx..5xx, a Host
 /// header of visible ASCII, a probe port 1..=65535.
 pub fn validate_health_check(c: &crate::HealthCheck) -> Result<(), ModelError> {
+    validate_health_interval(c.interval_ms)?;
+    validate_health_timeout(c.timeout_ms)?;
+    validate_health_threshold("healthy_threshold", c.healthy_threshold)?;
+    validate_health_threshold("unhealthy_threshold", c.unhealthy_threshold)?;
     let range = |field, value: String, range| ModelError::OutOfRange {
         field,
         value,
         range,
     };
-    if !(1_000..=300_000).contains(&c.interval_ms) {
-        return Err(range(
-            "health_interval",
-            format_ms(c.interval_ms),
-            "1s..=300s",
-        ));
-    }
-    if !(1_000..=120_000).contains(&c.timeout_ms) {
-        return Err(range(
-            "health_timeout",
-            format_ms(c.timeout_ms),
-            "1s..=120s",
-        ));
-    }
-    for (field, v) in [
-        ("healthy_threshold", c.healthy_threshold),
-        ("unhealthy_threshold", c.unhealthy_threshold),
-    ] {
-        if !(1..=10).contains(&v) {
-            return Err(range(field, v.to_string(), "1..=10"));
-        }
-    }
     if c.port == Some(0) {
         return Err(range("health_port", "0".into(), "1..=65535"));
     }

@@ -9,7 +9,7 @@
 //! Dropping a [`BenchCluster`] kills every node (the harness kills on drop)
 //! and removes their temporary directories.
 
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, TcpListener};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -20,10 +20,6 @@ use super::admin::Admin;
 use super::disk::DiskGuard;
 use crate::harness::{NodeOptions, NodeProcess};
 
-/// Raft heartbeat of every node.
-pub const HEARTBEAT: &str = "100ms";
-/// Minimum election timeout of every node.
-pub const ELECTION_TIMEOUT: &str = "500ms";
 /// How many nodes.
 pub const NODES: u64 = 3;
 /// How often the waits below poll.
@@ -32,10 +28,7 @@ const POLL_EVERY: Duration = Duration::from_millis(10);
 /// be large while many drains are pending).
 const STATE_POLL_EVERY: Duration = Duration::from_millis(100);
 
-/// Node `id`'s data address: `127.0.0.<id>`.
-pub fn data_address(id: u64) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, id as u8))
-}
+pub use crate::harness::member_data_address as data_address;
 
 /// A port that was free a moment ago on every one of `addrs` (a listener
 /// binds the same port on each node's data address). Racy, like
@@ -74,14 +67,7 @@ impl BenchCluster {
         let nodes: Vec<NodeProcess> = std::thread::scope(|scope| {
             let starts: Vec<_> = (1..=NODES)
                 .map(|id| {
-                    let mut opts = NodeOptions::local(id);
-                    opts.data_address = data_address(id);
-                    opts.token = token.clone();
-                    opts.extra_toml = format!(
-                        "[cluster]\nbootstrap = false\nadvertise = \"http://{}\"\n\
-                         heartbeat_interval = \"{HEARTBEAT}\"\nelection_timeout = \"{ELECTION_TIMEOUT}\"\n",
-                        opts.admin
-                    );
+                    let opts = NodeOptions::cluster_member(id, &token);
                     scope.spawn(move || {
                         NodeProcess::start(sluice, opts)
                             .with_context(|| format!("starting node {id}"))
