@@ -36,6 +36,8 @@ pub struct NodeConfig {
     pub node_id: u64,
     pub data_dir: PathBuf,
     pub data_address: IpAddr,
+    /// Tokio worker threads; 0 means one per CPU this process may run on.
+    pub worker_threads: usize,
     pub admin_listen: SocketAddr,
     pub token: Option<String>,
     pub header_read_timeout: Duration,
@@ -115,6 +117,7 @@ struct RawNode {
     id: Option<i64>,
     data_dir: Option<String>,
     data_address: Option<String>,
+    worker_threads: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -272,6 +275,14 @@ impl NodeConfig {
                 "100..=1000000",
             )? as u64,
             node_id,
+            worker_threads: v.int(
+                "node.worker_threads",
+                raw.node.worker_threads,
+                0,
+                0,
+                1024,
+                "0..=1024",
+            )? as usize,
             data_dir: PathBuf::from(raw.node.data_dir.unwrap_or_else(|| "./data".into())),
             data_address,
             admin_listen,
@@ -457,6 +468,10 @@ mod tests {
     fn every_bad_value_names_file_field_value_and_range() {
         let cases = [
             ("[node]\nid = 0", "x.toml: node.id = 0 is out of range 1.."),
+            (
+                "[node]\nworker_threads = 2000",
+                "x.toml: node.worker_threads = 2000 is out of range 0..=1024",
+            ),
             ("[node]\ndata_address = \"local\"", "x.toml: node.data_address = \"local\" is invalid: expected an IP address (e.g. 127.0.0.1, 0.0.0.0)"),
             ("[admin]\nlisten = \"nope\"", "x.toml: admin.listen = \"nope\" is invalid: expected ip:port (e.g. 127.0.0.1:7070)"),
             ("[admin]\ntoken = \"short\"", "x.toml: admin.token = \"*****\" is invalid: expected at least 16 printable ASCII characters without spaces"),

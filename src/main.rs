@@ -16,10 +16,6 @@ use crate::config::{LogFormat, NodeConfig, LOG_FORMAT_ENV};
 
 fn main() {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
     let code = match cli.command {
         Command::Node(NodeCommand::Run { config }) => {
             let loaded = match config {
@@ -38,6 +34,7 @@ fn main() {
                 }
             };
             init_logging(&config);
+            let runtime = runtime(config.worker_threads);
             match runtime.block_on(node::run(config)) {
                 Ok(()) => 0,
                 Err(e) => {
@@ -48,7 +45,7 @@ fn main() {
         }
         command => {
             let client = client::Client::new(cli.client);
-            let result = runtime.block_on(async {
+            let result = runtime(0).block_on(async {
                 match command {
                     Command::Group(c) => client.group(c).await,
                     Command::Backend(c) => client.backend(c).await,
@@ -68,6 +65,16 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// A multi-thread runtime with `workers` threads (0: one per CPU this
+/// process may run on).
+fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().build().expect("tokio runtime")
 }
 
 fn init_logging(config: &NodeConfig) {
