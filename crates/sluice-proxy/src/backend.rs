@@ -11,10 +11,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use sluice_model::{DrainId, UnixMillis};
 use tracing::{debug, info, warn};
@@ -22,6 +18,7 @@ use tracing::{debug, info, warn};
 use crate::connection::ConnectionMessage;
 use crate::data_plane::DrainReporter;
 use crate::drain::{Drain, DrainArgs, DrainMessage};
+use crate::upstream::UpstreamPool;
 use crate::ProxySettings;
 
 static NEXT_BACKEND_ID: AtomicU64 = AtomicU64::new(1);
@@ -33,9 +30,8 @@ pub(crate) struct BackendRuntime {
     pub id: u64,
     pub group: Arc<str>,
     pub addr: Arc<str>,
-    /// `http://addr` prefix for upstream URIs.
-    pub base_uri: String,
-    pub client: Client<HttpConnector, Incoming>,
+    /// Idle connections to the backend, and how to open more.
+    pub pool: Arc<UpstreamPool>,
     pub in_flight: AtomicU64,
     pub tunnels: AtomicU64,
     /// Set when a drain starts; from then the end of each piece of work
@@ -48,20 +44,17 @@ pub(crate) struct BackendRuntime {
 
 impl BackendRuntime {
     pub fn new(group: Arc<str>, addr: Arc<str>, settings: &ProxySettings) -> Arc<Self> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(settings.upstream_connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(settings.upstream_idle_timeout)
-            .pool_max_idle_per_host(settings.upstream_max_idle_per_backend)
-            .build(connector);
+        let pool = UpstreamPool::new(
+            addr.clone(),
+            settings.upstream_connect_timeout,
+            settings.upstream_idle_timeout,
+            settings.upstream_max_idle_per_backend,
+        );
         Arc::new(BackendRuntime {
             id: NEXT_BACKEND_ID.fetch_add(1, Ordering::Relaxed),
-            base_uri: format!("http://{addr}"),
             group,
             addr,
-            client,
+            pool,
             in_flight: AtomicU64::new(0),
             tunnels: AtomicU64::new(0),
             draining: AtomicBool::new(false),

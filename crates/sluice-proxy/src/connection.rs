@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
 use http::{Request, Response};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -41,6 +41,8 @@ use crate::ProxySettings;
 pub(crate) struct ConnCtx {
     port: u16,
     peer: SocketAddr,
+    /// The client's IP as a header value, for `X-Forwarded-For`.
+    peer_ip: http::HeaderValue,
     routes: Arc<ArcSwap<RoutingTable>>,
     metrics: Arc<Metrics>,
     me: ActorRef<ConnectionMessage>,
@@ -168,6 +170,8 @@ impl Actor for Connection {
         let ctx = Arc::new(ConnCtx {
             port: args.port,
             peer: args.peer,
+            peer_ip: http::HeaderValue::from_str(&args.peer.ip().to_string())
+                .expect("an IP address is a valid header value"),
             routes: args.routes,
             metrics: args.metrics,
             me: myself,
@@ -268,14 +272,14 @@ async fn handle_request(
     let websocket = is_websocket_upgrade(&req);
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let work = backend.start_request();
-    let upstream = match upstream_request(req, &backend.base_uri, ctx.peer.ip(), websocket) {
+    let upstream = match upstream_request(req, &backend.addr, &ctx.peer_ip, websocket) {
         Ok(r) => r,
         Err(e) => return Ok(fail(&ctx, e)),
     };
     let answer = tokio::select! {
         biased;
         _ = shutdown.cancelled() => Err(ForwardError::DrainDeadline { backend: backend.addr.to_string() }),
-        r = tokio::time::timeout(route.request_timeout, backend.client.request(upstream)) => match r {
+        r = tokio::time::timeout(route.request_timeout, backend.pool.send(upstream)) => match r {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(source)) => Err(ForwardError::Upstream { backend: backend.addr.to_string(), source }),
             Err(_) => Err(ForwardError::Timeout {
@@ -284,8 +288,8 @@ async fn handle_request(
             }),
         },
     };
-    let mut resp = match answer {
-        Ok(resp) => resp,
+    let (mut resp, conn) = match answer {
+        Ok(answer) => answer,
         Err(e) => {
             if matches!(e, ForwardError::DrainDeadline { .. }) {
                 Metrics::inc(&ctx.metrics.drain_cuts);
@@ -312,10 +316,20 @@ async fn handle_request(
             shutdown,
             tunnel_work,
         );
-        return Ok(downstream_response(resp, None));
+        return Ok(downstream_response(resp, None, None));
+    }
+    if resp.body().is_end_stream() {
+        // Nothing to stream (204, 304, `Content-Length: 0`): the request
+        // ends with its head and the connection can serve another one.
+        conn.release();
+        return Ok(downstream_response(resp, None, None));
     }
     ctx.streaming.store(backend.id, Ordering::Release);
-    Ok(downstream_response(resp, Some((work, ctx.clone()))))
+    Ok(downstream_response(
+        resp,
+        Some((work, ctx.clone())),
+        Some(conn),
+    ))
 }
 
 fn spawn_tunnel(

@@ -55,7 +55,7 @@ pub(crate) enum ForwardError {
     #[error("backend {backend} failed: {source}")]
     Upstream {
         backend: String,
-        source: hyper_util::client::legacy::Error,
+        source: crate::upstream::UpstreamError,
     },
     /// The backend did not answer within the listener's request timeout
     /// (upstream; 504, R9).

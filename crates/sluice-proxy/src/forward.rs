@@ -3,7 +3,6 @@
 //! the request timeout (R9) and the drain deadline (R3), and the bodies and
 //! error answers sluice sends itself.
 
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,14 +16,17 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use crate::backend::WorkGuard;
 use crate::connection::ConnCtx;
 use crate::error::ForwardError;
+use crate::upstream::UpstreamConn;
 
 /// Every response body sluice sends a client.
 pub(crate) enum ProxyBody {
     /// A backend's body, streamed; the guard counts the request in flight
-    /// until the body ends.
+    /// until the body ends, when the upstream connection goes back to its
+    /// pool.
     Upstream {
         inner: Incoming,
         work: Option<(WorkGuard, Arc<ConnCtx>)>,
+        conn: Option<UpstreamConn>,
     },
     /// A body sluice made itself.
     Full(Option<Bytes>),
@@ -49,11 +51,21 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            ProxyBody::Upstream { inner, work } => {
-                let polled = Pin::new(inner).poll_frame(cx);
-                if let Poll::Ready(None | Some(Err(_))) = &polled {
+            ProxyBody::Upstream { inner, work, conn } => {
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
+                let ended = match &polled {
+                    Poll::Ready(None) => Some(true),
+                    Poll::Ready(Some(Err(_))) => Some(false),
+                    Poll::Ready(Some(Ok(_))) if inner.is_end_stream() => Some(true),
+                    _ => None,
+                };
+                if let Some(clean) = ended {
                     if let Some((_, ctx)) = work.take() {
                         ctx.streaming.store(0, Ordering::Release);
+                    }
+                    match conn.take() {
+                        Some(c) if clean => c.release(),
+                        _ => {}
                     }
                 }
                 polled
@@ -133,7 +145,7 @@ fn header_has_token(h: &HeaderMap, name: &HeaderName, token: &str) -> bool {
 
 /// Headers that describe one hop and never travel further (RFC 9110 §7.6.1),
 /// beside those the `Connection` header names.
-const HOP_BY_HOP: [HeaderName; 6] = [
+static HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -143,48 +155,77 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 ];
 
 fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    // Names listed in Connection are hop-by-hop too.
-    let listed: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        if !(keep_upgrade && name == header::UPGRADE) {
+    // One pass over the names finds which are here (most messages carry
+    // `Connection` at most), so only those are hashed and removed.
+    let mut present = [false; 6];
+    let mut upgrade = false;
+    for name in h.keys() {
+        if *name == header::UPGRADE {
+            upgrade = true;
+        } else if let Some(i) = HOP_BY_HOP.iter().position(|hop| name == hop) {
+            present[i] = true;
+        }
+    }
+    if present[0] {
+        // Names listed in Connection are hop-by-hop too; `close`,
+        // `keep-alive` and `upgrade` are handled without a lookup.
+        let listed: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| {
+                !t.is_empty()
+                    && !["close", "keep-alive", "upgrade"]
+                        .iter()
+                        .any(|known| t.eq_ignore_ascii_case(known))
+            })
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in listed {
             h.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
-        h.remove(name);
+    for (name, here) in HOP_BY_HOP.iter().zip(present) {
+        if here {
+            h.remove(name);
+        }
     }
-    if !keep_upgrade {
+    if upgrade && !keep_upgrade {
         h.remove(header::UPGRADE);
     }
 }
 
-/// Rewrites a client request for `base_uri` (the backend).
+/// Rewrites a client request for the backend at `backend_addr`; `client_ip`
+/// is the client's address as a header value.
 pub(crate) fn upstream_request(
     req: Request<Incoming>,
-    base_uri: &str,
-    client_ip: IpAddr,
+    backend_addr: &str,
+    client_ip: &HeaderValue,
     websocket: bool,
 ) -> Result<Request<Incoming>, ForwardError> {
     let (mut parts, body) = req.into_parts();
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let mut uri = String::with_capacity(base_uri.len() + pq.len());
-    uri.push_str(base_uri);
-    uri.push_str(pq);
-    parts.uri = uri.parse::<Uri>().map_err(|_| ForwardError::BadRequest {
-        reason: "request target cannot be forwarded",
-    })?;
+    // The backend gets the origin form (`/path?query`), whatever form the
+    // client used.
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        parts.uri = pq.parse::<Uri>().map_err(|_| ForwardError::BadRequest {
+            reason: "request target cannot be forwarded",
+        })?;
+    }
     parts.version = Version::HTTP_11;
     let h = &mut parts.headers;
+    if !h.contains_key(header::HOST) {
+        // HTTP/1.1 requires one; an HTTP/1.0 client may have sent none.
+        if let Ok(v) = HeaderValue::from_str(backend_addr) {
+            h.insert(header::HOST, v);
+        }
+    }
     strip_hop_by_hop(h, false);
     if websocket {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -197,16 +238,21 @@ pub(crate) fn upstream_request(
     Ok(Request::from_parts(parts, body))
 }
 
-fn append_forwarded(h: &mut HeaderMap, client_ip: IpAddr) {
+fn append_forwarded(h: &mut HeaderMap, client_ip: &HeaderValue) {
     static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
     static XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
-    let ip = client_ip.to_string();
-    let xff = match h.get(&XFF).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
+    let xff = match h.get(&XFF).map(|v| v.as_bytes()) {
+        Some(prev) => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + client_ip.len());
+            v.extend_from_slice(prev);
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(client_ip.as_bytes());
+            HeaderValue::from_bytes(&v).ok()
+        }
+        None => Some(client_ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         h.insert(XFF.clone(), v);
     }
     h.insert(XFP.clone(), HeaderValue::from_static("http"));
@@ -219,6 +265,7 @@ fn append_forwarded(h: &mut HeaderMap, client_ip: IpAddr) {
 pub(crate) fn downstream_response(
     resp: Response<Incoming>,
     work: Option<(WorkGuard, Arc<ConnCtx>)>,
+    conn: Option<UpstreamConn>,
 ) -> Response<ProxyBody> {
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     let (mut parts, body) = resp.into_parts();
@@ -232,7 +279,11 @@ pub(crate) fn downstream_response(
         // The tunnel takes over the connection; there is no body.
         ProxyBody::empty()
     } else {
-        ProxyBody::Upstream { inner: body, work }
+        ProxyBody::Upstream {
+            inner: body,
+            work,
+            conn,
+        }
     };
     Response::from_parts(parts, body)
 }
@@ -263,7 +314,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.1.1.1"));
         h.insert(header::HOST, HeaderValue::from_static("shop.example"));
-        append_forwarded(&mut h, IpAddr::from([127, 0, 0, 9]));
+        append_forwarded(&mut h, &HeaderValue::from_static("127.0.0.9"));
         assert_eq!(h["x-forwarded-for"], "10.1.1.1, 127.0.0.9");
         assert_eq!(h["x-forwarded-host"], "shop.example");
         assert_eq!(h["x-forwarded-proto"], "http");

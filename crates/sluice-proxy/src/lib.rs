@@ -52,6 +52,7 @@ mod node;
 mod routing;
 mod settings;
 mod tunnel;
+mod upstream;
 
 pub use data_plane::{BackendStats, DataPlane, DrainReporter, ListenerStatus};
 pub use error::ProxyError;
