@@ -67,28 +67,7 @@ async fn serve_raw(sock: TcpStream, answer: Answer, seen: Arc<Seen>) {
                 break;
             }
         }
-        let lower = head.to_ascii_lowercase();
-        let mut body = Vec::new();
-        if let Some(n) = lower
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse::<usize>().ok())
-        {
-            body.resize(n, 0);
-            r.read_exact(&mut body).await.unwrap();
-        } else if lower.contains("transfer-encoding: chunked") {
-            loop {
-                let mut size = String::new();
-                r.read_line(&mut size).await.unwrap();
-                let n = usize::from_str_radix(size.trim(), 16).unwrap();
-                let mut chunk = vec![0; n + 2];
-                r.read_exact(&mut chunk).await.unwrap();
-                if n == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..n]);
-            }
-        }
+        let body = read_body(&mut r, &head).await;
         head.push_str(&String::from_utf8_lossy(&body));
         seen.requests.lock().unwrap().push(head);
         let out: &[u8] = match answer {
@@ -147,6 +126,12 @@ async fn exchange(conn: &mut BufReader<TcpStream>, request: &[u8]) -> (u16, Stri
         }
     }
     let status: u16 = head[9..12].parse().unwrap();
+    let body = read_body(conn, &head).await;
+    (status, head, String::from_utf8(body).unwrap())
+}
+
+/// Reads the body `head` announces: Content-Length, chunked, or none.
+async fn read_body(r: &mut BufReader<TcpStream>, head: &str) -> Vec<u8> {
     let lower = head.to_ascii_lowercase();
     let mut body = Vec::new();
     if let Some(n) = lower
@@ -155,21 +140,21 @@ async fn exchange(conn: &mut BufReader<TcpStream>, request: &[u8]) -> (u16, Stri
         .and_then(|v| v.trim().parse::<usize>().ok())
     {
         body.resize(n, 0);
-        conn.read_exact(&mut body).await.unwrap();
+        r.read_exact(&mut body).await.unwrap();
     } else if lower.contains("transfer-encoding: chunked") {
         loop {
             let mut size = String::new();
-            conn.read_line(&mut size).await.unwrap();
+            r.read_line(&mut size).await.unwrap();
             let n = usize::from_str_radix(size.trim(), 16).unwrap();
             let mut chunk = vec![0; n + 2];
-            conn.read_exact(&mut chunk).await.unwrap();
+            r.read_exact(&mut chunk).await.unwrap();
             if n == 0 {
                 break;
             }
             body.extend_from_slice(&chunk[..n]);
         }
     }
-    (status, head, String::from_utf8(body).unwrap())
+    body
 }
 
 async fn connect(listen: &str) -> BufReader<TcpStream> {
