@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
 use http::{Request, Response};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -30,11 +30,13 @@ use tracing::debug;
 use crate::backend::{BackendMessage, BackendRuntime};
 use crate::error::ForwardError;
 use crate::forward::{
-    downstream_response, error_response, is_websocket_upgrade, upstream_request, ProxyBody,
+    downstream_response, error_response, is_websocket_upgrade, switching_response,
+    upstream_request, ProxyBody,
 };
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 use crate::tunnel;
+use crate::upstream::{Answer, UpstreamError, UpstreamIo};
 use crate::ProxySettings;
 
 /// What the request path and the actor share for one connection.
@@ -234,7 +236,8 @@ async fn serve(ctx: Arc<ConnCtx>, stream: TcpStream, settings: Arc<ProxySettings
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
         .max_buf_size(settings.max_header_bytes)
-        .keep_alive(true);
+        .keep_alive(true)
+        .writev(false);
     {
         let conn = builder
             .serve_connection(TokioIo::new(io), service)
@@ -288,7 +291,7 @@ async fn handle_request(
             }),
         },
     };
-    let (mut resp, conn) = match answer {
+    let answer = match answer {
         Ok(answer) => answer,
         Err(e) => {
             if matches!(e, ForwardError::DrainDeadline { .. }) {
@@ -297,45 +300,47 @@ async fn handle_request(
             return Ok(fail(&ctx, e));
         }
     };
+    let resp = match (answer, client_upgrade) {
+        (Answer::Response(resp), _) => resp,
+        (Answer::Switching(head, backend_io), Some(client_upgrade)) => {
+            Metrics::inc(&ctx.metrics.requests_proxied);
+            // Counted as a tunnel before the request stops counting, so a
+            // draining backend never looks idle in between.
+            let tunnel_work = backend.start_tunnel();
+            drop(work);
+            Metrics::inc(&ctx.metrics.tunnels_opened);
+            spawn_tunnel(
+                &ctx,
+                client_upgrade,
+                backend_io,
+                backend,
+                shutdown,
+                tunnel_work,
+            );
+            return Ok(switching_response(head));
+        }
+        (Answer::Switching(..), None) => {
+            let source = UpstreamError::Invalid {
+                reason: "101 Switching Protocols to a request without Upgrade",
+            };
+            let backend = backend.addr.to_string();
+            return Ok(fail(&ctx, ForwardError::Upstream { backend, source }));
+        }
+    };
     Metrics::inc(&ctx.metrics.requests_proxied);
-    if let (Some(client_upgrade), true) = (
-        client_upgrade,
-        resp.status() == http::StatusCode::SWITCHING_PROTOCOLS,
-    ) {
-        let backend_upgrade = hyper::upgrade::on(&mut resp);
-        // Counted as a tunnel before the request stops counting, so a
-        // draining backend never looks idle in between.
-        let tunnel_work = backend.start_tunnel();
-        drop(work);
-        Metrics::inc(&ctx.metrics.tunnels_opened);
-        spawn_tunnel(
-            &ctx,
-            client_upgrade,
-            backend_upgrade,
-            backend,
-            shutdown,
-            tunnel_work,
-        );
-        return Ok(downstream_response(resp, None, None));
-    }
-    if resp.body().is_end_stream() {
-        // Nothing to stream (204, 304, `Content-Length: 0`): the request
-        // ends with its head and the connection can serve another one.
-        conn.release();
-        return Ok(downstream_response(resp, None, None));
+    if resp.body().is_complete() {
+        // Read whole with its head (or empty): the backend is done with
+        // this request, only the client has yet to get it.
+        return Ok(downstream_response(resp, None));
     }
     ctx.streaming.store(backend.id, Ordering::Release);
-    Ok(downstream_response(
-        resp,
-        Some((work, ctx.clone())),
-        Some(conn),
-    ))
+    Ok(downstream_response(resp, Some((work, ctx.clone()))))
 }
 
 fn spawn_tunnel(
     ctx: &Arc<ConnCtx>,
     client_upgrade: hyper::upgrade::OnUpgrade,
-    backend_upgrade: hyper::upgrade::OnUpgrade,
+    backend_io: UpstreamIo,
     backend: Arc<BackendRuntime>,
     shutdown: CancellationToken,
     work: crate::backend::WorkGuard,
@@ -343,7 +348,7 @@ fn spawn_tunnel(
     ctx.task_started();
     let task_ctx = ctx.clone();
     let handle = tokio::spawn(async move {
-        if tunnel::relay(client_upgrade, backend_upgrade, backend, shutdown, work).await {
+        if tunnel::relay(client_upgrade, backend_io, backend, shutdown, work).await {
             Metrics::inc(&task_ctx.metrics.drain_cuts);
         }
         task_ctx.task_ended();

@@ -10,23 +10,21 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, Uri, Version};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::backend::WorkGuard;
 use crate::connection::ConnCtx;
 use crate::error::ForwardError;
-use crate::upstream::UpstreamConn;
+use crate::upstream::{UpstreamBody, UpstreamError};
 
 /// Every response body sluice sends a client.
 pub(crate) enum ProxyBody {
     /// A backend's body, streamed; the guard counts the request in flight
-    /// until the body ends, when the upstream connection goes back to its
-    /// pool.
+    /// until the body ends.
     Upstream {
-        inner: Incoming,
+        inner: UpstreamBody,
         work: Option<(WorkGuard, Arc<ConnCtx>)>,
-        conn: Option<UpstreamConn>,
     },
     /// A body sluice made itself.
     Full(Option<Bytes>),
@@ -44,28 +42,23 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UpstreamError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         match self.get_mut() {
-            ProxyBody::Upstream { inner, work, conn } => {
+            ProxyBody::Upstream { inner, work } => {
                 let polled = Pin::new(&mut *inner).poll_frame(cx);
                 let ended = match &polled {
-                    Poll::Ready(None) => Some(true),
-                    Poll::Ready(Some(Err(_))) => Some(false),
-                    Poll::Ready(Some(Ok(_))) if inner.is_end_stream() => Some(true),
-                    _ => None,
+                    Poll::Ready(None | Some(Err(_))) => true,
+                    Poll::Ready(Some(Ok(_))) => inner.is_end_stream(),
+                    Poll::Pending => false,
                 };
-                if let Some(clean) = ended {
+                if ended {
                     if let Some((_, ctx)) = work.take() {
                         ctx.streaming.store(0, Ordering::Release);
-                    }
-                    match conn.take() {
-                        Some(c) if clean => c.release(),
-                        _ => {}
                     }
                 }
                 polled
@@ -145,7 +138,7 @@ fn header_has_token(h: &HeaderMap, name: &HeaderName, token: &str) -> bool {
 
 /// Headers that describe one hop and never travel further (RFC 9110 §7.6.1),
 /// beside those the `Connection` header names.
-static HOP_BY_HOP: [HeaderName; 6] = [
+pub(crate) static HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -261,31 +254,24 @@ fn append_forwarded(h: &mut HeaderMap, client_ip: &HeaderValue) {
     }
 }
 
-/// Rewrites a backend's response for the client.
+/// A backend's response for the client (the upstream side left out its
+/// hop-by-hop headers as it parsed them); the guard counts the request in
+/// flight until its body ends.
 pub(crate) fn downstream_response(
-    resp: Response<Incoming>,
+    resp: Response<UpstreamBody>,
     work: Option<(WorkGuard, Arc<ConnCtx>)>,
-    conn: Option<UpstreamConn>,
 ) -> Response<ProxyBody> {
-    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    let (mut parts, body) = resp.into_parts();
-    strip_hop_by_hop(&mut parts.headers, switching);
-    if switching {
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
-    let body = if switching {
-        // The tunnel takes over the connection; there is no body.
-        ProxyBody::empty()
-    } else {
-        ProxyBody::Upstream {
-            inner: body,
-            work,
-            conn,
-        }
-    };
-    Response::from_parts(parts, body)
+    resp.map(|inner| ProxyBody::Upstream { inner, work })
+}
+
+/// A backend's `101 Switching Protocols` for the client; the tunnel takes
+/// over the connection, there is no body.
+pub(crate) fn switching_response(resp: Response<()>) -> Response<ProxyBody> {
+    let (mut parts, ()) = resp.into_parts();
+    parts
+        .headers
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    Response::from_parts(parts, ProxyBody::empty())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
@@ -17,8 +18,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::backend::{BackendRuntime, WorkGuard};
+use crate::upstream::UpstreamIo;
 
-type Ws = WebSocketStream<TokioIo<Upgraded>>;
+type ClientWs = WebSocketStream<TokioIo<Upgraded>>;
+type BackendWs = WebSocketStream<UpstreamIo>;
+
+/// Either side's socket.
+trait Io: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
 
 /// How long a closing side may take to answer a Close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -35,13 +42,13 @@ fn config() -> WebSocketConfig {
 /// Relays one tunnel until either side closes or `shutdown` fires.
 pub(crate) async fn relay(
     client_upgrade: OnUpgrade,
-    backend_upgrade: OnUpgrade,
+    backend_io: UpstreamIo,
     backend: Arc<BackendRuntime>,
     shutdown: CancellationToken,
     work: WorkGuard,
 ) -> bool {
-    let (client, server) = match tokio::try_join!(client_upgrade, backend_upgrade) {
-        Ok(pair) => pair,
+    let client = match client_upgrade.await {
+        Ok(client) => client,
         Err(e) => {
             debug!(backend = %backend.addr, error = %e, "websocket upgrade failed");
             return false;
@@ -50,7 +57,7 @@ pub(crate) async fn relay(
     let mut client =
         WebSocketStream::from_raw_socket(TokioIo::new(client), Role::Server, Some(config())).await;
     let mut server =
-        WebSocketStream::from_raw_socket(TokioIo::new(server), Role::Client, Some(config())).await;
+        WebSocketStream::from_raw_socket(backend_io, Role::Client, Some(config())).await;
     let cut = loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -76,8 +83,8 @@ pub(crate) async fn relay(
 /// Passes one message on; returns whether the tunnel stays open.
 async fn forward(
     msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-    from: &mut Ws,
-    to: &mut Ws,
+    from: &mut WebSocketStream<impl Io>,
+    to: &mut WebSocketStream<impl Io>,
 ) -> bool {
     match msg {
         Some(Ok(Message::Close(frame))) => {
@@ -97,7 +104,7 @@ async fn forward(
     }
 }
 
-async fn going_away(client: &mut Ws, server: &mut Ws) {
+async fn going_away(client: &mut ClientWs, server: &mut BackendWs) {
     let frame = || CloseFrame {
         code: CloseCode::Away,
         reason: "backend draining: deadline reached".into(),
@@ -109,6 +116,6 @@ async fn going_away(client: &mut Ws, server: &mut Ws) {
     .await;
 }
 
-async fn drain_to_end(ws: &mut Ws) {
+async fn drain_to_end(ws: &mut WebSocketStream<impl Io>) {
     while let Some(Ok(_)) = ws.next().await {}
 }
