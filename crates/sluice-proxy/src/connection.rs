@@ -5,7 +5,8 @@
 //!
 //! Per request: one `ArcSwap` load, one atomic pick, one uncontended
 //! per-connection lock to find this connection's shutdown token for the
-//! chosen backend. A connection registers with a backend once.
+//! chosen backend, and the backend pool's pop and push of an idle upstream
+//! connection. A connection registers with a backend once.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
