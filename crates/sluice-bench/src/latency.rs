@@ -6,6 +6,7 @@
 use crate::bench::{Params, Setup};
 use crate::fixed_rate::{self, FixedRateResult};
 use crate::quiet::{wait_quiet, Quiet};
+use crate::report::thousands;
 use crate::stack::Target;
 use crate::stats::median;
 use crate::throughput::{contended_note, ThroughputResult};
@@ -106,16 +107,20 @@ pub fn choose_rate(given: Option<u32>, throughput: Option<&ThroughputResult>) ->
             (
                 rate,
                 format!(
-                    "half the slowest target's keep-alive throughput ({} at {rps:.0} req/s), below the default {DEFAULT_RATE}/s",
-                    who.label()
+                    "half the slowest target's keep-alive throughput: {} did {} req/s closed-loop, \
+                     below twice the default {}/s",
+                    who.label(),
+                    thousands(rps),
+                    thousands(f64::from(DEFAULT_RATE))
                 ),
             )
         }
         Some((rps, who)) => (
             DEFAULT_RATE,
             format!(
-                "the default; every target sustains it (the slowest, {}, did {rps:.0} req/s closed-loop)",
-                who.label()
+                "the default; every target sustains it: the slowest, {}, did {} req/s closed-loop",
+                who.label(),
+                thousands(rps)
             ),
         ),
         None => (DEFAULT_RATE, "the default".to_string()),

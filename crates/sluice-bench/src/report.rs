@@ -65,7 +65,7 @@ fn verdict(met: Option<bool>) -> &'static str {
 }
 
 /// `12,345`.
-fn thousands(v: f64) -> String {
+pub fn thousands(v: f64) -> String {
     if !v.is_finite() {
         return "-".into();
     }
