@@ -54,6 +54,8 @@ pub struct NodeOptions {
     pub data_address: IpAddr,
     /// The admin bearer token.
     pub token: String,
+    /// `[node] worker_threads` (`None`: left out, the node's default).
+    pub worker_threads: Option<usize>,
     /// Appended verbatim to the generated TOML (e.g. `[cluster]` tables).
     pub extra_toml: String,
 }
@@ -66,6 +68,7 @@ impl NodeOptions {
             admin: SocketAddr::from((Ipv4Addr::LOCALHOST, free_port())),
             data_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             token: random_token(),
+            worker_threads: None,
             extra_toml: String::new(),
         }
     }
@@ -360,8 +363,12 @@ impl std::fmt::Debug for NodeProcess {
 
 /// The node config file, as described in the module docs.
 fn render_config(opts: &NodeOptions, data_dir: &Path) -> String {
+    let workers = opts
+        .worker_threads
+        .map(|n| format!("worker_threads = {n}\n"))
+        .unwrap_or_default();
     let mut toml = format!(
-        "[node]\nid = {}\ndata_dir = {}\ndata_address = {}\n[admin]\nlisten = {}\ntoken = {}\n",
+        "[node]\nid = {}\ndata_dir = {}\ndata_address = {}\n{workers}[admin]\nlisten = {}\ntoken = {}\n",
         opts.node_id,
         toml_string(&data_dir.to_string_lossy()),
         toml_string(&opts.data_address.to_string()),
@@ -512,6 +519,7 @@ mod tests {
             admin: "127.0.0.1:7070".parse().unwrap(),
             data_address: "127.0.0.1".parse().unwrap(),
             token: "t0k\"en".into(),
+            worker_threads: None,
             extra_toml: "[cluster]\npeers = []".into(),
         };
         let text = render_config(&opts, Path::new("/tmp/x\\y/data"));
@@ -520,6 +528,12 @@ mod tests {
             "[node]\nid = 3\ndata_dir = \"/tmp/x\\\\y/data\"\ndata_address = \"127.0.0.1\"\n\
              [admin]\nlisten = \"127.0.0.1:7070\"\ntoken = \"t0k\\\"en\"\n[cluster]\npeers = []\n"
         );
+        let one = NodeOptions {
+            worker_threads: Some(1),
+            ..opts
+        };
+        assert!(render_config(&one, Path::new("d"))
+            .starts_with("[node]\nid = 3\ndata_dir = \"d\"\ndata_address = \"127.0.0.1\"\nworker_threads = 1\n[admin]\n"));
     }
 
     #[test]

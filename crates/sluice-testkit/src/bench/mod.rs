@@ -182,6 +182,24 @@ pub async fn run(params: &Params, command: String) -> anyhow::Result<Report> {
     })
 }
 
+/// Resolves on Ctrl-C or SIGTERM, with what happened: a benchmark
+/// `select!`s on it so that an interruption drops (and so stops) every
+/// process it started.
+pub async fn interrupted() -> &'static str {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted (Ctrl-C)",
+        _ = term => "terminated (SIGTERM)",
+    }
+}
+
 /// Aborts a background task when dropped, so an early return (an error)
 /// leaves nothing running.
 pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);

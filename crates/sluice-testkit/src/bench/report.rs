@@ -63,6 +63,44 @@ impl Machine {
     }
 }
 
+impl Machine {
+    /// The list items a benchmark report starts with: the date, the
+    /// machine, and the sluice binary (as the command line named it) with
+    /// its version and commit.
+    pub fn header_lines(&self, started: SystemTime, sluice_as_given: &Path) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "- date: {} (UTC)",
+            humantime::format_rfc3339_seconds(started)
+        );
+        let _ = writeln!(
+            s,
+            "- machine: {} CPUs (nproc), {}, {} RAM, Linux {}; load average at the start {}",
+            self.cpus,
+            self.cpu_model,
+            bytes(self.memory),
+            self.kernel,
+            self.loadavg
+        );
+        let _ = writeln!(
+            s,
+            "- sluice: `{}` ({}){}",
+            sluice_as_given.display(),
+            if self.sluice_version.is_empty() {
+                "version unknown"
+            } else {
+                &self.sluice_version
+            },
+            self.commit
+                .as_ref()
+                .map(|c| format!(", commit {c}"))
+                .unwrap_or_default()
+        );
+        s
+    }
+}
+
 /// The value of the first `name : value` line.
 fn field(text: &str, name: &str) -> Option<String> {
     text.lines().find_map(|l| {
@@ -122,37 +160,9 @@ impl Report {
     }
 
     fn header(&self, s: &mut String) {
-        let m = &self.machine;
         let p = &self.params;
         let _ = writeln!(s, "## sluice cluster benchmark\n");
-        let _ = writeln!(
-            s,
-            "- date: {} (UTC)",
-            humantime::format_rfc3339_seconds(self.started)
-        );
-        let _ = writeln!(
-            s,
-            "- machine: {} CPUs (nproc), {}, {} RAM, Linux {}; load average at the start {}",
-            m.cpus,
-            m.cpu_model,
-            bytes(m.memory),
-            m.kernel,
-            m.loadavg
-        );
-        let _ = writeln!(
-            s,
-            "- sluice: `{}` ({}){}",
-            p.sluice_as_given.display(),
-            if m.sluice_version.is_empty() {
-                "version unknown"
-            } else {
-                &m.sluice_version
-            },
-            m.commit
-                .as_ref()
-                .map(|c| format!(", commit {c}"))
-                .unwrap_or_default()
-        );
+        s.push_str(&self.machine.header_lines(self.started, &p.sluice_as_given));
         let _ = writeln!(s, "- command: `{}`", self.command);
         let _ = writeln!(
             s,

@@ -103,22 +103,6 @@ impl Args {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn interrupted() -> &'static str {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "interrupted (Ctrl-C)",
-        _ = term => "terminated (SIGTERM)",
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     match run().await {
@@ -144,7 +128,7 @@ async fn run() -> anyhow::Result<bool> {
     // Dropping the benchmark future drops the cluster, which kills the nodes.
     let report = tokio::select! {
         r = bench::run(&params, command) => r?,
-        why = interrupted() => bail!("{why}; the nodes were stopped"),
+        why = bench::interrupted() => bail!("{why}; the nodes were stopped"),
     };
     let markdown = report.markdown();
     print!("{markdown}");

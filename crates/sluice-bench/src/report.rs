@@ -1,0 +1,580 @@
+//! The results as one markdown document: a header (date, machine,
+//! versions, limits, parameters), the targets with met / not met, one
+//! table per case with what its columns mean, and anything that failed.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use sluice_testkit::bench::propagation::PropagationResult;
+use sluice_testkit::bench::report::Machine;
+use sluice_testkit::bench::stats::{bytes, ms, Summary};
+
+use crate::bench::Params;
+use crate::drain::{fmt_ms, DrainResult, ON_TIME};
+use crate::hold::Mode;
+use crate::idle;
+use crate::latency::LatencyResult;
+use crate::stack::Target;
+use crate::throughput::ThroughputResult;
+
+/// C2: p99 of "removal returned → last node stops routing to it".
+const PROPAGATION_TARGET: Duration = Duration::from_millis(50);
+/// sluice's idle tunnel may cost at most this many times HAProxy's.
+const TUNNEL_MEMORY_FACTOR: f64 = 2.0;
+
+/// Versions of the tools, as they print them.
+#[derive(Clone, Debug, Default)]
+pub struct Versions {
+    pub haproxy: String,
+    pub nginx: String,
+    pub wrk: String,
+    pub rustc: String,
+}
+
+/// Everything measured.
+#[derive(Debug)]
+pub struct Report {
+    pub started: SystemTime,
+    pub machine: Machine,
+    pub versions: Versions,
+    pub load_cpus: String,
+    pub server_cpus: String,
+    pub throughput: Option<ThroughputResult>,
+    pub latency: Option<LatencyResult>,
+    pub idle: Vec<idle::Row>,
+    pub drain: Option<DrainResult>,
+    pub propagation: Option<PropagationResult>,
+    pub total: Duration,
+}
+
+/// A target: what, the figures behind the verdict, and the verdict
+/// (`None`: not measured in this run).
+#[derive(Debug)]
+pub struct Goal {
+    pub what: String,
+    pub figures: String,
+    pub met: Option<bool>,
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "**not met**",
+        None => "not measured",
+    }
+}
+
+/// `12,345`.
+pub fn thousands(v: f64) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if v < 0.0 && digits != "0" {
+        out.insert(0, '-');
+    }
+    out
+}
+
+fn num(v: f64, decimals: usize) -> String {
+    if v.is_finite() {
+        format!("{v:.decimals$}")
+    } else {
+        "-".into()
+    }
+}
+
+impl Report {
+    /// The targets, in the order the brief lists them.
+    pub fn goals(&self) -> Vec<Goal> {
+        let mut goals = Vec::new();
+        let tp = self.throughput.as_ref();
+        let levels: Vec<usize> = tp.map_or_else(Vec::new, |t| {
+            let mut c: Vec<usize> = t.runs.iter().map(|r| r.conns).collect();
+            c.sort_unstable();
+            c.dedup();
+            c
+        });
+        let pair = |c: usize| {
+            tp.and_then(|t| Some((t.row(c, Target::Sluice)?, t.row(c, Target::Haproxy)?)))
+        };
+        if levels.is_empty() {
+            goals.push(Goal {
+                what: "sluice keep-alive req/s ≥ HAProxy's".into(),
+                figures: String::new(),
+                met: None,
+            });
+        }
+        for &c in &levels {
+            let (what, figures, met) = match pair(c) {
+                Some((s, h)) => (
+                    format!("sluice keep-alive req/s ≥ HAProxy's at {c} connections"),
+                    format!(
+                        "{} vs {} req/s ({:.2}×)",
+                        thousands(s.rps),
+                        thousands(h.rps),
+                        s.rps / h.rps
+                    ),
+                    Some(s.rps >= h.rps),
+                ),
+                None => (
+                    format!("sluice keep-alive req/s ≥ HAProxy's at {c} connections"),
+                    String::new(),
+                    None,
+                ),
+            };
+            goals.push(Goal { what, figures, met });
+        }
+        for &c in &levels {
+            let g = match pair(c) {
+                Some((s, h)) => {
+                    let (se, he) = (
+                        s.extra_cpu_us.unwrap_or(f64::NAN),
+                        h.extra_cpu_us.unwrap_or(f64::NAN),
+                    );
+                    Goal {
+                        what: format!("sluice extra CPU µs/request ≤ HAProxy's at {c} connections"),
+                        figures: format!("{} vs {} µs", num(se, 2), num(he, 2)),
+                        met: (se.is_finite() && he.is_finite()).then_some(se <= he),
+                    }
+                }
+                None => Goal {
+                    what: format!("sluice extra CPU µs/request ≤ HAProxy's at {c} connections"),
+                    figures: String::new(),
+                    met: None,
+                },
+            };
+            goals.push(g);
+        }
+        let lat = self
+            .latency
+            .as_ref()
+            .and_then(|l| Some((l.rate, l.row(Target::Sluice)?, l.row(Target::Haproxy)?)));
+        goals.push(match lat {
+            Some((rate, s, h)) => Goal {
+                what: format!(
+                    "sluice fixed-rate p99 ≤ HAProxy's ({} req/s)",
+                    thousands(f64::from(rate))
+                ),
+                figures: format!("{} vs {} µs", thousands(s.p99_us), thousands(h.p99_us)),
+                met: Some(s.p99_us <= h.p99_us),
+            },
+            None => Goal {
+                what: "sluice fixed-rate p99 ≤ HAProxy's".into(),
+                figures: String::new(),
+                met: None,
+            },
+        });
+        let tunnel = |t: Target| {
+            self.idle
+                .iter()
+                .find(|r| r.target == t && r.mode == Mode::Ws)
+                .map(idle::Row::kib_per_conn)
+        };
+        goals.push(match (tunnel(Target::Sluice), tunnel(Target::Haproxy)) {
+            (Some(s), Some(h)) => Goal {
+                what: format!(
+                    "sluice idle WebSocket tunnel memory ≤ {TUNNEL_MEMORY_FACTOR} × HAProxy's"
+                ),
+                figures: format!(
+                    "{s:.2} vs {h:.2} KiB (limit {:.2})",
+                    h * TUNNEL_MEMORY_FACTOR
+                ),
+                met: Some(s <= h * TUNNEL_MEMORY_FACTOR),
+            },
+            _ => Goal {
+                what: format!(
+                    "sluice idle WebSocket tunnel memory ≤ {TUNNEL_MEMORY_FACTOR} × HAProxy's"
+                ),
+                figures: String::new(),
+                met: None,
+            },
+        });
+        goals.push(match &self.drain {
+            Some(d) => Goal {
+                what: format!(
+                    "drain fan-out: every tunnel closed (1001) within {} of the deadline",
+                    humantime::format_duration(ON_TIME)
+                ),
+                figures: format!(
+                    "{} of {} tunnels, last {} ms after the deadline",
+                    d.report.closes_1001,
+                    d.tunnels,
+                    fmt_ms(d.last_ms())
+                ),
+                met: Some(d.all_on_time()),
+            },
+            None => Goal {
+                what: "drain fan-out: every tunnel closed within 1 s of the deadline".into(),
+                figures: String::new(),
+                met: None,
+            },
+        });
+        goals.push(match &self.propagation {
+            Some(p) => {
+                let s = p.return_to_stop();
+                Goal {
+                    what: "propagation p99 < 50 ms".into(),
+                    figures: format!("p99 {} over {} removals", ms(s.p99), p.rounds),
+                    met: Some(p.rounds > 0 && s.p99 < PROPAGATION_TARGET),
+                }
+            }
+            None => Goal {
+                what: "propagation p99 < 50 ms".into(),
+                figures: String::new(),
+                met: None,
+            },
+        });
+        goals
+    }
+
+    /// What did not work (failed requests, connections dropped, tunnels
+    /// not closed); empty when everything did.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(t) = &self.throughput {
+            for r in t.runs.iter().filter(|r| r.wrk.errors > 0) {
+                out.push(format!(
+                    "wrk against {} ({} connections, rep {}): {} errors",
+                    r.target.label(),
+                    r.conns,
+                    r.rep,
+                    r.wrk.errors
+                ));
+            }
+        }
+        if let Some(l) = &self.latency {
+            for r in l.runs.iter().filter(|r| r.result.errors > 0) {
+                out.push(format!(
+                    "fixed rate against {} (rep {}): {} failed requests, first: {}",
+                    r.target.label(),
+                    r.rep,
+                    r.result.errors,
+                    r.result.first_error.as_deref().unwrap_or("?")
+                ));
+            }
+        }
+        for r in self.idle.iter().filter(|r| r.alive < r.n) {
+            out.push(format!(
+                "idle {} through {}: {} of {} held connections were closed",
+                r.mode.label(),
+                r.target.label(),
+                r.n - r.alive,
+                r.n
+            ));
+        }
+        if let Some(d) = &self.drain {
+            if d.report.closes_1001 < d.tunnels {
+                out.push(format!(
+                    "drain: {} of {} tunnels were not closed with 1001 ({} other Close codes, {} dropped without Close, {} still open {} after the deadline)",
+                    d.tunnels - d.report.closes_1001,
+                    d.tunnels,
+                    d.report.other_closes,
+                    d.report.dropped,
+                    d.report.alive,
+                    humantime::format_duration(d.grace)
+                ));
+            }
+        }
+        out
+    }
+
+    /// The whole document.
+    pub fn markdown(&self, p: &Params) -> String {
+        let mut s = String::new();
+        self.header(&mut s, p);
+        self.goals_section(&mut s);
+        self.throughput_section(&mut s, p);
+        self.latency_section(&mut s);
+        self.idle_section(&mut s, p);
+        self.drain_section(&mut s, p);
+        self.propagation_section(&mut s);
+        let problems = self.problems();
+        if !problems.is_empty() {
+            let _ = writeln!(s, "## Problems\n");
+            for pr in problems {
+                let _ = writeln!(s, "- {pr}");
+            }
+            let _ = writeln!(s);
+        }
+        s
+    }
+
+    fn header(&self, s: &mut String, p: &Params) {
+        let m = &self.machine;
+        let v = &self.versions;
+        let _ = writeln!(s, "# sluice side by side with HAProxy and nginx\n");
+        if p.smoke {
+            let _ = writeln!(
+                s,
+                "**Smoke run (`--smoke`): every case once, minimal sizes; the figures mean nothing.**\n"
+            );
+        }
+        s.push_str(&m.header_lines(self.started, &p.sluice_as_given));
+        let _ = writeln!(
+            s,
+            "- peers and tools: {}; {}; {}; {}",
+            v.haproxy, v.nginx, v.wrk, v.rustc
+        );
+        let _ = writeln!(
+            s,
+            "- layout: loopback only; wrk (one thread) and our load generators pinned to CPU {}; \
+             the backend and the proxy under test pinned to CPU {} (sluice `worker_threads = 1`, \
+             HAProxy `nbthread 1`, nginx `worker_processes 1`); round robin over two backends, \
+             keep-alive on both sides, no health checks, no access logs",
+            self.load_cpus, self.server_cpus
+        );
+        let _ = writeln!(
+            s,
+            "- open files: hard limit {} per process (soft {}); a proxied connection holds 2 descriptors in the proxy, \
+             so held connections are capped at ({} − 1000) / 2 = {}",
+            p.fd_hard,
+            p.fd_soft,
+            p.fd_hard,
+            thousands(p.conn_cap as f64)
+        );
+        let _ = writeln!(
+            s,
+            "- parameters: wrk runs of {} × {} repetitions at {} connections; fixed rate {} over {} connections for {} per run; \
+             idle N = {}{}; drain N = {}{}, drain timeout {}; {} removals; quiet check: ≤ {}% CPU (summed over CPUs), wait up to {}",
+            humantime::format_duration(p.duration),
+            p.reps,
+            p.conns.iter().map(ToString::to_string).collect::<Vec<_>>().join(" and "),
+            self.latency
+                .as_ref()
+                .map_or_else(|| "(not run)".to_string(), |l| format!("{} req/s ({})", thousands(f64::from(l.rate)), l.rate_reason)),
+            p.rate_conns,
+            humantime::format_duration(p.rate_duration),
+            thousands(p.idle_n as f64),
+            capped_note(p.idle_requested, p.idle_n),
+            thousands(p.drain_n as f64),
+            capped_note(p.drain_requested, p.drain_n),
+            humantime::format_duration(p.drain_timeout),
+            p.removals,
+            p.quiet_threshold,
+            humantime::format_duration(p.quiet_wait)
+        );
+        let _ = writeln!(
+            s,
+            "- command: `{}`; `bench/compare.sh [args]` installs the peers (Debian packages), builds sluice and \
+             sluice-bench and runs this",
+            p.command
+        );
+        let _ = writeln!(s, "- total run time: {:.0} s\n", self.total.as_secs_f64());
+    }
+
+    fn goals_section(&self, s: &mut String) {
+        let _ = writeln!(s, "## Targets\n");
+        let _ = writeln!(s, "Ratios within this run (same machine, same minutes).\n");
+        let _ = writeln!(s, "| target | figures | verdict |");
+        let _ = writeln!(s, "|---|---|---|");
+        for g in self.goals() {
+            let _ = writeln!(s, "| {} | {} | {} |", g.what, g.figures, verdict(g.met));
+        }
+        let _ = writeln!(s);
+    }
+
+    fn throughput_section(&self, s: &mut String, p: &Params) {
+        let Some(t) = &self.throughput else { return };
+        let _ = writeln!(s, "## a. Keep-alive throughput and latency\n");
+        let _ = writeln!(
+            s,
+            "`wrk -t1 -c<conns> -d{} --latency`, targets interleaved within each repetition; medians over {} repetition(s). \
+             req/s, p50 and p99 are wrk's; CPU µs/req is the user + system CPU time of the server side \
+             (nginx backend + proxy, all threads and processes) over the run divided by the requests; \
+             extra = proxied − direct (the proxy's own cost per request); contended = runs that started on a busy machine.\n",
+            humantime::format_duration(p.duration),
+            p.reps
+        );
+        let _ = writeln!(s, "| conns | target | req/s | p50 µs | p99 µs | CPU µs/req | extra CPU µs/req over direct | errors | contended runs |");
+        let _ = writeln!(s, "|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+        for r in t.rows() {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {}/{} |",
+                r.conns,
+                r.target.label(),
+                thousands(r.rps),
+                thousands(r.p50_us),
+                thousands(r.p99_us),
+                num(r.cpu_us, 2),
+                r.extra_cpu_us
+                    .map_or_else(|| "—".to_string(), |e| num(e, 2)),
+                r.errors,
+                r.contended,
+                r.runs
+            );
+        }
+        let _ = writeln!(s);
+    }
+
+    fn latency_section(&self, s: &mut String) {
+        let Some(l) = &self.latency else { return };
+        let _ = writeln!(s, "## b. Fixed-rate latency\n");
+        let _ = writeln!(
+            s,
+            "{} req/s spread over {} keep-alive connections by our open-loop generator; a request's latency counts from \
+             when it was due (when its connection was still busy) so a stall is not hidden (no coordinated omission). \
+             Percentiles in µs, medians over the repetitions; max over all; behind = requests whose connection was still \
+             busy when they were due.\n",
+            thousands(f64::from(l.rate)),
+            l.conns
+        );
+        let _ = writeln!(s, "| target | p50 µs | p99 µs | p99.9 µs | max µs | requests | behind | errors | contended runs |");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for r in l.rows() {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {}/{} |",
+                r.target.label(),
+                thousands(r.p50_us),
+                thousands(r.p99_us),
+                thousands(r.p999_us),
+                thousands(r.max_us as f64),
+                thousands(r.sent as f64),
+                r.behind,
+                r.errors,
+                r.contended,
+                r.runs
+            );
+        }
+        let _ = writeln!(s);
+    }
+
+    fn idle_section(&self, s: &mut String, p: &Params) {
+        if self.idle.is_empty() {
+            return;
+        }
+        let _ = writeln!(s, "## c. Idle memory\n");
+        let _ = writeln!(
+            s,
+            "A fresh proxy per row; {} connections opened and closed first, then the proxy's RSS (VmRSS of it and its \
+             child processes) is read, N connections are opened with one exchange each (HTTP: `GET /` and its `200`; \
+             WebSocket: upgrade, `101`, one masked text frame and its echo) and held, and the RSS is read again \
+             ({} after each step). KiB/conn = growth / N; backend conns = proxy → backend connections open meanwhile; \
+             still open = held connections the proxy had not closed; opened in = time to open the N.\n",
+            p.idle_warmup,
+            humantime::format_duration(p.settle)
+        );
+        let _ = writeln!(s, "| connection | proxy | N | RSS before | RSS held | KiB/conn | backend conns | still open | opened in |");
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &self.idle {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {:.2} | {} | {} | {:.1} s |",
+                r.mode.label(),
+                r.target.label(),
+                thousands(r.n as f64),
+                bytes(r.rss_before_kib * 1024),
+                bytes(r.rss_after_kib * 1024),
+                r.kib_per_conn(),
+                thousands(r.backend_conns as f64),
+                thousands(r.alive as f64),
+                r.open_time.as_secs_f64()
+            );
+        }
+        let _ = writeln!(s);
+    }
+
+    fn drain_section(&self, s: &mut String, p: &Params) {
+        let Some(d) = &self.drain else { return };
+        let _ = writeln!(s, "## d. Drain fan-out (sluice)\n");
+        let _ = writeln!(
+            s,
+            "N WebSocket tunnels through one sluice node to one backend, which is then removed with a {} drain. \
+             The deadline is the absolute one in the removal's answer (`drain.deadline_ms`); the client records the \
+             wall-clock arrival of each Close 1001. 100,000 tunnels do not fit the per-process open-files limit \
+             ({} here: the proxy needs 2 descriptors per tunnel), so the case runs with N = {}.\n",
+            humantime::format_duration(d.drain_timeout),
+            p.fd_hard,
+            thousands(d.tunnels as f64)
+        );
+        let _ = writeln!(s, "| tunnels | Close 1001 received | deadline → first Close 1001 | deadline → last Close 1001 | all within 1 s | removal call |");
+        let _ = writeln!(s, "|---:|---:|---:|---:|---|---:|");
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} ms | {} ms | {} | {} |\n",
+            thousands(d.tunnels as f64),
+            thousands(d.report.closes_1001 as f64),
+            fmt_ms(d.first_ms()),
+            fmt_ms(d.last_ms()),
+            if d.all_on_time() { "yes" } else { "**no**" },
+            ms(d.remove_call)
+        );
+    }
+
+    fn propagation_section(&self, s: &mut String) {
+        let Some(p) = &self.propagation else { return };
+        let _ = writeln!(s, "## e. Cluster propagation\n");
+        let _ = writeln!(
+            s,
+            "Three local sluice nodes (not pinned); per round a backend is added, then removed through a follower: \
+             time from the `DELETE` call's return to the last node no longer routing to it (probe loops on every node; \
+             the cluster benchmark's own code). Call = the `DELETE` call's own latency.\n"
+        );
+        let stop = p.return_to_stop();
+        let call = Summary::of(&p.delete_latency);
+        let _ = writeln!(s, "| removals | p50 | p99 | max | call p50 | call p99 | late rounds | target p99 < 50 ms |");
+        let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            p.rounds,
+            ms(stop.p50),
+            ms(stop.p99),
+            ms(stop.max),
+            ms(call.p50),
+            ms(call.p99),
+            p.late_rounds,
+            verdict(Some(p.rounds > 0 && stop.p99 < PROPAGATION_TARGET))
+        );
+        if p.probe_errors > 0 {
+            let _ = writeln!(
+                s,
+                "{} of {} probe requests failed around the removals (the group drains with timeout 0, so a removal \
+                 is abrupt); the first: {}\n",
+                p.probe_errors,
+                p.probes,
+                p.failure_samples.join("; ")
+            );
+        }
+    }
+}
+
+/// ` (10,000 requested, capped by the open-files limit)` or nothing.
+fn capped_note(requested: usize, used: usize) -> String {
+    if requested > used {
+        format!(
+            " ({} requested; capped by the open-files limit)",
+            thousands(requested as f64)
+        )
+    } else {
+        String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.6), "1,000");
+        assert_eq!(thousands(-1234.0), "-1,234");
+        assert_eq!(thousands(f64::NAN), "-");
+        assert_eq!(num(1.234, 2), "1.23");
+        assert_eq!(
+            capped_note(10_000, 9_500),
+            " (10,000 requested; capped by the open-files limit)"
+        );
+        assert_eq!(capped_note(200, 200), "");
+    }
+}
