@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use sluice_model::{DrainId, UnixMillis};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::connection::ConnectionMessage;
@@ -125,7 +126,8 @@ pub(crate) struct BackendArgs {
 pub(crate) struct BackendState {
     runtime: Arc<BackendRuntime>,
     reporter: Arc<dyn DrainReporter>,
-    connections: HashMap<ActorId, ActorRef<ConnectionMessage>>,
+    /// Each registered connection and its shutdown token for this backend.
+    connections: HashMap<ActorId, (ActorRef<ConnectionMessage>, CancellationToken)>,
     /// The drain in progress: its id, deadline and actor.
     drain: Option<(DrainId, UnixMillis, ActorRef<DrainMessage>)>,
 }
@@ -156,8 +158,9 @@ impl BackendState {
 }
 
 pub(crate) enum BackendMessage {
-    /// A connection sends this backend work for the first time.
-    Register(ActorRef<ConnectionMessage>),
+    /// A connection sends this backend work for the first time; the token
+    /// ends that work.
+    Register(ActorRef<ConnectionMessage>, CancellationToken),
     /// A connection ended.
     Unregister(ActorId),
     /// The backend starts draining (applied from the replicated state).
@@ -197,15 +200,16 @@ impl Actor for Backend {
         state: &mut BackendState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            BackendMessage::Register(conn) => {
+            BackendMessage::Register(conn, token) => {
                 if state.runtime.closed.load(Ordering::Acquire) {
                     let drain = state.drain.as_ref().map(|(d, _, _)| *d);
+                    token.cancel();
                     let _ = conn.cast(ConnectionMessage::Shutdown {
                         backend: state.runtime.id,
                         drain,
                     });
                 }
-                state.connections.insert(conn.get_id(), conn);
+                state.connections.insert(conn.get_id(), (conn, token));
             }
             BackendMessage::Unregister(id) => {
                 state.connections.remove(&id);
@@ -226,7 +230,13 @@ impl Actor for Backend {
                     connections = state.connections.len(),
                     "drain deadline: closing remaining work"
                 );
-                for conn in state.connections.values() {
+                // Tokens first: every tunnel and waiting request wakes and
+                // sends its Close 1001 / 500 without a message in between.
+                // The message follows, for a response already streaming.
+                for (_, token) in state.connections.values() {
+                    token.cancel();
+                }
+                for (conn, _) in state.connections.values() {
                     let _ = conn.cast(ConnectionMessage::Shutdown {
                         backend: state.runtime.id,
                         drain: Some(drain),

@@ -75,7 +75,7 @@ impl ConnCtx {
         let token = CancellationToken::new();
         let actor = backend.actor.get().cloned();
         if let Some(a) = &actor {
-            let _ = a.cast(BackendMessage::Register(self.me.clone()));
+            let _ = a.cast(BackendMessage::Register(self.me.clone(), token.clone()));
         }
         regs.push(Registration {
             backend: backend.id,

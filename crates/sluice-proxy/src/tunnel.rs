@@ -109,7 +109,12 @@ async fn going_away(client: &mut ClientWs, server: &mut BackendWs) {
         code: CloseCode::Away,
         reason: "backend draining: deadline reached".into(),
     };
-    let _ = tokio::join!(client.close(Some(frame())), server.close(Some(frame())));
+    // The client's Close first; the backend's after every other tunnel
+    // closing at this deadline had its turn, so the clients' Close frames
+    // go out before the rest of the closing work.
+    let _ = client.close(Some(frame())).await;
+    tokio::task::yield_now().await;
+    let _ = server.close(Some(frame())).await;
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         tokio::join!(drain_to_end(client), drain_to_end(server))
     })
