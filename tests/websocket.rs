@@ -1,15 +1,193 @@
-//! WebSocket draining on one node, end to end (the guide's first scenario,
-//! times scaled down): echoes continue during the drain, then Close 1001.
+//! WebSocket tunnels on one node, end to end: every kind of frame passes,
+//! a Close from either side ends the tunnel cleanly, and a drain keeps
+//! echoes going until its deadline, then Close 1001 (the guide's first
+//! scenario, times scaled down).
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use sluice_testkit::BackendEvent;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
+
+/// A WebSocket backend run by the test: echoes text and binary messages;
+/// `fragment-me` gets a text message in three fragments with a ping between
+/// them, `close-me` a Close 4000. Logs what it saw.
+async fn scripted_backend() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let task_log = log.clone();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            let log = task_log.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                    return;
+                };
+                let note = |m: String| log.lock().unwrap().push(m);
+                while let Some(m) = ws.next().await {
+                    let reply = match m {
+                        Ok(Message::Text(t)) if t.as_str() == "fragment-me" => {
+                            let text = |d: &'static str, op, fin| {
+                                Message::Frame(Frame::message(d, OpCode::Data(op), fin))
+                            };
+                            ws.send(text("frag", Data::Text, false)).await.unwrap();
+                            ws.send(Message::Frame(Frame::ping("mid"))).await.unwrap();
+                            ws.send(text("ment", Data::Continue, false)).await.unwrap();
+                            ws.send(text("ed", Data::Continue, true)).await.unwrap();
+                            continue;
+                        }
+                        Ok(Message::Text(t)) if t.as_str() == "close-me" => {
+                            Message::Close(Some(CloseFrame {
+                                code: CloseCode::Library(4000),
+                                reason: "bye".into(),
+                            }))
+                        }
+                        Ok(Message::Text(t)) => Message::Text(t),
+                        Ok(Message::Binary(b)) => Message::Binary(b),
+                        Ok(Message::Ping(p)) => {
+                            note(format!("ping {}", String::from_utf8_lossy(&p)));
+                            continue;
+                        }
+                        Ok(Message::Pong(p)) => {
+                            note(format!("pong {}", String::from_utf8_lossy(&p)));
+                            continue;
+                        }
+                        Ok(Message::Close(f)) => {
+                            note(format!("close {:?}", f.map(|f| u16::from(f.code))));
+                            continue;
+                        }
+                        Ok(Message::Frame(_)) => continue,
+                        Err(e) => {
+                            note(format!("error {e}"));
+                            break;
+                        }
+                    };
+                    if ws.send(reply).await.is_err() {
+                        break;
+                    }
+                }
+                note("ended".into());
+            });
+        }
+    });
+    (addr, log)
+}
+
+/// A node routing a listener to the scripted backend; the WebSocket URL.
+async fn node_to_scripted_backend() -> (sluice_testkit::NodeProcess, String, Arc<Mutex<Vec<String>>>)
+{
+    let (addr, log) = scripted_backend().await;
+    let (node, url) = cluster_of_one(&[], &[], "60s").await;
+    cli_ok(&node, &["group", "update", "web", "--no-health-checks"]).await;
+    cli_ok(&node, &["backend", "add", "web", &addr.to_string()]).await;
+    (node, format!("{}/chat", url.replace("http", "ws")), log)
+}
+
+async fn wait_logged(log: &Mutex<Vec<String>>, line: &str) -> bool {
+    for _ in 0..200 {
+        if log.lock().unwrap().iter().any(|l| l == line) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_passes_every_kind_of_frame_and_a_client_close() {
+    let (node, url, log) = node_to_scripted_backend().await;
+    let (mut ws, resp) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::text("hello")).await.unwrap();
+    assert_eq!(recv(&mut ws).await, Message::text("hello"));
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    ws.send(Message::binary(big.clone())).await.unwrap();
+    assert_eq!(recv(&mut ws).await, Message::binary(big));
+    // The backend answers the ping, not sluice.
+    ws.send(Message::Ping("p1".into())).await.unwrap();
+    assert_eq!(recv(&mut ws).await, Message::Pong("p1".into()));
+    assert!(wait_logged(&log, "ping p1").await);
+    // A fragmented message with a ping between its fragments, both ways.
+    let part = |d: &'static str, op, fin| Message::Frame(Frame::message(d, OpCode::Data(op), fin));
+    ws.send(part("frag", Data::Text, false)).await.unwrap();
+    ws.send(Message::Frame(Frame::ping("p2"))).await.unwrap();
+    ws.send(part("ment", Data::Continue, true)).await.unwrap();
+    assert_eq!(recv(&mut ws).await, Message::Pong("p2".into()));
+    assert_eq!(recv(&mut ws).await, Message::text("fragment"));
+    ws.send(Message::text("fragment-me")).await.unwrap();
+    assert_eq!(recv(&mut ws).await, Message::Ping("mid".into()));
+    assert_eq!(recv(&mut ws).await, Message::text("fragmented"));
+    assert!(wait_logged(&log, "pong mid").await);
+
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "done".into(),
+    }))
+    .await
+    .unwrap();
+    match recv_end(&mut ws).await {
+        Some(Message::Close(Some(f))) => assert_eq!(f.code, CloseCode::Normal),
+        other => panic!("expected the backend's Close, got {other:?}"),
+    }
+    assert!(wait_logged(&log, "close Some(1000)").await, "{log:?}");
+    assert!(wait_logged(&log, "ended").await, "{log:?}");
+    // The raw relay took the sockets (no fallback to tungstenite).
+    assert!(!node.log().contains("upgraded I/O of an unknown type"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_from_the_backend_reaches_the_client_and_its_answer_the_backend() {
+    let (_node, url, log) = node_to_scripted_backend().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(Message::text("close-me")).await.unwrap();
+    match recv_end(&mut ws).await {
+        Some(Message::Close(Some(f))) => {
+            assert_eq!((u16::from(f.code), f.reason.as_str()), (4000, "bye"))
+        }
+        other => panic!("expected the backend's Close, got {other:?}"),
+    }
+    // tungstenite answered the Close; the backend saw the answer, and the
+    // connection ended on both sides.
+    assert!(wait_logged(&log, "close Some(4000)").await, "{log:?}");
+    assert!(wait_logged(&log, "ended").await, "{log:?}");
+}
+
+type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next message (5 s at most).
+async fn recv(ws: &mut Client) -> Message {
+    tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("a message within 5 s")
+        .expect("the stream goes on")
+        .expect("no error")
+}
+
+/// The Close that ends the stream (the last message before its end).
+async fn recv_end(ws: &mut Client) -> Option<Message> {
+    let mut last = None;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("the stream ends within 5 s")
+        {
+            Some(Ok(m)) => last = Some(m),
+            Some(Err(e)) => panic!("the stream failed: {e} (after {last:?})"),
+            None => return last,
+        }
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tunnel_keeps_echoing_until_the_deadline_then_gets_1001() {

@@ -54,7 +54,13 @@ pub(crate) struct ConnCtx {
     pub(crate) streaming: AtomicU64,
     /// Tasks alive (the HTTP server, tunnels); the actor stops at zero.
     live: AtomicUsize,
-    tunnels: Mutex<Vec<AbortHandle>>,
+    /// The HTTP server task while it runs. Whoever takes it (the task as it
+    /// ends, or the actor aborting it) counts its end; dropping the handle
+    /// lets tokio free the finished task's memory.
+    serve: Mutex<Option<AbortHandle>>,
+    /// The tunnel task, once the connection was upgraded (HTTP/1 has at
+    /// most one upgrade per connection).
+    tunnel: Mutex<Option<AbortHandle>>,
     header_timed_out: std::sync::atomic::AtomicBool,
 }
 
@@ -77,6 +83,8 @@ impl ConnCtx {
         if let Some(a) = &actor {
             let _ = a.cast(BackendMessage::Register(self.me.clone(), token.clone()));
         }
+        // Most connections use one backend: no room for more until needed.
+        regs.reserve_exact(1);
         regs.push(Registration {
             backend: backend.id,
             token: token.clone(),
@@ -93,6 +101,11 @@ impl ConnCtx {
         if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.me.stop(None);
         }
+    }
+
+    /// Takes the HTTP server task's handle, if it has not ended yet.
+    fn take_serve(&self) -> Option<AbortHandle> {
+        self.serve.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 
@@ -122,19 +135,20 @@ pub(crate) struct ConnectionArgs {
 
 pub(crate) struct ConnectionState {
     ctx: Arc<ConnCtx>,
-    serve: AbortHandle,
 }
 
 impl Drop for ConnectionState {
     fn drop(&mut self) {
         // Runs on a clean stop and after a crash alike.
-        self.serve.abort();
-        for t in self
+        if let Some(serve) = self.ctx.take_serve() {
+            serve.abort();
+        }
+        if let Some(t) = self
             .ctx
-            .tunnels
+            .tunnel
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
+            .take()
         {
             t.abort();
         }
@@ -181,11 +195,16 @@ impl Actor for Connection {
             registered: Mutex::new(Vec::new()),
             streaming: AtomicU64::new(0),
             live: AtomicUsize::new(1),
-            tunnels: Mutex::new(Vec::new()),
+            serve: Mutex::new(None),
+            tunnel: Mutex::new(None),
             header_timed_out: Default::default(),
         });
-        let serve = tokio::spawn(serve(ctx.clone(), args.stream, args.settings)).abort_handle();
-        Ok(ConnectionState { ctx, serve })
+        // Stored under the lock the task takes as it ends, so even a task
+        // that ends at once finds its handle.
+        let mut slot = ctx.serve.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = Some(tokio::spawn(serve(ctx.clone(), args.stream, args.settings)).abort_handle());
+        drop(slot);
+        Ok(ConnectionState { ctx })
     }
 
     async fn handle(
@@ -209,8 +228,8 @@ impl Actor for Connection {
                     // The answer's head is already out: the only way left to
                     // end it is to close the connection.
                     debug!(peer = %state.ctx.peer, drain = ?drain, "closing connection mid-response");
-                    if !state.serve.is_finished() {
-                        state.serve.abort();
+                    if let Some(serve) = state.ctx.take_serve() {
+                        serve.abort();
                         state.ctx.task_ended();
                     }
                 }
@@ -253,7 +272,9 @@ async fn serve(ctx: Arc<ConnCtx>, stream: TcpStream, settings: Arc<ProxySettings
             debug!(peer = %ctx.peer, error = %e, "client connection ended with an error");
         }
     }
-    ctx.task_ended();
+    if ctx.take_serve().is_some() {
+        ctx.task_ended();
+    }
 }
 
 async fn handle_request(
@@ -348,16 +369,23 @@ fn spawn_tunnel(
 ) {
     ctx.task_started();
     let task_ctx = ctx.clone();
-    let handle = tokio::spawn(async move {
-        if tunnel::relay(client_upgrade, backend_io, backend, shutdown, work).await {
-            Metrics::inc(&task_ctx.metrics.drain_cuts);
-        }
-        task_ctx.task_ended();
-    });
-    ctx.tunnels
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(handle.abort_handle());
+    // No async block around it: its captures would stay in the task beside
+    // the relay's own copies for the tunnel's whole life.
+    let fut = tunnel::relay::<TimeoutIo>(
+        client_upgrade,
+        backend_io,
+        backend,
+        shutdown,
+        work,
+        move |cut| {
+            if cut {
+                Metrics::inc(&task_ctx.metrics.drain_cuts);
+            }
+            task_ctx.task_ended();
+        },
+    );
+    let handle = tokio::spawn(fut);
+    *ctx.tunnel.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle.abort_handle());
 }
 
 fn fail(ctx: &ConnCtx, err: ForwardError) -> Response<ProxyBody> {
@@ -386,6 +414,12 @@ impl Drop for TimeoutIo {
             // of one small answer goes through.
             let _ = self.inner.try_write(TIMEOUT_408);
         }
+    }
+}
+
+impl tunnel::RawSocket for TimeoutIo {
+    fn tcp(&self) -> &TcpStream {
+        &self.inner
     }
 }
 

@@ -1,126 +1,719 @@
-//! WebSocket tunnels: after the backend agreed to the upgrade (101), frames
-//! are relayed between client and backend one message at a time. At the
-//! drain deadline both sides get Close 1001 (Going Away), then the TCP
-//! connections are closed (R3).
+//! WebSocket tunnels. After the backend agreed to the upgrade (101), sluice
+//! takes both TCP sockets back from hyper and relays raw bytes, following
+//! only the frame boundaries of each direction ([`frame`]); payloads pass
+//! untouched. An idle tunnel holds no buffer: it waits for readiness, reads
+//! into a stack buffer, and keeps bytes only while the receiving socket
+//! would block.
+//!
+//! Closing: a Close frame from either side is passed on; once both sides
+//! sent theirs (or ended), or [`CLOSE_GRACE`] after the first, both sockets
+//! close. When a side ends without a Close, the other side gets an empty
+//! Close. At the drain deadline (R3) each side gets Close 1001 (Going Away)
+//! at the next frame boundary of the direction towards it: a frame under way
+//! is finished first, and a side still mid-frame when the grace ends is cut
+//! without a Close. What the sides send after that is read only to see
+//! their Close.
+//!
+//! An upgraded connection of an I/O type this relay does not know goes
+//! through [`fallback`] (tungstenite, message by message) instead.
 
+mod fallback;
+mod frame;
+
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::upgrade::{OnUpgrade, Parts, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::backend::{BackendRuntime, WorkGuard};
 use crate::upstream::UpstreamIo;
+use frame::{close_frame, FrameTracker, OP_CLOSE};
 
-type ClientWs = WebSocketStream<TokioIo<Upgraded>>;
-type BackendWs = WebSocketStream<UpstreamIo>;
-
-/// Either side's socket.
-trait Io: AsyncRead + AsyncWrite + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
-
-/// How long a closing side may take to answer a Close frame.
+/// How long the sides may take to answer a Close (and to finish a frame
+/// under way at the drain deadline).
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-fn config() -> WebSocketConfig {
-    // Small buffers: an idle tunnel should cost little; frames larger than
-    // the read buffer still pass, the buffer grows for them.
-    WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .max_write_buffer_size(1024 * 1024)
+/// The reason of the Close 1001 sent at the drain deadline.
+const GOING_AWAY_REASON: &str = "backend draining: deadline reached";
+
+/// Bytes read from a socket at once (on the stack, never kept).
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Reads per direction and poll before yielding to other tasks.
+const READS_PER_POLL: usize = 16;
+
+/// An upgraded connection's I/O that the raw relay can use: a TCP socket
+/// hyper does not buffer for.
+pub(crate) trait RawSocket: AsyncRead + AsyncWrite + Send + Unpin + 'static {
+    fn tcp(&self) -> &TcpStream;
 }
 
-/// Relays one tunnel until either side closes or `shutdown` fires.
-pub(crate) async fn relay(
+impl RawSocket for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+/// Relays one tunnel until either side closes or `shutdown` fires, then
+/// calls `ended` with whether the drain deadline closed it. `C` is the
+/// client connection's I/O type as handed to hyper's server (in `TokioIo`);
+/// the backend's side is the upstream connection the `101` came on.
+pub(crate) async fn relay<C: RawSocket>(
     client_upgrade: OnUpgrade,
     backend_io: UpstreamIo,
     backend: Arc<BackendRuntime>,
     shutdown: CancellationToken,
     work: WorkGuard,
-) -> bool {
+    ended: impl FnOnce(bool),
+) {
+    // Boxed: the upgrade's state is only needed until it completes, and a
+    // task keeps the size of its largest state.
+    let mut sides = Box::pin(take_over::<C>(
+        client_upgrade,
+        backend_io,
+        &backend,
+        &shutdown,
+    ))
+    .await;
+    // Matched by reference: moving the tunnel out would keep two copies in
+    // this future.
+    let cut = match &mut sides {
+        Some(Sides::Raw(tunnel)) => tunnel.run(&shutdown).await,
+        Some(Sides::Other(fallback)) => fallback.as_mut().await,
+        None => false,
+    };
+    drop(sides);
+    drop(work);
+    ended(cut);
+}
+
+/// An upgraded tunnel: both raw sockets, or the fallback relay over
+/// whatever hyper handed over.
+enum Sides<C> {
+    Raw(Tunnel<C>),
+    Other(Pin<Box<dyn Future<Output = bool> + Send>>),
+}
+
+/// Waits for the client's upgrade and takes its socket back from hyper.
+async fn take_over<C: RawSocket>(
+    client_upgrade: OnUpgrade,
+    backend_io: UpstreamIo,
+    backend: &BackendRuntime,
+    shutdown: &CancellationToken,
+) -> Option<Sides<C>> {
     let client = match client_upgrade.await {
         Ok(client) => client,
         Err(e) => {
             debug!(backend = %backend.addr, error = %e, "websocket upgrade failed");
-            return false;
+            return None;
         }
     };
-    let mut client =
-        WebSocketStream::from_raw_socket(TokioIo::new(client), Role::Server, Some(config())).await;
-    let mut server =
-        WebSocketStream::from_raw_socket(backend_io, Role::Client, Some(config())).await;
-    let cut = loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => {
-                going_away(&mut client, &mut server).await;
-                break true;
+    let server = backend_io.into_parts();
+    match client.downcast::<TokioIo<C>>() {
+        Ok(client) => Tunnel::new(raw(client), server).ok().map(Sides::Raw),
+        client => {
+            static WARNED: AtomicBool = AtomicBool::new(false);
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                warn!(backend = %backend.addr, "upgraded I/O of an unknown type: tunnels go through tungstenite, at a higher memory cost");
             }
-            m = client.next() => {
-                if !forward(m, &mut client, &mut server).await {
-                    break false;
-                }
-            }
-            m = server.next() => {
-                if !forward(m, &mut server, &mut client).await {
-                    break false;
-                }
-            }
-        }
-    };
-    drop(work);
-    cut
-}
-
-/// Passes one message on; returns whether the tunnel stays open.
-async fn forward(
-    msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-    from: &mut WebSocketStream<impl Io>,
-    to: &mut WebSocketStream<impl Io>,
-) -> bool {
-    match msg {
-        Some(Ok(Message::Close(frame))) => {
-            // `from` already answered its Close; pass it on and wait for
-            // the other side's answer.
-            let _ = to.close(frame).await;
-            let _ = tokio::time::timeout(CLOSE_GRACE, drain_to_end(to)).await;
-            let _ = from.flush().await;
-            false
-        }
-        Some(Ok(Message::Frame(_))) => true,
-        Some(Ok(m)) => to.send(m).await.is_ok(),
-        Some(Err(_)) | None => {
-            let _ = to.close(None).await;
-            false
+            Some(Sides::Other(Box::pin(fallback::relay(
+                fallback_side(client),
+                (Box::new(server.0), server.1.to_vec()),
+                shutdown.clone(),
+            ))))
         }
     }
 }
 
-async fn going_away(client: &mut ClientWs, server: &mut BackendWs) {
-    let frame = || CloseFrame {
-        code: CloseCode::Away,
-        reason: "backend draining: deadline reached".into(),
-    };
-    // The client's Close first; the backend's after every other tunnel
-    // closing at this deadline had its turn, so the clients' Close frames
-    // go out before the rest of the closing work.
-    let _ = client.close(Some(frame())).await;
-    tokio::task::yield_now().await;
-    let _ = server.close(Some(frame())).await;
-    let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        tokio::join!(drain_to_end(client), drain_to_end(server))
-    })
-    .await;
+/// The socket and the bytes hyper read past the HTTP head.
+fn raw<T: RawSocket>(parts: Parts<TokioIo<T>>) -> (T, bytes::Bytes) {
+    let Parts { io, read_buf, .. } = parts;
+    (io.into_inner(), read_buf)
 }
 
-async fn drain_to_end(ws: &mut WebSocketStream<impl Io>) {
-    while let Some(Ok(_)) = ws.next().await {}
+fn fallback_side<T: RawSocket>(side: Result<Parts<TokioIo<T>>, Upgraded>) -> fallback::Side {
+    match side {
+        Ok(parts) => {
+            let (io, pre) = raw(parts);
+            (Box::new(io), pre.to_vec())
+        }
+        Err(upgraded) => (Box::new(TokioIo::new(upgraded)), Vec::new()),
+    }
+}
+
+// === impl Tunnel ===
+
+/// Both sockets of a tunnel and the state of each direction.
+struct Tunnel<C> {
+    client: C,
+    server: TcpStream,
+    /// Client to backend.
+    up: Half,
+    /// Backend to client.
+    down: Half,
+    /// One side ended without a Close: only flush what is queued.
+    aborted: bool,
+}
+
+impl<C: RawSocket> Tunnel<C> {
+    /// Takes over both sockets; bytes hyper already read go first.
+    fn new(client: (C, bytes::Bytes), server: (TcpStream, bytes::Bytes)) -> io::Result<Self> {
+        let mut t = Tunnel {
+            client: client.0,
+            server: server.0,
+            up: Half::new(true),
+            down: Half::new(false),
+            aborted: false,
+        };
+        t.up.take(&client.1, &t.server)?;
+        t.down.take(&server.1, t.client.tcp())?;
+        Ok(t)
+    }
+
+    async fn run(&mut self, shutdown: &CancellationToken) -> bool {
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        // Open: until a Close, the end of a side, an error or the deadline.
+        let cut = loop {
+            if self.up.closed || self.down.closed {
+                break false;
+            }
+            if self.up.ended || self.down.ended {
+                self.abort();
+                break false;
+            }
+            tokio::select! {
+                biased;
+                _ = &mut cancelled => {
+                    self.going_away();
+                    break true;
+                }
+                r = std::future::poll_fn(|cx| self.poll_io(cx)) => {
+                    if r.is_err() {
+                        return false;
+                    }
+                }
+            }
+        };
+        // Closing, for at most the grace (boxed: the timer is only needed
+        // now, and the idle task stays small).
+        let closing = Box::pin(tokio::time::timeout(CLOSE_GRACE, async {
+            while !self.finished() {
+                if std::future::poll_fn(|cx| self.poll_io(cx)).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        if closing.await.is_err() {
+            debug!("websocket close handshake not finished within the grace; closing");
+        }
+        cut
+    }
+
+    /// Ready when the state of a direction changed (a Close, an end, a
+    /// queue flushed), or on a write error.
+    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let up = self.up.poll(cx, self.client.tcp(), &self.server);
+        let down = self.down.poll(cx, &self.server, self.client.tcp());
+        match (up, down) {
+            (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => Poll::Ready(Err(e)),
+            (Poll::Ready(Ok(())), _) | (_, Poll::Ready(Ok(()))) => Poll::Ready(Ok(())),
+            _ => Poll::Pending,
+        }
+    }
+
+    /// Both directions are done: nothing left to write, and their sender
+    /// sent its Close or ended (after an abort: nothing left to write).
+    fn finished(&self) -> bool {
+        [&self.up, &self.down]
+            .iter()
+            .all(|h| h.pending.is_empty() && (self.aborted || h.closed || h.ended))
+    }
+
+    /// The drain deadline: Close 1001 towards each side at the next frame
+    /// boundary; from then on only the sides' Close answers matter.
+    fn going_away(&mut self) {
+        for h in [&mut self.up, &mut self.down] {
+            if h.closed {
+                h.mode = Mode::Discard;
+            } else if h.frames.at_boundary() {
+                let f = h.going_away_frame();
+                h.pending.extend_from_slice(&f);
+                h.mode = Mode::Discard;
+            } else {
+                h.mode = Mode::Finish;
+            }
+        }
+    }
+
+    /// A side ended without a Close: the other side gets an empty Close if
+    /// the direction towards it is between frames.
+    fn abort(&mut self) {
+        self.aborted = true;
+        for h in [&mut self.up, &mut self.down] {
+            // `h` carried the ended side's bytes towards the other side.
+            if h.ended && !h.closed && h.frames.at_boundary() {
+                let f = close_frame(None, h.to_server.then(mask_key));
+                h.pending.extend_from_slice(&f);
+            }
+        }
+    }
+}
+
+// === impl Half ===
+
+/// What a direction does with the bytes it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Pass everything on.
+    Relay,
+    /// Deadline: pass on the rest of the current frame, then Close 1001.
+    Finish,
+    /// After our Close: read only to see the sender's Close.
+    Discard,
+}
+
+/// One direction of a tunnel.
+struct Half {
+    frames: FrameTracker,
+    /// Bytes read but not yet written: allocated only while the receiver
+    /// would block, freed once written.
+    pending: Vec<u8>,
+    mode: Mode,
+    /// The sender sent a Close frame.
+    closed: bool,
+    /// The sender's read side ended (end of stream or error).
+    ended: bool,
+    /// The receiver is the backend: frames sluice makes are masked.
+    to_server: bool,
+}
+
+impl Half {
+    fn new(to_server: bool) -> Half {
+        Half {
+            frames: FrameTracker::default(),
+            pending: Vec::new(),
+            mode: Mode::Relay,
+            closed: false,
+            ended: false,
+            to_server,
+        }
+    }
+
+    fn going_away_frame(&self) -> Vec<u8> {
+        close_frame(
+            Some((1001, GOING_AWAY_REASON)),
+            self.to_server.then(mask_key),
+        )
+    }
+
+    /// Flushes what is queued, then reads from `from` and passes it on to
+    /// `to`. Ready when the direction's state changed.
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &TcpStream,
+        to: &TcpStream,
+    ) -> Poll<io::Result<()>> {
+        if !self.pending.is_empty() {
+            loop {
+                ready!(to.poll_write_ready(cx))?;
+                match to.try_write(&self.pending) {
+                    Ok(n) => {
+                        self.pending.drain(..n);
+                        if self.pending.is_empty() {
+                            self.pending = Vec::new();
+                            return Poll::Ready(Ok(()));
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            }
+        }
+        if self.ended {
+            return Poll::Pending;
+        }
+        // On this call's stack: nothing is kept between polls.
+        let mut buf = [0u8; READ_CHUNK];
+        for _ in 0..READS_PER_POLL {
+            if ready!(from.poll_read_ready(cx)).is_err() {
+                self.ended = true;
+                return Poll::Ready(Ok(()));
+            }
+            let n = match from.try_read(&mut buf) {
+                Ok(0) => {
+                    self.ended = true;
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => {
+                    self.ended = true;
+                    return Poll::Ready(Ok(()));
+                }
+            };
+            if self.take(&buf[..n], to)? || !self.pending.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Takes bytes read from the sender: follows the frames, and passes on
+    /// what the mode says (plus a Close 1001 where a finished frame ends).
+    /// Returns whether the state changed.
+    fn take(&mut self, bytes: &[u8], to: &TcpStream) -> io::Result<bool> {
+        let mut changed = false;
+        let mut forward = 0;
+        let mut inject = None;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (used, end) = self.frames.feed(rest);
+            if self.mode != Mode::Discard {
+                forward += used;
+            }
+            rest = &rest[used..];
+            let Some(end) = end else { continue };
+            if end.opcode == OP_CLOSE && !self.closed {
+                self.closed = true;
+                changed = true;
+            }
+            if self.mode == Mode::Finish {
+                self.mode = Mode::Discard;
+                changed = true;
+                if end.opcode != OP_CLOSE {
+                    inject = Some(self.going_away_frame());
+                }
+            }
+        }
+        self.send(to, &bytes[..forward])?;
+        if let Some(f) = inject {
+            self.send(to, &f)?;
+        }
+        Ok(changed)
+    }
+
+    /// Writes now what the receiver takes; queues the rest.
+    fn send(&mut self, to: &TcpStream, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if !self.pending.is_empty() {
+            self.pending.extend_from_slice(data);
+            return Ok(());
+        }
+        match to.try_write(data) {
+            Ok(n) => self.pending.extend_from_slice(&data[n..]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.pending.extend_from_slice(data),
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+}
+
+/// A masking key for a frame sluice sends a backend (RFC 6455 §5.3 wants
+/// it unpredictable; std's randomly seeded hasher is enough for that).
+fn mask_key() -> [u8; 4] {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    (h.finish() as u32).to_ne_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use bytes::Bytes;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio::task::JoinHandle;
+
+    use super::*;
+
+    const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
+
+    /// A frame as a peer sends it; masked (as a client must) with `KEY`.
+    fn frame(fin: bool, opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+        let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
+        let m = if masked { 0x80 } else { 0 };
+        if payload.len() < 126 {
+            f.push(m | payload.len() as u8);
+        } else {
+            f.push(m | 126);
+            f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        }
+        if masked {
+            f.extend_from_slice(&KEY);
+            f.extend(payload.iter().enumerate().map(|(i, b)| b ^ KEY[i % 4]));
+        } else {
+            f.extend_from_slice(payload);
+        }
+        f
+    }
+
+    fn close(code: u16, masked: bool) -> Vec<u8> {
+        frame(true, OP_CLOSE, &code.to_be_bytes(), masked)
+    }
+
+    /// One frame read by an application: opcode, masked, unmasked payload;
+    /// `None` at the end of the stream.
+    async fn read_frame(s: &mut TcpStream) -> Option<(u8, bool, Vec<u8>)> {
+        let mut h = [0u8; 2];
+        s.read_exact(&mut h).await.ok()?;
+        let masked = h[1] & 0x80 != 0;
+        let len = match h[1] & 0x7F {
+            126 => s.read_u16().await.ok()? as usize,
+            127 => s.read_u64().await.ok()? as usize,
+            n => n as usize,
+        };
+        let mut key = [0u8; 4];
+        if masked {
+            s.read_exact(&mut key).await.ok()?;
+        }
+        let mut p = vec![0u8; len];
+        s.read_exact(&mut p).await.ok()?;
+        if masked {
+            p.iter_mut().enumerate().for_each(|(i, b)| *b ^= key[i % 4]);
+        }
+        Some((h[0] & 0x0F, masked, p))
+    }
+
+    fn close_code(payload: &[u8]) -> u16 {
+        u16::from_be_bytes([payload[0], payload[1]])
+    }
+
+    async fn expect_eof(s: &mut TcpStream) {
+        let mut b = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut b))
+            .await
+            .expect("the tunnel closed the socket")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "unexpected bytes {:?}", &b[..n]);
+    }
+
+    async fn nothing_for(s: &mut TcpStream, d: Duration) {
+        let mut b = [0u8; 64];
+        if let Ok(r) = tokio::time::timeout(d, s.read(&mut b)).await {
+            panic!("expected silence, got {r:?}");
+        }
+    }
+
+    /// A running tunnel between two test applications.
+    struct Rig {
+        /// The client application's socket.
+        client: TcpStream,
+        /// The backend application's socket.
+        server: TcpStream,
+        shutdown: CancellationToken,
+        run: JoinHandle<bool>,
+    }
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let app = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (tunnel_side, _) = l.accept().await.unwrap();
+        (app, tunnel_side)
+    }
+
+    /// `client_pre` / `server_pre`: bytes hyper had read past the heads.
+    async fn rig(client_pre: &[u8], server_pre: &[u8]) -> Rig {
+        let (client, c) = pair().await;
+        let (server, s) = pair().await;
+        let shutdown = CancellationToken::new();
+        let mut t = Tunnel::new(
+            (c, Bytes::copy_from_slice(client_pre)),
+            (s, Bytes::copy_from_slice(server_pre)),
+        )
+        .unwrap();
+        let token = shutdown.clone();
+        let run = tokio::spawn(async move { t.run(&token).await });
+        Rig {
+            client,
+            server,
+            shutdown,
+            run,
+        }
+    }
+
+    /// The tunnel ends before the grace is over, returning `cut`, and
+    /// closes both sockets.
+    async fn closes_within_the_grace(mut r: Rig, start: Instant, cut: bool) {
+        assert_eq!(ends(r.run, CLOSE_GRACE).await, cut);
+        assert!(start.elapsed() < CLOSE_GRACE);
+        expect_eof(&mut r.client).await;
+        expect_eof(&mut r.server).await;
+    }
+
+    async fn ends(run: JoinHandle<bool>, within: Duration) -> bool {
+        tokio::time::timeout(within, run)
+            .await
+            .expect("the tunnel ended")
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn bytes_pass_verbatim_both_ways_leftovers_first() {
+        let text = frame(true, 0x1, b"hello backend", true);
+        let (first, rest) = text.split_at(5);
+        let from_server = frame(true, 0x2, &[7; 300], false);
+        let mut r = rig(first, &from_server).await;
+        let mut more = rest.to_vec();
+        more.extend(frame(false, 0x1, b"frag", true));
+        more.extend(frame(true, 0x9, b"ping", true));
+        more.extend(frame(true, 0x0, b"ment", true));
+        r.client.write_all(&more).await.unwrap();
+        let mut want = text.clone();
+        want.extend_from_slice(&more[rest.len()..]);
+        let mut got = vec![0u8; want.len()];
+        r.server.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, want);
+
+        let pong = frame(true, 0xA, b"ping", false);
+        r.server.write_all(&pong).await.unwrap();
+        let mut got = vec![0u8; from_server.len() + pong.len()];
+        r.client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [from_server, pong].concat());
+        assert!(!r.run.is_finished());
+    }
+
+    #[tokio::test]
+    async fn a_slow_receiver_still_gets_every_byte() {
+        let mut r = rig(&[], &[]).await;
+        let payload: Vec<u8> = (0..60_000u32).map(|i| (i % 253) as u8).collect();
+        let f = frame(true, 0x2, &payload, true);
+        let writer = tokio::spawn(async move {
+            for _ in 0..80 {
+                r.client.write_all(&f).await.unwrap();
+            }
+            r.client
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for _ in 0..80 {
+            let (op, masked, p) = read_frame(&mut r.server).await.unwrap();
+            assert_eq!((op, masked), (0x2, true));
+            assert!(p == payload);
+        }
+        let _client = writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_close_from_either_side_is_passed_on_and_ends_the_tunnel() {
+        for client_first in [true, false] {
+            let mut r = rig(&[], &[]).await;
+            let start = Instant::now();
+            let (first, second) = if client_first {
+                (&mut r.client, &mut r.server)
+            } else {
+                (&mut r.server, &mut r.client)
+            };
+            first.write_all(&close(1000, client_first)).await.unwrap();
+            let (op, masked, p) = read_frame(second).await.unwrap();
+            assert_eq!((op, masked, close_code(&p)), (OP_CLOSE, client_first, 1000));
+            // The other side may finish a message before it answers.
+            second
+                .write_all(&frame(true, 0x1, b"last", !client_first))
+                .await
+                .unwrap();
+            second.write_all(&close(1000, !client_first)).await.unwrap();
+            assert_eq!(read_frame(first).await.unwrap().2, b"last");
+            let (op, _, p) = read_frame(first).await.unwrap();
+            assert_eq!((op, close_code(&p)), (OP_CLOSE, 1000));
+            closes_within_the_grace(r, start, false).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn at_the_deadline_both_sides_get_close_1001() {
+        let mut r = rig(&[], &[]).await;
+        r.client
+            .write_all(&frame(true, 0x1, b"before", true))
+            .await
+            .unwrap();
+        assert_eq!(read_frame(&mut r.server).await.unwrap().2, b"before");
+        let start = Instant::now();
+        r.shutdown.cancel();
+        let (op, masked, p) = read_frame(&mut r.client).await.unwrap();
+        assert_eq!((op, masked, close_code(&p)), (OP_CLOSE, false, 1001));
+        assert_eq!(&p[2..], GOING_AWAY_REASON.as_bytes());
+        let (op, masked, p) = read_frame(&mut r.server).await.unwrap();
+        assert_eq!((op, masked, close_code(&p)), (OP_CLOSE, true, 1001));
+        // Frames sent after sluice's Close are not passed on.
+        r.server
+            .write_all(&frame(true, 0x1, b"late", false))
+            .await
+            .unwrap();
+        r.server.write_all(&close(1001, false)).await.unwrap();
+        r.client.write_all(&close(1001, true)).await.unwrap();
+        closes_within_the_grace(r, start, true).await;
+    }
+
+    #[tokio::test]
+    async fn at_the_deadline_a_frame_under_way_is_finished_first() {
+        let mut r = rig(&[], &[]).await;
+        let big = frame(true, 0x2, &[9; 100], true);
+        let (head, tail) = big.split_at(40);
+        r.client.write_all(head).await.unwrap();
+        let mut got = vec![0u8; head.len()];
+        r.server.read_exact(&mut got).await.unwrap();
+        r.shutdown.cancel();
+        // Towards the client the stream is between frames: Close at once.
+        let (op, _, p) = read_frame(&mut r.client).await.unwrap();
+        assert_eq!((op, close_code(&p)), (OP_CLOSE, 1001));
+        // Towards the backend a frame is under way: no Close yet.
+        nothing_for(&mut r.server, Duration::from_millis(100)).await;
+        let mut rest = tail.to_vec();
+        rest.extend(frame(true, 0x1, b"dropped", true));
+        rest.extend(close(1001, true));
+        r.client.write_all(&rest).await.unwrap();
+        let mut got = vec![0u8; tail.len()];
+        r.server.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, tail);
+        let (op, masked, p) = read_frame(&mut r.server).await.unwrap();
+        assert_eq!((op, masked, close_code(&p)), (OP_CLOSE, true, 1001));
+        r.server.write_all(&close(1001, false)).await.unwrap();
+        assert!(ends(r.run, Duration::from_secs(1)).await);
+        expect_eof(&mut r.server).await;
+    }
+
+    #[tokio::test]
+    async fn a_frame_not_finished_within_the_grace_is_cut() {
+        let mut r = rig(&[], &[]).await;
+        let big = frame(true, 0x2, &[9; 100], false);
+        r.server.write_all(&big[..50]).await.unwrap();
+        let mut got = vec![0u8; 50];
+        r.client.read_exact(&mut got).await.unwrap();
+        let start = Instant::now();
+        r.shutdown.cancel();
+        // The backend gets its Close, but cannot answer in the middle of
+        // its own frame, which it never finishes.
+        let (op, masked, p) = read_frame(&mut r.server).await.unwrap();
+        assert_eq!((op, masked, close_code(&p)), (OP_CLOSE, true, 1001));
+        assert!(ends(r.run, Duration::from_secs(3)).await);
+        assert!(start.elapsed() >= CLOSE_GRACE);
+        // The client never got a Close in the middle of its frame.
+        expect_eof(&mut r.client).await;
+    }
+
+    #[tokio::test]
+    async fn a_side_ending_without_close_gets_the_other_an_empty_close() {
+        let mut r = rig(&[], &[]).await;
+        drop(r.client);
+        let (op, masked, p) = read_frame(&mut r.server).await.unwrap();
+        assert_eq!((op, masked, p.len()), (OP_CLOSE, true, 0));
+        assert!(!ends(r.run, Duration::from_secs(1)).await);
+        expect_eof(&mut r.server).await;
+    }
 }
