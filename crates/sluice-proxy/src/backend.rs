@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use crate::connection::ConnectionMessage;
 use crate::data_plane::DrainReporter;
 use crate::drain::{Drain, DrainArgs, DrainMessage};
+use crate::going_away::GoingAway;
 use crate::upstream::UpstreamPool;
 use crate::ProxySettings;
 
@@ -33,6 +34,8 @@ pub(crate) struct BackendRuntime {
     pub addr: Arc<str>,
     /// Idle connections to the backend, and how to open more.
     pub pool: Arc<UpstreamPool>,
+    /// Orders the tunnels' closing at the drain deadline.
+    pub going_away: GoingAway,
     pub in_flight: AtomicU64,
     pub tunnels: AtomicU64,
     /// Set when a drain starts; from then the end of each piece of work
@@ -56,6 +59,7 @@ impl BackendRuntime {
             group,
             addr,
             pool,
+            going_away: GoingAway::default(),
             in_flight: AtomicU64::new(0),
             tunnels: AtomicU64::new(0),
             draining: AtomicBool::new(false),
@@ -233,6 +237,10 @@ impl Actor for Backend {
                 // Tokens first: every tunnel and waiting request wakes and
                 // sends its Close 1001 / 500 without a message in between.
                 // The message follows, for a response already streaming.
+                state
+                    .runtime
+                    .going_away
+                    .arm(state.runtime.tunnels.load(Ordering::Acquire) as usize);
                 for (_, token) in state.connections.values() {
                     token.cancel();
                 }

@@ -45,6 +45,7 @@ mod data_plane;
 mod drain;
 mod error;
 mod forward;
+mod going_away;
 mod health;
 mod listener;
 mod metrics;

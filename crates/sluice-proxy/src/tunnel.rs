@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::backend::{BackendRuntime, WorkGuard};
+use crate::going_away::GoingAway;
 use crate::upstream::UpstreamIo;
 use frame::{close_frame, FrameTracker, OP_CLOSE};
 
@@ -89,7 +90,7 @@ pub(crate) async fn relay<C: RawSocket>(
     // Matched by reference: moving the tunnel out would keep two copies in
     // this future.
     let cut = match &mut sides {
-        Some(Sides::Raw(tunnel)) => tunnel.run(&shutdown).await,
+        Some(Sides::Raw(tunnel)) => tunnel.run(&shutdown, &backend.going_away).await,
         Some(Sides::Other(fallback)) => fallback.as_mut().await,
         None => false,
     };
@@ -181,7 +182,7 @@ impl<C: RawSocket> Tunnel<C> {
         Ok(t)
     }
 
-    async fn run(&mut self, shutdown: &CancellationToken) -> bool {
+    async fn run(&mut self, shutdown: &CancellationToken, going_away: &GoingAway) -> bool {
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         // Open: until a Close, the end of a side, an error or the deadline.
@@ -197,6 +198,14 @@ impl<C: RawSocket> Tunnel<C> {
                 biased;
                 _ = &mut cancelled => {
                     self.going_away();
+                    // The client's Close 1001 goes out now; the rest once
+                    // every tunnel of this backend told its client.
+                    std::future::poll_fn(|cx| {
+                        let _ = self.down.poll(cx, &self.server, self.client.tcp());
+                        Poll::Ready(())
+                    })
+                    .await;
+                    going_away.client_told().await;
                     break true;
                 }
                 r = std::future::poll_fn(|cx| self.poll_io(cx)) => {
@@ -539,7 +548,7 @@ mod tests {
         )
         .unwrap();
         let token = shutdown.clone();
-        let run = tokio::spawn(async move { t.run(&token).await });
+        let run = tokio::spawn(async move { t.run(&token, &GoingAway::default()).await });
         Rig {
             client,
             server,
