@@ -297,14 +297,14 @@ async fn handle_request(
     let websocket = is_websocket_upgrade(&req);
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let work = backend.start_request();
-    let upstream = match upstream_request(req, &backend.addr, &ctx.peer_ip, websocket) {
+    let upstream = match upstream_request(req, &backend.addr, websocket) {
         Ok(r) => r,
         Err(e) => return Ok(fail(&ctx, e)),
     };
     let answer = tokio::select! {
         biased;
         _ = shutdown.cancelled() => Err(ForwardError::DrainDeadline { backend: backend.addr.to_string() }),
-        r = tokio::time::timeout(route.request_timeout, backend.pool.send(upstream)) => match r {
+        r = tokio::time::timeout(route.request_timeout, backend.pool.send(upstream, &ctx.peer_ip)) => match r {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(source)) => Err(ForwardError::Upstream { backend: backend.addr.to_string(), source }),
             Err(_) => Err(ForwardError::Timeout {

@@ -190,12 +190,12 @@ fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Rewrites a client request for the backend at `backend_addr`; `client_ip`
-/// is the client's address as a header value.
+/// Rewrites a client request for the backend at `backend_addr` (the
+/// `X-Forwarded-*` headers are written with the head:
+/// [`write_forwarded_headers`]).
 pub(crate) fn upstream_request(
     req: Request<Incoming>,
     backend_addr: &str,
-    client_ip: &HeaderValue,
     websocket: bool,
 ) -> Result<Request<Incoming>, ForwardError> {
     let (mut parts, body) = req.into_parts();
@@ -227,31 +227,55 @@ pub(crate) fn upstream_request(
         // that sluice would have to understand (permessage-deflate).
         h.remove(header::SEC_WEBSOCKET_EXTENSIONS);
     }
-    append_forwarded(h, client_ip);
     Ok(Request::from_parts(parts, body))
 }
 
-fn append_forwarded(h: &mut HeaderMap, client_ip: &HeaderValue) {
+/// Writes `h` as HTTP/1.1 header lines for the backend, with the
+/// `X-Forwarded-*` headers: `For` extended by `client_ip` (every earlier
+/// value kept, in order), `Proto` and `Host` set (the client's replaced).
+/// Writing them here, not inserting them into the map, saves three map
+/// insertions per request.
+pub(crate) fn write_forwarded_headers(h: &HeaderMap, client_ip: &HeaderValue, out: &mut Vec<u8>) {
     static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
     static XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
-    let xff = match h.get(&XFF).map(|v| v.as_bytes()) {
-        Some(prev) => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + client_ip.len());
-            v.extend_from_slice(prev);
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(client_ip.as_bytes());
-            HeaderValue::from_bytes(&v).ok()
+    let mut xff_written = false;
+    for (name, value) in h {
+        if *name == XFP || *name == XFH {
+            continue;
         }
-        None => Some(client_ip.clone()),
-    };
-    if let Some(v) = xff {
-        h.insert(XFF.clone(), v);
+        if *name == XFF {
+            if !xff_written {
+                out.extend_from_slice(b"x-forwarded-for: ");
+                for (i, prev) in h.get_all(&XFF).iter().enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(b", ");
+                    }
+                    out.extend_from_slice(prev.as_bytes());
+                }
+                out.extend_from_slice(b", ");
+                out.extend_from_slice(client_ip.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                xff_written = true;
+            }
+            continue;
+        }
+        header_line(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    h.insert(XFP.clone(), HeaderValue::from_static("http"));
-    if let Some(host) = h.get(header::HOST).cloned() {
-        h.insert(XFH.clone(), host);
+    if !xff_written {
+        header_line(out, b"x-forwarded-for", client_ip.as_bytes());
     }
+    header_line(out, b"x-forwarded-proto", b"http");
+    if let Some(host) = h.get(header::HOST) {
+        header_line(out, b"x-forwarded-host", host.as_bytes());
+    }
+}
+
+fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// A backend's response for the client (the upstream side left out its
@@ -296,13 +320,26 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_appends() {
+    fn forwarded_headers_extend_for_and_replace_proto_and_host() {
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("10.1.1.1"));
+        h.append("x-forwarded-for", HeaderValue::from_static("10.1.1.1"));
+        h.append("x-forwarded-for", HeaderValue::from_static("10.2.2.2"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         h.insert(header::HOST, HeaderValue::from_static("shop.example"));
-        append_forwarded(&mut h, &HeaderValue::from_static("127.0.0.9"));
-        assert_eq!(h["x-forwarded-for"], "10.1.1.1, 127.0.0.9");
-        assert_eq!(h["x-forwarded-host"], "shop.example");
-        assert_eq!(h["x-forwarded-proto"], "http");
+        let mut out = Vec::new();
+        write_forwarded_headers(&h, &HeaderValue::from_static("127.0.0.9"), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "x-forwarded-for: 10.1.1.1, 10.2.2.2, 127.0.0.9\r\nhost: shop.example\r\n\
+             x-forwarded-proto: http\r\nx-forwarded-host: shop.example\r\n"
+        );
+        let mut out = Vec::new();
+        write_forwarded_headers(
+            &HeaderMap::new(),
+            &HeaderValue::from_static("::1"),
+            &mut out,
+        );
+        assert_eq!(out, b"x-forwarded-for: ::1\r\nx-forwarded-proto: http\r\n");
     }
 }

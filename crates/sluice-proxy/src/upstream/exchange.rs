@@ -16,7 +16,7 @@ use super::body::{Framing, UpstreamBody};
 use super::io::UpstreamIo;
 use super::pool::UpstreamPool;
 use super::{Answer, UpstreamError};
-use crate::forward::HOP_BY_HOP;
+use crate::forward::{write_forwarded_headers, HOP_BY_HOP};
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -52,9 +52,9 @@ pub(super) struct Failed {
 
 impl Outgoing {
     /// Encodes the head of `req` (already rewritten for the backend: origin
-    /// form, hop-by-hop headers gone). A body without `Content-Length` goes
-    /// chunked.
-    pub fn new(req: Request<Incoming>) -> Outgoing {
+    /// form, hop-by-hop headers gone) with the `X-Forwarded-*` headers for
+    /// `client_ip`. A body without `Content-Length` goes chunked.
+    pub fn new(req: Request<Incoming>, client_ip: &HeaderValue) -> Outgoing {
         let (parts, body) = req.into_parts();
         let mut head = Vec::with_capacity(256);
         head.extend_from_slice(parts.method.as_str().as_bytes());
@@ -67,12 +67,7 @@ impl Outgoing {
             .unwrap_or("/");
         head.extend_from_slice(target.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
-        for (name, value) in &parts.headers {
-            head.extend_from_slice(name.as_str().as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(value.as_bytes());
-            head.extend_from_slice(b"\r\n");
-        }
+        write_forwarded_headers(&parts.headers, client_ip, &mut head);
         let body = if parts.headers.contains_key(http::header::CONTENT_LENGTH) {
             (!body.is_end_stream()).then_some((body, false))
         } else if body.is_end_stream() {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use http::Request;
+use http::{HeaderValue, Request};
 use hyper::body::Incoming;
 use tokio::net::TcpStream;
 use tracing::debug;
@@ -54,12 +54,17 @@ impl UpstreamPool {
         pool
     }
 
-    /// Sends `req` on an idle connection, or a new one. When an idle
+    /// Sends `req` (from the client at `client_ip`) on an idle connection,
+    /// or a new one. When an idle
     /// connection turns out closed before the backend got the request, the
     /// request goes out again on the next one (while its body was not
     /// touched), as nginx and HAProxy retry.
-    pub async fn send(self: &Arc<Self>, req: Request<Incoming>) -> Result<Answer, UpstreamError> {
-        let mut out = Outgoing::new(req);
+    pub async fn send(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        client_ip: &HeaderValue,
+    ) -> Result<Answer, UpstreamError> {
+        let mut out = Outgoing::new(req, client_ip);
         while let Some(conn) = self.pop_idle() {
             match exchange(conn, &mut out, self).await {
                 Ok(answer) => return Ok(answer),
