@@ -37,7 +37,7 @@ use crate::forward::{
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 use crate::tunnel;
-use crate::upstream::{Answer, UpstreamError, UpstreamIo};
+use crate::upstream::{Answer, UpstreamError};
 use crate::ProxySettings;
 
 /// What the request path and the actor share for one connection.
@@ -324,7 +324,7 @@ async fn handle_request(
     };
     let resp = match (answer, client_upgrade) {
         (Answer::Response(resp), _) => resp,
-        (Answer::Switching(head, backend_io), Some(client_upgrade)) => {
+        (Answer::Switching(head, io, leftover), Some(client_upgrade)) => {
             Metrics::inc(&ctx.metrics.requests_proxied);
             // Counted as a tunnel before the request stops counting, so a
             // draining backend never looks idle in between.
@@ -334,7 +334,7 @@ async fn handle_request(
             spawn_tunnel(
                 &ctx,
                 client_upgrade,
-                backend_io,
+                (io, leftover),
                 backend,
                 shutdown,
                 tunnel_work,
@@ -362,7 +362,7 @@ async fn handle_request(
 fn spawn_tunnel(
     ctx: &Arc<ConnCtx>,
     client_upgrade: hyper::upgrade::OnUpgrade,
-    backend_io: UpstreamIo,
+    backend_io: (TcpStream, bytes::Bytes),
     backend: Arc<BackendRuntime>,
     shutdown: CancellationToken,
     work: crate::backend::WorkGuard,

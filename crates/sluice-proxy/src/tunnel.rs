@@ -13,23 +13,16 @@
 //! is finished first, and a side still mid-frame when the grace ends is cut
 //! without a Close. What the sides send after that is read only to see
 //! their Close.
-//!
-//! An upgraded connection of an I/O type this relay does not know goes
-//! through [`fallback`] (tungstenite, message by message) instead.
 
-mod fallback;
 mod frame;
 
-use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use hyper::upgrade::{OnUpgrade, Parts, Upgraded};
+use hyper::upgrade::{OnUpgrade, Parts};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -38,7 +31,6 @@ use tracing::{debug, warn};
 
 use crate::backend::{BackendRuntime, WorkGuard};
 use crate::going_away::GoingAway;
-use crate::upstream::UpstreamIo;
 use frame::{close_frame, FrameTracker, OP_CLOSE};
 
 /// How long the sides may take to answer a Close (and to finish a frame
@@ -69,10 +61,11 @@ impl RawSocket for TcpStream {
 /// Relays one tunnel until either side closes or `shutdown` fires, then
 /// calls `ended` with whether the drain deadline closed it. `C` is the
 /// client connection's I/O type as handed to hyper's server (in `TokioIo`);
-/// the backend's side is the upstream connection the `101` came on.
+/// the backend's side is the upstream socket the `101` came on, with the
+/// bytes read past its head.
 pub(crate) async fn relay<C: RawSocket>(
     client_upgrade: OnUpgrade,
-    backend_io: UpstreamIo,
+    backend_io: (TcpStream, bytes::Bytes),
     backend: Arc<BackendRuntime>,
     shutdown: CancellationToken,
     work: WorkGuard,
@@ -80,39 +73,24 @@ pub(crate) async fn relay<C: RawSocket>(
 ) {
     // Boxed: the upgrade's state is only needed until it completes, and a
     // task keeps the size of its largest state.
-    let mut sides = Box::pin(take_over::<C>(
-        client_upgrade,
-        backend_io,
-        &backend,
-        &shutdown,
-    ))
-    .await;
+    let mut tunnel = Box::pin(take_over::<C>(client_upgrade, backend_io, &backend)).await;
     // Matched by reference: moving the tunnel out would keep two copies in
     // this future.
-    let cut = match &mut sides {
-        Some(Sides::Raw(tunnel)) => tunnel.run(&shutdown, &backend.going_away).await,
-        Some(Sides::Other(fallback)) => fallback.as_mut().await,
+    let cut = match &mut tunnel {
+        Some(tunnel) => tunnel.run(&shutdown, &backend.going_away).await,
         None => false,
     };
-    drop(sides);
+    drop(tunnel);
     drop(work);
     ended(cut);
-}
-
-/// An upgraded tunnel: both raw sockets, or the fallback relay over
-/// whatever hyper handed over.
-enum Sides<C> {
-    Raw(Tunnel<C>),
-    Other(Pin<Box<dyn Future<Output = bool> + Send>>),
 }
 
 /// Waits for the client's upgrade and takes its socket back from hyper.
 async fn take_over<C: RawSocket>(
     client_upgrade: OnUpgrade,
-    backend_io: UpstreamIo,
+    backend_io: (TcpStream, bytes::Bytes),
     backend: &BackendRuntime,
-    shutdown: &CancellationToken,
-) -> Option<Sides<C>> {
+) -> Option<Tunnel<C>> {
     let client = match client_upgrade.await {
         Ok(client) => client,
         Err(e) => {
@@ -120,37 +98,13 @@ async fn take_over<C: RawSocket>(
             return None;
         }
     };
-    let server = backend_io.into_parts();
-    match client.downcast::<TokioIo<C>>() {
-        Ok(client) => Tunnel::new(raw(client), server).ok().map(Sides::Raw),
-        client => {
-            static WARNED: AtomicBool = AtomicBool::new(false);
-            if !WARNED.swap(true, Ordering::Relaxed) {
-                warn!(backend = %backend.addr, "upgraded I/O of an unknown type: tunnels go through tungstenite, at a higher memory cost");
-            }
-            Some(Sides::Other(Box::pin(fallback::relay(
-                fallback_side(client),
-                (Box::new(server.0), server.1.to_vec()),
-                shutdown.clone(),
-            ))))
-        }
-    }
-}
-
-/// The socket and the bytes hyper read past the HTTP head.
-fn raw<T: RawSocket>(parts: Parts<TokioIo<T>>) -> (T, bytes::Bytes) {
-    let Parts { io, read_buf, .. } = parts;
-    (io.into_inner(), read_buf)
-}
-
-fn fallback_side<T: RawSocket>(side: Result<Parts<TokioIo<T>>, Upgraded>) -> fallback::Side {
-    match side {
-        Ok(parts) => {
-            let (io, pre) = raw(parts);
-            (Box::new(io), pre.to_vec())
-        }
-        Err(upgraded) => (Box::new(TokioIo::new(upgraded)), Vec::new()),
-    }
+    // hyper hands back the I/O the connection was served on: the type is
+    // sluice's own, so this fails only if hyper changed how it wraps it.
+    let Ok(Parts { io, read_buf, .. }) = client.downcast::<TokioIo<C>>() else {
+        warn!(backend = %backend.addr, "cannot take the client's socket back from hyper after the upgrade; tunnel closed");
+        return None;
+    };
+    Tunnel::new((io.into_inner(), read_buf), backend_io).ok()
 }
 
 // === impl Tunnel ===

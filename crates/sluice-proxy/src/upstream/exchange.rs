@@ -13,7 +13,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::body::{Framing, UpstreamBody};
-use super::io::UpstreamIo;
 use super::pool::UpstreamPool;
 use super::{Answer, UpstreamError};
 use crate::forward::{write_forwarded_headers, HOP_BY_HOP};
@@ -171,7 +170,7 @@ fn answer(head: Head, conn: Conn, pool: &Arc<UpstreamPool>) -> Answer {
     *resp.version_mut() = head.version;
     *resp.headers_mut() = head.headers;
     if head.status == StatusCode::SWITCHING_PROTOCOLS {
-        return Answer::Switching(resp, UpstreamIo::new(conn.io, conn.buf.freeze()));
+        return Answer::Switching(resp, conn.io, conn.buf.freeze());
     }
     let body = UpstreamBody::new(conn, head.framing, head.keep_alive, pool);
     Answer::Response(resp.map(|()| body))

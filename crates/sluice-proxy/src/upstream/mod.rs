@@ -14,15 +14,12 @@
 //!   retry of a request a stale idle connection never answered.
 //! - [`exchange`]: one request/response head exchange on one connection.
 //! - [`body`]: the response body, framed by length, chunks or close.
-//! - [`io`]: a connection handed to a WebSocket tunnel after `101`.
 
 mod body;
 mod exchange;
-mod io;
 mod pool;
 
 pub(crate) use body::UpstreamBody;
-pub(crate) use io::UpstreamIo;
 pub(crate) use pool::UpstreamPool;
 
 use thiserror::Error;
@@ -56,6 +53,7 @@ pub(crate) enum UpstreamError {
 pub(crate) enum Answer {
     /// A response; its body reads the rest from the connection.
     Response(http::Response<UpstreamBody>),
-    /// `101 Switching Protocols`: the connection now belongs to a tunnel.
-    Switching(http::Response<()>, UpstreamIo),
+    /// `101 Switching Protocols`: the socket now belongs to a tunnel, with
+    /// the bytes the backend sent after the head (they go first).
+    Switching(http::Response<()>, tokio::net::TcpStream, bytes::Bytes),
 }
