@@ -14,12 +14,27 @@ use sluice_testkit::{NodeOptions, NodeProcess};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-/// What a raw backend saw: connections accepted and request heads (with
-/// bodies) read.
+/// What a raw backend saw: connections accepted and closed by it, and
+/// request heads (with bodies) read.
 #[derive(Default)]
 struct Seen {
     accepted: AtomicUsize,
+    closed: AtomicUsize,
     requests: Mutex<Vec<String>>,
+}
+
+impl Seen {
+    /// Waits until the backend closed `n` connections.
+    async fn closed(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.closed.load(Ordering::SeqCst) < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "backend closed fewer than {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 }
 
 /// How the raw backend answers each request.
@@ -27,9 +42,13 @@ struct Seen {
 enum Answer {
     /// `200 ok`, keep-alive.
     Ok,
-    /// `200 ok`, then the backend closes the connection a moment later
-    /// without saying so (an idle timeout on its side).
+    /// `200 ok`, then the backend closes the connection without saying so
+    /// (an idle timeout on its side).
     OkThenClose,
+    /// `200 ok` to a connection's first request; the second one is read
+    /// and the connection closed without an answer (the backend closed it
+    /// just as the request went out).
+    DropSecond,
     /// `204 No Content`, keep-alive.
     NoContent,
     /// A chunked body in three chunks.
@@ -55,7 +74,7 @@ async fn raw_backend(answer: Answer) -> (String, Arc<Seen>) {
 
 async fn serve_raw(sock: TcpStream, answer: Answer, seen: Arc<Seen>) {
     let mut r = BufReader::new(sock);
-    loop {
+    for served in 0.. {
         let mut head = String::new();
         loop {
             let mut line = String::new();
@@ -70,8 +89,11 @@ async fn serve_raw(sock: TcpStream, answer: Answer, seen: Arc<Seen>) {
         let body = read_body(&mut r, &head).await;
         head.push_str(&String::from_utf8_lossy(&body));
         seen.requests.lock().unwrap().push(head);
+        if let (Answer::DropSecond, 1) = (answer, served) {
+            break;
+        }
         let out: &[u8] = match answer {
-            Answer::Ok | Answer::OkThenClose => {
+            Answer::Ok | Answer::OkThenClose | Answer::DropSecond => {
                 b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok"
             }
             Answer::NoContent => b"HTTP/1.1 204 No Content\r\n\r\n",
@@ -83,10 +105,11 @@ async fn serve_raw(sock: TcpStream, answer: Answer, seen: Arc<Seen>) {
             return;
         }
         if let Answer::OkThenClose = answer {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            return;
+            break;
         }
     }
+    drop(r);
+    seen.closed.fetch_add(1, Ordering::SeqCst);
 }
 
 /// A node with group `web` over `addrs` and a listener; returns the node
@@ -198,10 +221,24 @@ async fn connections_are_reused_and_an_idle_one_the_backend_closed_is_replaced()
     for i in 0..5 {
         let (status, head, body) = exchange(&mut c, GET).await;
         assert_eq!((status, body.as_str()), (200, "ok"), "request {i}: {head}");
-        // Let the backend close the now idle connection.
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        seen.closed(i + 1).await;
     }
     assert_eq!(seen.accepted.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_an_idle_connection_lost_is_sent_again_on_a_new_one() {
+    let (addr, seen) = raw_backend(Answer::DropSecond).await;
+    let (_node, listen) = node_for(&[&addr]).await;
+    let mut c = connect(&listen).await;
+    for i in 0..3 {
+        let (status, head, body) = exchange(&mut c, GET).await;
+        assert_eq!((status, body.as_str()), (200, "ok"), "request {i}: {head}");
+    }
+    // Requests 2 and 3 each went out on the pooled connection, which the
+    // backend closed unanswered, then again on a new one.
+    assert_eq!(seen.accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(seen.requests.lock().unwrap().len(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -236,7 +236,8 @@ impl Actor for Backend {
                 );
                 // Tokens first: every tunnel and waiting request wakes and
                 // sends its Close 1001 / 500 without a message in between.
-                // The message follows, for a response already streaming.
+                // The message follows, for a response already streaming
+                // (only the connection's actor can close that).
                 state
                     .runtime
                     .going_away

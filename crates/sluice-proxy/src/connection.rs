@@ -111,8 +111,9 @@ impl ConnCtx {
 
 /// Messages a `Connection` handles.
 pub(crate) enum ConnectionMessage {
-    /// End the work this connection holds on a backend: its drain deadline
-    /// came (or draining is off).
+    /// A backend's drain deadline came (or draining is off) and the backend
+    /// cancelled this connection's token for it: a response of that
+    /// backend already streaming can only end with the connection.
     Shutdown {
         backend: u64,
         drain: Option<DrainId>,
@@ -215,15 +216,6 @@ impl Actor for Connection {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             ConnectionMessage::Shutdown { backend, drain } => {
-                let regs = state
-                    .ctx
-                    .registered
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                if let Some(r) = regs.iter().find(|r| r.backend == backend) {
-                    r.token.cancel();
-                }
-                drop(regs);
                 if state.ctx.streaming.load(Ordering::Acquire) == backend {
                     // The answer's head is already out: the only way left to
                     // end it is to close the connection.

@@ -147,9 +147,37 @@ pub(crate) static HOP_BY_HOP: [HeaderName; 6] = [
     header::TRANSFER_ENCODING,
 ];
 
-fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    // One pass over the names finds which are here (most messages carry
-    // `Connection` at most), so only those are hashed and removed.
+/// One token of a `Connection` header.
+pub(crate) enum ConnectionToken {
+    Close,
+    KeepAlive,
+    Upgrade,
+    /// Another header's name: that header is hop-by-hop too.
+    Listed(HeaderName),
+}
+
+/// The tokens of one `Connection` header value; empty tokens and ones that
+/// are no header name are skipped.
+pub(crate) fn connection_tokens(value: &[u8]) -> impl Iterator<Item = ConnectionToken> + '_ {
+    value.split(|b| *b == b',').filter_map(|t| {
+        let t = t.trim_ascii();
+        Some(if t.eq_ignore_ascii_case(b"close") {
+            ConnectionToken::Close
+        } else if t.eq_ignore_ascii_case(b"keep-alive") {
+            ConnectionToken::KeepAlive
+        } else if t.eq_ignore_ascii_case(b"upgrade") {
+            ConnectionToken::Upgrade
+        } else {
+            ConnectionToken::Listed(HeaderName::from_bytes(t).ok()?)
+        })
+    })
+}
+
+/// Removes a request's hop-by-hop headers (the response side leaves them
+/// out as it parses: `upstream::exchange`).
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // One pass over the names finds which are here (most requests carry
+    // none), so only those are hashed and removed.
     let mut present = [false; 6];
     let mut upgrade = false;
     for name in h.keys() {
@@ -160,21 +188,14 @@ fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
         }
     }
     if present[0] {
-        // Names listed in Connection are hop-by-hop too; `close`,
-        // `keep-alive` and `upgrade` are handled without a lookup.
         let listed: Vec<HeaderName> = h
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| {
-                !t.is_empty()
-                    && !["close", "keep-alive", "upgrade"]
-                        .iter()
-                        .any(|known| t.eq_ignore_ascii_case(known))
+            .flat_map(|v| connection_tokens(v.as_bytes()))
+            .filter_map(|t| match t {
+                ConnectionToken::Listed(name) => Some(name),
+                _ => None,
             })
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in listed {
             h.remove(name);
@@ -185,7 +206,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
             h.remove(name);
         }
     }
-    if upgrade && !keep_upgrade {
+    if upgrade {
         h.remove(header::UPGRADE);
     }
 }
@@ -219,7 +240,7 @@ pub(crate) fn upstream_request(
             h.insert(header::HOST, v);
         }
     }
-    strip_hop_by_hop(h, false);
+    strip_hop_by_hop(h);
     if websocket {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -314,7 +335,7 @@ mod tests {
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
         h.insert("x-keep", HeaderValue::from_static("yes"));
-        strip_hop_by_hop(&mut h, false);
+        strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-keep"));
     }

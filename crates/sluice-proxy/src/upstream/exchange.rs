@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use super::body::{Framing, UpstreamBody};
 use super::pool::UpstreamPool;
 use super::{Answer, UpstreamError};
-use crate::forward::{write_forwarded_headers, HOP_BY_HOP};
+use crate::forward::{connection_tokens, write_forwarded_headers, ConnectionToken, HOP_BY_HOP};
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -231,14 +231,12 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Up
             let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(b"");
             chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if name == http::header::CONNECTION {
-            for token in h.value.split(|b| *b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    keep_alive_token = true;
-                } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"upgrade") {
-                    listed.extend(HeaderName::from_bytes(token).ok());
+            for token in connection_tokens(h.value) {
+                match token {
+                    ConnectionToken::Close => close = true,
+                    ConnectionToken::KeepAlive => keep_alive_token = true,
+                    ConnectionToken::Upgrade => {}
+                    ConnectionToken::Listed(name) => listed.push(name),
                 }
             }
         }
