@@ -1,18 +1,15 @@
 //! The arithmetic of the figures: nearest-rank percentiles, medians over
 //! repetitions, and CPU time per request.
 
-/// The nearest-rank `p`th percentile (0 < p ≤ 100) of sorted samples: the
-/// smallest sample such that at least `p`% of them are at most it. 0 when
-/// there are none.
+use sluice_testkit::bench::stats::nearest_rank;
+
+/// The nearest-rank `p`th percentile (0 < p ≤ 100) of sorted samples; 0
+/// when there are none.
 pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
-    let n = sorted.len();
-    // ceil(p/100 × n) in integers (p has at most two decimals here).
-    let per_10k = (p * 100.0).round() as usize;
-    let rank = (per_10k * n).div_ceil(10_000).clamp(1, n);
-    sorted[rank - 1]
+    nearest_rank(sorted, p)
 }
 
 /// The median of `values` (mean of the middle two for an even count);

@@ -56,7 +56,9 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
+    // Paused time: the sleep below (shorter than MAX_WAIT) ends only once
+    // the spawned tasks have run as far as they can; no wall-clock margin.
+    #[tokio::test(start_paused = true)]
     async fn nobody_goes_on_before_the_last_checks_in() {
         let barrier = Arc::new(GoingAway::default());
         barrier.arm(3);

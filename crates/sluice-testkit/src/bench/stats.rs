@@ -38,14 +38,15 @@ impl Summary {
     }
 }
 
-/// The nearest-rank `p`th percentile of a sorted, non-empty slice: the
-/// smallest sample such that at least `p`% of the samples are at most it.
-fn nearest_rank(sorted: &[Duration], p: f64) -> Duration {
+/// The nearest-rank `p`th percentile (0 < p ≤ 100) of a sorted, non-empty
+/// slice: the smallest sample such that at least `p`% of the samples are at
+/// most it.
+pub fn nearest_rank<T: Copy>(sorted: &[T], p: f64) -> T {
     let n = sorted.len();
     // ceil(p/100 * n), at least 1; computed in integers to avoid rounding
-    // surprises (p has at most one decimal here).
-    let per_mille = (p * 10.0).round() as usize;
-    let rank = (per_mille * n).div_ceil(1000).clamp(1, n);
+    // surprises (p has at most two decimals here).
+    let per_10k = (p * 100.0).round() as usize;
+    let rank = (per_10k * n).div_ceil(10_000).clamp(1, n);
     sorted[rank - 1]
 }
 
