@@ -289,10 +289,7 @@ async fn handle_request(
     let websocket = is_websocket_upgrade(&req);
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let work = backend.start_request();
-    let upstream = match upstream_request(req, &backend.addr, websocket) {
-        Ok(r) => r,
-        Err(e) => return Ok(fail(&ctx, e)),
-    };
+    let upstream = upstream_request(req, &backend.addr, websocket);
     let answer = tokio::select! {
         biased;
         _ = shutdown.cancelled() => Err(ForwardError::DrainDeadline { backend: backend.addr.to_string() }),

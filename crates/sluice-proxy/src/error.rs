@@ -64,9 +64,6 @@ pub(crate) enum ForwardError {
     /// The backend's drain deadline came before the answer (500, R3).
     #[error("backend {backend} closed by drain deadline")]
     DrainDeadline { backend: String },
-    /// The client's request was not acceptable (downstream; 400).
-    #[error("bad request: {reason}")]
-    BadRequest { reason: &'static str },
 }
 
 impl ForwardError {
@@ -79,7 +76,6 @@ impl ForwardError {
             ForwardError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ForwardError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ForwardError::DrainDeadline { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            ForwardError::BadRequest { .. } => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -91,7 +87,6 @@ impl ForwardError {
             ForwardError::Upstream { .. } => "backend_failed",
             ForwardError::Timeout { .. } => "backend_timeout",
             ForwardError::DrainDeadline { .. } => "drain_deadline",
-            ForwardError::BadRequest { .. } => "bad_request",
         }
     }
 }

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, Uri, Version};
+use http::{Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::backend::WorkGuard;
@@ -211,28 +211,16 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-/// Rewrites a client request for the backend at `backend_addr` (the
-/// `X-Forwarded-*` headers are written with the head:
+/// Rewrites a client request's headers for the backend at `backend_addr`
+/// (the request line, in origin form and HTTP/1.1, and the `X-Forwarded-*`
+/// headers are written with the head: `upstream::exchange`,
 /// [`write_forwarded_headers`]).
 pub(crate) fn upstream_request(
     req: Request<Incoming>,
     backend_addr: &str,
     websocket: bool,
-) -> Result<Request<Incoming>, ForwardError> {
+) -> Request<Incoming> {
     let (mut parts, body) = req.into_parts();
-    // The backend gets the origin form (`/path?query`), whatever form the
-    // client used.
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        parts.uri = pq.parse::<Uri>().map_err(|_| ForwardError::BadRequest {
-            reason: "request target cannot be forwarded",
-        })?;
-    }
-    parts.version = Version::HTTP_11;
     let h = &mut parts.headers;
     if !h.contains_key(header::HOST) {
         // HTTP/1.1 requires one; an HTTP/1.0 client may have sent none.
@@ -248,7 +236,7 @@ pub(crate) fn upstream_request(
         // that sluice would have to understand (permessage-deflate).
         h.remove(header::SEC_WEBSOCKET_EXTENSIONS);
     }
-    Ok(Request::from_parts(parts, body))
+    Request::from_parts(parts, body)
 }
 
 /// Writes `h` as HTTP/1.1 header lines for the backend, with the

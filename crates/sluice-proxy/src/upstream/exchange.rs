@@ -50,8 +50,9 @@ pub(super) struct Failed {
 // === impl Outgoing ===
 
 impl Outgoing {
-    /// Encodes the head of `req` (already rewritten for the backend: origin
-    /// form, hop-by-hop headers gone) with the `X-Forwarded-*` headers for
+    /// Encodes the head of `req` (its headers already rewritten for the
+    /// backend) as HTTP/1.1 with the target in origin form (`/path?query`,
+    /// whatever form the client used) and the `X-Forwarded-*` headers for
     /// `client_ip`. A body without `Content-Length` goes chunked.
     pub fn new(req: Request<Incoming>, client_ip: &HeaderValue) -> Outgoing {
         let (parts, body) = req.into_parts();
