@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use sluice_testkit::{NodeOptions, NodeProcess};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -112,29 +111,6 @@ async fn serve_raw(sock: TcpStream, answer: Answer, seen: Arc<Seen>) {
     seen.closed.fetch_add(1, Ordering::SeqCst);
 }
 
-/// A node with group `web` over `addrs` and a listener; returns the node
-/// and the listener's `host:port`.
-async fn node_for(addrs: &[&str]) -> (NodeProcess, String) {
-    let node = tokio::task::spawn_blocking(|| {
-        NodeProcess::start(BIN.as_ref(), NodeOptions::local(1)).expect("start node")
-    })
-    .await
-    .unwrap();
-    cli_ok(&node, &["group", "create", "web"]).await;
-    // Probes would be requests and connections of their own.
-    cli_ok(&node, &["group", "update", "web", "--no-health-checks"]).await;
-    for a in addrs {
-        cli_ok(&node, &["backend", "add", "web", a]).await;
-    }
-    let port = sluice_testkit::free_port().to_string();
-    cli_ok(
-        &node,
-        &["listener", "add", "--port", &port, "--group", "web"],
-    )
-    .await;
-    (node, format!("127.0.0.1:{port}"))
-}
-
 /// Sends raw bytes on one client connection and reads one response (head
 /// and a body framed by Content-Length or chunked).
 async fn exchange(conn: &mut BufReader<TcpStream>, request: &[u8]) -> (u16, String, String) {
@@ -189,7 +165,7 @@ const GET: &[u8] = b"GET /x HTTP/1.1\r\nhost: shop.example\r\n\r\n";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_backend_gets_502_backend_failed() {
     let dead = sluice_testkit::free_port();
-    let (_node, listen) = node_for(&[&format!("127.0.0.1:{dead}")]).await;
+    let (_node, listen) = node_over(&[&format!("127.0.0.1:{dead}")], "60s", "300s").await;
     let mut c = connect(&listen).await;
     let (status, head, body) = exchange(&mut c, GET).await;
     assert_eq!(status, 502, "{head}");
@@ -203,7 +179,7 @@ async fn a_refused_backend_gets_502_backend_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_reused_and_an_idle_one_the_backend_closed_is_replaced() {
     let (addr, seen) = raw_backend(Answer::Ok).await;
-    let (_node, listen) = node_for(&[&addr]).await;
+    let (_node, listen) = node_over(&[&addr], "60s", "300s").await;
     let mut c = connect(&listen).await;
     for _ in 0..20 {
         let (status, _, body) = exchange(&mut c, GET).await;
@@ -216,7 +192,7 @@ async fn connections_are_reused_and_an_idle_one_the_backend_closed_is_replaced()
     );
 
     let (addr, seen) = raw_backend(Answer::OkThenClose).await;
-    let (_node, listen) = node_for(&[&addr]).await;
+    let (_node, listen) = node_over(&[&addr], "60s", "300s").await;
     let mut c = connect(&listen).await;
     for i in 0..5 {
         let (status, head, body) = exchange(&mut c, GET).await;
@@ -229,7 +205,7 @@ async fn connections_are_reused_and_an_idle_one_the_backend_closed_is_replaced()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_an_idle_connection_lost_is_sent_again_on_a_new_one() {
     let (addr, seen) = raw_backend(Answer::DropSecond).await;
-    let (_node, listen) = node_for(&[&addr]).await;
+    let (_node, listen) = node_over(&[&addr], "60s", "300s").await;
     let mut c = connect(&listen).await;
     for i in 0..3 {
         let (status, head, body) = exchange(&mut c, GET).await;
@@ -244,7 +220,7 @@ async fn a_request_an_idle_connection_lost_is_sent_again_on_a_new_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_are_framed_both_ways() {
     let (addr, seen) = raw_backend(Answer::Chunked).await;
-    let (_node, listen) = node_for(&[&addr]).await;
+    let (_node, listen) = node_over(&[&addr], "60s", "300s").await;
     let mut c = connect(&listen).await;
     // A chunked request body reaches the backend whole; a chunked
     // response body reaches the client whole.
@@ -266,7 +242,7 @@ async fn bodies_are_framed_both_ways() {
 
     // An answer without a body leaves the connection usable.
     let (addr, seen) = raw_backend(Answer::NoContent).await;
-    let (_node, listen) = node_for(&[&addr]).await;
+    let (_node, listen) = node_over(&[&addr], "60s", "300s").await;
     let mut c = connect(&listen).await;
     for _ in 0..3 {
         let (status, _, body) = exchange(&mut c, GET).await;
@@ -278,7 +254,7 @@ async fn bodies_are_framed_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backend_sees_the_origin_form_a_host_and_no_hop_by_hop_headers() {
     let (addr, seen) = raw_backend(Answer::Ok).await;
-    let (_node, listen) = node_for(&[&addr]).await;
+    let (_node, listen) = node_over(&[&addr], "60s", "300s").await;
     let mut c = connect(&listen).await;
     exchange(
         &mut c,

@@ -69,16 +69,54 @@ pub async fn cluster_of_one(
     backends: &[&DemoBackend],
     request_timeout: &str,
 ) -> (NodeProcess, String) {
+    let addrs: Vec<String> = backends.iter().map(|b| b.addr().to_string()).collect();
+    let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    let (node, listen) = one_node(drain_flags, &[], &addrs, request_timeout).await;
+    (node, format!("http://{listen}"))
+}
+
+/// A node with group `web` (drain timeout `drain`, health checks off:
+/// probes would be requests and connections of their own) over the backends
+/// at `addrs`, and a listener with `request_timeout`; returns the node and
+/// the listener's `host:port`.
+pub async fn node_over(
+    addrs: &[&str],
+    request_timeout: &str,
+    drain: &str,
+) -> (NodeProcess, String) {
+    one_node(
+        &["--drain-timeout", drain],
+        &["--no-health-checks"],
+        addrs,
+        request_timeout,
+    )
+    .await
+}
+
+/// A node, group `web` created with `create_flags` (then updated with
+/// `update_flags`, if any) over `addrs`, and a listener; returns the node
+/// and the listener's `host:port`.
+async fn one_node(
+    create_flags: &[&str],
+    update_flags: &[&str],
+    addrs: &[&str],
+    request_timeout: &str,
+) -> (NodeProcess, String) {
     let node = tokio::task::spawn_blocking(|| {
         NodeProcess::start(BIN.as_ref(), NodeOptions::local(1)).expect("start node")
     })
     .await
     .unwrap();
     let mut create = vec!["group", "create", "web"];
-    create.extend_from_slice(drain_flags);
+    create.extend_from_slice(create_flags);
     cli_ok(&node, &create).await;
-    for b in backends {
-        cli_ok(&node, &["backend", "add", "web", &b.addr().to_string()]).await;
+    if !update_flags.is_empty() {
+        let mut update = vec!["group", "update", "web"];
+        update.extend_from_slice(update_flags);
+        cli_ok(&node, &update).await;
+    }
+    for a in addrs {
+        cli_ok(&node, &["backend", "add", "web", a]).await;
     }
     let port = sluice_testkit::free_port().to_string();
     cli_ok(
@@ -95,7 +133,7 @@ pub async fn cluster_of_one(
         ],
     )
     .await;
-    (node, format!("http://127.0.0.1:{port}"))
+    (node, format!("127.0.0.1:{port}"))
 }
 
 /// Removes a backend through the CLI; returns the drain's deadline (Unix ms)

@@ -37,8 +37,14 @@ pub(crate) fn render(node: u64, state: &State, dp: &DataPlane) -> String {
     metric(
         "sluice_requests_failed_total",
         "counter",
-        "Requests answered by sluice with an error status.",
+        "Requests answered by sluice with an error status that is not the client's fault.",
         c(&m.requests_failed),
+    );
+    metric(
+        "sluice_requests_rejected_total",
+        "counter",
+        "Requests refused as the client's fault (malformed, unsupported, body stalled).",
+        c(&m.requests_rejected),
     );
     metric(
         "sluice_drain_cuts_total",

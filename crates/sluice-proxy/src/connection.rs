@@ -1,43 +1,40 @@
-//! The `Connection` actor: one per client connection. It runs hyper's HTTP/1
-//! server on the socket (keep-alive, upgrades) in a task of its own and
-//! handles lifecycle messages: `Shutdown` from a draining backend ends the
-//! work this connection holds on it (R3).
+//! The `Connection` actor: one per client connection. It serves HTTP/1.1 on
+//! the socket ([`crate::http1`]: keep-alive, upgrades) in a task of its own
+//! and handles lifecycle messages: `Shutdown` from a draining backend ends
+//! the work this connection holds on it (R3).
 //!
 //! Per request: one `ArcSwap` load, one atomic pick, one uncontended
 //! per-connection lock to find this connection's shutdown token for the
 //! chosen backend, and the backend pool's pop and push of an idle upstream
 //! connection. A connection registers with a backend once.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sluice_model::DrainId;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use crate::backend::WorkGuard;
 use crate::backend::{BackendMessage, BackendRuntime};
+use crate::client_socket::ClientSocket;
 use crate::error::ForwardError;
 use crate::forward::{
-    downstream_response, error_response, is_websocket_upgrade, switching_response,
+    check_request, downstream_response, error_response, is_websocket_upgrade, switching_response,
     upstream_request, ProxyBody,
 };
+use crate::http1::{self, Ended, RequestBody};
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 use crate::tunnel;
-use crate::upstream::{Answer, UpstreamError};
+use crate::upstream::{Answer, Progress, UpstreamError};
 use crate::ProxySettings;
 
 /// What the request path and the actor share for one connection.
@@ -61,7 +58,6 @@ pub(crate) struct ConnCtx {
     /// The tunnel task, once the connection was upgraded (HTTP/1 has at
     /// most one upgrade per connection).
     tunnel: Mutex<Option<AbortHandle>>,
-    header_timed_out: std::sync::atomic::AtomicBool,
 }
 
 struct Registration {
@@ -185,6 +181,7 @@ impl Actor for Connection {
         args.metrics
             .connections_open
             .fetch_add(1, Ordering::Relaxed);
+        let stream = Arc::new(args.stream);
         let ctx = Arc::new(ConnCtx {
             port: args.port,
             peer: args.peer,
@@ -198,12 +195,11 @@ impl Actor for Connection {
             live: AtomicUsize::new(1),
             serve: Mutex::new(None),
             tunnel: Mutex::new(None),
-            header_timed_out: Default::default(),
         });
         // Stored under the lock the task takes as it ends, so even a task
         // that ends at once finds its handle.
         let mut slot = ctx.serve.lock().unwrap_or_else(|p| p.into_inner());
-        *slot = Some(tokio::spawn(serve(ctx.clone(), args.stream, args.settings)).abort_handle());
+        *slot = Some(tokio::spawn(serve(ctx.clone(), stream, args.settings)).abort_handle());
         drop(slot);
         Ok(ConnectionState { ctx })
     }
@@ -235,72 +231,93 @@ impl Actor for Connection {
 
 // === the HTTP server task ===
 
-async fn serve(ctx: Arc<ConnCtx>, stream: TcpStream, settings: Arc<ProxySettings>) {
-    let io = TimeoutIo {
-        inner: stream,
-        partial: false,
-        ctx: ctx.clone(),
+async fn serve(ctx: Arc<ConnCtx>, stream: Arc<TcpStream>, settings: Arc<ProxySettings>) {
+    let limits = http1::Limits {
+        header_read_timeout: settings.header_read_timeout,
+        max_head: settings.max_header_bytes,
     };
-    let service_ctx = ctx.clone();
-    let service = service_fn(move |req| handle_request(service_ctx.clone(), req));
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
-        .max_buf_size(settings.max_header_bytes)
-        .keep_alive(true)
-        .writev(false);
+    // The request path's handle for interim answers; gone with the HTTP
+    // server, so a tunnel keeps nothing of it.
+    let client = ClientSocket::new(&stream);
+    let handler_ctx = ctx.clone();
+    let ended = http1::serve(stream, limits, |req| {
+        handle_request(handler_ctx.clone(), req, &client)
+    })
+    .await;
+    drop(client);
+    if let Ended::Upgraded {
+        upgrade,
+        io,
+        leftover,
+    } = ended
     {
-        let conn = builder
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades();
-        tokio::pin!(conn);
-        if let Err(e) = conn.as_mut().await {
-            if e.is_timeout() {
-                // Read by `TimeoutIo::drop` when the connection drops at
-                // the end of this block.
-                ctx.header_timed_out.store(true, Ordering::Release);
-            }
-            debug!(peer = %ctx.peer, error = %e, "client connection ended with an error");
-        }
+        spawn_tunnel(&ctx, (io, leftover), upgrade);
     }
     if ctx.take_serve().is_some() {
         ctx.task_ended();
     }
 }
 
+/// What a `101` hands to the tunnel once it went out to the client.
+struct TunnelStart {
+    backend_io: (TcpStream, bytes::Bytes),
+    backend: Arc<BackendRuntime>,
+    shutdown: CancellationToken,
+    work: WorkGuard,
+}
+
+/// Answers one request: checked, routed, forwarded; a `101` comes with
+/// what its tunnel needs.
 async fn handle_request(
     ctx: Arc<ConnCtx>,
-    mut req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
+    req: Request<RequestBody>,
+    client: &ClientSocket,
+) -> (Response<ProxyBody>, Option<TunnelStart>) {
+    if let Err(e) = check_request(&req) {
+        return (fail(&ctx, e), None);
+    }
     let route = ctx.routes.load().routes.get(&ctx.port).cloned();
     let Some(route) = route else {
-        return Ok(fail(&ctx, ForwardError::NoRoute));
+        return (fail(&ctx, ForwardError::NoRoute), None);
     };
     let Some(backend) = route.pick().cloned() else {
-        return Ok(fail(
-            &ctx,
-            ForwardError::NoBackend {
-                group: route.group.to_string(),
-            },
-        ));
+        let group = route.group.to_string();
+        return (fail(&ctx, ForwardError::NoBackend { group }), None);
     };
     let shutdown = ctx.token_for(&backend);
     let websocket = is_websocket_upgrade(&req);
-    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let work = backend.start_request();
+    let version = req.version();
     let upstream = upstream_request(req, &backend.addr, websocket);
-    let answer = tokio::select! {
-        biased;
-        _ = shutdown.cancelled() => Err(ForwardError::DrainDeadline { backend: backend.addr.to_string() }),
-        r = tokio::time::timeout(route.request_timeout, backend.pool.send(upstream, &ctx.peer_ip)) => match r {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(source)) => Err(ForwardError::Upstream { backend: backend.addr.to_string(), source }),
-            Err(_) => Err(ForwardError::Timeout {
-                backend: backend.addr.to_string(),
-                timeout_ms: route.request_timeout.as_millis() as u64,
-            }),
-        },
+    let progress = Progress::default();
+    // RFC 9110 §15.2: no 1xx for an HTTP/1.0 client.
+    let interim = (version != http::Version::HTTP_10).then_some(client);
+    let answer = {
+        // Pinned where it is made: the exchange's state is large, and moving
+        // it into the timeout and the select would copy it each time.
+        let send = std::pin::pin!(backend.pool.send(
+            upstream,
+            &ctx.peer_ip,
+            route.request_timeout,
+            &progress,
+            interim,
+        ));
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => Err(ForwardError::DrainDeadline { backend: backend.addr.to_string() }),
+            r = tokio::time::timeout(route.request_timeout, send) => match r {
+                Ok(Ok(resp)) => Ok(resp),
+                Ok(Err(UpstreamError::ClientBody { source })) => Err(ForwardError::BadRequestBody { source }),
+                Ok(Err(source)) => Err(ForwardError::Upstream { backend: backend.addr.to_string(), source }),
+                Err(_) if progress.waiting_for_client() => Err(ForwardError::ClientTimeout {
+                    timeout_ms: route.request_timeout.as_millis() as u64,
+                }),
+                Err(_) => Err(ForwardError::Timeout {
+                    backend: backend.addr.to_string(),
+                    timeout_ms: route.request_timeout.as_millis() as u64,
+                }),
+            },
+        }
     };
     let answer = match answer {
         Ok(answer) => answer,
@@ -308,64 +325,57 @@ async fn handle_request(
             if matches!(e, ForwardError::DrainDeadline { .. }) {
                 Metrics::inc(&ctx.metrics.drain_cuts);
             }
-            return Ok(fail(&ctx, e));
+            return (fail(&ctx, e), None);
         }
     };
-    let resp = match (answer, client_upgrade) {
-        (Answer::Response(resp), _) => resp,
-        (Answer::Switching(head, io, leftover), Some(client_upgrade)) => {
+    let resp = match answer {
+        Answer::Response(resp) => resp,
+        Answer::Switching(head, io, leftover) if websocket => {
             Metrics::inc(&ctx.metrics.requests_proxied);
             // Counted as a tunnel before the request stops counting, so a
             // draining backend never looks idle in between.
             let tunnel_work = backend.start_tunnel();
             drop(work);
             Metrics::inc(&ctx.metrics.tunnels_opened);
-            spawn_tunnel(
-                &ctx,
-                client_upgrade,
-                (io, leftover),
+            let start = TunnelStart {
+                backend_io: (io, leftover),
                 backend,
                 shutdown,
-                tunnel_work,
-            );
-            return Ok(switching_response(head));
+                work: tunnel_work,
+            };
+            return (switching_response(head), Some(start));
         }
-        (Answer::Switching(..), None) => {
+        Answer::Switching(..) => {
             let source = UpstreamError::Invalid {
                 reason: "101 Switching Protocols to a request without Upgrade",
             };
             let backend = backend.addr.to_string();
-            return Ok(fail(&ctx, ForwardError::Upstream { backend, source }));
+            return (fail(&ctx, ForwardError::Upstream { backend, source }), None);
         }
     };
     Metrics::inc(&ctx.metrics.requests_proxied);
     if resp.body().is_complete() {
         // Read whole with its head (or empty): the backend is done with
         // this request, only the client has yet to get it.
-        return Ok(downstream_response(resp, None));
+        return (downstream_response(resp, None), None);
     }
     ctx.streaming.store(backend.id, Ordering::Release);
-    Ok(downstream_response(resp, Some((work, ctx.clone()))))
+    (downstream_response(resp, Some((work, ctx.clone()))), None)
 }
 
-fn spawn_tunnel(
-    ctx: &Arc<ConnCtx>,
-    client_upgrade: hyper::upgrade::OnUpgrade,
-    backend_io: (TcpStream, bytes::Bytes),
-    backend: Arc<BackendRuntime>,
-    shutdown: CancellationToken,
-    work: crate::backend::WorkGuard,
-) {
+/// Runs a tunnel over the client's socket (with the bytes it sent past its
+/// request) and the backend's.
+fn spawn_tunnel(ctx: &Arc<ConnCtx>, client: (TcpStream, bytes::Bytes), start: TunnelStart) {
     ctx.task_started();
     let task_ctx = ctx.clone();
     // No async block around it: its captures would stay in the task beside
     // the relay's own copies for the tunnel's whole life.
-    let fut = tunnel::relay::<TimeoutIo>(
-        client_upgrade,
-        backend_io,
-        backend,
-        shutdown,
-        work,
+    let fut = tunnel::relay(
+        client,
+        start.backend_io,
+        start.backend,
+        start.shutdown,
+        start.work,
         move |cut| {
             if cut {
                 Metrics::inc(&task_ctx.metrics.drain_cuts);
@@ -377,94 +387,15 @@ fn spawn_tunnel(
     *ctx.tunnel.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle.abort_handle());
 }
 
+/// sluice's own answer to a request it could not forward. A drain cut or
+/// the client's own error also closes the connection.
 fn fail(ctx: &ConnCtx, err: ForwardError) -> Response<ProxyBody> {
-    Metrics::inc(&ctx.metrics.requests_failed);
-    let close = matches!(err, ForwardError::DrainDeadline { .. });
+    let client_error = err.is_client_error();
+    Metrics::inc(if client_error {
+        &ctx.metrics.requests_rejected
+    } else {
+        &ctx.metrics.requests_failed
+    });
+    let close = client_error || matches!(err, ForwardError::DrainDeadline { .. });
     error_response(&err, close)
-}
-
-// === TimeoutIo ===
-
-/// The client socket, remembering whether a request was partly read, so a
-/// header read timeout can answer `408` to a slow client and close an idle
-/// keep-alive connection silently.
-struct TimeoutIo {
-    inner: TcpStream,
-    partial: bool,
-    ctx: Arc<ConnCtx>,
-}
-
-const TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nvia: 1.1 sluice\r\nconnection: close\r\ncontent-length: 58\r\n\r\n408 Request Timeout: request headers not received in time\n";
-
-impl Drop for TimeoutIo {
-    fn drop(&mut self) {
-        if self.partial && self.ctx.header_timed_out.load(Ordering::Acquire) {
-            // Nothing else is buffered for this socket: a non-blocking write
-            // of one small answer goes through.
-            let _ = self.inner.try_write(TIMEOUT_408);
-        }
-    }
-}
-
-impl tunnel::RawSocket for TimeoutIo {
-    fn tcp(&self) -> &TcpStream {
-        &self.inner
-    }
-}
-
-impl AsyncRead for TimeoutIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.partial = true;
-        }
-        r
-    }
-}
-
-impl AsyncWrite for TimeoutIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = r {
-            if n > 0 {
-                self.partial = false;
-            }
-        }
-        r
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = r {
-            if n > 0 {
-                self.partial = false;
-            }
-        }
-        r
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
 }

@@ -64,6 +64,29 @@ pub(crate) enum ForwardError {
     /// The backend's drain deadline came before the answer (500, R3).
     #[error("backend {backend} closed by drain deadline")]
     DrainDeadline { backend: String },
+    /// The request breaks HTTP/1.1 in a way sluice must refuse (downstream;
+    /// 400).
+    #[error("bad request: {reason}")]
+    BadRequest { reason: &'static str },
+    /// The client's request body was malformed, e.g. a bad chunk
+    /// (downstream; 400, not the backend's fault).
+    #[error("bad request body: {source}")]
+    BadRequestBody {
+        source: crate::http1::RequestBodyError,
+    },
+    /// The client stopped sending its request body for the whole request
+    /// timeout (downstream; 408).
+    #[error("request body not received within {timeout_ms} ms")]
+    ClientTimeout { timeout_ms: u64 },
+    /// A method sluice does not proxy (downstream; 405).
+    #[error("method {method} is not supported by this proxy")]
+    MethodNotAllowed { method: &'static str },
+    /// The request target is too long (downstream; 414).
+    #[error("request target of {len} bytes is longer than {max}")]
+    UriTooLong { len: usize, max: usize },
+    /// A request transfer coding other than chunked (downstream; 501).
+    #[error("transfer coding {coding:?} is not supported")]
+    UnsupportedTransferCoding { coding: String },
 }
 
 impl ForwardError {
@@ -76,7 +99,29 @@ impl ForwardError {
             ForwardError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ForwardError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ForwardError::DrainDeadline { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ForwardError::BadRequest { .. } | ForwardError::BadRequestBody { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            ForwardError::ClientTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ForwardError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ForwardError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            ForwardError::UnsupportedTransferCoding { .. } => StatusCode::NOT_IMPLEMENTED,
         }
+    }
+
+    /// Whether the client caused it (counted as a rejected request, not as
+    /// a failure): its connection closes after the answer, since what it
+    /// sends next may not be where a request starts.
+    pub(crate) fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            ForwardError::BadRequest { .. }
+                | ForwardError::BadRequestBody { .. }
+                | ForwardError::ClientTimeout { .. }
+                | ForwardError::MethodNotAllowed { .. }
+                | ForwardError::UriTooLong { .. }
+                | ForwardError::UnsupportedTransferCoding { .. }
+        )
     }
 
     /// Stable short code, also sent in `x-sluice-error`.
@@ -87,6 +132,12 @@ impl ForwardError {
             ForwardError::Upstream { .. } => "backend_failed",
             ForwardError::Timeout { .. } => "backend_timeout",
             ForwardError::DrainDeadline { .. } => "drain_deadline",
+            ForwardError::BadRequest { .. } => "bad_request",
+            ForwardError::BadRequestBody { .. } => "bad_request_body",
+            ForwardError::ClientTimeout { .. } => "request_body_timeout",
+            ForwardError::MethodNotAllowed { .. } => "method_not_allowed",
+            ForwardError::UriTooLong { .. } => "uri_too_long",
+            ForwardError::UnsupportedTransferCoding { .. } => "unsupported_transfer_coding",
         }
     }
 }

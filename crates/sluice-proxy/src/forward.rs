@@ -1,7 +1,8 @@
-//! Forwarding one HTTP request: rewriting it for the backend (hop-by-hop
-//! headers per RFC 9110 §7.6.1, `X-Forwarded-*`), racing the answer against
-//! the request timeout (R9) and the drain deadline (R3), and the bodies and
-//! error answers sluice sends itself.
+//! Forwarding one HTTP request: checking what a proxy must refuse (RFC 9112
+//! §3.2: one `Host`; no `CONNECT`; no transfer coding sluice cannot pass
+//! on), rewriting it for the backend (hop-by-hop headers per RFC 9110
+//! §7.6.1, `X-Forwarded-*`), and the bodies and error answers sluice sends
+//! itself.
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -10,18 +11,20 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use http::{Method, Request, Response, Version};
+use hyper::body::{Body, Frame, SizeHint};
 
 use crate::backend::WorkGuard;
 use crate::connection::ConnCtx;
 use crate::error::ForwardError;
+use crate::http1::RequestBody;
 use crate::upstream::{UpstreamBody, UpstreamError};
 
 /// Every response body sluice sends a client.
 pub(crate) enum ProxyBody {
     /// A backend's body, streamed; the guard counts the request in flight
-    /// until the body ends.
+    /// until the body ends. A body that fails (the backend closed or
+    /// stalled mid-body) ends the client's connection after what arrived.
     Upstream {
         inner: UpstreamBody,
         work: Option<(WorkGuard, Arc<ConnCtx>)>,
@@ -118,7 +121,7 @@ pub(crate) fn error_response(err: &ForwardError, close: bool) -> Response<ProxyB
 }
 
 /// Whether the request asks for a WebSocket upgrade.
-pub(crate) fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
+pub(crate) fn is_websocket_upgrade(req: &Request<RequestBody>) -> bool {
     let h = req.headers();
     header_has_token(h, &header::CONNECTION, "upgrade")
         && h.get(header::UPGRADE)
@@ -198,7 +201,10 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
             })
             .collect();
         for name in listed {
-            h.remove(name);
+            // The option list never removes Host or the framing headers.
+            if name != header::HOST && name != header::CONTENT_LENGTH {
+                h.remove(name);
+            }
         }
     }
     for (name, here) in HOP_BY_HOP.iter().zip(present) {
@@ -211,19 +217,76 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// Longest request target accepted (the request line's path and query);
+/// longer ones get `414`. nginx's default request-line buffer is as long.
+pub(crate) const MAX_TARGET: usize = 8 * 1024;
+
+/// What sluice refuses before a request reaches any backend: `CONNECT`
+/// (sluice is no forward proxy), a target over [`MAX_TARGET`], more than
+/// one `Host` or none on HTTP/1.1 (RFC 9112 §3.2), and a transfer coding
+/// other than `chunked` (nginx answers `501` too).
+pub(crate) fn check_request(req: &Request<RequestBody>) -> Result<(), ForwardError> {
+    if req.method() == Method::CONNECT {
+        return Err(ForwardError::MethodNotAllowed { method: "CONNECT" });
+    }
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > MAX_TARGET {
+        return Err(ForwardError::UriTooLong {
+            len: target,
+            max: MAX_TARGET,
+        });
+    }
+    let h = req.headers();
+    let mut hosts = h.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => {
+            return Err(ForwardError::BadRequest {
+                reason: "more than one Host header",
+            })
+        }
+        (None, _) if req.version() == Version::HTTP_11 => {
+            return Err(ForwardError::BadRequest {
+                reason: "an HTTP/1.1 request without Host",
+            })
+        }
+        _ => {}
+    }
+    if let Some(te) = h.get(header::TRANSFER_ENCODING) {
+        let only_chunked = h.get_all(header::TRANSFER_ENCODING).iter().all(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .map(<[u8]>::trim_ascii)
+                .all(|c| c.is_empty() || c.eq_ignore_ascii_case(b"chunked"))
+        });
+        if !only_chunked {
+            return Err(ForwardError::UnsupportedTransferCoding {
+                coding: String::from_utf8_lossy(te.as_bytes()).into_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Rewrites a client request's headers for the backend at `backend_addr`
 /// (the request line, in origin form and HTTP/1.1, and the `X-Forwarded-*`
 /// headers are written with the head: `upstream::exchange`,
-/// [`write_forwarded_headers`]).
+/// [`write_forwarded_headers`]). `Host` is the target's authority when the
+/// client sent the absolute form (RFC 9112 §3.2.2), the backend's address
+/// for an HTTP/1.0 request without one, else the client's. A WebSocket
+/// upgrade keeps its extension offer: the relay passes frames as they are,
+/// so extensions are agreed between the client and the backend.
 pub(crate) fn upstream_request(
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     backend_addr: &str,
     websocket: bool,
-) -> Request<Incoming> {
+) -> Request<RequestBody> {
     let (mut parts, body) = req.into_parts();
     let h = &mut parts.headers;
-    if !h.contains_key(header::HOST) {
-        // HTTP/1.1 requires one; an HTTP/1.0 client may have sent none.
+    if let Some(authority) = parts.uri.authority() {
+        if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+            h.insert(header::HOST, v);
+        }
+    } else if !h.contains_key(header::HOST) {
         if let Ok(v) = HeaderValue::from_str(backend_addr) {
             h.insert(header::HOST, v);
         }
@@ -232,9 +295,6 @@ pub(crate) fn upstream_request(
     if websocket {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        // Frames are relayed one by one: no extension may be negotiated
-        // that sluice would have to understand (permessage-deflate).
-        h.remove(header::SEC_WEBSOCKET_EXTENSIONS);
     }
     Request::from_parts(parts, body)
 }

@@ -40,6 +40,8 @@
 
 mod applier;
 mod backend;
+mod chunked;
+mod client_socket;
 mod connection;
 mod data_plane;
 mod drain;
@@ -47,6 +49,7 @@ mod error;
 mod forward;
 mod going_away;
 mod health;
+mod http1;
 mod listener;
 mod metrics;
 mod node;

@@ -11,8 +11,12 @@ pub struct Metrics {
     pub connections_open: AtomicU64,
     /// Requests answered by a backend.
     pub requests_proxied: AtomicU64,
-    /// Requests answered by sluice itself with an error status.
+    /// Requests answered by sluice itself with an error status that is not
+    /// the client's fault (no backend, backend failed or timed out, drain).
     pub requests_failed: AtomicU64,
+    /// Requests refused as the client's fault (4xx by sluice: malformed,
+    /// unsupported, or a request body that stalled).
+    pub requests_rejected: AtomicU64,
     /// Requests and tunnels cut by a drain deadline (R3/R4).
     pub drain_cuts: AtomicU64,
     /// WebSocket tunnels opened.

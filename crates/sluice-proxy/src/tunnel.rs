@@ -1,5 +1,5 @@
 //! WebSocket tunnels. After the backend agreed to the upgrade (101), sluice
-//! takes both TCP sockets back from hyper and relays raw bytes, following
+//! relays raw bytes between the client's and the backend's TCP sockets, following
 //! only the frame boundaries of each direction ([`frame`]); payloads pass
 //! untouched. An idle tunnel holds no buffer: it waits for readiness, reads
 //! into a stack buffer, and keeps bytes only while the receiving socket
@@ -7,14 +7,19 @@
 //!
 //! Closing: a Close frame from either side is passed on; once both sides
 //! sent theirs (or ended), or [`CLOSE_GRACE`] after the first, both sockets
-//! close. When a side ends without a Close, the other side gets an empty
-//! Close. At the drain deadline (R3) each side gets Close 1001 (Going Away)
+//! close. When a side ends without a Close (a crash, a reset), the other
+//! side's connection is closed without one too, after what was already
+//! relayed: its WebSocket library reports an abnormal closure (1006), so a
+//! client can tell a backend that died from one that said goodbye, as
+//! behind HAProxy or nginx. At the drain deadline (R3) each side gets Close 1001 (Going Away)
 //! at the next frame boundary of the direction towards it: a frame under way
 //! is finished first, and a side still mid-frame when the grace ends is cut
 //! without a Close. What the sides send after that is read only to see
 //! their Close.
 
 mod frame;
+#[cfg(test)]
+mod frame_properties;
 
 use std::hash::{BuildHasher, Hasher};
 use std::io;
@@ -22,12 +27,9 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use hyper::upgrade::{OnUpgrade, Parts};
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::backend::{BackendRuntime, WorkGuard};
 use crate::going_away::GoingAway;
@@ -46,72 +48,38 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Reads per direction and poll before yielding to other tasks.
 const READS_PER_POLL: usize = 16;
 
-/// An upgraded connection's I/O that the raw relay can use: a TCP socket
-/// hyper does not buffer for.
-pub(crate) trait RawSocket: AsyncRead + AsyncWrite + Send + Unpin + 'static {
-    fn tcp(&self) -> &TcpStream;
-}
-
-impl RawSocket for TcpStream {
-    fn tcp(&self) -> &TcpStream {
-        self
-    }
-}
-
 /// Relays one tunnel until either side closes or `shutdown` fires, then
-/// calls `ended` with whether the drain deadline closed it. `C` is the
-/// client connection's I/O type as handed to hyper's server (in `TokioIo`);
-/// the backend's side is the upstream socket the `101` came on, with the
-/// bytes read past its head.
-pub(crate) async fn relay<C: RawSocket>(
-    client_upgrade: OnUpgrade,
+/// calls `ended` with whether the drain deadline closed it. Each side comes
+/// with the bytes already read past its head (they go first); they are
+/// taken before the relay's task starts, so the task holds only the
+/// tunnel.
+pub(crate) fn relay(
+    client: (TcpStream, bytes::Bytes),
     backend_io: (TcpStream, bytes::Bytes),
     backend: Arc<BackendRuntime>,
     shutdown: CancellationToken,
     work: WorkGuard,
     ended: impl FnOnce(bool),
-) {
-    // Boxed: the upgrade's state is only needed until it completes, and a
-    // task keeps the size of its largest state.
-    let mut tunnel = Box::pin(take_over::<C>(client_upgrade, backend_io, &backend)).await;
-    // Matched by reference: moving the tunnel out would keep two copies in
-    // this future.
-    let cut = match &mut tunnel {
-        Some(tunnel) => tunnel.run(&shutdown, &backend.going_away).await,
-        None => false,
-    };
-    drop(tunnel);
-    drop(work);
-    ended(cut);
-}
-
-/// Waits for the client's upgrade and takes its socket back from hyper.
-async fn take_over<C: RawSocket>(
-    client_upgrade: OnUpgrade,
-    backend_io: (TcpStream, bytes::Bytes),
-    backend: &BackendRuntime,
-) -> Option<Tunnel<C>> {
-    let client = match client_upgrade.await {
-        Ok(client) => client,
-        Err(e) => {
-            debug!(backend = %backend.addr, error = %e, "websocket upgrade failed");
-            return None;
-        }
-    };
-    // hyper hands back the I/O the connection was served on: the type is
-    // sluice's own, so this fails only if hyper changed how it wraps it.
-    let Ok(Parts { io, read_buf, .. }) = client.downcast::<TokioIo<C>>() else {
-        warn!(backend = %backend.addr, "cannot take the client's socket back from hyper after the upgrade; tunnel closed");
-        return None;
-    };
-    Tunnel::new((io.into_inner(), read_buf), backend_io).ok()
+) -> impl std::future::Future<Output = ()> {
+    let tunnel = Tunnel::new(client, backend_io);
+    async move {
+        let cut = match tunnel {
+            Ok(mut tunnel) => tunnel.run(&shutdown, &backend.going_away).await,
+            Err(e) => {
+                debug!(backend = %backend.addr, error = %e, "websocket tunnel failed at its start");
+                false
+            }
+        };
+        drop(work);
+        ended(cut);
+    }
 }
 
 // === impl Tunnel ===
 
 /// Both sockets of a tunnel and the state of each direction.
-struct Tunnel<C> {
-    client: C,
+struct Tunnel {
+    client: TcpStream,
     server: TcpStream,
     /// Client to backend.
     up: Half,
@@ -121,9 +89,12 @@ struct Tunnel<C> {
     aborted: bool,
 }
 
-impl<C: RawSocket> Tunnel<C> {
-    /// Takes over both sockets; bytes hyper already read go first.
-    fn new(client: (C, bytes::Bytes), server: (TcpStream, bytes::Bytes)) -> io::Result<Self> {
+impl Tunnel {
+    /// Takes over both sockets; bytes already read past the heads go first.
+    fn new(
+        client: (TcpStream, bytes::Bytes),
+        server: (TcpStream, bytes::Bytes),
+    ) -> io::Result<Self> {
         let mut t = Tunnel {
             client: client.0,
             server: server.0,
@@ -132,7 +103,7 @@ impl<C: RawSocket> Tunnel<C> {
             aborted: false,
         };
         t.up.take(&client.1, &t.server)?;
-        t.down.take(&server.1, t.client.tcp())?;
+        t.down.take(&server.1, &t.client)?;
         Ok(t)
     }
 
@@ -155,7 +126,7 @@ impl<C: RawSocket> Tunnel<C> {
                     // The client's Close 1001 goes out now; the rest once
                     // every tunnel of this backend told its client.
                     std::future::poll_fn(|cx| {
-                        let _ = self.down.poll(cx, &self.server, self.client.tcp());
+                        let _ = self.down.poll(cx, &self.server, &self.client);
                         Poll::Ready(())
                     })
                     .await;
@@ -187,8 +158,8 @@ impl<C: RawSocket> Tunnel<C> {
     /// Ready when the state of a direction changed (a Close, an end, a
     /// queue flushed), or on a write error.
     fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let up = self.up.poll(cx, self.client.tcp(), &self.server);
-        let down = self.down.poll(cx, &self.server, self.client.tcp());
+        let up = self.up.poll(cx, &self.client, &self.server);
+        let down = self.down.poll(cx, &self.server, &self.client);
         match (up, down) {
             (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => Poll::Ready(Err(e)),
             (Poll::Ready(Ok(())), _) | (_, Poll::Ready(Ok(()))) => Poll::Ready(Ok(())),
@@ -220,17 +191,10 @@ impl<C: RawSocket> Tunnel<C> {
         }
     }
 
-    /// A side ended without a Close: the other side gets an empty Close if
-    /// the direction towards it is between frames.
+    /// A side ended without a Close: the other side's connection closes
+    /// without one as soon as what was read before is written.
     fn abort(&mut self) {
         self.aborted = true;
-        for h in [&mut self.up, &mut self.down] {
-            // `h` carried the ended side's bytes towards the other side.
-            if h.ended && !h.closed && h.frames.at_boundary() {
-                let f = close_frame(None, h.to_server.then(mask_key));
-                h.pending.extend_from_slice(&f);
-            }
-        }
     }
 }
 
@@ -491,7 +455,7 @@ mod tests {
         (app, tunnel_side)
     }
 
-    /// `client_pre` / `server_pre`: bytes hyper had read past the heads.
+    /// `client_pre` / `server_pre`: bytes read past the heads.
     async fn rig(client_pre: &[u8], server_pre: &[u8]) -> Rig {
         let (client, c) = pair().await;
         let (server, s) = pair().await;
@@ -671,12 +635,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_side_ending_without_close_gets_the_other_an_empty_close() {
+    async fn a_side_ending_without_close_closes_the_other_without_one() {
+        // The backend vanishes after a last message: the client gets the
+        // message, then the end of the stream, no Close frame.
+        let mut r = rig(&[], &[]).await;
+        let last = frame(true, 0x1, b"last words", false);
+        r.server.write_all(&last).await.unwrap();
+        drop(r.server);
+        let (op, _, p) = read_frame(&mut r.client).await.unwrap();
+        assert_eq!((op, &p[..]), (0x1, &b"last words"[..]));
+        assert!(!ends(r.run, Duration::from_secs(1)).await);
+        expect_eof(&mut r.client).await;
+
+        // The client vanishes: the backend's connection just ends too.
         let mut r = rig(&[], &[]).await;
         drop(r.client);
-        let (op, masked, p) = read_frame(&mut r.server).await.unwrap();
-        assert_eq!((op, masked, p.len()), (OP_CLOSE, true, 0));
-        assert!(!ends(r.run, Duration::from_secs(1)).await);
         expect_eof(&mut r.server).await;
+        assert!(!ends(r.run, Duration::from_secs(1)).await);
     }
 }

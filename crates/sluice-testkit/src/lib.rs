@@ -8,6 +8,9 @@
 //!   process from a generated config for end-to-end tests.
 //! - [`client`]: [`WsClient`] and [`http_get`], small clients whose calls
 //!   always end within a timeout.
+//! - [`scripted`]: raw-socket peers for protocol tests: a
+//!   [`ScriptedBackend`] that misbehaves as each test scripts it, and a
+//!   [`RawClient`] that sends bytes as they are.
 //! - [`bench`]: the three-node cluster benchmark behind the
 //!   `sluice-cluster-bench` binary (propagation, write throughput,
 //!   footprint).
@@ -23,8 +26,10 @@ pub mod backend;
 pub mod bench;
 pub mod client;
 pub mod harness;
+pub mod scripted;
 
 pub use backend::{BackendEvent, DemoBackend, DemoBackendConfig, Recorded};
 pub use client::{http_get, WsClient, WsEvent};
 pub use harness::{free_port, NodeOptions, NodeProcess};
 pub use hyper::HeaderMap;
+pub use scripted::{BackendConn, RawClient, RawRequest, RawResponse, ScriptedBackend};

@@ -2,18 +2,24 @@
 //! pulls it: framed by `Content-Length`, by chunks (RFC 9112 §7.1; chunk
 //! extensions and trailers are dropped) or by the connection's close. At its
 //! end a reusable connection goes back to the pool; dropped early, the
-//! connection closes.
+//! connection closes. The backend may stay silent for at most the body's
+//! idle time at once (the listener's request timeout): a stalled body ends
+//! with an error, so the client's connection is cut instead of held.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
 
 use super::exchange::{Conn, READ_CHUNK};
 use super::pool::UpstreamPool;
 use super::UpstreamError;
+use crate::chunked::{decode, ChunkError, Chunked, Decoded};
 
 /// How a response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +38,11 @@ pub(crate) struct UpstreamBody {
     conn: Option<Conn>,
     keep_alive: bool,
     pool: Weak<UpstreamPool>,
+    /// The longest silence allowed while the body is read.
+    idle: Duration,
+    /// Armed the first time a read has to wait (small answers read whole
+    /// never need it), with when the body last made progress.
+    stall: Option<(Pin<Box<Sleep>>, Instant)>,
 }
 
 enum State {
@@ -43,18 +54,6 @@ enum State {
     Done,
 }
 
-/// Where a chunked body's decoder stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunked {
-    Size,
-    Data(u64),
-    DataEnd,
-    Trailers,
-}
-
-/// Longest chunk-size or trailer line accepted.
-const MAX_LINE: usize = 4096;
-
 // === impl UpstreamBody ===
 
 impl UpstreamBody {
@@ -62,6 +61,7 @@ impl UpstreamBody {
         mut conn: Conn,
         framing: Framing,
         keep_alive: bool,
+        idle: Duration,
         pool: &Arc<UpstreamPool>,
     ) -> UpstreamBody {
         let state = match framing {
@@ -79,6 +79,8 @@ impl UpstreamBody {
             conn: Some(conn),
             keep_alive,
             pool: Arc::downgrade(pool),
+            idle,
+            stall: None,
         };
         if let State::Whole(_) = body.state {
             // Complete already: the connection can serve the next request
@@ -114,13 +116,42 @@ impl UpstreamBody {
     }
 }
 
-/// Reads more from the connection into its buffer; `Ok(0)` at EOF.
-fn poll_fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<Result<usize, UpstreamError>> {
+/// Reads more from the connection into its buffer; `Ok(0)` at EOF. While
+/// it waits, the stall timer runs: a silence longer than `idle` fails.
+fn poll_fill(
+    conn: &mut Conn,
+    stall: &mut Option<(Pin<Box<Sleep>>, Instant)>,
+    idle: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<Result<usize, UpstreamError>> {
     if conn.buf.capacity() - conn.buf.len() < 1024 {
         conn.buf.reserve(READ_CHUNK);
     }
-    tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf)
-        .map_err(|source| UpstreamError::Io { source })
+    match tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf) {
+        Poll::Ready(r) => {
+            if let Some((_, last)) = stall {
+                *last = Instant::now();
+            }
+            Poll::Ready(r.map_err(|source| UpstreamError::Io { source }))
+        }
+        Poll::Pending => {
+            let (timer, last) = stall.get_or_insert_with(|| {
+                let now = Instant::now();
+                (Box::pin(tokio::time::sleep_until(now + idle)), now)
+            });
+            loop {
+                ready!(timer.as_mut().poll(cx));
+                let due = *last + idle;
+                if due <= Instant::now() {
+                    return Poll::Ready(Err(UpstreamError::BodyStalled {
+                        idle_ms: idle.as_millis() as u64,
+                    }));
+                }
+                // Progress since the timer was set: wait from the last read.
+                timer.as_mut().reset(due);
+            }
+        }
+    }
 }
 
 impl Body for UpstreamBody {
@@ -149,7 +180,7 @@ impl Body for UpstreamBody {
                         }
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
-                    match ready!(poll_fill(conn, cx)) {
+                    match ready!(poll_fill(conn, &mut this.stall, this.idle, cx)) {
                         Ok(0) => return this.fail(UpstreamError::Closed),
                         Ok(_) => {}
                         Err(e) => return this.fail(e),
@@ -159,16 +190,18 @@ impl Body for UpstreamBody {
                     let Some(conn) = this.conn.as_mut() else {
                         return Poll::Ready(None);
                     };
-                    match decode_chunked(dec, &mut conn.buf) {
+                    match decode(dec, &mut conn.buf) {
                         Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
                         Ok(Decoded::End) => {
                             this.finish(true);
                             return Poll::Ready(None);
                         }
                         Ok(Decoded::NeedMore) => {}
-                        Err(e) => return this.fail(e),
+                        Err(ChunkError { reason }) => {
+                            return this.fail(UpstreamError::Invalid { reason })
+                        }
                     }
-                    match ready!(poll_fill(conn, cx)) {
+                    match ready!(poll_fill(conn, &mut this.stall, this.idle, cx)) {
                         Ok(0) => return this.fail(UpstreamError::Closed),
                         Ok(_) => {}
                         Err(e) => return this.fail(e),
@@ -182,7 +215,7 @@ impl Body for UpstreamBody {
                         let data = conn.buf.split().freeze();
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
-                    match ready!(poll_fill(conn, cx)) {
+                    match ready!(poll_fill(conn, &mut this.stall, this.idle, cx)) {
                         Ok(0) => {
                             this.finish(false);
                             return Poll::Ready(None);
@@ -205,136 +238,6 @@ impl Body for UpstreamBody {
             State::Whole(None) | State::Done => SizeHint::with_exact(0),
             State::Length(n) => SizeHint::with_exact(*n),
             State::Chunked(_) | State::UntilClose => SizeHint::default(),
-        }
-    }
-}
-
-// === chunked decoding ===
-
-enum Decoded {
-    Data(Bytes),
-    End,
-    NeedMore,
-}
-
-/// Decodes what `buf` holds of a chunked body, consuming it.
-fn decode_chunked(state: &mut Chunked, buf: &mut BytesMut) -> Result<Decoded, UpstreamError> {
-    let invalid = |reason| UpstreamError::Invalid { reason };
-    loop {
-        match *state {
-            Chunked::Size => {
-                let Some(line) = take_line(buf)? else {
-                    return Ok(Decoded::NeedMore);
-                };
-                let digits = line[..]
-                    .split(|b| *b == b';')
-                    .next()
-                    .unwrap_or(b"")
-                    .trim_ascii();
-                let size = std::str::from_utf8(digits)
-                    .ok()
-                    .filter(|d| !d.is_empty() && d.len() <= 16)
-                    .and_then(|d| u64::from_str_radix(d, 16).ok())
-                    .ok_or(invalid("bad chunk size"))?;
-                *state = if size == 0 {
-                    Chunked::Trailers
-                } else {
-                    Chunked::Data(size)
-                };
-            }
-            Chunked::Data(left) => {
-                if buf.is_empty() {
-                    return Ok(Decoded::NeedMore);
-                }
-                let take = left.min(buf.len() as u64);
-                let data = buf.split_to(take as usize).freeze();
-                *state = if take == left {
-                    Chunked::DataEnd
-                } else {
-                    Chunked::Data(left - take)
-                };
-                return Ok(Decoded::Data(data));
-            }
-            Chunked::DataEnd => {
-                if buf.len() < 2 {
-                    return Ok(Decoded::NeedMore);
-                }
-                if &buf[..2] != b"\r\n" {
-                    return Err(invalid("chunk not followed by CRLF"));
-                }
-                buf.advance(2);
-                *state = Chunked::Size;
-            }
-            Chunked::Trailers => {
-                let Some(line) = take_line(buf)? else {
-                    return Ok(Decoded::NeedMore);
-                };
-                if line.is_empty() {
-                    return Ok(Decoded::End);
-                }
-            }
-        }
-    }
-}
-
-/// Takes one CRLF-terminated line off `buf` (without its CRLF).
-fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, UpstreamError> {
-    match buf.windows(2).position(|w| w == b"\r\n") {
-        Some(end) => {
-            let mut line = buf.split_to(end + 2);
-            line.truncate(end);
-            Ok(Some(line))
-        }
-        None if buf.len() > MAX_LINE => Err(UpstreamError::Invalid {
-            reason: "chunk line too long",
-        }),
-        None => Ok(None),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn decode_all(input: &[u8], step: usize) -> Result<Vec<u8>, UpstreamError> {
-        let mut state = Chunked::Size;
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        let mut fed = 0;
-        loop {
-            match decode_chunked(&mut state, &mut buf)? {
-                Decoded::Data(d) => out.extend_from_slice(&d),
-                Decoded::End => return Ok(out),
-                Decoded::NeedMore => {
-                    assert!(fed < input.len(), "ran out of input");
-                    let end = (fed + step).min(input.len());
-                    buf.extend_from_slice(&input[fed..end]);
-                    fed = end;
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn chunked_bodies_decode_whatever_the_read_boundaries() {
-        let input = b"4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nx-trailer: 1\r\n\r\n";
-        for step in 1..=input.len() {
-            assert_eq!(
-                decode_all(input, step).unwrap(),
-                b"Wikipedia in\r\n\r\nchunks.",
-                "step {step}"
-            );
-        }
-    }
-
-    #[test]
-    fn bad_chunks_are_refused() {
-        for bad in [&b"zz\r\n"[..], b"4\r\nWikiXX", b"\r\n"] {
-            assert!(
-                decode_all(bad, 64).is_err(),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
         }
     }
 }

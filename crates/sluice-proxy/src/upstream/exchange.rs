@@ -1,20 +1,31 @@
-//! One exchange on one upstream connection: the request head (and body)
-//! out, the response head in (RFC 9112: 1xx answers skipped, the body's
-//! framing and whether the connection may be reused decided from the head).
+//! One exchange on one upstream connection: the request head out, then the
+//! body out while the answer is read (a backend may answer before it read
+//! the body, and that answer goes to the client), 1xx answers skipped, the
+//! body's framing and whether the connection may be reused decided from the
+//! head (RFC 9112 §6).
+//!
+//! When a request may go out again ([`Failed::resend`]): when the backend
+//! provably never got it (its head could not be written), or when its method
+//! is idempotent (RFC 9110 §9.2.2), no byte of its body was taken from the
+//! client and no byte of an answer arrived. The pool resends at most once.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
-use hyper::body::{Body as _, Incoming};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hyper::body::Body as _;
+
+use crate::http1::RequestBody;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::body::{Framing, UpstreamBody};
 use super::pool::UpstreamPool;
-use super::{Answer, UpstreamError};
+use super::{Answer, InterimSink, Progress, UpstreamError};
+use crate::chunked;
 use crate::forward::{connection_tokens, write_forwarded_headers, ConnectionToken, HOP_BY_HOP};
 
 /// Largest response head accepted.
@@ -23,6 +34,10 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
 /// Read buffer growth step.
 pub(super) const READ_CHUNK: usize = 8 * 1024;
+/// How long a request with `Expect: 100-continue` waits for the backend's
+/// `100 Continue` (or an early final answer) before its body goes anyway;
+/// curl waits as long before it sends the body unasked.
+const EXPECT_WAIT: Duration = Duration::from_secs(1);
 
 /// An open connection to a backend and the bytes read from it that nobody
 /// consumed yet (empty while idle).
@@ -32,19 +47,27 @@ pub(super) struct Conn {
 }
 
 /// A request ready to go out: its head encoded once, so it can be sent
-/// again on another connection while its body was not touched.
+/// again on another connection while its body was not taken.
 pub(super) struct Outgoing {
     head: Vec<u8>,
-    body: Option<(Incoming, bool)>,
-    body_started: bool,
+    /// The client's body, until it starts going out.
+    body: Option<RequestBody>,
+    chunked: bool,
+    /// The body was taken from `body` to be sent: the request can no
+    /// longer be sent again.
+    body_taken: bool,
     head_request: bool,
+    idempotent: bool,
+    expect_continue: bool,
+    /// The longest silence of the backend while it sends a response body.
+    pub body_idle: Duration,
 }
 
-/// A failed exchange; `retryable` when the backend got nothing it could
-/// have acted on and the request can be sent again as it is.
+/// A failed exchange.
 pub(super) struct Failed {
     pub error: UpstreamError,
-    pub retryable: bool,
+    /// The request may go out again on another connection as it is.
+    pub resend: bool,
 }
 
 // === impl Outgoing ===
@@ -54,7 +77,11 @@ impl Outgoing {
     /// backend) as HTTP/1.1 with the target in origin form (`/path?query`,
     /// whatever form the client used) and the `X-Forwarded-*` headers for
     /// `client_ip`. A body without `Content-Length` goes chunked.
-    pub fn new(req: Request<Incoming>, client_ip: &HeaderValue) -> Outgoing {
+    pub fn new(
+        req: Request<RequestBody>,
+        client_ip: &HeaderValue,
+        body_idle: Duration,
+    ) -> Outgoing {
         let (parts, body) = req.into_parts();
         let mut head = Vec::with_capacity(256);
         head.extend_from_slice(parts.method.as_str().as_bytes());
@@ -68,129 +95,302 @@ impl Outgoing {
         head.extend_from_slice(target.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
         write_forwarded_headers(&parts.headers, client_ip, &mut head);
-        let body = if parts.headers.contains_key(http::header::CONTENT_LENGTH) {
-            (!body.is_end_stream()).then_some((body, false))
+        let (body, chunked) = if parts.headers.contains_key(header::CONTENT_LENGTH) {
+            ((!body.is_end_stream()).then_some(body), false)
         } else if body.is_end_stream() {
-            None
+            (None, false)
         } else {
             head.extend_from_slice(b"transfer-encoding: chunked\r\n");
-            Some((body, true))
+            (Some(body), true)
         };
         head.extend_from_slice(b"\r\n");
+        let expect_continue = body.is_some()
+            && parts
+                .headers
+                .get(header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         Outgoing {
             head,
             body,
-            body_started: false,
+            chunked,
+            body_taken: false,
             head_request: parts.method == Method::HEAD,
+            idempotent: is_idempotent(&parts.method),
+            expect_continue,
+            body_idle,
         }
     }
 
-    async fn write(&mut self, io: &mut TcpStream) -> Result<(), UpstreamError> {
-        io.write_all(&self.head)
-            .await
-            .map_err(|source| UpstreamError::Io { source })?;
-        let Some((mut body, chunked)) = self.body.take() else {
-            return Ok(());
-        };
-        self.body_started = true;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|source| UpstreamError::ClientBody { source })?;
-            let Ok(data) = frame.into_data() else {
-                continue; // trailers are not forwarded
-            };
-            if data.is_empty() {
-                continue;
-            }
-            if chunked {
-                let size = format!("{:x}\r\n", data.len());
-                write_all(io, size.as_bytes()).await?;
-                write_all(io, &data).await?;
-                write_all(io, b"\r\n").await?;
-            } else {
-                write_all(io, &data).await?;
-            }
+    /// A failure after the whole head went out.
+    fn failed(&self, error: UpstreamError, answer_started: bool) -> Failed {
+        Failed {
+            error,
+            resend: self.idempotent && !self.body_taken && !answer_started,
         }
-        if chunked {
-            write_all(io, b"0\r\n\r\n").await?;
-        }
-        Ok(())
     }
 }
 
-async fn write_all(io: &mut TcpStream, data: &[u8]) -> Result<(), UpstreamError> {
+/// RFC 9110 §9.2.2: methods whose request may be repeated with the same
+/// effect as once.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Sends a client's body to the backend, framed by its length or in chunks.
+/// `progress` says while the client is the one being waited for.
+async fn send_body<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    mut body: RequestBody,
+    chunked: bool,
+    progress: &Progress,
+) -> Result<(), UpstreamError> {
+    loop {
+        progress.set_waiting_for_client(true);
+        let frame = body.frame().await;
+        progress.set_waiting_for_client(false);
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|source| UpstreamError::ClientBody { source })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers are not forwarded
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if chunked {
+            let mut size = [0u8; 18];
+            write_all(io, chunked::size_line(data.len(), &mut size)).await?;
+            write_all(io, &data).await?;
+            write_all(io, b"\r\n").await?;
+        } else {
+            write_all(io, &data).await?;
+        }
+    }
+    if chunked {
+        write_all(io, b"0\r\n\r\n").await?;
+    }
+    Ok(())
+}
+
+async fn write_all<W: AsyncWrite + Unpin>(io: &mut W, data: &[u8]) -> Result<(), UpstreamError> {
     io.write_all(data)
         .await
         .map_err(|source| UpstreamError::Io { source })
 }
 
+/// Reads the next response head (1xx included) into `buf` and parses it;
+/// `answered` turns true with the first byte of an answer. Cancel-safe:
+/// what was read stays in `buf`.
+async fn read_head<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    head_request: bool,
+    answered: &mut bool,
+) -> Result<Head, UpstreamError> {
+    loop {
+        if !buf.is_empty() {
+            *answered = true;
+            if let Some(head) = parse_head(buf, head_request)? {
+                return Ok(head);
+            }
+            if buf.len() >= MAX_HEAD {
+                return Err(UpstreamError::Invalid {
+                    reason: "response head too large",
+                });
+            }
+        }
+        buf.reserve(READ_CHUNK);
+        match io.read_buf(buf).await {
+            Ok(0) => return Err(UpstreamError::Closed),
+            Ok(_) => {}
+            Err(source) => return Err(UpstreamError::Io { source }),
+        }
+    }
+}
+
 // === the exchange ===
 
-/// Sends `out` on `conn` and reads the answer's head.
+/// Sends `out` on `conn` and reads the answer's head. The body goes out
+/// while the answer is read: a final answer that comes first (a `413`
+/// before the body was read) ends the sending and is the answer; the
+/// connection then closes after it.
 pub(super) async fn exchange(
     mut conn: Conn,
     out: &mut Outgoing,
     pool: &Arc<UpstreamPool>,
+    progress: &Progress,
+    interim: Option<&impl InterimSink>,
 ) -> Result<Answer, Failed> {
-    let fail = |error, received: bool, out: &Outgoing| Failed {
-        error,
-        retryable: !received && !out.body_started,
-    };
-    if let Err(e) = out.write(&mut conn.io).await {
-        return Err(fail(e, false, out));
+    if let Err(error) = write_all(&mut conn.io, &out.head).await {
+        // Not all of the head went out: no request the backend could act on.
+        return Err(Failed {
+            error,
+            resend: true,
+        });
     }
-    let mut received = !conn.buf.is_empty();
-    loop {
-        if !conn.buf.is_empty() {
-            match parse_head(&mut conn.buf, out.head_request) {
-                Ok(Some(head)) if head.status.is_informational() && head.status != 101 => {
-                    continue; // 100 Continue, 103 Early Hints: the answer follows
+    let mut answered = false;
+    // Whether the backend got the whole body (or there is none).
+    let mut body_complete = out.body.is_none();
+    let head = {
+        let (mut rd, mut wr) = conn.io.split();
+        let buf = &mut conn.buf;
+        let mut early = None;
+        if out.expect_continue {
+            // Rare, so boxed: the common exchange's state stays small.
+            let wait = await_continue(&mut rd, buf, out.head_request, &mut answered, interim);
+            early = match Box::pin(wait).await {
+                Ok(early) => early,
+                Err(e) => return Err(out.failed(e, answered)),
+            };
+        }
+        match early {
+            Some(head) => head,
+            None => {
+                let sending = out.body.take().map(|body| {
+                    out.body_taken = true;
+                    send_body(&mut wr, body, out.chunked, progress)
+                });
+                let mut sending = std::pin::pin!(sending);
+                let mut send_error = None;
+                loop {
+                    tokio::select! {
+                        r = async { sending.as_mut().as_pin_mut().expect("guarded").await },
+                            if !body_complete && send_error.is_none() =>
+                        {
+                            match r {
+                                Ok(()) => body_complete = true,
+                                Err(e @ UpstreamError::ClientBody { .. }) => {
+                                    return Err(Failed { error: e, resend: false })
+                                }
+                                // The backend may have answered and closed:
+                                // its answer is read before giving up.
+                                Err(e) => send_error = Some(e),
+                            }
+                        }
+                        h = read_head(&mut rd, buf, out.head_request, &mut answered) => match h {
+                            Ok(h) if h.status == StatusCode::CONTINUE && out.expect_continue => continue,
+                            Ok(h) if is_interim(&h) => {
+                                Box::pin(forward_interim(&h, interim)).await;
+                                continue;
+                            }
+                            Ok(h) => break h,
+                            Err(e) => {
+                                let e = match send_error {
+                                    Some(send) if !answered => send,
+                                    _ => e,
+                                };
+                                return Err(out.failed(e, answered));
+                            }
+                        },
+                    }
                 }
-                Ok(Some(head)) => return Ok(answer(head, conn, pool)),
-                Ok(None) => {}
-                Err(e) => return Err(fail(e, true, out)),
-            }
-            if conn.buf.len() >= MAX_HEAD {
-                let e = UpstreamError::Invalid {
-                    reason: "response head too large",
-                };
-                return Err(fail(e, true, out));
             }
         }
-        conn.buf.reserve(READ_CHUNK);
-        match conn.io.read_buf(&mut conn.buf).await {
-            Ok(0) => return Err(fail(UpstreamError::Closed, received, out)),
-            Ok(_) => received = true,
-            Err(source) => return Err(fail(UpstreamError::Io { source }, received, out)),
+    };
+    Ok(answer(head, conn, body_complete, out.body_idle, pool))
+}
+
+/// `Expect: 100-continue`: gives the backend [`EXPECT_WAIT`] to refuse
+/// before the body goes. `Some` is a final answer that came first; `None`
+/// means the body may go (a `100` came, or the wait ended).
+async fn await_continue<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    head_request: bool,
+    answered: &mut bool,
+    interim: Option<&impl InterimSink>,
+) -> Result<Option<Head>, UpstreamError> {
+    let wait = tokio::time::sleep(EXPECT_WAIT);
+    tokio::pin!(wait);
+    loop {
+        tokio::select! {
+            h = read_head(rd, buf, head_request, answered) => match h? {
+                // The client gets its `100` as its body is first read.
+                h if h.status == StatusCode::CONTINUE => return Ok(None),
+                h if is_interim(&h) => forward_interim(&h, interim).await,
+                h => return Ok(Some(h)),
+            },
+            _ = &mut wait => return Ok(None),
         }
     }
 }
 
-fn answer(head: Head, conn: Conn, pool: &Arc<UpstreamPool>) -> Answer {
+/// A 1xx answer other than `101`: the final answer follows (100 Continue,
+/// 103 Early Hints).
+fn is_interim(head: &Head) -> bool {
+    head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS
+}
+
+/// Passes an interim answer on to the client, as HTTP/1.1.
+async fn forward_interim(head: &Head, to: Option<&impl InterimSink>) {
+    let Some(to) = to else { return };
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(head.status.as_str().as_bytes());
+    out.push(b' ');
+    match &head.reason {
+        Some(r) => out.extend_from_slice(r.as_bytes()),
+        None => out.extend_from_slice(head.status.canonical_reason().unwrap_or("").as_bytes()),
+    }
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &head.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    to.forward(&out).await;
+}
+
+fn answer(
+    head: Head,
+    conn: Conn,
+    request_complete: bool,
+    body_idle: Duration,
+    pool: &Arc<UpstreamPool>,
+) -> Answer {
     let mut resp = Response::new(());
     *resp.status_mut() = head.status;
     *resp.version_mut() = head.version;
     *resp.headers_mut() = head.headers;
+    if let Some(reason) = head.reason {
+        resp.extensions_mut().insert(reason);
+    }
     if head.status == StatusCode::SWITCHING_PROTOCOLS {
         return Answer::Switching(resp, conn.io, conn.buf.freeze());
     }
-    let body = UpstreamBody::new(conn, head.framing, head.keep_alive, pool);
+    // A connection whose request body did not all go out cannot carry
+    // another request.
+    let reuse = head.keep_alive && request_complete;
+    let body = UpstreamBody::new(conn, head.framing, reuse, body_idle, pool);
     Answer::Response(resp.map(|()| body))
 }
 
 /// A parsed response head.
-struct Head {
-    status: StatusCode,
-    version: Version,
-    headers: HeaderMap,
-    framing: Framing,
-    keep_alive: bool,
+pub(super) struct Head {
+    pub(super) status: StatusCode,
+    pub(super) version: Version,
+    /// The backend's reason phrase when it is not the status's usual one.
+    pub(super) reason: Option<hyper::ext::ReasonPhrase>,
+    pub(super) headers: HeaderMap,
+    pub(super) framing: Framing,
+    pub(super) keep_alive: bool,
 }
 
 /// Parses a complete response head off the front of `buf` (`None`: more
 /// bytes needed). Header values share the head's memory. Hop-by-hop headers
 /// (RFC 9110 §7.6.1, and those `Connection` names) are read for framing and
-/// reuse, and left out of the head; `Upgrade` stays on a `101`.
-fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, UpstreamError> {
+/// reuse, and left out of the head; `Upgrade` stays on a `101`. With a
+/// `Transfer-Encoding` the `Content-Length` is dropped (RFC 9112 §6.3), and
+/// codings other than `chunked` stay in the head: the client gets the body
+/// as the backend coded it.
+pub(super) fn parse_head(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<Head>, UpstreamError> {
     let invalid = |reason| UpstreamError::Invalid { reason };
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut slots);
@@ -209,29 +409,46 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Up
     };
     // Offsets into the head, so values can share it once it is split off.
     let base = buf.as_ptr() as usize;
+    let reason = parsed
+        .reason
+        .filter(|r| !r.is_empty() && Some(*r) != status.canonical_reason())
+        .map(|r| span_of(base, len, r.as_bytes()).ok_or(invalid("bad reason phrase")))
+        .transpose()?;
     let switching = code == 101;
     let mut spans = Vec::with_capacity(parsed.headers.len());
     let mut listed: Vec<HeaderName> = Vec::new();
     let mut content_length: Option<u64> = None;
+    // Whether the last transfer coding is chunked, and whether there are
+    // codings other than chunked.
     let mut chunked = None;
+    let mut other_codings = false;
     let (mut close, mut keep_alive_token) = (false, false);
     for h in parsed.headers.iter() {
         let name =
             HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| invalid("bad header name"))?;
-        let start = h.value.as_ptr() as usize - base;
-        if name == http::header::CONTENT_LENGTH {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
+        let start = span_of(base, len, h.value)
+            .ok_or(invalid("bad header value"))?
+            .0;
+        if name == header::CONTENT_LENGTH {
+            // 1*DIGIT: no sign, no space (httparse trimmed the edges).
+            let n = Some(h.value)
+                .filter(|v| !v.is_empty() && v.iter().all(u8::is_ascii_digit))
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
                 .ok_or(invalid("bad content-length"))?;
             if content_length.is_some_and(|prev| prev != n) {
                 return Err(invalid("conflicting content-length"));
             }
             content_length = Some(n);
-        } else if name == http::header::TRANSFER_ENCODING {
-            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(b"");
-            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name == http::header::CONNECTION {
+        } else if name == header::TRANSFER_ENCODING {
+            for coding in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                if coding.is_empty() {
+                    continue;
+                }
+                let is_chunked = coding.eq_ignore_ascii_case(b"chunked");
+                other_codings |= !is_chunked;
+                chunked = Some(is_chunked);
+            }
+        } else if name == header::CONNECTION {
             for token in connection_tokens(h.value) {
                 match token {
                     ConnectionToken::Close => close = true,
@@ -241,7 +458,11 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Up
                 }
             }
         }
-        let hop = HOP_BY_HOP.contains(&name) || (name == http::header::UPGRADE && !switching);
+        let hop = if name == header::TRANSFER_ENCODING {
+            false // decided below, once every coding is known
+        } else {
+            HOP_BY_HOP.contains(&name) || (name == header::UPGRADE && !switching)
+        };
         if !hop {
             spans.push((name, start, h.value.len()));
         }
@@ -249,13 +470,28 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Up
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(spans.len());
     for (name, start, len) in spans {
+        if name == header::TRANSFER_ENCODING && !other_codings {
+            continue; // only chunked: the client side frames the body anew
+        }
+        if name == header::CONTENT_LENGTH && chunked.is_some() {
+            continue; // RFC 9112 §6.3: Transfer-Encoding overrides it
+        }
         let value = HeaderValue::from_maybe_shared(head.slice(start..start + len))
             .map_err(|_| invalid("bad header value"))?;
         headers.append(name, value);
     }
     for name in listed {
-        headers.remove(name);
+        // The option list never removes the framing headers.
+        if name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
+            headers.remove(name);
+        }
     }
+    let reason = match reason {
+        Some((start, len)) => hyper::ext::ReasonPhrase::try_from(head.slice(start..start + len))
+            .map(Some)
+            .map_err(|_| invalid("bad reason phrase"))?,
+        None => None,
+    };
     let framing = if head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -264,6 +500,9 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Up
         Framing::Empty
     } else {
         match (chunked, content_length) {
+            // RFC 9112 §6.1: an HTTP/1.0 message with a Transfer-Encoding
+            // has faulty framing: read it to the close.
+            (Some(_), _) if version == Version::HTTP_10 => Framing::UntilClose,
             (Some(true), _) => Framing::Chunked,
             (Some(false), _) => Framing::UntilClose,
             (None, Some(n)) => Framing::Length(n),
@@ -276,10 +515,18 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Up
     Ok(Some(Head {
         status,
         version,
+        reason,
         headers,
         framing,
         keep_alive,
     }))
+}
+
+/// Where `part` (a slice httparse returned) starts within the head of
+/// `len` bytes at `base`, and its length.
+fn span_of(base: usize, len: usize, part: &[u8]) -> Option<(usize, usize)> {
+    let start = (part.as_ptr() as usize).checked_sub(base)?;
+    (start + part.len() <= len).then_some((start, part.len()))
 }
 
 /// Kept for the unit tests: a head parsed from a byte string.
@@ -295,7 +542,7 @@ mod tests {
 
     #[test]
     fn framing_and_reuse_follow_the_head() {
-        let cases: [(&[u8], bool, Framing, bool); 8] = [
+        let cases: [(&[u8], bool, Framing, bool); 9] = [
             (
                 b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
                 false,
@@ -343,6 +590,12 @@ mod tests {
                 true,
                 Framing::Empty,
                 true,
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\nconnection: keep-alive\r\n\r\n",
+                false,
+                Framing::UntilClose,
+                false,
             ),
         ];
         for (bytes, head_req, framing, reuse) in cases {
@@ -402,6 +655,8 @@ mod tests {
         for bad in [
             &b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n"[..],
             b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\xc2\xa0\r\n\r\n",
             b"SMTP ready\r\n\r\n",
         ] {
             assert!(

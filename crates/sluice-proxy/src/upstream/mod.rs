@@ -10,17 +10,24 @@
 //! A small answer read together with its head is complete before the client
 //! sees it, and its connection is back in the pool at once.
 //!
-//! - [`pool`]: idle connections (a LIFO stack per backend), connecting, the
-//!   retry of a request a stale idle connection never answered.
-//! - [`exchange`]: one request/response head exchange on one connection.
-//! - [`body`]: the response body, framed by length, chunks or close.
+//! - [`pool`]: idle connections (a LIFO stack per backend), connecting, and
+//!   the one resend a request may get ([`exchange::Failed::resend`] says
+//!   when: never twice, never a non-idempotent request that went out).
+//! - [`exchange`]: one exchange on one connection: the head out, the body
+//!   out while the answer is read (early answers), the answer's head in.
+//! - [`body`]: the response body, framed by length, chunks or close, with
+//!   the backend's silence bounded.
 
 mod body;
 mod exchange;
+#[cfg(test)]
+mod head_properties;
 mod pool;
 
 pub(crate) use body::UpstreamBody;
 pub(crate) use pool::UpstreamPool;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use thiserror::Error;
 
@@ -43,10 +50,44 @@ pub(crate) enum UpstreamError {
     /// The response head is not valid HTTP/1.x.
     #[error("invalid response: {reason}")]
     Invalid { reason: &'static str },
+    /// The backend stayed silent longer than the request timeout while it
+    /// sent a response body.
+    #[error("response body stalled for {idle_ms} ms")]
+    BodyStalled { idle_ms: u64 },
     /// The client's request body failed while it was being sent on
-    /// (downstream cause; not retryable).
+    /// (downstream cause: the client gets 400; never retried).
     #[error("client request body failed: {source}")]
-    ClientBody { source: hyper::Error },
+    ClientBody {
+        source: crate::http1::RequestBodyError,
+    },
+}
+
+/// Where a backend's interim answers (1xx other than `101`) go while the
+/// final answer is awaited: the client (RFC 9110 §15.2: a proxy forwards
+/// them).
+pub(crate) trait InterimSink: Sync {
+    /// Writes one interim answer's head (status line, headers, empty line)
+    /// to the client, or leaves it out if the client cannot take it now.
+    fn forward(&self, head: &[u8]) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// Where a request's exchange stands, for telling whose silence a request
+/// timeout ended: the client's (its body) or the backend's (its answer).
+/// Lives on the request's stack; only the request's own task touches it.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    waiting_for_client: AtomicBool,
+}
+
+impl Progress {
+    /// Whether the exchange is waiting for more of the client's body.
+    pub fn waiting_for_client(&self) -> bool {
+        self.waiting_for_client.load(Ordering::Relaxed)
+    }
+
+    fn set_waiting_for_client(&self, waiting: bool) {
+        self.waiting_for_client.store(waiting, Ordering::Relaxed);
+    }
 }
 
 /// What a backend answered.

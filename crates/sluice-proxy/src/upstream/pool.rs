@@ -1,6 +1,7 @@
 //! A backend's idle connections: a LIFO stack (the most recently used goes
 //! out first, so the oldest reach the idle timeout and are closed), opened
-//! on demand with a connect timeout.
+//! on demand with a connect timeout. An idle connection the backend closed
+//! is seen (and skipped) before a request is written to it.
 //!
 //! The stack sits behind a mutex taken twice per request (pop, push), held
 //! for a `Vec` push or pop; the request's task is the only one touching its
@@ -9,14 +10,14 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use crate::http1::RequestBody;
 use bytes::BytesMut;
 use http::{HeaderValue, Request};
-use hyper::body::Incoming;
 use tokio::net::TcpStream;
 use tracing::debug;
 
 use super::exchange::{exchange, Conn, Outgoing};
-use super::{Answer, UpstreamError};
+use super::{Answer, InterimSink, Progress, UpstreamError};
 
 /// The idle connections of one backend and how to open new ones.
 pub(crate) struct UpstreamPool {
@@ -55,27 +56,43 @@ impl UpstreamPool {
     }
 
     /// Sends `req` (from the client at `client_ip`) on an idle connection,
-    /// or a new one. When an idle
-    /// connection turns out closed before the backend got the request, the
-    /// request goes out again on the next one (while its body was not
-    /// touched), as nginx and HAProxy retry.
+    /// or a new one, and reads the answer's head; a response body may stay
+    /// silent for at most `body_idle` at a time. A request the backend
+    /// provably never got, or an idempotent one nobody answered, goes out
+    /// once more on a new connection ([`exchange`] says which); never a
+    /// third time, and never a `POST` the backend may have received.
+    /// Interim answers go to `interim` (none for an HTTP/1.0 client).
     pub async fn send(
         self: &Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         client_ip: &HeaderValue,
+        body_idle: Duration,
+        progress: &Progress,
+        interim: Option<&impl InterimSink>,
     ) -> Result<Answer, UpstreamError> {
-        let mut out = Outgoing::new(req, client_ip);
-        while let Some(conn) = self.pop_idle() {
-            match exchange(conn, &mut out, self).await {
-                Ok(answer) => return Ok(answer),
-                Err(f) if f.retryable => {
-                    debug!(backend = %self.addr, error = %f.error, "idle upstream connection failed; trying another");
-                }
-                Err(f) => return Err(f.error),
+        let mut out = Outgoing::new(req, client_ip, body_idle);
+        // Connecting and resending are rare next to a pooled exchange:
+        // boxed, so the request's own state stays small.
+        let conn = match self.pop_idle() {
+            Some(conn) => conn,
+            None => Box::pin(self.connect()).await?,
+        };
+        let first = {
+            // Pinned where it is made: a future this size is not moved.
+            let exchange = std::pin::pin!(exchange(conn, &mut out, self, progress, interim));
+            exchange.await
+        };
+        match first {
+            Ok(answer) => Ok(answer),
+            Err(f) if f.resend => {
+                debug!(backend = %self.addr, error = %f.error, "request not answered; sending it once more on a new connection");
+                let conn = Box::pin(self.connect()).await?;
+                Box::pin(exchange(conn, &mut out, self, progress, interim))
+                    .await
+                    .map_err(|f| f.error)
             }
+            Err(f) => Err(f.error),
         }
-        let conn = self.connect().await?;
-        exchange(conn, &mut out, self).await.map_err(|f| f.error)
     }
 
     fn pop_idle(&self) -> Option<Conn> {

@@ -1,0 +1,368 @@
+//! One client connection, request after request: read a head (within the
+//! header read timeout), hand the request to the handler, write its
+//! response, keep the connection or close it. A `101` answer hands the
+//! socket and the bytes read past the head to the caller (a tunnel).
+//!
+//! The read buffer exists only while a request is being read: a connection
+//! waiting for its next request holds no buffer.
+
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{Request, Response, StatusCode};
+use hyper::body::Body;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::body::{BufferHome, RequestBody};
+use super::request::{self, HeadError, Parsed, RequestHead};
+use super::response::{encode_head, BodyWrite};
+use crate::chunked;
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 8 * 1024;
+/// Frames up to this size are copied together into one write.
+const COALESCE: usize = 16 * 1024;
+/// After answering with `Connection: close`, how long the client's
+/// remaining bytes are read and dropped (so the close is not a reset that
+/// could destroy the answer before the client read it).
+const LINGER: Duration = Duration::from_secs(2);
+/// Most bytes read and dropped while lingering.
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// What a connection's server needs to know.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// A request's head must arrive within this, counted from when the
+    /// connection starts waiting for it (so it also ends idle keep-alive
+    /// connections).
+    pub header_read_timeout: Duration,
+    /// Largest request head.
+    pub max_head: usize,
+}
+
+/// How a connection's service ended.
+pub(crate) enum Ended<U> {
+    Closed,
+    /// The handler's `101` went out: the socket, the bytes the client sent
+    /// past its request, and what the handler attached to the upgrade.
+    Upgraded {
+        upgrade: U,
+        io: TcpStream,
+        leftover: Bytes,
+    },
+}
+
+/// Serves HTTP/1.1 on `io` until the connection ends. `handle` answers each
+/// request, and may attach an upgrade to a `101` answer.
+pub(crate) async fn serve<B, U, H, F>(io: Arc<TcpStream>, limits: Limits, mut handle: H) -> Ended<U>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+    H: FnMut(Request<RequestBody>) -> F,
+    F: Future<Output = (Response<B>, Option<U>)>,
+{
+    let mut buf = BytesMut::new();
+    let timer = tokio::time::sleep(limits.header_read_timeout);
+    let mut timer = pin!(timer);
+    loop {
+        timer
+            .as_mut()
+            .reset(Instant::now() + limits.header_read_timeout);
+        let head = match read_head(&io, &mut buf, limits, timer.as_mut()).await {
+            Ok(head) => head,
+            Err(HeadEnd::Closed) => return Ended::Closed,
+            Err(HeadEnd::Answer(bytes)) => {
+                let _ = write_all(&io, &bytes).await;
+                Box::pin(linger_close(io)).await;
+                return Ended::Closed;
+            }
+        };
+        let RequestHead {
+            parts,
+            framing,
+            keep_alive,
+            expect_continue,
+        } = head;
+        let method = parts.method.clone();
+        let version = parts.version;
+        let mut home: Option<BufferHome> = None;
+        let body = if framing == request::BodyFraming::None {
+            RequestBody::empty()
+        } else {
+            let h: BufferHome = Arc::new(Mutex::new(None));
+            home = Some(h.clone());
+            RequestBody::new(
+                io.clone(),
+                std::mem::take(&mut buf),
+                framing,
+                expect_continue,
+                h,
+            )
+        };
+        // Pinned where it is made: the handler's state is large.
+        let handled = pin!(handle(Request::from_parts(parts, body)));
+        let (resp, upgrade) = handled.await;
+        // The body is gone with the request: its buffer comes back, and
+        // whether the next request can be found after it.
+        let mut body_complete = true;
+        if let Some(home) = home {
+            match home.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                Some((b, complete)) => {
+                    buf = b;
+                    body_complete = complete;
+                }
+                None => body_complete = false,
+            }
+        }
+        let (parts, body) = resp.into_parts();
+        let mut keep = keep_alive && body_complete;
+        let mut head = Vec::with_capacity(512);
+        let write = encode_head(
+            &parts,
+            &body.size_hint(),
+            &method,
+            version,
+            &mut keep,
+            &mut head,
+        );
+        if let (Some(upgrade), StatusCode::SWITCHING_PROTOCOLS) = (upgrade, parts.status) {
+            if write_all(&io, &head).await.is_err() {
+                return Ended::Closed;
+            }
+            return match Arc::try_unwrap(io) {
+                Ok(io) => Ended::Upgraded {
+                    upgrade,
+                    io,
+                    leftover: buf.freeze(),
+                },
+                Err(_) => Ended::Closed,
+            };
+        }
+        if let Err(e) = write_body(&io, head, body, write).await {
+            debug!(error = %e, "response not sent whole; closing the client connection");
+            return Ended::Closed;
+        }
+        if !keep {
+            // Boxed: rare, and every connection's task would carry it.
+            Box::pin(linger_close(io)).await;
+            return Ended::Closed;
+        }
+        if buf.is_empty() {
+            // Idle until the next request: no buffer held.
+            buf = BytesMut::new();
+        }
+    }
+}
+
+/// Why no request head came.
+enum HeadEnd {
+    /// The connection ended, or was idle past the timeout.
+    Closed,
+    /// sluice's answer to what came instead, then close.
+    Answer(Vec<u8>),
+}
+
+async fn read_head(
+    io: &TcpStream,
+    buf: &mut BytesMut,
+    limits: Limits,
+    mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> Result<RequestHead, HeadEnd> {
+    loop {
+        if !buf.is_empty() {
+            match request::parse(buf, limits.max_head) {
+                Ok(Parsed::Head(head)) => return Ok(head),
+                Ok(Parsed::Partial) => {}
+                Ok(Parsed::H2Preface) => return Err(HeadEnd::Answer(h2_refusal())),
+                Err(e) => return Err(HeadEnd::Answer(error_answer(&e))),
+            }
+        }
+        tokio::select! {
+            biased;
+            // The socket's own readiness slot, not `readable()`: no waiter
+            // list to join and leave per request.
+            r = poll_fn(|cx| io.poll_read_ready(cx)) => {
+                if r.is_err() {
+                    return Err(HeadEnd::Closed);
+                }
+            }
+            _ = timer.as_mut() => {
+                // A client that sent part of a request is told; an idle
+                // keep-alive connection just closes.
+                return Err(if buf.is_empty() {
+                    HeadEnd::Closed
+                } else {
+                    HeadEnd::Answer(error_answer(&HeadError {
+                        status: StatusCode::REQUEST_TIMEOUT,
+                        code: "header_timeout",
+                        reason: "request headers not received in time",
+                    }))
+                });
+            }
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(READ_CHUNK);
+        }
+        match io.try_read_buf(buf) {
+            Ok(0) => return Err(HeadEnd::Closed),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return Err(HeadEnd::Closed),
+        }
+    }
+}
+
+/// sluice's own answer to a request head it refuses.
+fn error_answer(e: &HeadError) -> Vec<u8> {
+    let reason = e.status.canonical_reason().unwrap_or("");
+    let body = format!("{} {reason}: {}\n", e.status.as_u16(), e.reason);
+    format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\nvia: 1.1 sluice\r\n\
+         x-sluice-error: {}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        e.status.as_str(),
+        e.code,
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// HTTP/2's answer to a client that must use HTTP/1.1 on this listener: an
+/// empty SETTINGS (the server's preface), then GOAWAY with last stream 0,
+/// error HTTP_1_1_REQUIRED (0xd) and the reason as debug data.
+fn h2_refusal() -> Vec<u8> {
+    const REASON: &[u8] = b"HTTP/2 is not enabled on this listener";
+    let mut out = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+    let len = (8 + REASON.len()) as u32;
+    out.extend_from_slice(&len.to_be_bytes()[1..]);
+    out.extend_from_slice(&[0x7, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0xd]);
+    out.extend_from_slice(REASON);
+    out
+}
+
+/// Writes a response body after `head`: frames that are ready at once are
+/// sent together with the head (a small answer is one write), later ones
+/// as they come. A body that fails ends the connection after what arrived.
+async fn write_body<B>(
+    io: &TcpStream,
+    head: Vec<u8>,
+    body: B,
+    write: BodyWrite,
+) -> Result<(), String>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    let mut out = head;
+    if write == BodyWrite::None {
+        return write_all(io, &out).await.map_err(|e| e.to_string());
+    }
+    let chunked = write == BodyWrite::Chunked;
+    let mut body = pin!(body);
+    loop {
+        let ready = poll_fn(|cx| match body.as_mut().poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(Some(frame)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await;
+        let frame = match ready {
+            Some(frame) => frame,
+            None => {
+                // Nothing more for now: send what is here, then wait.
+                if !out.is_empty() {
+                    write_all(io, &out).await.map_err(|e| e.to_string())?;
+                    out.clear();
+                }
+                poll_fn(|cx| body.as_mut().poll_frame(cx)).await
+            }
+        };
+        match frame {
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue; // trailers are not passed on
+                };
+                if data.is_empty() {
+                    continue;
+                }
+                if chunked {
+                    let mut size = [0u8; 18];
+                    out.extend_from_slice(chunked::size_line(data.len(), &mut size));
+                }
+                if data.len() <= COALESCE {
+                    out.extend_from_slice(&data);
+                } else {
+                    write_all(io, &out).await.map_err(|e| e.to_string())?;
+                    out.clear();
+                    write_all(io, &data).await.map_err(|e| e.to_string())?;
+                }
+                if chunked {
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            Some(Err(e)) => {
+                // What arrived goes to the client; then the connection
+                // ends, and the client sees an incomplete answer.
+                let _ = write_all(io, &out).await;
+                return Err(e.to_string());
+            }
+            None => {
+                if chunked {
+                    out.extend_from_slice(b"0\r\n\r\n");
+                }
+                return write_all(io, &out).await.map_err(|e| e.to_string());
+            }
+        }
+    }
+}
+
+/// Writes all of `data`, waiting while the client's socket is full.
+pub(crate) async fn write_all(io: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        match io.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                poll_fn(|cx| io.poll_write_ready(cx)).await?
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Closes after an answer with `Connection: close`: the write side first,
+/// then what the client still sends is read and dropped for a moment, so
+/// the kernel does not answer it with a reset that would destroy the
+/// answer on its way.
+async fn linger_close(io: Arc<TcpStream>) {
+    let Ok(mut io) = Arc::try_unwrap(io) else {
+        return;
+    };
+    if io.shutdown().await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut dropped = 0;
+        // On the heap: a lingering connection is rare, every connection's
+        // task would carry it otherwise.
+        let mut scratch = vec![0u8; 4096];
+        while dropped < LINGER_BYTES {
+            if io.readable().await.is_err() {
+                return;
+            }
+            match io.try_read(&mut scratch) {
+                Ok(0) => return,
+                Ok(n) => dropped += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
+}
