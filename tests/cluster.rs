@@ -734,3 +734,42 @@ async fn consistent_reads_on_a_follower() {
     .await;
     assert_eq!(st["leader"].as_u64(), Some(leader));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_request_is_never_forwarded_again() {
+    // A member passes a request to the one it takes for the leader at most
+    // once: members that disagree on who leads (or one whose stopped Raft
+    // core still names itself) cannot send a request round in circles.
+    let cluster = Cluster::formed().await;
+    let leader = cluster.leader().await;
+    let follower = cluster.node(cluster.followers(leader)[0]);
+    let http = reqwest::Client::new();
+    let read = |hop: bool| {
+        let mut r = http
+            .get(format!("{}/v1/state?consistent=true", follower.admin_url()))
+            .bearer_auth(follower.token());
+        if hop {
+            r = r.header("x-sluice-forwarded", "1");
+        }
+        r.send()
+    };
+    let direct = read(false).await.unwrap();
+    assert_eq!(
+        direct.status(),
+        200,
+        "a client's read is forwarded to the leader"
+    );
+    let hop = read(true).await.unwrap();
+    assert_eq!(hop.status(), 503);
+    let body: Value = hop.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_leader", "{body}");
+
+    // cluster status asked by another member answers from its own view.
+    let st = http
+        .get(format!("{}/v1/cluster/status", follower.admin_url()))
+        .header("x-sluice-forwarded", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(st.status(), 200);
+}

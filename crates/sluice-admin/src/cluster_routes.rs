@@ -144,6 +144,7 @@ impl From<ClusterError> for ApiError {
 /// Runs `here` when this node leads, else replays the request on the leader.
 async fn on_leader<F, Fut>(
     ctx: &AdminContext,
+    headers: &HeaderMap,
     method: Method,
     path: &str,
     body: Option<serde_json::Value>,
@@ -157,6 +158,7 @@ where
     if node.is_leader() {
         return here().await;
     }
+    crate::routes::refuse_second_hop(node, headers)?;
     let Some((_, leader)) = node.leader() else {
         return Err(ClusterError::NoLeader {
             waited: std::time::Duration::ZERO,
@@ -194,6 +196,7 @@ async fn join(AxState(ctx): Ctx, headers: HeaderMap, bytes: Bytes) -> Result<Res
     let c = ctx.clone();
     on_leader(
         &ctx,
+        &headers,
         Method::POST,
         "/v1/cluster/join",
         Some(body),
@@ -213,7 +216,7 @@ async fn remove_node(
     check_bearer(&headers, &ctx.token)?;
     let c = ctx.clone();
     let path = format!("/v1/cluster/nodes/{node}");
-    on_leader(&ctx, Method::DELETE, &path, None, || async move {
+    on_leader(&ctx, &headers, Method::DELETE, &path, None, || async move {
         c.store.node().remove_node(node).await?;
         Ok(Json(c.store.node().status()).into_response())
     })
@@ -224,7 +227,7 @@ async fn remove_node(
 /// naming the answering node. The leader asks every member for the log index
 /// its data plane runs: that is `last_applied`, and a member that does not
 /// answer within half a second is `reachable: false`.
-async fn status(AxState(ctx): Ctx) -> Json<ClusterStatus> {
+async fn status(AxState(ctx): Ctx, headers: HeaderMap) -> Json<ClusterStatus> {
     let node = ctx.store.node();
     let mut mine = node.status();
     if node.is_leader() {
@@ -249,7 +252,11 @@ async fn status(AxState(ctx): Ctx) -> Json<ClusterStatus> {
             m.reachable = a.is_some();
             m.last_applied = a.or(m.last_applied);
         }
-    } else if let Some((_, leader)) = node.leader() {
+    } else if let (Some((_, leader)), false) = (
+        node.leader(),
+        // Asked by another member: this node's own view, one hop at most.
+        headers.contains_key(sluice_raft::FORWARDED_HEADER),
+    ) {
         if let Ok(theirs) = node
             .get_json::<ClusterStatus>(&leader, "/v1/cluster/status")
             .await

@@ -89,6 +89,7 @@ async fn linearize(
     ctx: &AdminContext,
     opts: &ReadOptions,
     uri: &Uri,
+    headers: &HeaderMap,
 ) -> ApiResult<Option<Response>> {
     if !opts.consistent {
         return Ok(None);
@@ -106,6 +107,7 @@ async fn linearize(
             })?;
         return Ok(None);
     }
+    refuse_second_hop(node, headers)?;
     let Some((_, leader)) = node.leader() else {
         return Err(sluice_raft::ClusterError::NoLeader {
             waited: std::time::Duration::ZERO,
@@ -124,6 +126,28 @@ async fn linearize(
         )
             .into_response(),
     ))
+}
+
+/// A request another member forwarded here because it took this node for
+/// the leader: it is answered here or refused, never forwarded again, so no
+/// request can travel in a circle between members that disagree on who
+/// leads.
+pub(crate) fn refuse_second_hop(
+    node: &sluice_raft::RaftNode,
+    headers: &HeaderMap,
+) -> ApiResult<()> {
+    if headers.contains_key(sluice_raft::FORWARDED_HEADER) {
+        return Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "not_leader".into(),
+            message: format!(
+                "node {} was asked as the leader but does not lead; a forwarded request is not forwarded again",
+                node.id()
+            ),
+            field: None,
+        });
+    }
+    Ok(())
 }
 
 /// Parses a JSON body into a clear 400 naming what is wrong.
@@ -148,8 +172,9 @@ async fn state(
     AxState(ctx): Ctx,
     Query(opts): Query<ReadOptions>,
     uri: Uri,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    if let Some(r) = linearize(&ctx, &opts, &uri).await? {
+    if let Some(r) = linearize(&ctx, &opts, &uri, &headers).await? {
         return Ok(r);
     }
     Ok(Json((*ctx.store.current()).clone()).into_response())
@@ -159,8 +184,9 @@ async fn list_groups(
     AxState(ctx): Ctx,
     Query(opts): Query<ReadOptions>,
     uri: Uri,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    if let Some(r) = linearize(&ctx, &opts, &uri).await? {
+    if let Some(r) = linearize(&ctx, &opts, &uri, &headers).await? {
         return Ok(r);
     }
     let s = ctx.store.current();
@@ -189,8 +215,9 @@ async fn show_group(
     Path(group): Path<String>,
     Query(opts): Query<ReadOptions>,
     uri: Uri,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    if let Some(r) = linearize(&ctx, &opts, &uri).await? {
+    if let Some(r) = linearize(&ctx, &opts, &uri, &headers).await? {
         return Ok(r);
     }
     Ok(Json(find_group_view(&ctx, &group)?).into_response())
@@ -240,8 +267,9 @@ async fn list_backends(
     Path(group): Path<String>,
     Query(opts): Query<ReadOptions>,
     uri: Uri,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    if let Some(r) = linearize(&ctx, &opts, &uri).await? {
+    if let Some(r) = linearize(&ctx, &opts, &uri, &headers).await? {
         return Ok(r);
     }
     Ok(Json(find_group_view(&ctx, &group)?.backends).into_response())
@@ -270,8 +298,9 @@ async fn show_backend(
     Path((group, addr)): Path<(String, String)>,
     Query(opts): Query<ReadOptions>,
     uri: Uri,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    if let Some(r) = linearize(&ctx, &opts, &uri).await? {
+    if let Some(r) = linearize(&ctx, &opts, &uri, &headers).await? {
         return Ok(r);
     }
     Ok(Json(find_backend_view(&ctx, &group, &addr)?).into_response())
@@ -335,8 +364,9 @@ async fn list_listeners(
     AxState(ctx): Ctx,
     Query(opts): Query<ReadOptions>,
     uri: Uri,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    if let Some(r) = linearize(&ctx, &opts, &uri).await? {
+    if let Some(r) = linearize(&ctx, &opts, &uri, &headers).await? {
         return Ok(r);
     }
     let s = ctx.store.current();

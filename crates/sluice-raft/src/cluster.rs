@@ -26,6 +26,9 @@ use crate::{open, Outcome, Raft, StateMachineStore};
 pub const WRITE_PATH: &str = "/raft/write";
 /// Path on every node's admin port that tells who it is.
 pub const SELF_PATH: &str = "/v1/cluster/self";
+/// Header every call from one member to another carries: a node that gets
+/// a call with it answers from itself and never passes it on (one hop).
+pub const FORWARDED_HEADER: &str = "x-sluice-forwarded";
 
 /// How a node takes part in the cluster.
 #[derive(Debug, Clone)]
@@ -164,6 +167,12 @@ pub struct RaftNode {
 pub(crate) fn leader_addr(raft: &Raft) -> Option<(u64, String)> {
     let m = raft.metrics().borrow().clone();
     let leader = m.current_leader?;
+    if leader == m.id {
+        // Either this node leads (the caller asked `is_leader` first) or its
+        // Raft core stopped and its last metrics still name it: never a
+        // leader to forward to, or a request would loop back to this node.
+        return None;
+    }
     let addr = m
         .membership_config
         .membership()

@@ -33,7 +33,7 @@ pub mod types;
 
 pub use cluster::{
     ClusterConfig, ClusterError, ClusterStatus, ForwardedWrite, MemberStatus, NodeIdentity,
-    RaftNode, WriteOutcome, SELF_PATH, WRITE_PATH,
+    RaftNode, WriteOutcome, FORWARDED_HEADER, SELF_PATH, WRITE_PATH,
 };
 pub use codec::{decode, encode, CodecError};
 pub use log_store::LogStore;

@@ -52,6 +52,7 @@ pub(crate) async fn send(
             format!("Bearer {}", request.token),
         )
         .header(http::header::CONTENT_TYPE, request.content_type)
+        .header(crate::cluster::FORWARDED_HEADER, "1")
         .body(Full::new(Bytes::from(request.body)))
         .map_err(|e| SendError::Invalid(e.to_string()))?;
     let exchange = async {
