@@ -264,10 +264,8 @@ async fn an_answer_before_the_body_reaches_the_client() {
                 c.write("HTTP/1.1 413 Payload Too Large\r\nconnection: close\r\ncontent-length: 9\r\n\r\ntoo large").await;
             }
             "/guarded" => {
-                c.write("HTTP/1.1 401 Unauthorized\r\ncontent-length: 6\r\n\r\nwho ?").await;
-                c.write("\n").await;
-                // Whatever the proxy sends now would be body bytes.
-                c.closed_within(Duration::from_millis(300)).await;
+                c.write("HTTP/1.1 401 Unauthorized\r\ncontent-length: 4\r\n\r\nwho?").await;
+                c.closed_within(Duration::from_secs(1)).await;
             }
             "/continue" => {
                 c.write("HTTP/1.1 100 Continue\r\n\r\n").await;
@@ -663,4 +661,115 @@ async fn pipelined_requests_are_answered_in_order() {
         let r = c.response("POST").await.expect("an answer");
         assert_eq!((r.status, r.text().as_str()), (200, want));
     }
+}
+
+// === peers that misbehave in other ways ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_sends_past_its_length_loses_that_connection() {
+    // The first answer carries 4 bytes more than its Content-Length: the
+    // connection is out of step and must not serve another request.
+    let b = ScriptedBackend::start(|mut c: BackendConn| async move {
+        let first = c.number() == 0;
+        while c.read_request().await.is_some() {
+            let answer = if first {
+                "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokJUNK"
+            } else {
+                OK
+            };
+            if !c.write(answer).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let (_node, listen) = node_over(&[b.addr()], "60s", "1s").await;
+    let mut c = RawClient::connect(&listen).await;
+    for i in 0..3 {
+        c.send("GET / HTTP/1.1\r\nhost: a\r\n\r\n").await;
+        let r = c.response("GET").await.expect("an answer");
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"), "request {i}");
+    }
+    assert_eq!(
+        b.connections(),
+        2,
+        "the lying connection was dropped, the next reused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_vanishes_mid_body_ends_only_its_own_exchange() {
+    let b = ScriptedBackend::start(|mut c: BackendConn| async move {
+        while let Some(mut req) = c.read_head().await {
+            if c.read_body(&mut req).await.is_none() {
+                return; // the proxy closed: the body will never be whole
+            }
+            if !c.write(OK).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let (_node, listen) = node_over(&[b.addr()], "60s", "1s").await;
+    let mut c = RawClient::connect(&listen).await;
+    c.send("POST /cut HTTP/1.1\r\nhost: a\r\ncontent-length: 100\r\n\r\n0123456789")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.count("POST", "/cut") == 0 {
+        assert!(Instant::now() < deadline, "the request reached the backend");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(c);
+    // The next request gets a connection in step (the cut one is gone).
+    let r = one(&listen, "GET /after HTTP/1.1\r\nhost: a\r\n\r\n", "GET").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    let after = b
+        .requests()
+        .into_iter()
+        .find(|r| r.target == "/after")
+        .unwrap();
+    let cut = b
+        .requests()
+        .into_iter()
+        .find(|r| r.target == "/cut")
+        .unwrap();
+    assert_ne!(
+        after.connection, cut.connection,
+        "not sent after a half body"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_holds_back_a_fast_backend() {
+    // 64 MiB is more than every socket buffer between the two together:
+    // the backend can write it all only if sluice buffers without bound.
+    const SIZE: usize = 64 * 1024 * 1024;
+    let written = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let w = written.clone();
+    let b = ScriptedBackend::start(move |mut c: BackendConn| {
+        let written = w.clone();
+        async move {
+            if c.read_request().await.is_none() {
+                return;
+            }
+            let mut answer =
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {SIZE}\r\n\r\n").into_bytes();
+            answer.resize(answer.len() + SIZE, b'z');
+            if c.write(answer).await {
+                written.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    })
+    .await;
+    let (_node, listen) = node_over(&[b.addr()], "60s", "1s").await;
+    let mut c = RawClient::connect(&listen).await;
+    c.send("GET /big HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !written.load(std::sync::atomic::Ordering::SeqCst),
+        "sluice took the whole body while its client read nothing"
+    );
+    let r = c.response("GET").await.expect("the answer");
+    assert_eq!((r.status, r.body.len(), r.truncated), (200, SIZE, false));
+    assert!(r.body.iter().all(|b| *b == b'z'));
 }

@@ -29,6 +29,9 @@ use crate::chunked;
 const READ_CHUNK: usize = 8 * 1024;
 /// Frames up to this size are copied together into one write.
 const COALESCE: usize = 16 * 1024;
+/// Bytes gathered for one write at most: a body whose frames are always
+/// ready (a fast backend) still goes out as it comes, not all at the end.
+const FLUSH_AT: usize = 64 * 1024;
 /// After answering with `Connection: close`, how long the client's
 /// remaining bytes are read and dropped (so the close is not a reset that
 /// could destroy the answer before the client read it).
@@ -305,6 +308,10 @@ where
                 if chunked {
                     out.extend_from_slice(b"\r\n");
                 }
+                if out.len() >= FLUSH_AT {
+                    write_all(io, &out).await.map_err(|e| e.to_string())?;
+                    out.clear();
+                }
             }
             Some(Err(e)) => {
                 // What arrived goes to the client; then the connection
@@ -365,4 +372,57 @@ async fn linger_close(io: Arc<TcpStream>) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Context;
+
+    use hyper::body::Frame;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A body whose frames are always ready, as from a backend faster than
+    /// the client: counts the frames taken.
+    struct Endless {
+        taken: Arc<AtomicUsize>,
+        frames: usize,
+    }
+
+    impl Body for Endless {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            let n = self.taken.fetch_add(1, Ordering::SeqCst);
+            Poll::Ready((n < self.frames).then(|| Ok(Frame::data(Bytes::from(vec![b'z'; 8192])))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_always_ready_still_waits_for_the_client() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        // 256 MiB: far more than the socket buffers; the client reads nothing.
+        let taken = Arc::new(AtomicUsize::new(0));
+        let body = Endless {
+            taken: taken.clone(),
+            frames: 32 * 1024,
+        };
+        let write = write_body(&server, Vec::new(), body, BodyWrite::Chunked);
+        let waited = tokio::time::timeout(Duration::from_millis(500), write).await;
+        assert!(waited.is_err(), "the write waits for the client");
+        let taken = taken.load(Ordering::SeqCst);
+        assert!(
+            taken < 8 * 1024,
+            "{taken} frames of 8 KiB taken while the client read nothing"
+        );
+    }
 }
