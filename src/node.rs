@@ -188,7 +188,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
                     Ok(outcomes) => {
                         for (drain, outcome) in batch.iter().zip(outcomes) {
                             match outcome {
-                                Outcome::Applied(_) => {}
+                                Outcome::Applied { .. } => {}
                                 // Completed already, or never known here.
                                 Outcome::Rejected { code, .. } if code == "drain_not_found" => {}
                                 Outcome::Rejected { message, .. } => {

@@ -14,8 +14,12 @@
 //! | POST | `/v1/groups/{group}/backends` | [`AddBackend`] | `BackendView` |
 //! | GET | `/v1/groups/{group}/backends/{addr}` | | `BackendView` |
 //! | DELETE | `/v1/groups/{group}/backends/{addr}` | | `BackendView` (draining or removed) |
+//! | DELETE | `/v1/groups/{group}[?force=true]` | | `DeletedGroup` (409 `group_in_use` without force while used) |
+//! | PATCH | `/v1/groups/{group}/backends/{addr}` | [`SetBackend`] | `BackendView` |
 //! | GET | `/v1/listeners` | | `[ListenerView]` |
-//! | POST | `/v1/listeners` | [`AddListener`] | `201 ListenerView` |
+//! | POST | `/v1/listeners` | [`AddListener`] | `201 ListenerView` (each node's bind in `nodes`) |
+//! | PATCH | `/v1/listeners/{port}` | [`UpdateListener`] | `ListenerView` |
+//! | DELETE | `/v1/listeners/{port}` | | `202 ListenerView` (draining) |
 //! | GET | `/v1/state` | | the whole replicated `State` |
 //! | POST | `/v1/cluster/init` | | `ClusterStatus` (this node alone) |
 //! | POST | `/v1/cluster/join` | [`JoinNode`] | `NodeIdentity` of the new voter |
@@ -26,7 +30,12 @@
 //!
 //! Reads answer from the node's own state; add `?consistent=true` for a
 //! linearizable read (confirmed by, or forwarded to, the leader). Writes on
-//! a follower are forwarded to the leader.
+//! a follower are forwarded to the leader. A write's answer is what the
+//! leader applied (N2), whichever node was asked; when some member's data
+//! plane had not applied it yet when the answer was made, the answer is
+//! `202` and names them in `pending_nodes`. Request bodies with an unknown
+//! field are refused (`400 unknown_field`), and so are updates that name
+//! nothing to change (`400 nothing_to_update`).
 //!
 //! `{addr}` is `host:port`, percent-encoded where needed (`[::1]:80`).
 //! Every error is `{"error": {"code", "message", "field"}}` ([`ErrorBody`]).
@@ -36,6 +45,7 @@ use sluice_model::{DrainId, HealthCheck, HealthCheckUpdate, NodeId, UnixMillis};
 
 /// Body of `POST /v1/groups`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateGroup {
     /// Group name.
     pub name: String,
@@ -52,6 +62,7 @@ pub struct CreateGroup {
 
 /// Body of `PATCH /v1/groups/{group}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateGroup {
     /// Drain on/off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,6 +80,7 @@ pub struct UpdateGroup {
 
 /// Body of `POST /v1/groups/{group}/backends`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AddBackend {
     /// `host:port`.
     pub addr: String,
@@ -79,6 +91,7 @@ pub struct AddBackend {
 
 /// Body of `POST /v1/listeners`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AddListener {
     /// TCP port, 1..=65535.
     pub port: u32,
@@ -87,6 +100,49 @@ pub struct AddListener {
     /// Request timeout in ms, 1_000..=600_000 (default 60_000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout_ms: Option<u64>,
+}
+
+/// Body of `PATCH /v1/groups/{group}/backends/{addr}`: at least one field.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetBackend {
+    /// 0..=100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// Maintenance on (no new work, connections kept) or off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<bool>,
+}
+
+/// Body of `PATCH /v1/listeners/{port}`: at least one field.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateListener {
+    /// Group it forwards to from now on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Request timeout in ms, 1_000..=600_000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout_ms: Option<u64>,
+}
+
+/// Answer of `DELETE /v1/groups/{group}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeletedGroup {
+    /// The group.
+    pub name: String,
+    /// `deleted`, or `deleting` while the backends it had drain (`force`).
+    pub state: String,
+    /// Its backends, draining (with `force`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<BackendView>,
+    /// Its listeners, draining (with `force`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerView>,
+    /// Members whose data plane had not applied the write yet (see the
+    /// module docs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_nodes: Vec<NodeId>,
 }
 
 /// A group as the API shows it.
@@ -107,6 +163,13 @@ pub struct GroupView {
     pub slow_start_ms: Option<u64>,
     /// Its backends.
     pub backends: Vec<BackendView>,
+    /// Being deleted (`force`): its backends drain, then it goes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleting: bool,
+    /// On a write's answer: members whose data plane had not applied the
+    /// write yet (the answer is then `202`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_nodes: Vec<NodeId>,
 }
 
 /// Whether a backend takes new work.
@@ -117,6 +180,8 @@ pub enum BackendState {
     Active,
     /// Drains: no new work, closed at the deadline.
     Draining,
+    /// In maintenance: no new work, its connections kept.
+    Maintenance,
     /// Gone from the group (answer of a removal that completed at once).
     Removed,
 }
@@ -144,6 +209,10 @@ pub struct BackendView {
     /// Its slow-start ramp, while it ramps (R10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ramp: Option<RampView>,
+    /// On a write's answer: members whose data plane had not applied the
+    /// write yet (the answer is then `202`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_nodes: Vec<NodeId>,
 }
 
 /// A backend's slow-start ramp as routing sees it by the replicated state.
@@ -240,6 +309,30 @@ pub struct ListenerView {
     pub bind: String,
     /// `listening`, or why the answering node could not bind it.
     pub status: String,
+    /// `active`, or `draining` once removed.
+    pub state: String,
+    /// When its connections are closed, while it drains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_deadline_ms: Option<UnixMillis>,
+    /// Each member's bind, as the member reported it.
+    #[serde(default)]
+    pub nodes: Vec<ListenerNodeView>,
+    /// On a write's answer: members whose data plane had not applied the
+    /// write yet (the answer is then `202`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_nodes: Vec<NodeId>,
+}
+
+/// One member's bind of a listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerNodeView {
+    /// Node id.
+    pub node: NodeId,
+    /// `listening`, `failed`, or `unknown` (not reported yet).
+    pub status: String,
+    /// Why it failed (empty otherwise).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }
 
 /// Every error the API returns.
@@ -263,6 +356,7 @@ pub struct ErrorDetail {
 
 /// Body of `POST /v1/cluster/join`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JoinNode {
     /// Admin URL of the node to add, e.g. `http://127.0.0.2:7072`.
     pub addr: String,

@@ -22,7 +22,8 @@ mod peer_progress;
 mod routes;
 mod store;
 mod views;
+mod writes;
 
 pub use error::ApiError;
 pub use routes::{router, AdminContext};
-pub use store::{CommandStore, StoreError, APPLIED_PATH, PROPAGATION_WAIT};
+pub use store::{CommandStore, StoreError, Submitted, APPLIED_PATH, PROPAGATION_WAIT};

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sluice_model::NodeId;
 use sluice_raft::RaftNode;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -52,33 +53,42 @@ impl PeerProgress {
     }
 
     /// Waits until every other member routes by `index`, is unreachable, or
-    /// `deadline` passes; logs the peers it stopped waiting for.
-    pub(crate) async fn wait_for(self: &Arc<Self>, index: u64, deadline: Instant) {
+    /// `deadline` passes; returns (and logs) the members that did not get
+    /// there, sorted.
+    pub(crate) async fn wait_for(self: &Arc<Self>, index: u64, deadline: Instant) -> Vec<NodeId> {
         let me = self.node.id();
-        let peers: Vec<String> = self
+        let peers: Vec<(NodeId, String)> = self
             .node
             .status()
             .members
             .into_iter()
             .filter(|m| m.node != me)
-            .map(|m| m.addr)
+            .map(|m| (m.node, m.addr))
             .collect();
-        let waits = peers.into_iter().map(|addr| {
+        let waits = peers.into_iter().map(|(node, addr)| {
             let mut progress = self.follow(&addr);
             async move {
                 let reached = progress.wait_for(|p| p.applied >= index || !p.reachable);
                 match tokio::time::timeout_at(deadline, reached).await {
-                    Ok(Ok(p)) if p.applied >= index => {}
+                    Ok(Ok(p)) if p.applied >= index => None,
                     Ok(Ok(_)) => {
-                        debug!(peer = %addr, index, "peer not reachable; it catches up on its own")
+                        debug!(peer = %addr, index, "peer not reachable; it catches up on its own");
+                        Some(node)
                     }
                     Ok(Err(_)) | Err(_) => {
-                        warn!(peer = %addr, index, "peer did not route by the write in time")
+                        warn!(peer = %addr, index, "peer did not route by the write in time");
+                        Some(node)
                     }
                 }
             }
         });
-        futures_util::future::join_all(waits).await;
+        let mut pending: Vec<NodeId> = futures_util::future::join_all(waits)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        pending.sort_unstable();
+        pending
     }
 
     /// The progress of `addr`, starting its follower if none runs.

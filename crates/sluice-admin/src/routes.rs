@@ -8,21 +8,18 @@ use axum::extract::{Path, Query, State as AxState};
 use axum::http::Uri;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, patch};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use sluice_model::{
-    validate_port, validate_weight, Command, DrainPolicy, ModelError, NodeId,
-    DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_WEIGHT,
-};
+use sluice_model::{ModelError, NodeId};
 
-use crate::api::{
-    AddBackend, AddListener, BackendState, BackendView, CreateGroup, GroupView, ListenerView,
-    UpdateGroup,
+use crate::api::{BackendView, GroupView, ListenerView};
+use crate::views::{backend_view, draining_listener_view, group_view, listener_view};
+use crate::writes::{
+    add_backend, add_listener, create_group, delete_group, remove_backend, remove_listener,
+    set_backend, update_group, update_listener,
 };
-use crate::auth::check_bearer;
-use crate::views::{backend_view, group_view, listener_view};
 use crate::{ApiError, CommandStore};
 
 /// What the handlers share.
@@ -46,16 +43,23 @@ pub fn router(ctx: Arc<AdminContext>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/state", get(state))
         .route("/v1/groups", get(list_groups).post(create_group))
-        .route("/v1/groups/{group}", get(show_group).patch(update_group))
+        .route(
+            "/v1/groups/{group}",
+            get(show_group).patch(update_group).delete(delete_group),
+        )
         .route(
             "/v1/groups/{group}/backends",
             get(list_backends).post(add_backend),
         )
         .route(
             "/v1/groups/{group}/backends/{addr}",
-            get(show_backend).delete(remove_backend),
+            get(show_backend).patch(set_backend).delete(remove_backend),
         )
         .route("/v1/listeners", get(list_listeners).post(add_listener))
+        .route(
+            "/v1/listeners/{port}",
+            patch(update_listener).delete(remove_listener),
+        )
         .merge(crate::cluster_routes::routes())
         .fallback(|| async {
             ApiError {
@@ -68,7 +72,7 @@ pub fn router(ctx: Arc<AdminContext>) -> Router {
         .with_state(ctx)
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -150,13 +154,30 @@ pub(crate) fn refuse_second_hop(
     Ok(())
 }
 
-/// Parses a JSON body into a clear 400 naming what is wrong.
+/// Parses a JSON body into a clear 400 naming what is wrong: an unknown
+/// field (a typo would otherwise fall back to a default) is
+/// `unknown_field` with the field named.
 pub(crate) fn json_body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError {
-        status: StatusCode::BAD_REQUEST,
-        code: "invalid_body".into(),
-        message: format!("request body is not valid: {e}"),
-        field: None,
+    serde_json::from_slice(bytes).map_err(|e| {
+        let message = e.to_string();
+        let unknown = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(field, _)| field.to_string());
+        match unknown {
+            Some(field) => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                code: "unknown_field".into(),
+                message: format!("request body is not valid: {message}"),
+                field: Some(field),
+            },
+            None => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_body".into(),
+                message: format!("request body is not valid: {message}"),
+                field: None,
+            },
+        }
     })
 }
 
@@ -223,45 +244,6 @@ async fn show_group(
     Ok(Json(find_group_view(&ctx, &group)?).into_response())
 }
 
-async fn create_group(
-    AxState(ctx): Ctx,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> ApiResult<(StatusCode, Json<GroupView>)> {
-    check_bearer(&headers, &ctx.token)?;
-    let req: CreateGroup = json_body(&bytes)?;
-    let command = Command::CreateGroup {
-        name: req.name.clone(),
-        drain: DrainPolicy {
-            enabled: req.drain_enabled.unwrap_or(true),
-            timeout_ms: req.drain_timeout_ms.unwrap_or(DEFAULT_DRAIN_TIMEOUT_MS),
-        },
-        slow_start_ms: req.slow_start_ms,
-    };
-    ctx.store.submit(command).await?;
-    Ok((StatusCode::CREATED, Json(find_group_view(&ctx, &req.name)?)))
-}
-
-async fn update_group(
-    AxState(ctx): Ctx,
-    Path(group): Path<String>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> ApiResult<Json<GroupView>> {
-    check_bearer(&headers, &ctx.token)?;
-    let req: UpdateGroup = json_body(&bytes)?;
-    ctx.store
-        .submit(Command::UpdateGroup {
-            name: group.clone(),
-            drain_enabled: req.drain_enabled,
-            drain_timeout_ms: req.drain_timeout_ms,
-            health: req.health,
-            slow_start_ms: req.slow_start_ms,
-        })
-        .await?;
-    Ok(Json(find_group_view(&ctx, &group)?))
-}
-
 async fn list_backends(
     AxState(ctx): Ctx,
     Path(group): Path<String>,
@@ -306,60 +288,6 @@ async fn show_backend(
     Ok(Json(find_backend_view(&ctx, &group, &addr)?).into_response())
 }
 
-async fn add_backend(
-    AxState(ctx): Ctx,
-    Path(group): Path<String>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> ApiResult<Json<BackendView>> {
-    check_bearer(&headers, &ctx.token)?;
-    let req: AddBackend = json_body(&bytes)?;
-    let weight = match req.weight {
-        Some(w) => validate_weight(w)?,
-        None => DEFAULT_WEIGHT,
-    };
-    ctx.store
-        .submit(Command::AddBackend {
-            group: group.clone(),
-            addr: req.addr.clone(),
-            weight,
-            at: 0,
-        })
-        .await?;
-    Ok(Json(find_backend_view(&ctx, &group, &req.addr)?))
-}
-
-async fn remove_backend(
-    AxState(ctx): Ctx,
-    Path((group, addr)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> ApiResult<(StatusCode, Json<BackendView>)> {
-    check_bearer(&headers, &ctx.token)?;
-    let before = find_backend_view(&ctx, &group, &addr)?;
-    // The leader stamps the removal's time when it proposes the command;
-    // the deadline every node closes at is computed from it (C3).
-    ctx.store
-        .submit(Command::RemoveBackend {
-            group: group.clone(),
-            addr: addr.clone(),
-            at: 0,
-        })
-        .await?;
-    match find_backend_view(&ctx, &group, &addr) {
-        Ok(view) => Ok((StatusCode::ACCEPTED, Json(view))),
-        Err(_) => Ok((
-            StatusCode::OK,
-            Json(BackendView {
-                state: BackendState::Removed,
-                drain: None,
-                in_flight: 0,
-                tunnels: 0,
-                ..before
-            }),
-        )),
-    }
-}
-
 async fn list_listeners(
     AxState(ctx): Ctx,
     Query(opts): Query<ReadOptions>,
@@ -370,33 +298,12 @@ async fn list_listeners(
         return Ok(r);
     }
     let s = ctx.store.current();
-    let listeners: Vec<ListenerView> = s
+    let mut listeners: Vec<ListenerView> = s
         .listeners
         .values()
-        .map(|l| listener_view(l, ctx.store.data_plane()))
+        .map(|l| listener_view(&s, l, ctx.store.data_plane()))
         .collect();
+    listeners.extend(s.listener_drains.values().map(draining_listener_view));
+    listeners.sort_by_key(|l| (l.port, l.state != "active"));
     Ok(Json(listeners).into_response())
-}
-
-async fn add_listener(
-    AxState(ctx): Ctx,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> ApiResult<(StatusCode, Json<ListenerView>)> {
-    check_bearer(&headers, &ctx.token)?;
-    let req: AddListener = json_body(&bytes)?;
-    let port = validate_port(req.port)?;
-    ctx.store
-        .submit(Command::AddListener {
-            port,
-            group: req.group,
-            request_timeout_ms: req.request_timeout_ms.unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS),
-        })
-        .await?;
-    let s = ctx.store.current();
-    let l = s.listeners.get(&port).expect("just added");
-    Ok((
-        StatusCode::CREATED,
-        Json(listener_view(l, ctx.store.data_plane())),
-    ))
 }

@@ -1,15 +1,16 @@
 //! The command store: commands go through Raft ([`RaftNode::write`]: on the
-//! leader, or forwarded to it), and a write is answered once every reachable
-//! member's data plane routes by the state that includes it (C2; a member
-//! that does not answer within [`PROPAGATION_WAIT`] is skipped and catches
-//! up on its own, C4; the members' progress is followed by
-//! [`PeerProgress`]). Each node's data plane is fed from its own state
-//! machine by [`CommandStore::feed_data_plane`].
+//! leader, or forwarded to it), and a write is answered with what the leader
+//! applied (N2) once every reachable member's data plane routes by the state
+//! that includes it (C2). A member that is unreachable, or does not get
+//! there within [`PROPAGATION_WAIT`], is named in the answer as pending and
+//! catches up on its own (C4); the members' progress is followed by
+//! [`PeerProgress`]. Each node's data plane is fed from its own state
+//! machine (see [`CommandStore::start`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_model::{Applied, Command, State};
+use sluice_model::{Applied, Command, NodeId, State};
 use sluice_proxy::DataPlane;
 use sluice_raft::{ClusterError, Outcome, RaftNode};
 use thiserror::Error;
@@ -41,6 +42,21 @@ pub enum StoreError {
     /// Replication failed or has no leader now.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+}
+
+/// A committed write, as the leader applied it.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// What applying the command did.
+    pub applied: Applied,
+    /// The objects it touched as they stood right after it, on the leader
+    /// ([`State::excerpt`]).
+    pub excerpt: State,
+    /// Index of its log entry.
+    pub log_index: u64,
+    /// Members (this node included) whose data plane did not route by it
+    /// yet when the wait ended, or that could not be asked.
+    pub pending: Vec<NodeId>,
 }
 
 /// Orders commands through Raft and tracks what the data plane runs.
@@ -112,13 +128,22 @@ impl CommandStore {
         *self.applied.borrow()
     }
 
-    /// Proposes one command; returns once it is committed, applied, and
-    /// routed by on every reachable member.
-    pub async fn submit(&self, command: Command) -> Result<(Applied, Arc<State>), StoreError> {
-        let outcome = self.node.write(command).await?;
-        self.wait_everywhere(outcome.log_index).await;
-        match outcome.outcome {
-            Outcome::Applied(applied) => Ok((applied, self.current())),
+    /// Proposes one command; returns the leader's outcome once it is
+    /// committed and every reachable member routes by it (or the wait
+    /// ended: see [`Submitted::pending`]). A refused command changed
+    /// nothing, so nothing is waited for.
+    pub async fn submit(&self, command: Command) -> Result<Submitted, StoreError> {
+        let written = self.node.write(command).await?;
+        match written.outcome {
+            Outcome::Applied { applied, excerpt } => {
+                let pending = self.wait_everywhere(written.log_index).await;
+                Ok(Submitted {
+                    applied,
+                    excerpt: excerpt.unwrap_or_default(),
+                    log_index: written.log_index,
+                    pending,
+                })
+            }
             Outcome::Rejected {
                 code,
                 message,
@@ -144,14 +169,20 @@ impl CommandStore {
         let _ = mine.wait_for(|applied| *applied >= index).await;
     }
 
-    async fn wait_everywhere(&self, index: u64) {
+    /// Waits until every member routes by `index`, at most
+    /// [`PROPAGATION_WAIT`]; returns the members that did not (this node
+    /// included), without waiting for those that cannot be asked.
+    async fn wait_everywhere(&self, index: u64) -> Vec<NodeId> {
         let deadline = Instant::now() + PROPAGATION_WAIT;
-        if tokio::time::timeout_at(deadline.into(), self.wait_applied(index))
-            .await
-            .is_err()
-        {
+        let (mine, mut pending) = tokio::join!(
+            tokio::time::timeout_at(deadline.into(), self.wait_applied(index)),
+            self.peers.wait_for(index, deadline.into())
+        );
+        if mine.is_err() {
             warn!(index, "this node's data plane did not catch up in time");
+            pending.push(self.node.id());
+            pending.sort_unstable();
         }
-        self.peers.wait_for(index, deadline.into()).await;
+        pending
     }
 }

@@ -1,12 +1,14 @@
 //! Building the API's views from the replicated state and this node's live
 //! figures.
 
-use sluice_model::{AfterDrain, Backend, BackendStatus, DrainCause, Group, Listener, State};
+use sluice_model::{
+    AfterDrain, Backend, BackendStatus, DrainCause, Group, Listener, ListenerDrain, State,
+};
 use sluice_proxy::DataPlane;
 
 use crate::api::{
-    BackendState, BackendView, DrainView, GroupView, HealthView, ListenerView, LocalProbeView,
-    NodeDrainView, NodeHealthView, RampView,
+    BackendState, BackendView, DrainView, GroupView, HealthView, ListenerNodeView, ListenerView,
+    LocalProbeView, NodeDrainView, NodeHealthView, RampView,
 };
 
 pub(crate) fn group_view(state: &State, g: &Group, dp: &DataPlane, now: u64) -> GroupView {
@@ -22,6 +24,8 @@ pub(crate) fn group_view(state: &State, g: &Group, dp: &DataPlane, now: u64) -> 
             .values()
             .map(|b| backend_view(state, g, b, dp, now))
             .collect(),
+        deleting: g.deleting,
+        pending_nodes: Vec::new(),
     }
 }
 
@@ -64,6 +68,8 @@ pub(crate) fn backend_view(
         weight: b.weight,
         state: if drain.is_some() {
             BackendState::Draining
+        } else if b.maintenance {
+            BackendState::Maintenance
         } else {
             BackendState::Active
         },
@@ -76,6 +82,7 @@ pub(crate) fn backend_view(
             from_ms: r.from,
             remaining_ms: r.until.saturating_sub(now),
         }),
+        pending_nodes: Vec::new(),
     }
 }
 
@@ -116,7 +123,8 @@ fn health_view(state: &State, g: &Group, b: &Backend, dp: &DataPlane) -> HealthV
     }
 }
 
-pub(crate) fn listener_view(l: &Listener, dp: &DataPlane) -> ListenerView {
+/// A listener with each member's bind as reported (`unknown` until then).
+pub(crate) fn listener_view(state: &State, l: &Listener, dp: &DataPlane) -> ListenerView {
     let status = dp.listener_status(l.port);
     ListenerView {
         port: l.port,
@@ -124,5 +132,44 @@ pub(crate) fn listener_view(l: &Listener, dp: &DataPlane) -> ListenerView {
         request_timeout_ms: l.request_timeout_ms,
         bind: status.as_ref().map(|s| s.bind.clone()).unwrap_or_default(),
         status: status.map(|s| s.status).unwrap_or_else(|| "pending".into()),
+        state: "active".into(),
+        drain_deadline_ms: None,
+        nodes: state
+            .nodes
+            .iter()
+            .map(|n| match l.nodes.get(n) {
+                Some(b) if b.bound => ListenerNodeView {
+                    node: *n,
+                    status: "listening".into(),
+                    detail: String::new(),
+                },
+                Some(b) => ListenerNodeView {
+                    node: *n,
+                    status: "failed".into(),
+                    detail: b.detail.clone(),
+                },
+                None => ListenerNodeView {
+                    node: *n,
+                    status: "unknown".into(),
+                    detail: String::new(),
+                },
+            })
+            .collect(),
+        pending_nodes: Vec::new(),
+    }
+}
+
+/// A removed listener, draining until its deadline.
+pub(crate) fn draining_listener_view(d: &ListenerDrain) -> ListenerView {
+    ListenerView {
+        port: d.port,
+        group: d.group.clone(),
+        request_timeout_ms: d.request_timeout_ms,
+        bind: String::new(),
+        status: "closed".into(),
+        state: "draining".into(),
+        drain_deadline_ms: Some(d.deadline),
+        nodes: Vec::new(),
+        pending_nodes: Vec::new(),
     }
 }

@@ -66,6 +66,73 @@ pub enum Command {
         /// Request timeout (R9).
         request_timeout_ms: u64,
     },
+    /// Change a listener's group or request timeout; requests already under
+    /// way keep the settings they started with.
+    UpdateListener {
+        /// TCP port.
+        port: u16,
+        /// New group, if given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        /// New request timeout, if given (R9).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_timeout_ms: Option<u64>,
+    },
+    /// Remove a listener: its port stops accepting at once and its
+    /// connections drain like a backend's, closed at the group's deadline.
+    RemoveListener {
+        /// TCP port.
+        port: u16,
+        /// Stamped by the leader; the deadline is computed from it (C3).
+        #[serde(default)]
+        at: UnixMillis,
+    },
+    /// A node's attempt to bind a listener: reported when it first tries
+    /// and whenever the outcome changes.
+    ListenerReport {
+        /// TCP port.
+        port: u16,
+        /// The listener's generation the attempt was made for; a report for
+        /// an older listener on the same port is ignored.
+        generation: u64,
+        /// The node reporting.
+        node: NodeId,
+        /// Whether the port is bound there.
+        bound: bool,
+        /// `listening`, or why the bind failed.
+        detail: String,
+    },
+    /// Delete a group. Refused while backends or listeners use it, unless
+    /// `force`: then its listeners and backends drain first and the group
+    /// goes when the last drain completes.
+    DeleteGroup {
+        /// The group.
+        name: String,
+        /// Drain what uses the group instead of refusing.
+        #[serde(default)]
+        force: bool,
+        /// Stamped by the leader; drains started by `force` count from it.
+        #[serde(default)]
+        at: UnixMillis,
+    },
+    /// Change a backend's weight or maintenance state. A backend in
+    /// maintenance takes no new work and keeps its connections.
+    SetBackend {
+        /// The group.
+        group: String,
+        /// `host:port`.
+        addr: String,
+        /// New weight 0..=100, if given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        weight: Option<u8>,
+        /// Maintenance on or off, if given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        maintenance: Option<bool>,
+        /// Stamped by the leader; a backend back from maintenance ramps
+        /// from it (R10).
+        #[serde(default)]
+        at: UnixMillis,
+    },
     /// A node has no work left on a draining backend.
     DrainFinished {
         /// The drain.
@@ -104,6 +171,37 @@ pub enum Command {
         /// Every member node.
         nodes: Vec<NodeId>,
     },
+}
+
+impl Command {
+    /// The leader's time stamped on the command, for commands that carry one.
+    pub fn stamped_at(&self) -> Option<UnixMillis> {
+        match self {
+            Command::AddBackend { at, .. }
+            | Command::RemoveBackend { at, .. }
+            | Command::SetBackend { at, .. }
+            | Command::RemoveListener { at, .. }
+            | Command::DeleteGroup { at, .. }
+            | Command::DrainFinished { at, .. }
+            | Command::HealthReport { at, .. } => Some(*at),
+            _ => None,
+        }
+    }
+
+    /// The leader's time, on the commands that carry one (see
+    /// [`Command::stamped_at`]); others are left as they are.
+    pub fn stamp(&mut self, now: UnixMillis) {
+        match self {
+            Command::AddBackend { at, .. }
+            | Command::RemoveBackend { at, .. }
+            | Command::SetBackend { at, .. }
+            | Command::RemoveListener { at, .. }
+            | Command::DeleteGroup { at, .. }
+            | Command::DrainFinished { at, .. }
+            | Command::HealthReport { at, .. } => *at = now,
+            _ => {}
+        }
+    }
 }
 
 /// What applying a command did, for the caller's answer.

@@ -54,6 +54,44 @@ pub enum ModelError {
         /// The port.
         port: u16,
     },
+    /// No listener on that port.
+    #[error("no listener on port {port}")]
+    ListenerNotFound {
+        /// The port.
+        port: u16,
+    },
+    /// The group is still used; delete with `force` to drain what uses it.
+    #[error("group {group:?} is in use by {backends} backend(s) and listener(s) on port(s) {listeners:?}: remove them first, or delete with force to drain them")]
+    GroupInUse {
+        /// The group.
+        group: String,
+        /// How many backends it has (active or draining).
+        backends: usize,
+        /// Ports of the listeners that forward to it.
+        listeners: Vec<u16>,
+    },
+    /// The group is being deleted: it takes no new backend or listener.
+    #[error("group {group:?} is being deleted (its backends are draining)")]
+    GroupDeleting {
+        /// The group.
+        group: String,
+    },
+    /// The backend is draining: only re-adding it (R5) or its removal applies.
+    #[error(
+        "backend {backend} of group {group:?} is draining: add it again to keep it after the drain"
+    )]
+    BackendDraining {
+        /// The group.
+        group: String,
+        /// The backend.
+        backend: String,
+    },
+    /// An update that names nothing to change.
+    #[error("nothing to update: give at least one of {fields}")]
+    NothingToUpdate {
+        /// What could have been given.
+        fields: &'static str,
+    },
     /// A node reported a drain the state does not know.
     #[error("drain {drain} does not exist")]
     DrainNotFound {
@@ -73,6 +111,11 @@ impl ModelError {
             ModelError::BackendNotFound { .. } => "backend_not_found",
             ModelError::ListenerExists { .. } => "listener_exists",
             ModelError::DrainNotFound { .. } => "drain_not_found",
+            ModelError::ListenerNotFound { .. } => "listener_not_found",
+            ModelError::GroupInUse { .. } => "group_in_use",
+            ModelError::GroupDeleting { .. } => "group_deleting",
+            ModelError::BackendDraining { .. } => "backend_draining",
+            ModelError::NothingToUpdate { .. } => "nothing_to_update",
         }
     }
 
@@ -80,7 +123,13 @@ impl ModelError {
     pub fn field(&self) -> Option<&'static str> {
         match self {
             ModelError::OutOfRange { field, .. } | ModelError::Invalid { field, .. } => Some(field),
-            ModelError::GroupNotFound { .. } | ModelError::GroupExists { .. } => Some("group"),
+            ModelError::GroupNotFound { .. }
+            | ModelError::GroupExists { .. }
+            | ModelError::GroupInUse { .. }
+            | ModelError::GroupDeleting { .. } => Some("group"),
+            ModelError::BackendDraining { .. } => Some("backend"),
+            ModelError::ListenerNotFound { .. } => Some("port"),
+            ModelError::NothingToUpdate { .. } => None,
             ModelError::BackendNotFound { .. } => Some("backend"),
             ModelError::ListenerExists { .. } => Some("port"),
             ModelError::DrainNotFound { .. } => Some("drain"),
@@ -95,6 +144,7 @@ impl ModelError {
             ModelError::GroupNotFound { .. }
                 | ModelError::BackendNotFound { .. }
                 | ModelError::DrainNotFound { .. }
+                | ModelError::ListenerNotFound { .. }
         )
     }
 
@@ -102,7 +152,11 @@ impl ModelError {
     pub fn is_conflict(&self) -> bool {
         matches!(
             self,
-            ModelError::GroupExists { .. } | ModelError::ListenerExists { .. }
+            ModelError::GroupExists { .. }
+                | ModelError::ListenerExists { .. }
+                | ModelError::GroupInUse { .. }
+                | ModelError::GroupDeleting { .. }
+                | ModelError::BackendDraining { .. }
         )
     }
 }

@@ -89,6 +89,7 @@ impl HealthCheck {
 
 /// A change to a group's health check; absent fields keep their value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HealthCheckUpdate {
     /// On/off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,6 +124,11 @@ pub struct HealthCheckUpdate {
 }
 
 impl HealthCheckUpdate {
+    /// Whether it changes nothing at all.
+    pub fn is_empty(&self) -> bool {
+        *self == HealthCheckUpdate::default()
+    }
+
     /// `check` with this update applied (not validated).
     pub fn applied_to(&self, check: &HealthCheck) -> HealthCheck {
         let mut c = check.clone();

@@ -28,8 +28,10 @@
 
 mod command;
 mod error;
+mod excerpt;
 mod health;
 mod limits;
+mod listeners;
 mod slow_start;
 mod state;
 mod types;
@@ -52,6 +54,6 @@ pub use limits::{
 pub use slow_start::{Ramp, RAMP_SCALE};
 pub use state::State;
 pub use types::{
-    AfterDrain, Backend, BackendStatus, Drain, DrainCause, DrainId, DrainPolicy, Group, Listener,
-    NodeId, UnixMillis,
+    AfterDrain, Backend, BackendStatus, BindStatus, Drain, DrainCause, DrainId, DrainPolicy, Group,
+    Listener, ListenerDrain, NodeId, UnixMillis,
 };

@@ -54,13 +54,17 @@ impl Group {
     fn in_service(&self, b: &Backend) -> bool {
         b.status == BackendStatus::Active
             && b.weight > 0
+            && !b.maintenance
             && (!self.health.enabled || b.health.healthy)
     }
 
     /// Starts (or clears) the ramp of `addr`, which became active at `at`
     /// (weight 0 takes no work, so it does not ramp).
     pub(crate) fn begin_ramp(&mut self, addr: &str, at: UnixMillis) {
-        let takes_work = self.backends.get(addr).is_some_and(|b| b.weight > 0);
+        let takes_work = self
+            .backends
+            .get(addr)
+            .is_some_and(|b| b.weight > 0 && !b.maintenance);
         let window = self.slow_start_ms.filter(|_| takes_work);
         let ramp = window.and_then(|window| {
             let anchored = self

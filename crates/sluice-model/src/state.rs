@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::limits::{
     validate_backend_addr, validate_drain_timeout, validate_group_name, validate_health_check,
-    validate_request_timeout, validate_slow_start, validate_weight,
+    validate_slow_start, validate_weight,
 };
 use crate::{
     AfterDrain, Applied, Backend, BackendStatus, Command, Drain, DrainCause, DrainId, Group,
-    Listener, ModelError, NodeHealth, NodeId, UnixMillis,
+    Listener, ListenerDrain, ModelError, NodeHealth, NodeId, UnixMillis,
 };
 
 /// Everything the cluster agrees on.
@@ -22,6 +22,10 @@ pub struct State {
     pub listeners: BTreeMap<u16, Listener>,
     /// Drains in progress by id.
     pub drains: BTreeMap<DrainId, Drain>,
+    /// Removed listeners whose connections drain, by id; each leaves the
+    /// state with the first leader-stamped command at or past its deadline.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub listener_drains: BTreeMap<DrainId, ListenerDrain>,
     /// Member nodes: a drain completes when all of them finished.
     pub nodes: BTreeSet<NodeId>,
     /// Id the next drain gets.
@@ -36,6 +40,7 @@ impl Default for State {
             groups: BTreeMap::new(),
             listeners: BTreeMap::new(),
             drains: BTreeMap::new(),
+            listener_drains: BTreeMap::new(),
             nodes: BTreeSet::new(),
             next_drain: 1,
             revision: 0,
@@ -56,6 +61,9 @@ impl State {
     pub fn apply(&mut self, command: &Command) -> Result<Applied, ModelError> {
         let applied = self.apply_inner(command)?;
         self.revision += 1;
+        if let Some(at) = command.stamped_at() {
+            self.listener_drains.retain(|_, d| d.deadline > at);
+        }
         Ok(applied)
     }
 
@@ -85,6 +93,7 @@ impl State {
                         health: Default::default(),
                         health_revision: 0,
                         slow_start_ms: *slow_start_ms,
+                        deleting: false,
                     },
                 );
                 Ok(Applied::Done)
@@ -96,13 +105,22 @@ impl State {
                 health,
                 slow_start_ms,
             } => {
+                if drain_enabled.is_none()
+                    && drain_timeout_ms.is_none()
+                    && slow_start_ms.is_none()
+                    && health.is_empty()
+                {
+                    return Err(ModelError::NothingToUpdate {
+                        fields: "drain_enabled, drain_timeout_ms, slow_start_ms, health",
+                    });
+                }
                 if let Some(ms) = drain_timeout_ms {
                     validate_drain_timeout(*ms)?;
                 }
                 if let Some(ms) = slow_start_ms.filter(|ms| *ms != 0) {
                     validate_slow_start(ms)?;
                 }
-                let group = self.group_mut(name)?;
+                let group = self.live_group_mut(name)?;
                 let check = health.applied_to(&group.health);
                 validate_health_check(&check)?;
                 if let Some(enabled) = drain_enabled {
@@ -133,7 +151,7 @@ impl State {
             } => {
                 validate_backend_addr(addr)?;
                 validate_weight(u32::from(*weight))?;
-                let g = self.group_mut(group)?;
+                let g = self.live_group_mut(group)?;
                 match g.backends.get_mut(addr) {
                     None => {
                         g.backends.insert(
@@ -144,6 +162,7 @@ impl State {
                                 status: BackendStatus::Active,
                                 health: Default::default(),
                                 ramp: None,
+                                maintenance: false,
                             },
                         );
                         g.begin_ramp(addr, *at);
@@ -159,7 +178,9 @@ impl State {
                             Ok(Applied::Done)
                         }
                         BackendStatus::Draining { drain } => {
-                            let d = self.drains.get_mut(&drain).expect("draining has a drain");
+                            let Some(d) = self.drains.get_mut(&drain) else {
+                                return Err(ModelError::DrainNotFound { drain });
+                            };
                             d.after = AfterDrain::Reactivate { weight: *weight };
                             Ok(Applied::Draining {
                                 drain,
@@ -171,70 +192,35 @@ impl State {
                 }
             }
             Command::RemoveBackend { group, addr, at } => {
-                let id = DrainId(self.next_drain);
-                let g = self.group_mut(group)?;
-                let policy = g.drain;
-                let b = g
-                    .backends
-                    .get_mut(addr)
-                    .ok_or_else(|| ModelError::BackendNotFound {
-                        group: group.clone(),
-                        backend: addr.clone(),
-                    })?;
-                if let BackendStatus::Draining { drain } = b.status {
-                    let d = self.drains.get_mut(&drain).expect("draining has a drain");
-                    d.after = AfterDrain::Remove;
-                    return Ok(Applied::Draining {
-                        drain,
-                        deadline: d.deadline,
-                        started: false,
-                    });
-                }
-                b.status = BackendStatus::Draining { drain: id };
-                let deadline = policy.deadline_from(*at);
-                self.next_drain += 1;
-                self.drains.insert(
-                    id,
-                    Drain {
-                        id,
-                        group: group.clone(),
-                        backend: addr.clone(),
-                        cause: DrainCause::Removed,
-                        started_at: *at,
-                        deadline,
-                        finished: BTreeSet::new(),
-                        after: AfterDrain::Remove,
-                    },
-                );
-                Ok(Applied::Draining {
-                    drain: id,
-                    deadline,
-                    started: true,
-                })
+                self.group_mut(group)?;
+                self.start_removal(group, addr, *at)
             }
             Command::AddListener {
                 port,
                 group,
                 request_timeout_ms,
-            } => {
-                validate_request_timeout(*request_timeout_ms)?;
-                if *port == 0 {
-                    crate::validate_port(0)?;
-                }
-                self.group_mut(group)?;
-                if self.listeners.contains_key(port) {
-                    return Err(ModelError::ListenerExists { port: *port });
-                }
-                self.listeners.insert(
-                    *port,
-                    Listener {
-                        port: *port,
-                        group: group.clone(),
-                        request_timeout_ms: *request_timeout_ms,
-                    },
-                );
-                Ok(Applied::Done)
-            }
+            } => self.add_listener(*port, group, *request_timeout_ms),
+            Command::UpdateListener {
+                port,
+                group,
+                request_timeout_ms,
+            } => self.update_listener(*port, group.as_deref(), *request_timeout_ms),
+            Command::RemoveListener { port, at } => self.remove_listener(*port, *at),
+            Command::ListenerReport {
+                port,
+                generation,
+                node,
+                bound,
+                detail,
+            } => Ok(self.listener_report(*port, *generation, *node, *bound, detail)),
+            Command::DeleteGroup { name, force, at } => self.delete_group(name, *force, *at),
+            Command::SetBackend {
+                group,
+                addr,
+                weight,
+                maintenance,
+                at,
+            } => self.set_backend(group, addr, *weight, *maintenance, *at),
             Command::DrainFinished { drain, node, at } => {
                 let d = self
                     .drains
@@ -315,6 +301,7 @@ impl State {
             && policy.enabled
             && b.health.proven
             && b.weight > 0
+            && !b.maintenance
             && b.status == BackendStatus::Active;
         if !drains {
             return Ok(Applied::Done);
@@ -354,11 +341,16 @@ impl State {
         if !self.nodes.is_subset(&d.finished) {
             return false;
         }
-        let d = self.drains.remove(&id).expect("present");
+        let Some(d) = self.drains.remove(&id) else {
+            return false;
+        };
         if let Some(g) = self.groups.get_mut(&d.group) {
             match d.after {
                 AfterDrain::Remove => {
                     g.backends.remove(&d.backend);
+                    if g.deleting && g.backends.is_empty() {
+                        self.groups.remove(&d.group);
+                    }
                 }
                 AfterDrain::Reactivate { weight } => {
                     if let Some(b) = g.backends.get_mut(&d.backend) {
@@ -372,7 +364,163 @@ impl State {
         true
     }
 
-    fn group_mut(&mut self, name: &str) -> Result<&mut Group, ModelError> {
+    /// Starts the drain of `addr` in `group` removed at `at` (R1), or makes
+    /// a drain in progress end in removal.
+    fn start_removal(
+        &mut self,
+        group: &str,
+        addr: &str,
+        at: UnixMillis,
+    ) -> Result<Applied, ModelError> {
+        let id = DrainId(self.next_drain);
+        let g = self.group_mut(group)?;
+        let policy = g.drain;
+        let b = g
+            .backends
+            .get_mut(addr)
+            .ok_or_else(|| ModelError::BackendNotFound {
+                group: group.to_string(),
+                backend: addr.to_string(),
+            })?;
+        if let BackendStatus::Draining { drain } = b.status {
+            let Some(d) = self.drains.get_mut(&drain) else {
+                return Err(ModelError::DrainNotFound { drain });
+            };
+            d.after = AfterDrain::Remove;
+            return Ok(Applied::Draining {
+                drain,
+                deadline: d.deadline,
+                started: false,
+            });
+        }
+        b.status = BackendStatus::Draining { drain: id };
+        let deadline = policy.deadline_from(at);
+        self.next_drain += 1;
+        self.drains.insert(
+            id,
+            Drain {
+                id,
+                group: group.to_string(),
+                backend: addr.to_string(),
+                cause: DrainCause::Removed,
+                started_at: at,
+                deadline,
+                finished: BTreeSet::new(),
+                after: AfterDrain::Remove,
+            },
+        );
+        Ok(Applied::Draining {
+            drain: id,
+            deadline,
+            started: true,
+        })
+    }
+
+    /// Deletes a group, or with `force` drains its listeners and backends
+    /// and deletes it when the last drain completes.
+    fn delete_group(
+        &mut self,
+        name: &str,
+        force: bool,
+        at: UnixMillis,
+    ) -> Result<Applied, ModelError> {
+        let g = self.group_mut(name)?;
+        let backends: Vec<String> = g.backends.keys().cloned().collect();
+        let listeners: Vec<u16> = self
+            .listeners
+            .values()
+            .filter(|l| l.group == name)
+            .map(|l| l.port)
+            .collect();
+        if !force && (!backends.is_empty() || !listeners.is_empty()) {
+            return Err(ModelError::GroupInUse {
+                group: name.to_string(),
+                backends: backends.len(),
+                listeners,
+            });
+        }
+        for port in listeners {
+            self.remove_listener(port, at)?;
+        }
+        for addr in &backends {
+            self.start_removal(name, addr, at)?;
+        }
+        let g = self.group_mut(name)?;
+        g.deleting = true;
+        if g.backends.is_empty() {
+            self.groups.remove(name);
+        } else {
+            // Drains of idle backends may already be complete (no members).
+            let ids: Vec<DrainId> = self
+                .drains
+                .values()
+                .filter(|d| d.group == name)
+                .map(|d| d.id)
+                .collect();
+            for id in ids {
+                self.complete_if_finished(id, Some(at));
+            }
+        }
+        Ok(Applied::Done)
+    }
+
+    /// Changes a backend's weight or maintenance state.
+    fn set_backend(
+        &mut self,
+        group: &str,
+        addr: &str,
+        weight: Option<u8>,
+        maintenance: Option<bool>,
+        at: UnixMillis,
+    ) -> Result<Applied, ModelError> {
+        if weight.is_none() && maintenance.is_none() {
+            return Err(ModelError::NothingToUpdate {
+                fields: "weight, maintenance",
+            });
+        }
+        if let Some(w) = weight {
+            validate_weight(u32::from(w))?;
+        }
+        let g = self.live_group_mut(group)?;
+        let b = g
+            .backends
+            .get_mut(addr)
+            .ok_or_else(|| ModelError::BackendNotFound {
+                group: group.to_string(),
+                backend: addr.to_string(),
+            })?;
+        if b.status != BackendStatus::Active {
+            return Err(ModelError::BackendDraining {
+                group: group.to_string(),
+                backend: addr.to_string(),
+            });
+        }
+        let took_work = b.weight > 0 && !b.maintenance;
+        if let Some(w) = weight {
+            b.weight = w;
+        }
+        if let Some(m) = maintenance {
+            b.maintenance = m;
+        }
+        let takes_work = b.weight > 0 && !b.maintenance;
+        if took_work != takes_work || (weight.is_some() && !takes_work) {
+            g.begin_ramp(addr, at);
+        }
+        Ok(Applied::Done)
+    }
+
+    /// A group that takes changes: it exists and is not being deleted.
+    pub(crate) fn live_group_mut(&mut self, name: &str) -> Result<&mut Group, ModelError> {
+        let g = self.group_mut(name)?;
+        if g.deleting {
+            return Err(ModelError::GroupDeleting {
+                group: name.to_string(),
+            });
+        }
+        Ok(g)
+    }
+
+    pub(crate) fn group_mut(&mut self, name: &str) -> Result<&mut Group, ModelError> {
         self.groups
             .get_mut(name)
             .ok_or_else(|| ModelError::GroupNotFound {

@@ -74,6 +74,10 @@ pub struct Group {
     /// Slow-start window (R10); `None`: off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_start_ms: Option<u64>,
+    /// Deleted with `force`: it takes no new backends or listeners and
+    /// leaves the state when its last backend's drain completes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleting: bool,
 }
 
 impl Group {
@@ -91,7 +95,7 @@ impl Group {
         let candidates: Vec<&Backend> = self
             .backends
             .values()
-            .filter(|b| b.status == BackendStatus::Active && b.weight > 0)
+            .filter(|b| b.status == BackendStatus::Active && b.weight > 0 && !b.maintenance)
             .collect();
         if !self.health.enabled {
             return candidates;
@@ -124,6 +128,10 @@ pub struct Backend {
     /// The slow-start ramp it entered when it last became active (R10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ramp: Option<Ramp>,
+    /// In maintenance: takes no new work, keeps its connections, is not
+    /// health-checked and is never drained by a health failure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maintenance: bool,
 }
 
 /// Whether a backend takes new work.
@@ -192,4 +200,40 @@ pub struct Listener {
     pub group: String,
     /// Time a backend has to answer before the client gets 504 (R9).
     pub request_timeout_ms: u64,
+    /// Tells this listener from an earlier one on the same port: the
+    /// state's revision when it was added.
+    #[serde(default)]
+    pub generation: u64,
+    /// Each node's last bind attempt.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nodes: BTreeMap<NodeId, BindStatus>,
+}
+
+/// A node's last attempt to bind a listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindStatus {
+    /// Whether the port is bound there.
+    pub bound: bool,
+    /// `listening`, or why the bind failed.
+    pub detail: String,
+}
+
+/// A removed listener whose connections are draining: every node closes
+/// what is left on them at `deadline` (C3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerDrain {
+    /// Its id (drains of backends and listeners share one sequence).
+    pub id: DrainId,
+    /// The port it listened on.
+    pub port: u16,
+    /// The listener's generation.
+    pub generation: u64,
+    /// The group it forwarded to.
+    pub group: String,
+    /// Its request timeout (requests under way keep it).
+    pub request_timeout_ms: u64,
+    /// When it was removed (stamped by the leader).
+    pub started_at: UnixMillis,
+    /// When every node closes what is left.
+    pub deadline: UnixMillis,
 }

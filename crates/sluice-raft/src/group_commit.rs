@@ -197,16 +197,10 @@ async fn propose(raft: Raft, commands: Vec<Command>) -> Result<Vec<WriteOutcome>
     }
 }
 
-/// A removal, an addition, a finished drain and a health report get the
-/// leader's time now (a drain's deadline and a slow-start ramp start from
-/// it, C3, R6, R10); other commands pass unchanged.
+/// Commands that carry a time get the leader's time now (a drain's
+/// deadline and a slow-start ramp start from it, C3, R6, R10); others pass
+/// unchanged.
 fn stamp(mut command: Command, now: u64) -> Command {
-    if let Command::RemoveBackend { at, .. }
-    | Command::AddBackend { at, .. }
-    | Command::DrainFinished { at, .. }
-    | Command::HealthReport { at, .. } = &mut command
-    {
-        *at = now;
-    }
+    command.stamp(now);
     command
 }

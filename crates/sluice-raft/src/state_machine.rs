@@ -30,7 +30,8 @@ use tokio::sync::watch;
 
 use crate::codec::{decode, encode, CodecError};
 use crate::types::{
-    Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    Entry, LogId, Outcome, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig,
 };
 
 const SM_TREE: &str = "sm";
@@ -304,12 +305,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     EntryPayload::Normal(request) => request
                         .commands
                         .iter()
-                        .map(|command| state.apply(command).into())
+                        .map(|command| Outcome::of(state, command))
                         .collect(),
                     EntryPayload::Membership(membership) => {
                         let nodes = membership.voter_ids().collect();
                         *last_membership = StoredMembership::new(Some(entry.log_id), membership);
-                        vec![state.apply(&Command::SetNodes { nodes }).into()]
+                        vec![Outcome::of(state, &Command::SetNodes { nodes })]
                     }
                 };
                 responses.push(Response { outcomes });

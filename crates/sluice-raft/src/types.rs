@@ -19,7 +19,7 @@ use std::fmt;
 
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
-use sluice_model::{Applied, Command, ModelError};
+use sluice_model::{Applied, Command, ModelError, State};
 
 openraft::declare_raft_types!(
     /// sluice's openraft type configuration.
@@ -98,7 +98,15 @@ pub struct Response {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// The command was applied (or the entry needed nothing from the model).
-    Applied(#[serde(with = "crate::codec::as_json")] Applied),
+    Applied {
+        /// What applying it did.
+        #[serde(with = "crate::codec::as_json")]
+        applied: Applied,
+        /// The objects it touched as they stood right after it
+        /// ([`State::excerpt`]); the write's answer on any node (N2).
+        #[serde(with = "crate::codec::as_json")]
+        excerpt: Option<State>,
+    },
     /// The model refused the command; the state is unchanged. Carries the
     /// model error's stable code, its message and the field at fault.
     Rejected {
@@ -114,7 +122,7 @@ pub enum Outcome {
 impl Outcome {
     /// Whether the command was applied.
     pub fn is_applied(&self) -> bool {
-        matches!(self, Outcome::Applied(_))
+        matches!(self, Outcome::Applied { .. })
     }
 }
 
@@ -134,10 +142,15 @@ impl From<ModelError> for Outcome {
     }
 }
 
-impl From<Result<Applied, ModelError>> for Outcome {
-    fn from(r: Result<Applied, ModelError>) -> Self {
-        match r {
-            Ok(applied) => Outcome::Applied(applied),
+impl Outcome {
+    /// Applies `command` to `state`: its outcome, with the excerpt of what
+    /// it touched when it was applied.
+    pub fn of(state: &mut State, command: &Command) -> Outcome {
+        match state.apply(command) {
+            Ok(applied) => Outcome::Applied {
+                applied,
+                excerpt: state.excerpt(command),
+            },
             Err(e) => Outcome::from(&e),
         }
     }
@@ -176,7 +189,10 @@ mod tests {
         assert_eq!(decode::<Request>(&encode(&req).unwrap()).unwrap(), req);
         let resp = Response {
             outcomes: vec![
-                Outcome::Applied(Applied::DrainCompleted { drain: DrainId(4) }),
+                Outcome::Applied {
+                    applied: Applied::DrainCompleted { drain: DrainId(4) },
+                    excerpt: Some(State::default()),
+                },
                 Outcome::from(ModelError::GroupNotFound { group: "x".into() }),
             ],
         };

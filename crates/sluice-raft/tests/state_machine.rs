@@ -98,7 +98,10 @@ async fn state_survives_reopen() {
         assert!(outcomes.iter().all(|o| o.is_applied()));
         assert!(matches!(
             outcomes[3],
-            Outcome::Applied(Applied::Draining { started: true, .. })
+            Outcome::Applied {
+                applied: Applied::Draining { started: true, .. },
+                ..
+            }
         ));
         sm.current()
     };
@@ -149,7 +152,7 @@ async fn rejected_command_is_an_applied_entry_that_changes_nothing() {
         .flat_map(|r| &r.outcomes)
         .map(|o| match o {
             Outcome::Rejected { code, field, .. } => (code.as_str(), field.as_deref()),
-            Outcome::Applied(a) => panic!("applied: {a:?}"),
+            Outcome::Applied { applied, .. } => panic!("applied: {applied:?}"),
         })
         .collect();
     assert_eq!(
