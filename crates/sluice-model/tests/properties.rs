@@ -94,8 +94,47 @@ fn command() -> impl Strategy<Value = Command> {
                 at,
             }
         }),
+        (
+            group.clone(),
+            addr.clone(),
+            proptest::option::of(0u8..=100),
+            proptest::option::of(any::<bool>()),
+            0u64..100_000
+        )
+            .prop_map(
+                |(group, addr, weight, maintenance, at)| Command::SetBackend {
+                    group,
+                    addr,
+                    weight,
+                    maintenance,
+                    at,
+                }
+            ),
+        (group.clone(), any::<bool>(), 0u64..100_000)
+            .prop_map(|(name, force, at)| { Command::DeleteGroup { name, force, at } }),
+        (prop::sample::select(&PORTS[..]), group.clone()).prop_map(|(port, group)| {
+            Command::AddListener {
+                port,
+                group,
+                request_timeout_ms: 1_000,
+            }
+        }),
+        (
+            prop::sample::select(&PORTS[..]),
+            proptest::option::of(group)
+        )
+            .prop_map(|(port, group)| Command::UpdateListener {
+                port,
+                group,
+                request_timeout_ms: None,
+            }),
+        (prop::sample::select(&PORTS[..]), 0u64..100_000)
+            .prop_map(|(port, at)| Command::RemoveListener { port, at }),
     ]
 }
+
+/// Listener ports the sequences use.
+const PORTS: [u16; 2] = [8080, 8081];
 
 fn check_invariants(s: &State) {
     for g in s.groups.values() {
@@ -116,11 +155,28 @@ fn check_invariants(s: &State) {
         assert_eq!(b.status, BackendStatus::Draining { drain: d.id });
         assert!(d.deadline >= d.started_at);
     }
+    for l in s.listeners.values() {
+        // A listener always forwards to a group that takes work.
+        let g = s.groups.get(&l.group).expect("a listener's group exists");
+        assert!(!g.deleting, "a listener forwards to a group being deleted");
+    }
+    for g in s.groups.values() {
+        // A group being deleted still has backends draining out.
+        if g.deleting {
+            assert!(!g.backends.is_empty());
+            assert!(g
+                .backends
+                .values()
+                .all(|b| matches!(b.status, BackendStatus::Draining { .. })));
+        }
+        // Maintenance never routes.
+        assert!(g.routable().all(|b| !b.maintenance));
+    }
     for g in s.groups.values() {
         let candidates = g
             .backends
             .values()
-            .filter(|b| b.status == BackendStatus::Active && b.weight > 0)
+            .filter(|b| b.status == BackendStatus::Active && b.weight > 0 && !b.maintenance)
             .count();
         let routable: Vec<_> = g.routable().collect();
         // Fail open: health never leaves a group with takers but no route.
@@ -257,6 +313,7 @@ proptest! {
                     let anchor = g0.backends.values().any(|o| {
                         o.status == BackendStatus::Active
                             && o.weight > 0
+                            && !o.maintenance
                             && (!g0.health.enabled || o.health.healthy)
                             && o.ramped_at(*at)
                     });
