@@ -69,13 +69,8 @@ impl From<StoreError> for ApiError {
                 message,
                 field,
             } => {
-                let status = if code.ends_with("_not_found") {
-                    StatusCode::NOT_FOUND
-                } else if code.ends_with("_exists") {
-                    StatusCode::CONFLICT
-                } else {
-                    StatusCode::BAD_REQUEST
-                };
+                let status = StatusCode::from_u16(ModelError::status_of_code(&code))
+                    .unwrap_or(StatusCode::BAD_REQUEST);
                 ApiError {
                     status,
                     code,

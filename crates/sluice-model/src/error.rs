@@ -61,7 +61,7 @@ pub enum ModelError {
         port: u16,
     },
     /// The group is still used; delete with `force` to drain what uses it.
-    #[error("group {group:?} is in use by {backends} backend(s) and listener(s) on port(s) {listeners:?}: remove them first, or delete with force to drain them")]
+    #[error("group {group:?} is in use by {}: remove them first, or delete with force to drain them", in_use(*backends, listeners))]
     GroupInUse {
         /// The group.
         group: String,
@@ -98,6 +98,25 @@ pub enum ModelError {
         /// The drain.
         drain: DrainId,
     },
+}
+
+/// "2 backends and the listener on port 80", for [`ModelError::GroupInUse`].
+fn in_use(backends: usize, listeners: &[u16]) -> String {
+    let mut parts = Vec::new();
+    match backends {
+        0 => {}
+        1 => parts.push("1 backend".to_string()),
+        n => parts.push(format!("{n} backends")),
+    }
+    match listeners {
+        [] => {}
+        [port] => parts.push(format!("the listener on port {port}")),
+        ports => {
+            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+            parts.push(format!("the listeners on ports {}", ports.join(", ")));
+        }
+    }
+    parts.join(" and ")
 }
 
 impl ModelError {
@@ -146,6 +165,18 @@ impl ModelError {
                 | ModelError::DrainNotFound { .. }
                 | ModelError::ListenerNotFound { .. }
         )
+    }
+
+    /// The HTTP status an API answers a refusal with this `code` by: 404
+    /// for "no such thing", 409 for a conflict with the state, 400 for a
+    /// bad value.
+    pub fn status_of_code(code: &str) -> u16 {
+        match code {
+            c if c.ends_with("_not_found") => 404,
+            c if c.ends_with("_exists") => 409,
+            "group_in_use" | "group_deleting" | "backend_draining" => 409,
+            _ => 400,
+        }
     }
 
     /// Whether the error is a conflict with existing state (HTTP 409).

@@ -380,3 +380,19 @@ fn the_excerpt_holds_what_the_command_touched_and_nothing_else() {
     };
     assert_eq!(s.excerpt(&report), None);
 }
+
+#[test]
+fn a_group_in_use_says_what_uses_it() {
+    let e = ModelError::GroupInUse {
+        group: "web".into(),
+        backends: 2,
+        listeners: vec![80],
+    };
+    assert_eq!(
+        e.to_string(),
+        "group \"web\" is in use by 2 backends and the listener on port 80: remove them first, or delete with force to drain them"
+    );
+    assert_eq!(ModelError::status_of_code(e.code()), 409);
+    assert_eq!(ModelError::status_of_code("listener_not_found"), 404);
+    assert_eq!(ModelError::status_of_code("nothing_to_update"), 400);
+}

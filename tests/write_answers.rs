@@ -1,0 +1,151 @@
+//! A write's answer is the truth (N2): what the leader applied, whichever
+//! node was asked and however far behind it is; request bodies that would
+//! silently fall back to defaults, and updates that change nothing, are
+//! refused before they reach the log.
+
+mod common;
+
+use serde_json::{json, Value};
+use sluice_testkit::{NodeOptions, NodeProcess};
+
+use common::BIN;
+
+async fn one_node() -> NodeProcess {
+    tokio::task::spawn_blocking(|| {
+        NodeProcess::start(BIN.as_ref(), NodeOptions::local(1)).expect("start node")
+    })
+    .await
+    .unwrap()
+}
+
+/// Sends `method path` with a JSON body and the node's token; status and
+/// JSON answer.
+async fn call(node: &NodeProcess, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let http = reqwest::Client::new();
+    let r = http
+        .request(
+            method.parse().unwrap(),
+            format!("{}{path}", node.admin_url()),
+        )
+        .bearer_auth(node.token())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn revision(node: &NodeProcess) -> u64 {
+    let (status, state) = call(node, "GET", "/v1/state", Value::Null).await;
+    assert_eq!(status, 200);
+    state["revision"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typo_in_a_body_is_refused_with_the_field_named() {
+    let node = one_node().await;
+    let (status, body) = call(
+        &node,
+        "POST",
+        "/v1/groups",
+        json!({"name": "web", "drain_timeout": 15000}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "unknown_field", "{body}");
+    assert_eq!(body["error"]["field"], "drain_timeout", "{body}");
+    let (status, _) = call(&node, "GET", "/v1/groups/web", Value::Null).await;
+    assert_eq!(status, 404, "nothing was created with the 300 s default");
+
+    // Nested bodies too: a health-check typo.
+    let (status, _) = call(&node, "POST", "/v1/groups", json!({"name": "web"})).await;
+    assert_eq!(status, 201);
+    let (status, body) = call(
+        &node,
+        "PATCH",
+        "/v1/groups/web",
+        json!({"health": {"intervall_ms": 1000}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "intervall_ms", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_that_change_nothing_are_refused_before_the_log() {
+    let node = one_node().await;
+    call(&node, "POST", "/v1/groups", json!({"name": "web"})).await;
+    // No probes: their reports would be log entries of their own.
+    let (status, _) = call(
+        &node,
+        "PATCH",
+        "/v1/groups/web",
+        json!({"health": {"enabled": false}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &node,
+        "POST",
+        "/v1/groups/web/backends",
+        json!({"addr": "127.0.0.1:9"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let before = revision(&node).await;
+    for (method, path) in [
+        ("PATCH", "/v1/groups/web"),
+        ("PATCH", "/v1/groups/web/backends/127.0.0.1:9"),
+        ("PATCH", "/v1/listeners/8080"),
+    ] {
+        let (status, body) = call(&node, method, path, json!({})).await;
+        assert_eq!(status, 400, "{method} {path}: {body}");
+        assert_eq!(body["error"]["code"], "nothing_to_update", "{body}");
+    }
+    assert_eq!(revision(&node).await, before, "nothing reached the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_dependent_refusals_come_from_the_state_machine() {
+    let node = one_node().await;
+    call(&node, "POST", "/v1/groups", json!({"name": "web"})).await;
+    // Every refusal names what is wrong, with a stable code and status.
+    let cases = [
+        (
+            "DELETE",
+            "/v1/groups/web/backends/10.0.0.1:80",
+            404,
+            "backend_not_found",
+        ),
+        ("DELETE", "/v1/listeners/8080", 404, "listener_not_found"),
+        ("DELETE", "/v1/groups/nope", 404, "group_not_found"),
+        ("PATCH", "/v1/listeners/0", 400, "out_of_range"),
+    ];
+    for (method, path, want, code) in cases {
+        let body = if method == "PATCH" {
+            json!({"group": "web"})
+        } else {
+            Value::Null
+        };
+        let (status, answer) = call(&node, method, path, body).await;
+        assert_eq!(
+            (status, &answer["error"]["code"]),
+            (want, &json!(code)),
+            "{method} {path}: {answer}"
+        );
+    }
+    // A used group is refused without force, named with what uses it.
+    call(
+        &node,
+        "POST",
+        "/v1/groups/web/backends",
+        json!({"addr": "127.0.0.1:9"}),
+    )
+    .await;
+    let (status, answer) = call(&node, "DELETE", "/v1/groups/web", Value::Null).await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"]["code"], "group_in_use");
+    let (status, answer) = call(&node, "DELETE", "/v1/groups/web?force=true", Value::Null).await;
+    assert!(status == 200 || status == 202, "{status} {answer}");
+}
