@@ -38,6 +38,8 @@ pub struct NodeConfig {
     pub data_address: IpAddr,
     /// Tokio worker threads; 0 means one per CPU this process may run on.
     pub worker_threads: usize,
+    /// Longest the stop sequence may take before the process exits anyway.
+    pub stop_timeout: Duration,
     pub admin_listen: SocketAddr,
     pub token: Option<String>,
     pub header_read_timeout: Duration,
@@ -118,6 +120,7 @@ struct RawNode {
     data_dir: Option<String>,
     data_address: Option<String>,
     worker_threads: Option<i64>,
+    stop_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -283,6 +286,13 @@ impl NodeConfig {
                 1024,
                 "0..=1024",
             )? as usize,
+            stop_timeout: v.duration(
+                "node.stop_timeout",
+                raw.node.stop_timeout.as_deref(),
+                "10s",
+                (Duration::from_secs(1), Duration::from_secs(300)),
+                "1s..=300s",
+            )?,
             data_dir: PathBuf::from(raw.node.data_dir.unwrap_or_else(|| "./data".into())),
             data_address,
             admin_listen,
@@ -471,6 +481,10 @@ mod tests {
             (
                 "[node]\nworker_threads = 2000",
                 "x.toml: node.worker_threads = 2000 is out of range 0..=1024",
+            ),
+            (
+                "[node]\nstop_timeout = \"0s\"",
+                "x.toml: node.stop_timeout = 0s is out of range 1s..=300s",
             ),
             ("[node]\ndata_address = \"local\"", "x.toml: node.data_address = \"local\" is invalid: expected an IP address (e.g. 127.0.0.1, 0.0.0.0)"),
             ("[admin]\nlisten = \"nope\"", "x.toml: admin.listen = \"nope\" is invalid: expected ip:port (e.g. 127.0.0.1:7070)"),

@@ -242,6 +242,9 @@ pub fn cluster_status(st: &serde_json::Value) {
         show(&st["leader"]),
         show(&st["term"])
     );
+    if let Some(why) = st["stopped"].as_str() {
+        println!("its Raft core stopped: {why}");
+    }
     println!();
     let rows: Vec<Vec<String>> = st["members"]
         .as_array()

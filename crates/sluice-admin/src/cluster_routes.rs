@@ -1,7 +1,9 @@
 //! Cluster routes: the Raft RPC endpoints (bincode, token), forwarded
-//! writes, and the JSON cluster operations (`init`, `join`, `status`,
-//! `remove-node`). Operations that must run on the leader are forwarded to
-//! it when this node does not lead.
+//! writes, the JSON cluster operations (`init`, `join`, `status`,
+//! `remove-node`) and `/readyz`. Operations that must run on the leader are
+//! forwarded to it when this node does not lead. A node whose Raft core
+//! stopped answers `/readyz` and the applied-index poll with 503
+//! `raft_stopped`, and `status` from itself with the reason (N2).
 
 use std::sync::Arc;
 
@@ -109,16 +111,48 @@ struct AppliedQuery {
     at_least: Option<u64>,
 }
 
+/// 503 `raft_stopped`: this node's Raft core stopped for `why`.
+fn raft_stopped(why: &str) -> ApiError {
+    ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "raft_stopped".into(),
+        message: format!(
+            "this node's Raft core stopped ({why}); it takes no part in the cluster until it is restarted"
+        ),
+        field: None,
+    }
+}
+
+/// `GET /readyz`: 200 while this node's Raft core runs, 503 `raft_stopped`
+/// once it stopped (N2).
+pub(crate) async fn readyz(AxState(ctx): Ctx) -> Response {
+    match ctx.store.node().stopped() {
+        None => "ok\n".into_response(),
+        Some(why) => raft_stopped(&why).into_response(),
+    }
+}
+
 /// The log index this node's data plane runs; with `?at_least=N`, a long
-/// poll that answers as soon as it reaches `N`.
+/// poll that answers as soon as it reaches `N`. 503 `raft_stopped` once
+/// this node's Raft core stopped (a poll under way ends at once): its data
+/// plane will not move again, so writers stop waiting for it.
 async fn applied(
     AxState(ctx): Ctx,
     axum::extract::Query(q): axum::extract::Query<AppliedQuery>,
-) -> impl IntoResponse {
-    if let Some(n) = q.at_least {
-        let _ = tokio::time::timeout(crate::PROPAGATION_WAIT, ctx.store.wait_applied(n)).await;
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let node = ctx.store.node();
+    if let Some(why) = node.stopped() {
+        return Err(raft_stopped(&why));
     }
-    Json(serde_json::json!({ "applied": ctx.store.applied_index() }))
+    if let Some(n) = q.at_least {
+        tokio::select! {
+            _ = tokio::time::timeout(crate::PROPAGATION_WAIT, ctx.store.wait_applied(n)) => {}
+            why = node.wait_stopped() => return Err(raft_stopped(&why)),
+        }
+    }
+    Ok(Json(
+        serde_json::json!({ "applied": ctx.store.applied_index() }),
+    ))
 }
 
 impl From<ClusterError> for ApiError {
@@ -226,10 +260,14 @@ async fn remove_node(
 /// The leader's view (replication lag) when a leader is known, with `node`
 /// naming the answering node. The leader asks every member for the log index
 /// its data plane runs: that is `last_applied`, and a member that does not
-/// answer within half a second is `reachable: false`.
+/// answer within half a second is `reachable: false`. A node whose Raft core
+/// stopped answers its own last view with `stopped` saying why.
 async fn status(AxState(ctx): Ctx, headers: HeaderMap) -> Json<ClusterStatus> {
     let node = ctx.store.node();
     let mut mine = node.status();
+    if mine.stopped.is_some() {
+        return Json(mine);
+    }
     if node.is_leader() {
         let me = node.id();
         let mine_applied = ctx.store.applied_index();

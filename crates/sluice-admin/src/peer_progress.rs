@@ -8,8 +8,8 @@
 //!
 //! How: [`PeerProgress::wait_for`] starts, on first use, a task per peer that
 //! long-polls `GET /v1/cluster/applied?at_least=<known+1>` and publishes the
-//! answers on a watch channel. A peer that fails to answer is marked
-//! unreachable (waiters stop waiting for it, it catches up on its own, C4)
+//! answers on a watch channel. A peer that fails to answer, or answers
+//! without an index (its Raft core stopped), is marked unreachable (waiters stop waiting for it, it catches up on its own, C4)
 //! and asked again after [`RETRY`]. A task ends when its peer leaves the
 //! membership.
 
@@ -120,13 +120,21 @@ impl PeerProgress {
             } else {
                 APPLIED_PATH.to_owned()
             };
-            match self.node.get_json::<serde_json::Value>(&addr, &path).await {
-                Ok(answer) => {
-                    known = answer["applied"].as_u64().unwrap_or(known);
+            let answer = self.node.get_json::<serde_json::Value>(&addr, &path).await;
+            // An answer without an index (503 `raft_stopped`: the peer's Raft
+            // core stopped) counts as no answer: its data plane will not move.
+            match answer.map(|a| a["applied"].as_u64().ok_or(a)) {
+                Ok(Ok(applied)) => {
+                    known = applied;
                     tx.send_replace(Progress {
                         applied: known,
                         reachable: true,
                     });
+                }
+                Ok(Err(refusal)) => {
+                    debug!(peer = %addr, answer = %refusal, "peer cannot report its progress");
+                    tx.send_modify(|p| p.reachable = false);
+                    tokio::time::sleep(RETRY).await;
                 }
                 Err(e) => {
                     debug!(peer = %addr, error = %e, "peer progress unknown");

@@ -39,7 +39,7 @@ type ApiResult<T> = Result<T, ApiError>;
 pub fn router(ctx: Arc<AdminContext>) -> Router {
     Router::new()
         .route("/livez", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ok\n" }))
+        .route("/readyz", get(crate::cluster_routes::readyz))
         .route("/metrics", get(metrics))
         .route("/v1/state", get(state))
         .route("/v1/groups", get(list_groups).post(create_group))

@@ -149,6 +149,16 @@ pub struct ClusterStatus {
     pub term: u64,
     /// Members, voters first.
     pub members: Vec<MemberStatus>,
+    /// Why this node's Raft core stopped (a storage error, a panic); absent
+    /// while it runs. A stopped node names no leader and its other fields
+    /// are its last view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+}
+
+/// Why the Raft core whose metrics these are stopped, if it did.
+fn stop_reason(m: &openraft::RaftMetrics<u64, BasicNode>) -> Option<String> {
+    m.running_state.as_ref().err().map(|e| e.to_string())
 }
 
 /// One node's Raft and state machine.
@@ -462,15 +472,48 @@ impl RaftNode {
         Ok(())
     }
 
+    /// Why this node's Raft core stopped, if it did: openraft stops it for
+    /// good on a storage error or a panic (it cannot be restarted in this
+    /// process), and on [`RaftNode::shutdown`].
+    pub fn stopped(&self) -> Option<String> {
+        let rx = self.raft.metrics();
+        let reason = stop_reason(&rx.borrow());
+        // The sender is dropped when the core task ends, a panic included.
+        reason.or_else(|| {
+            rx.has_changed()
+                .is_err()
+                .then(|| "the Raft core task ended".to_owned())
+        })
+    }
+
+    /// Resolves once this node's Raft core stopped, with the reason (see
+    /// [`RaftNode::stopped`]).
+    pub async fn wait_stopped(&self) -> String {
+        let mut rx = self.raft.metrics();
+        loop {
+            if let Some(why) = stop_reason(&rx.borrow_and_update()) {
+                return why;
+            }
+            if rx.changed().await.is_err() {
+                return stop_reason(&rx.borrow())
+                    .unwrap_or_else(|| "the Raft core task ended".to_owned());
+            }
+        }
+    }
+
     /// The cluster as this node sees it (the leader sees replication).
     pub fn status(&self) -> ClusterStatus {
+        let stopped = self.stopped();
         let m = self.raft.metrics().borrow().clone();
+        // A stopped core's last metrics may still name a leader (itself
+        // included): it follows none.
+        let leader = m.current_leader.filter(|_| stopped.is_none());
         let membership = m.membership_config.membership().clone();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let last_log = m.last_log_index.unwrap_or(0);
         let mut members = Vec::new();
         for (id, node) in membership.nodes() {
-            let role = if Some(*id) == m.current_leader {
+            let role = if Some(*id) == leader {
                 "leader"
             } else if voters.contains(id) {
                 "follower"
@@ -506,9 +549,10 @@ impl RaftNode {
         members.sort_by_key(|mm| (!voters.contains(&mm.node), mm.node));
         ClusterStatus {
             node: m.id,
-            leader: m.current_leader,
+            leader,
             term: m.current_term,
             members,
+            stopped,
         }
     }
 

@@ -19,7 +19,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -58,6 +58,13 @@ pub struct NodeOptions {
     pub worker_threads: Option<usize>,
     /// Appended verbatim to the generated TOML (e.g. `[cluster]` tables).
     pub extra_toml: String,
+    /// `[node] stop_timeout` (`None`: left out, the node's default).
+    pub stop_timeout: Option<String>,
+    /// Size in MiB of a tmpfs mounted on the data dir, in a mount namespace
+    /// of the node's own (`unshare`; Linux, root): the mount ends with the
+    /// process, so a restart starts from an empty data dir. `None`: the
+    /// data dir is a plain directory.
+    pub tmpfs_data_dir_mib: Option<u64>,
 }
 
 impl NodeOptions {
@@ -70,6 +77,8 @@ impl NodeOptions {
             token: random_token(),
             worker_threads: None,
             extra_toml: String::new(),
+            stop_timeout: None,
+            tmpfs_data_dir_mib: None,
         }
     }
 
@@ -180,11 +189,27 @@ impl NodeProcess {
             self.config.display()
         )?;
         let stderr = log.try_clone().context("cloning the log file handle")?;
-        let child = Command::new(&self.bin)
-            .arg("node")
-            .arg("run")
-            .arg("--config")
-            .arg(&self.config)
+        let mut command = match self.opts.tmpfs_data_dir_mib {
+            None => {
+                let mut c = Command::new(&self.bin);
+                c.arg("node").arg("run").arg("--config").arg(&self.config);
+                c
+            }
+            Some(mib) => {
+                // `unshare` without `--fork` and `exec` keep one pid: the
+                // node's.
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                    .arg(r#"mount -t tmpfs -o "size=$1m" tmpfs "$2" && exec "$3" node run --config "$4""#)
+                    .arg("sh")
+                    .arg(mib.to_string())
+                    .arg(self.dir.path().join("data"))
+                    .arg(&self.bin)
+                    .arg(&self.config);
+                c
+            }
+        };
+        let child = command
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(stderr)
@@ -327,6 +352,41 @@ impl NodeProcess {
         }
     }
 
+    /// Sends `signal` (a name such as `TERM`) to the process with
+    /// `kill(1)`. Does nothing if it is not running.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let Some(pid) = self.pid() else {
+            return Ok(());
+        };
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -{signal} {pid} failed with {status}");
+        }
+        Ok(())
+    }
+
+    /// Waits up to `within` for the process to exit; its exit status, or
+    /// `None` if it still runs (or was never started).
+    pub fn wait_exit(&mut self, within: Duration) -> anyhow::Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + within;
+        let Some(child) = self.child.as_mut() else {
+            return Ok(None);
+        };
+        loop {
+            if let Some(status) = child.try_wait().context("checking the node process")? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Kills the process if it runs, then starts it again with the same
     /// config and data directory and waits until it is ready.
     pub fn restart(&mut self) -> anyhow::Result<()> {
@@ -367,8 +427,13 @@ fn render_config(opts: &NodeOptions, data_dir: &Path) -> String {
         .worker_threads
         .map(|n| format!("worker_threads = {n}\n"))
         .unwrap_or_default();
+    let stop = opts
+        .stop_timeout
+        .as_ref()
+        .map(|t| format!("stop_timeout = {}\n", toml_string(t)))
+        .unwrap_or_default();
     let mut toml = format!(
-        "[node]\nid = {}\ndata_dir = {}\ndata_address = {}\n{workers}[admin]\nlisten = {}\ntoken = {}\n",
+        "[node]\nid = {}\ndata_dir = {}\ndata_address = {}\n{workers}{stop}[admin]\nlisten = {}\ntoken = {}\n",
         opts.node_id,
         toml_string(&data_dir.to_string_lossy()),
         toml_string(&opts.data_address.to_string()),
@@ -521,6 +586,8 @@ mod tests {
             token: "t0k\"en".into(),
             worker_threads: None,
             extra_toml: "[cluster]\npeers = []".into(),
+            stop_timeout: None,
+            tmpfs_data_dir_mib: None,
         };
         let text = render_config(&opts, Path::new("/tmp/x\\y/data"));
         assert_eq!(
@@ -530,10 +597,11 @@ mod tests {
         );
         let one = NodeOptions {
             worker_threads: Some(1),
+            stop_timeout: Some("3s".into()),
             ..opts
         };
         assert!(render_config(&one, Path::new("d"))
-            .starts_with("[node]\nid = 3\ndata_dir = \"d\"\ndata_address = \"127.0.0.1\"\nworker_threads = 1\n[admin]\n"));
+            .starts_with("[node]\nid = 3\ndata_dir = \"d\"\ndata_address = \"127.0.0.1\"\nworker_threads = 1\nstop_timeout = \"3s\"\n[admin]\n"));
     }
 
     #[test]
