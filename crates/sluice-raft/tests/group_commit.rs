@@ -18,6 +18,7 @@ async fn one_node(dir: &std::path::Path) -> Arc<RaftNode> {
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: Duration::from_millis(500),
             snapshot_every: 1000,
+            fault_injection: false,
         },
     )
     .await
