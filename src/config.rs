@@ -54,6 +54,8 @@ pub struct NodeConfig {
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
     pub snapshot_every: u64,
+    /// `[debug] fault_injection`: tests only, never in production.
+    pub fault_injection: bool,
 }
 
 /// Why a config file was refused.
@@ -101,6 +103,15 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     cluster: RawCluster,
+    #[serde(default)]
+    debug: RawDebug,
+}
+
+/// `[debug]`: settings for tests only.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDebug {
+    fault_injection: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -269,6 +280,7 @@ impl NodeConfig {
             advertise,
             heartbeat_interval,
             election_timeout,
+            fault_injection: raw.debug.fault_injection.unwrap_or(false),
             snapshot_every: v.int(
                 "cluster.snapshot_every",
                 raw.cluster.snapshot_every,
@@ -444,6 +456,15 @@ mod tests {
         );
         assert_eq!(d.admin_listen, "127.0.0.1:7070".parse().unwrap());
         assert_eq!(d.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn fault_injection_is_off_unless_asked_for() {
+        assert!(!NodeConfig::embedded_default().fault_injection);
+        let c = NodeConfig::parse("[debug]\nfault_injection = true", "x.toml").unwrap();
+        assert!(c.fault_injection);
+        let e = NodeConfig::parse("[debug]\nfaults = true", "x.toml").unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
     }
 
     #[test]

@@ -48,8 +48,9 @@ impl DrainReporter for ReportToStore {
 
 /// Logs this node's health views (C6) in batches. Only the newest view of
 /// each backend is sent (a view carries everything the older ones said), and
-/// one that could not be logged is sent again a second later unless a newer
-/// one replaced it.
+/// one that could not be logged (the call failed) is sent again a second
+/// later unless a newer one replaced it. A view the state machine refused is
+/// in the log already and is never sent again.
 async fn report_health(
     node: u64,
     store: Arc<CommandStore>,
@@ -163,6 +164,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
                 heartbeat_interval: config.heartbeat_interval,
                 election_timeout: config.election_timeout,
                 snapshot_every: config.snapshot_every,
+                fault_injection: config.fault_injection,
             },
         )
         .await
@@ -184,7 +186,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     // call (the leader puts it in one log entry). A batch that fails is
     // queued again a second later; a drain completes only when every
     // member's report is in the log, and a report applied twice is refused
-    // harmlessly (`drain_not_found`).
+    // harmlessly (`drain_not_found`). Only a failed call is sent again; a
+    // report the state machine refused is in the log already and is not.
     let reporter_store = store.clone();
     let retry = reports_retry;
     tokio::spawn(async move {

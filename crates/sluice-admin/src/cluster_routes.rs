@@ -4,6 +4,8 @@
 //! forwarded to it when this node does not lead. A node whose Raft core
 //! stopped answers `/readyz` and the applied-index poll with 503
 //! `raft_stopped`, and `status` from itself with the reason (N2).
+//! `/v1/debug/faults` is the test-only fault hook; a node without fault
+//! injection answers it 404 like any unknown route.
 
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State as AxState};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -39,6 +41,53 @@ pub(crate) fn routes() -> Router<Arc<AdminContext>> {
         .route("/v1/cluster/join", post(join))
         .route("/v1/cluster/status", get(status))
         .route("/v1/cluster/nodes/{node}", delete(remove_node))
+        .route(FAULTS_PATH, put(set_faults).get(faults))
+}
+
+/// Path of the test-only fault hook.
+const FAULTS_PATH: &str = "/v1/debug/faults";
+
+/// Body and answer of `/v1/debug/faults`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultSet {
+    /// Node ids to which this node's Raft RPCs are dropped.
+    #[serde(default)]
+    drop_raft_to: std::collections::BTreeSet<u64>,
+}
+
+/// The fault hook, or the answer of an unknown route when fault injection
+/// is off.
+fn fault_hook(ctx: &AdminContext) -> Result<&sluice_raft::network::Faults, ApiError> {
+    ctx.store.node().faults().ok_or_else(|| ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "no_such_route".into(),
+        message: "no such API route (fault injection is off on this node)".into(),
+        field: None,
+    })
+}
+
+async fn faults(AxState(ctx): Ctx, headers: HeaderMap) -> Result<Json<FaultSet>, ApiError> {
+    check_bearer(&headers, &ctx.token)?;
+    let hook = fault_hook(&ctx)?;
+    Ok(Json(FaultSet {
+        drop_raft_to: hook.drop_raft_to(),
+    }))
+}
+
+async fn set_faults(
+    AxState(ctx): Ctx,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Json<FaultSet>, ApiError> {
+    check_bearer(&headers, &ctx.token)?;
+    let hook = fault_hook(&ctx)?;
+    let set: FaultSet = crate::routes::json_body(&bytes)?;
+    tracing::warn!(node = ctx.node_id, drop_raft_to = ?set.drop_raft_to, "fault injection: dropping raft RPCs");
+    hook.set_drop_raft_to(set.drop_raft_to);
+    Ok(Json(FaultSet {
+        drop_raft_to: hook.drop_raft_to(),
+    }))
 }
 
 fn bincode_answer<T: Serialize>(value: &T) -> Response {
@@ -93,9 +142,7 @@ async fn snapshot(AxState(ctx): Ctx, headers: HeaderMap, bytes: Bytes) -> Respon
 async fn forwarded_write(AxState(ctx): Ctx, headers: HeaderMap, bytes: Bytes) -> Response {
     let node = ctx.store.node();
     rpc(&ctx, &headers, &bytes, |req: ForwardedWrite| async move {
-        node.write_as_leader(req.commands)
-            .await
-            .map_err(|e| e.to_string())
+        node.write_as_leader(req).await
     })
     .await
 }
@@ -162,6 +209,10 @@ impl From<ClusterError> for ApiError {
             ClusterError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "node_unreachable"),
             ClusterError::NotInitialized => (StatusCode::CONFLICT, "not_initialized"),
             ClusterError::AlreadyInitialized => (StatusCode::CONFLICT, "already_initialized"),
+            ClusterError::CommitTimeout { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "commit_timeout")
+            }
+            ClusterError::NodeNotFound { .. } => (StatusCode::NOT_FOUND, "node_not_found"),
             ClusterError::Open(_) | ClusterError::Raft(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "raft_error")
             }

@@ -3,12 +3,17 @@
 //! the write path: a command is proposed on the leader (batched with the
 //! writes that arrive meanwhile and stamped with the leader's clock, C3; see
 //! [`group_commit`](crate::group_commit)), or forwarded to it from a
-//! follower, retrying with backoff while an election is under way.
+//! follower. Each command gets a [`RequestId`] on the node that took it; a
+//! write that was under way when the leader changed (or was lost) is sent
+//! again, with the same ids, to the new leader, and the state machine
+//! applies it once. A write gives up after [`WRITE_LIMIT`], and earlier when
+//! no new leader takes over within a few election timeouts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use openraft::{BasicNode, ChangeMembers, ServerState};
@@ -17,10 +22,10 @@ use sluice_model::{Command, State};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::group_commit::Batcher;
+use crate::group_commit::{leader_changes, Batcher, CommitLimits};
 use crate::member_client::MemberClient;
-use crate::network::HttpNetwork;
-use crate::{open, Outcome, Raft, StateMachineStore};
+use crate::network::{Faults, HttpNetwork};
+use crate::{open, Outcome, Raft, RequestId, StateMachineStore};
 
 /// Path on the leader's admin port that takes forwarded writes.
 pub const WRITE_PATH: &str = "/raft/write";
@@ -29,6 +34,10 @@ pub const SELF_PATH: &str = "/v1/cluster/self";
 /// Header every call from one member to another carries: a node that gets
 /// a call with it answers from itself and never passes it on (one hop).
 pub const FORWARDED_HEADER: &str = "x-sluice-forwarded";
+/// Longest a write may take on the node that took it, re-sends included:
+/// the admin API then waits up to 2 s for the members to route by it, and
+/// its clients give up after 10 s.
+pub const WRITE_LIMIT: Duration = Duration::from_secs(7);
 
 /// How a node takes part in the cluster.
 #[derive(Debug, Clone)]
@@ -45,10 +54,13 @@ pub struct ClusterConfig {
     pub election_timeout: Duration,
     /// Log entries between snapshots (the log is purged behind them).
     pub snapshot_every: u64,
+    /// Test only: lets [`RaftNode::faults`] drop this node's Raft RPCs.
+    pub fault_injection: bool,
 }
 
-/// Why a cluster operation failed.
-#[derive(Debug, Clone, thiserror::Error)]
+/// Why a cluster operation failed. It travels from the leader to the
+/// follower that forwarded a write, so it is serializable.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 pub enum ClusterError {
     /// The store could not be opened.
     #[error("cannot open the raft store: {0}")]
@@ -77,6 +89,20 @@ pub enum ClusterError {
     /// Init on a node that already has a cluster.
     #[error("this node already belongs to an initialised cluster")]
     AlreadyInitialized,
+    /// The write reached a leader, but its commit was not confirmed: that
+    /// leader cannot reach a majority, or was replaced and no new leader
+    /// confirmed it in time. It may still be applied.
+    #[error("the write was not confirmed within {waited:?}: the leader cannot reach a majority of the cluster or was replaced; the outcome is unknown (it may still be applied), check the state before retrying")]
+    CommitTimeout {
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The node is not a member of the cluster.
+    #[error("node {node} is not a member of the cluster")]
+    NodeNotFound {
+        /// The node id asked for.
+        node: u64,
+    },
 }
 
 impl ClusterError {
@@ -88,7 +114,9 @@ impl ClusterError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            ClusterError::NoLeader { .. } | ClusterError::Unreachable { .. }
+            ClusterError::NoLeader { .. }
+                | ClusterError::Unreachable { .. }
+                | ClusterError::CommitTimeout { .. }
         )
     }
 }
@@ -103,12 +131,48 @@ pub struct WriteOutcome {
 }
 
 /// Writes a follower forwards to the leader (body of [`WRITE_PATH`]); the
-/// answer is `Result<Vec<WriteOutcome>, String>`, one outcome per command.
+/// answer is `Result<Vec<WriteOutcome>, ClusterError>`, one outcome per
+/// command.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ForwardedWrite {
     /// The commands, unstamped, in order.
     #[serde(with = "crate::codec::as_json")]
     pub commands: Vec<Command>,
+    /// One id per command, chosen by the node that took the write.
+    pub ids: Vec<RequestId>,
+}
+
+/// Hands out this process's request ids.
+#[derive(Debug)]
+struct IdSource {
+    node: u64,
+    boot: u64,
+    next: AtomicU64,
+}
+
+impl IdSource {
+    fn new(node: u64) -> Self {
+        let boot = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        IdSource {
+            node,
+            boot,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    fn take(&self, n: usize) -> Vec<RequestId> {
+        let first = self.next.fetch_add(n as u64, Ordering::Relaxed);
+        (first..first + n as u64)
+            .map(|seq| RequestId {
+                node: self.node,
+                boot: self.boot,
+                seq,
+            })
+            .collect()
+    }
 }
 
 /// Who a node is (answer of `GET /v1/cluster/self`).
@@ -171,6 +235,11 @@ pub struct RaftNode {
     proposer: Batcher,
     /// Batches forwarded to the leader while this node follows.
     forwarder: Batcher,
+    ids: IdSource,
+    /// How long a write follows leader changes: see [`RaftNode::write_all`].
+    follow: Duration,
+    /// Set when fault injection is enabled.
+    faults: Option<Faults>,
 }
 
 /// The current leader's id and admin URL, if one is known.
@@ -208,7 +277,8 @@ impl RaftNode {
         }
         .validate()
         .map_err(ClusterError::raft)?;
-        let network = HttpNetwork::new(config.token.clone());
+        let faults = Faults::default();
+        let network = HttpNetwork::new(config.token.clone(), faults.clone());
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
@@ -219,9 +289,24 @@ impl RaftNode {
         .await
         .map_err(ClusterError::raft)?;
         let peers = MemberClient::new(config.token.clone());
-        let proposer = Batcher::leader(raft.clone());
-        let forwarder = Batcher::forwarder(raft.clone(), peers.clone());
+        // The longest election timeout is twice the shortest.
+        let election_max = config.election_timeout * 2;
+        let limits = CommitLimits {
+            quorum_lost: election_max * 2,
+            limit: WRITE_LIMIT,
+        };
+        let proposer = Batcher::leader(raft.clone(), limits);
+        let forwarder = Batcher::forwarder(raft.clone(), peers.clone(), WRITE_LIMIT);
+        if config.fault_injection {
+            warn!(
+                node = config.node_id,
+                "fault injection is enabled: for tests only, never in production"
+            );
+        }
         Ok(RaftNode {
+            ids: IdSource::new(config.node_id),
+            follow: election_max * 3,
+            faults: config.fault_injection.then_some(faults),
             raft,
             sm,
             config,
@@ -247,6 +332,11 @@ impl RaftNode {
             node: self.config.node_id,
             addr: self.config.advertise.clone(),
         }
+    }
+
+    /// The fault hook, when fault injection is enabled (tests only).
+    pub fn faults(&self) -> Option<&Faults> {
+        self.faults.as_ref()
     }
 
     /// The token Raft RPCs and forwarded writes must carry.
@@ -339,49 +429,102 @@ impl RaftNode {
 
     /// Proposes `commands` in order, on this node if it leads, else on the
     /// leader in one forwarded call; returns once all are committed and
-    /// applied on the leader, each with its outcome. On an error some may
-    /// have been applied: retry only commands that can be applied twice.
+    /// applied on the leader, each with its outcome.
+    ///
+    /// The commands get their ids here, once: when the leader changes or is
+    /// lost while they are under way they are sent again, with the same
+    /// ids, to whichever node leads next, and are applied once. This goes on
+    /// until three longest election timeouts have passed since the last
+    /// leader change this node saw (an election, a split vote and time to
+    /// spare), and never past [`WRITE_LIMIT`]. A leader that cannot reach a
+    /// majority answers `CommitTimeout` (see [`group_commit`]).
+    ///
+    /// [`group_commit`]: crate::group_commit
     pub async fn write_all(
         &self,
         commands: Vec<Command>,
     ) -> Result<Vec<WriteOutcome>, ClusterError> {
-        let started = std::time::Instant::now();
+        let ids = self.ids.take(commands.len());
+        let started = Instant::now();
+        let limit = started + WRITE_LIMIT;
+        let mut metrics = self.raft.metrics();
+        let mut leader = metrics.borrow_and_update().current_leader;
+        let mut last_change = started;
+        let mut last_error: Option<ClusterError> = None;
+        let mut maybe_applied = false;
         let mut backoff = Duration::from_millis(50);
         loop {
-            if self.is_leader() {
-                match self.proposer.propose_all(commands.clone()).await {
-                    Err(ClusterError::NoLeader { .. }) => {}
-                    other => return other,
-                }
-            } else if let Some((_, addr)) = self.leader() {
-                match self.forwarder.propose_all(commands.clone()).await {
-                    Err(e) if e.is_retryable() => {
-                        warn!(leader = %addr, error = %e, "forwarding a write failed; retrying")
-                    }
-                    other => return other,
-                }
+            let here = self.is_leader();
+            let attempt = if here {
+                Some(self.proposer.propose_all(&ids, commands.clone()).await)
+            } else if self.leader().is_some() {
+                let forwarded = self.forwarder.propose_all(&ids, commands.clone());
+                Some(
+                    tokio::time::timeout_at(limit.into(), forwarded)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(ClusterError::CommitTimeout {
+                                waited: started.elapsed(),
+                            })
+                        }),
+                )
             } else if !self.is_initialized().await? {
                 return Err(ClusterError::NotInitialized);
+            } else {
+                None
+            };
+            match attempt {
+                Some(Ok(outcomes)) => return Ok(outcomes),
+                Some(Err(e)) if !e.is_retryable() => return Err(e),
+                Some(Err(e)) => {
+                    let unconfirmed = matches!(e, ClusterError::CommitTimeout { .. });
+                    // A leader cut off from the majority: sending again here
+                    // cannot help.
+                    if here && unconfirmed && self.is_leader() {
+                        return Err(e);
+                    }
+                    warn!(error = %e, "a write was not confirmed; sending it again where the leader is now");
+                    maybe_applied |= unconfirmed;
+                    last_error = Some(e);
+                }
+                None => {}
             }
-            if started.elapsed() > Duration::from_secs(5) {
-                return Err(ClusterError::NoLeader {
-                    waited: started.elapsed(),
+            // Wait for a (new) leader or a short backoff, then send again.
+            let now_leader = metrics.borrow_and_update().current_leader;
+            if now_leader != leader {
+                leader = now_leader;
+                last_change = Instant::now();
+                backoff = Duration::from_millis(50);
+            }
+            let deadline = limit.min(last_change + self.follow);
+            if Instant::now() >= deadline {
+                let waited = started.elapsed();
+                return Err(match last_error {
+                    // Once a write may have reached a leader, its outcome
+                    // is unknown until one confirms it.
+                    _ if maybe_applied => ClusterError::CommitTimeout { waited },
+                    Some(e @ ClusterError::Unreachable { .. }) if self.leader().is_some() => e,
+                    _ => ClusterError::NoLeader { waited },
                 });
             }
-            tokio::time::sleep(backoff).await;
+            let pause = tokio::time::sleep_until((Instant::now() + backoff).min(deadline).into());
+            tokio::select! {
+                () = pause => {}
+                () = leader_changes(&mut metrics, leader) => {}
+            }
             backoff = (backoff * 2).min(Duration::from_millis(500));
         }
     }
 
-    /// Proposes `commands` here, batched with the writes that arrive
+    /// Proposes a forwarded write here, batched with the writes that arrive
     /// meanwhile; this node must lead. A removal's time is stamped by the
     /// leader when its batch is proposed: every node computes the same
     /// deadline from it (C3).
     pub async fn write_as_leader(
         &self,
-        commands: Vec<Command>,
+        write: ForwardedWrite,
     ) -> Result<Vec<WriteOutcome>, ClusterError> {
-        self.proposer.propose_all(commands).await
+        self.proposer.propose_all(&write.ids, write.commands).await
     }
 
     /// Adds the node whose admin URL is `addr`: as learner, waiting until it
@@ -457,6 +600,10 @@ impl RaftNode {
 
     /// Takes a node out of the cluster. Must run on the leader.
     pub async fn remove_node(&self, node: u64) -> Result<(), ClusterError> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        if m.membership().get_node(&node).is_none() {
+            return Err(ClusterError::NodeNotFound { node });
+        }
         self.raft
             .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([node])), false)
             .await

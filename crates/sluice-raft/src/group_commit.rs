@@ -8,7 +8,8 @@
 //! forwarded HTTP call per write costs the leader as much as the write.
 //! A batch costs the same fsyncs and calls as a single command.
 //!
-//! How: [`Batcher::propose_all`] queues commands with reply slots. One task
+//! How: [`Batcher::propose_all`] queues commands (each with its
+//! [`RequestId`]) with reply slots. One task
 //! takes everything queued (up to [`MAX_BATCH`]) whenever fewer than
 //! [`MAX_IN_FLIGHT`] batches are under way and hands it to the batcher's
 //! sink: [`Batcher::leader`] stamps each removal, addition, finished drain
@@ -18,20 +19,40 @@
 //! to the current leader in one call. Each caller gets its own outcome (and the entry's log
 //! index). A lone write goes out at once: the task never waits to fill a
 //! batch.
+//!
+//! Neither sink waits on a lost leader: the leader's gives up once this
+//! node stops leading or has heard from no majority for a while
+//! ([`CommitLimits`]), the forwarder's as soon as another node (or none)
+//! leads. Both answer `CommitTimeout` (the write may still commit), and the
+//! caller sends the same ids again where the leader is now.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use openraft::error::{ClientWriteError, RaftError};
+use openraft::ServerState;
 use sluice_model::Command;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::cluster::{leader_addr, ClusterError, WriteOutcome};
+use crate::cluster::{leader_addr, ClusterError, ForwardedWrite, WriteOutcome};
 use crate::member_client::MemberClient;
-use crate::{Raft, Request};
+use crate::{Raft, Request, RequestId};
+
+/// How long a proposal on the leader may wait for its commit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CommitLimits {
+    /// Give up once the leader has had no answer from a majority for this
+    /// long (it is cut off; the others elect a new leader meanwhile).
+    pub(crate) quorum_lost: Duration,
+    /// Give up after this long in any case.
+    pub(crate) limit: Duration,
+}
+
+/// How often a proposal under way checks that its leader can still commit.
+const COMMIT_CHECK: Duration = Duration::from_millis(50);
 
 /// Most commands in one batch.
 pub const MAX_BATCH: usize = 256;
@@ -46,15 +67,15 @@ const QUEUE: usize = 8 * MAX_BATCH;
 
 /// A command waiting for its batch, and where its answer goes.
 struct Proposal {
+    id: RequestId,
     command: Command,
     reply: oneshot::Sender<Result<WriteOutcome, ClusterError>>,
 }
 
-/// Where a batch goes: its commands in, one outcome per command out.
+/// Where a batch goes: its commands (with their ids) in, one outcome per
+/// command out.
 type Sink = Arc<
-    dyn Fn(Vec<Command>) -> BoxFuture<'static, Result<Vec<WriteOutcome>, ClusterError>>
-        + Send
-        + Sync,
+    dyn Fn(Request) -> BoxFuture<'static, Result<Vec<WriteOutcome>, ClusterError>> + Send + Sync,
 >;
 
 /// Handle to a batching task (cheap to clone); the task ends when every
@@ -75,55 +96,57 @@ fn now_ms() -> u64 {
 impl Batcher {
     /// Batches proposed to `raft` here: the node must lead (else every
     /// caller gets `NoLeader` and forwards or retries).
-    pub(crate) fn leader(raft: Raft) -> Batcher {
-        Batcher::start(move |commands| propose(raft.clone(), commands))
+    pub(crate) fn leader(raft: Raft, limits: CommitLimits) -> Batcher {
+        Batcher::start(move |request| propose(raft.clone(), limits, request))
     }
 
-    /// Batches sent to whichever node leads when the batch goes out.
-    pub(crate) fn forwarder(raft: Raft, peers: MemberClient) -> Batcher {
-        Batcher::start(move |commands| {
-            let leader = leader_addr(&raft);
-            let peers = peers.clone();
-            async move {
-                match leader {
-                    Some((_, addr)) => peers.forward(&addr, commands).await,
-                    None => Err(ClusterError::NoLeader {
-                        waited: Duration::ZERO,
-                    }),
-                }
-            }
-        })
+    /// Batches sent to whichever node leads when the batch goes out; a call
+    /// takes at most `limit`.
+    pub(crate) fn forwarder(raft: Raft, peers: MemberClient, limit: Duration) -> Batcher {
+        Batcher::start(move |request| forward(raft.clone(), peers.clone(), request, limit))
     }
 
     fn start<F, Fut>(sink: F) -> Batcher
     where
-        F: Fn(Vec<Command>) -> Fut + Send + Sync + 'static,
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<WriteOutcome>, ClusterError>> + Send + 'static,
     {
         let (queue, rx) = mpsc::channel(QUEUE);
-        let sink: Sink = Arc::new(move |commands| sink(commands).boxed());
+        let sink: Sink = Arc::new(move |request| sink(request).boxed());
         tokio::spawn(run(sink, rx));
         Batcher { queue }
     }
 
     /// Sends `commands`, in order, in the next batch (or batches); returns
     /// once the sink answered for all of them, each with its own outcome.
+    /// Command `i` goes with `ids[i]`.
     pub(crate) async fn propose_all(
         &self,
+        ids: &[RequestId],
         commands: Vec<Command>,
     ) -> Result<Vec<WriteOutcome>, ClusterError> {
-        let answers = commands.into_iter().map(|c| self.propose(c));
+        if ids.len() != commands.len() {
+            return Err(ClusterError::Raft(format!(
+                "{} request ids for {} commands",
+                ids.len(),
+                commands.len()
+            )));
+        }
+        let answers = ids
+            .iter()
+            .zip(commands)
+            .map(|(&id, command)| self.propose(id, command));
         futures_util::future::join_all(answers)
             .await
             .into_iter()
             .collect()
     }
 
-    async fn propose(&self, command: Command) -> Result<WriteOutcome, ClusterError> {
+    async fn propose(&self, id: RequestId, command: Command) -> Result<WriteOutcome, ClusterError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || ClusterError::Raft("the raft node is shutting down".into());
         self.queue
-            .send(Proposal { command, reply })
+            .send(Proposal { id, command, reply })
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -144,10 +167,18 @@ async fn run(sink: Sink, mut queue: mpsc::Receiver<Proposal>) {
         let proposals = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
         let sink = sink.clone();
         tokio::spawn(async move {
-            let (commands, replies): (Vec<Command>, Vec<_>) =
-                proposals.into_iter().map(|p| (p.command, p.reply)).unzip();
+            let mut request = Request {
+                commands: Vec::with_capacity(proposals.len()),
+                ids: Vec::with_capacity(proposals.len()),
+            };
+            let mut replies = Vec::with_capacity(proposals.len());
+            for p in proposals {
+                request.commands.push(p.command);
+                request.ids.push(p.id);
+                replies.push(p.reply);
+            }
             let expected = replies.len();
-            match sink(commands).await {
+            match sink(request).await {
                 Ok(outcomes) if outcomes.len() == expected => {
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
                         let _ = reply.send(Ok(outcome));
@@ -173,12 +204,34 @@ async fn run(sink: Sink, mut queue: mpsc::Receiver<Proposal>) {
     }
 }
 
-/// The leader's sink: stamps the batch and proposes it as one entry.
-async fn propose(raft: Raft, commands: Vec<Command>) -> Result<Vec<WriteOutcome>, ClusterError> {
+/// The leader's sink: stamps the batch and proposes it as one entry; gives
+/// up (`CommitTimeout`) when this node stops leading, has heard from no
+/// majority for `limits.quorum_lost`, or after `limits.limit`.
+async fn propose(
+    raft: Raft,
+    limits: CommitLimits,
+    request: Request,
+) -> Result<Vec<WriteOutcome>, ClusterError> {
     let at = now_ms();
+    let Request { commands, ids } = request;
     let commands: Vec<Command> = commands.into_iter().map(|c| stamp(c, at)).collect();
     tracing::trace!(commands = commands.len(), "proposing a batch");
-    match raft.client_write(Request { commands }).await {
+    let started = Instant::now();
+    let write = raft.client_write(Request { commands, ids });
+    tokio::pin!(write);
+    let mut check = tokio::time::interval_at((started + COMMIT_CHECK).into(), COMMIT_CHECK);
+    let written = loop {
+        tokio::select! {
+            written = &mut write => break written,
+            _ = check.tick() => {
+                if let Some(why) = cannot_commit(&raft, limits, started) {
+                    tracing::warn!(waited = ?started.elapsed(), why, "giving up on a write: its commit is not confirmed");
+                    return Err(ClusterError::CommitTimeout { waited: started.elapsed() });
+                }
+            }
+        }
+    };
+    match written {
         Ok(written) => {
             let log_index = written.log_id.index;
             Ok(written
@@ -194,6 +247,70 @@ async fn propose(raft: Raft, commands: Vec<Command>) -> Result<Vec<WriteOutcome>
             })
         }
         Err(e) => Err(ClusterError::Raft(e.to_string())),
+    }
+}
+
+/// Why a proposal on this node will not be confirmed, if it will not.
+fn cannot_commit(raft: &Raft, limits: CommitLimits, started: Instant) -> Option<&'static str> {
+    let m = raft.metrics();
+    let m = m.borrow();
+    if m.state != ServerState::Leader {
+        Some("this node no longer leads")
+    } else if m
+        .millis_since_quorum_ack
+        .is_some_and(|ms| u128::from(ms) >= limits.quorum_lost.as_millis())
+    {
+        Some("no majority answered this leader lately")
+    } else if started.elapsed() >= limits.limit {
+        Some("the write's time is up")
+    } else {
+        None
+    }
+}
+
+/// The follower's sink: sends the batch to the leader known now, in one
+/// call of at most `limit`. Gives up (`CommitTimeout`) as soon as another
+/// node (or none) leads: the caller sends it again to the new leader.
+async fn forward(
+    raft: Raft,
+    peers: MemberClient,
+    request: Request,
+    limit: Duration,
+) -> Result<Vec<WriteOutcome>, ClusterError> {
+    let Some((leader, addr)) = leader_addr(&raft) else {
+        return Err(ClusterError::NoLeader {
+            waited: Duration::ZERO,
+        });
+    };
+    let started = Instant::now();
+    let write = ForwardedWrite {
+        commands: request.commands,
+        ids: request.ids,
+    };
+    let mut metrics = raft.metrics();
+    tokio::select! {
+        answer = peers.forward(&addr, write, limit) => answer,
+        () = leader_changes(&mut metrics, Some(leader)) => {
+            tracing::debug!(leader, "the leader changed while a forwarded write was under way");
+            Err(ClusterError::CommitTimeout { waited: started.elapsed() })
+        }
+    }
+}
+
+/// This node's Raft metrics.
+pub(crate) type Metrics =
+    tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, openraft::BasicNode>>;
+
+/// Resolves once `metrics` names a leader other than `from`, or the Raft
+/// core stops.
+pub(crate) async fn leader_changes(metrics: &mut Metrics, from: Option<u64>) {
+    loop {
+        if metrics.borrow_and_update().current_leader != from {
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }
 

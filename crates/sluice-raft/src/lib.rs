@@ -37,9 +37,9 @@ pub use cluster::{
 };
 pub use codec::{decode, encode, CodecError};
 pub use log_store::LogStore;
-pub use state_machine::{LoadError, StateMachineStore};
+pub use state_machine::{LoadError, StateMachineStore, DEDUP_WINDOW};
 pub use store::{open, OpenError};
 pub use types::{
-    Entry, LogId, LogState, Membership, NodeId, Outcome, Raft, Request, Response, Snapshot,
-    SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
+    Entry, LogId, LogState, Membership, NodeId, Outcome, Raft, Request, RequestId, Response,
+    Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
 };

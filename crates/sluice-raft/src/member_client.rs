@@ -11,7 +11,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use sluice_model::Command;
 
 use crate::cluster::{ClusterError, ForwardedWrite, WriteOutcome, WRITE_PATH};
 use crate::codec;
@@ -74,9 +73,6 @@ pub(crate) async fn send(
         .map_err(|_| SendError::NoAnswer(format!("no answer within {timeout:?}")))?
 }
 
-/// How long a forwarded write may take on the leader.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A pooled HTTP client that authenticates as a cluster member (cheap to
 /// clone).
 #[derive(Clone)]
@@ -119,22 +115,17 @@ impl MemberClient {
             })
     }
 
-    /// Sends `commands` to the leader at `leader` in one call; one outcome
-    /// each, in order.
+    /// Sends `write` to the leader at `leader` in one call of at most
+    /// `timeout`; one outcome per command, in order, or the leader's error.
     pub(crate) async fn forward(
         &self,
         leader: &str,
-        commands: Vec<Command>,
+        write: ForwardedWrite,
+        timeout: Duration,
     ) -> Result<Vec<WriteOutcome>, ClusterError> {
-        let body = codec::encode(&ForwardedWrite { commands }).map_err(ClusterError::raft)?;
+        let body = codec::encode(&write).map_err(ClusterError::raft)?;
         let (status, bytes) = self
-            .exchange(
-                http::Method::POST,
-                leader,
-                WRITE_PATH,
-                body,
-                FORWARD_TIMEOUT,
-            )
+            .exchange(http::Method::POST, leader, WRITE_PATH, body, timeout)
             .await?;
         if !status.is_success() {
             return Err(ClusterError::Raft(format!(
@@ -142,16 +133,8 @@ impl MemberClient {
                 String::from_utf8_lossy(&bytes).trim()
             )));
         }
-        let answer: Result<Vec<WriteOutcome>, String> =
+        let answer: Result<Vec<WriteOutcome>, ClusterError> =
             codec::decode(&bytes).map_err(ClusterError::raft)?;
-        answer.map_err(|e| {
-            if e.contains("no leader") {
-                ClusterError::NoLeader {
-                    waited: Duration::ZERO,
-                }
-            } else {
-                ClusterError::Raft(e)
-            }
-        })
+        answer
     }
 }

@@ -7,7 +7,14 @@
 //! does not answer in time) is [`Unreachable`] — openraft backs off and
 //! retries; a peer that answers but refuses (wrong token, bad body) is a
 //! [`NetworkError`]; a Raft error from the peer is a [`RemoteError`].
+//!
+//! For tests only, [`Faults`] drops this node's outgoing RPCs to chosen
+//! peers (a one-way partition): a dropped RPC is never sent and fails as
+//! [`Unreachable`]. It is reachable only on a node started with fault
+//! injection enabled (`[debug] fault_injection = true`).
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -62,16 +69,49 @@ pub enum TransportError {
     },
 }
 
+/// Test-only fault injection: the peers to which this node's Raft RPCs
+/// (append, vote, snapshot) are dropped. Cheap to clone; clones share the
+/// set.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    drop_raft_to: Arc<RwLock<BTreeSet<u64>>>,
+}
+
+impl Faults {
+    /// From now on, drops every Raft RPC to the nodes in `nodes` (and only
+    /// those; an empty set heals).
+    pub fn set_drop_raft_to(&self, nodes: BTreeSet<u64>) {
+        let mut set = self.drop_raft_to.write().unwrap_or_else(|e| e.into_inner());
+        *set = nodes;
+    }
+
+    /// The nodes Raft RPCs are dropped to.
+    pub fn drop_raft_to(&self) -> BTreeSet<u64> {
+        self.drop_raft_to
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn drops(&self, target: u64) -> bool {
+        self.drop_raft_to
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&target)
+    }
+}
+
 /// Makes one [`PeerClient`] per peer; all share one pooled HTTP client.
 #[derive(Clone)]
 pub struct HttpNetwork {
     client: Client<HttpConnector, Full<Bytes>>,
     token: String,
+    faults: Faults,
 }
 
 impl HttpNetwork {
-    /// A network whose RPCs carry `token`.
-    pub fn new(token: String) -> Self {
+    /// A network whose RPCs carry `token` and skip the peers `faults` names.
+    pub fn new(token: String, faults: Faults) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(1)));
@@ -79,7 +119,11 @@ impl HttpNetwork {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
-        HttpNetwork { client, token }
+        HttpNetwork {
+            client,
+            token,
+            faults,
+        }
     }
 }
 
@@ -123,6 +167,9 @@ impl PeerClient {
             addr: self.addr.clone(),
             reason,
         };
+        if self.net.faults.drops(self.target) {
+            return Err(unreachable("dropped by fault injection".into()));
+        }
         let body = codec::encode(req).map_err(|e| refused(e.to_string()))?;
         let url = format!("{}{path}", self.addr);
         let request = Outgoing {

@@ -16,9 +16,17 @@
 //! serves (C5) — and only then published on the watch channel. The current
 //! snapshot (meta + bytes) lives in the same tree.
 //!
+//! Exactly once: a command that carries a [`RequestId`] is applied only if
+//! that id is not among the last [`DEDUP_WINDOW`] ids applied; a repeat (a
+//! write re-sent after a leader change) answers the outcome stored with the
+//! id. The table changes only by applying entries, so it is the same on every
+//! node; it is stored one key per id next to the image (a batch writes only
+//! its own ids) and travels in snapshots.
+//!
 //! [`current`]: StateMachineStore::current
 //! [`subscribe`]: StateMachineStore::subscribe
 
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Cursor};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -30,14 +38,21 @@ use tokio::sync::watch;
 
 use crate::codec::{decode, encode, CodecError};
 use crate::types::{
-    Entry, LogId, Outcome, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership,
-    TypeConfig,
+    Entry, LogId, Outcome, RequestId, Response, Snapshot, SnapshotMeta, StorageError,
+    StoredMembership, TypeConfig,
 };
+
+/// How many of the most recently applied request ids the state machine
+/// remembers, with their outcomes. A re-sent write comes within seconds of
+/// the first; this covers well over a minute of sustained writes.
+pub const DEDUP_WINDOW: usize = 4096;
 
 const SM_TREE: &str = "sm";
 const KEY_IMAGE: &[u8] = b"image";
 const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
 const KEY_SNAPSHOT_DATA: &[u8] = b"snapshot_data";
+/// Prefix of the keys of the applied-ids table (`id/` + big-endian number).
+const ID_PREFIX: &[u8] = b"id/";
 
 /// The state machine's image, as persisted and as a snapshot's bytes.
 #[derive(Serialize)]
@@ -57,20 +72,156 @@ struct Image {
     state: State,
 }
 
+/// A snapshot's bytes: the image and the applied-ids table, oldest first.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    image: ImageRef<'a>,
+    applied_ids: &'a [(RequestId, Outcome)],
+}
+
+/// The owned form of [`SnapshotRef`].
+#[derive(Deserialize)]
+struct SnapshotImage {
+    image: Image,
+    applied_ids: Vec<(RequestId, Outcome)>,
+}
+
+impl SnapshotImage {
+    /// Decodes a snapshot; one made before snapshots carried the table is
+    /// the bare image.
+    fn decode(bytes: &[u8]) -> Result<SnapshotImage, CodecError> {
+        decode::<SnapshotImage>(bytes).or_else(|e| match decode::<Image>(bytes) {
+            Ok(image) => Ok(SnapshotImage {
+                image,
+                applied_ids: Vec::new(),
+            }),
+            Err(_) => Err(e),
+        })
+    }
+}
+
+/// The recently applied request ids and their outcomes.
+#[derive(Debug, Clone, Default)]
+struct Dedup {
+    /// Storage key number and id of each entry, oldest first.
+    order: VecDeque<(u64, RequestId)>,
+    outcomes: HashMap<RequestId, Outcome>,
+    /// Storage key number of the next entry.
+    next_key: u64,
+}
+
+/// What one apply changed in the table: keys to write and keys to delete.
+#[derive(Default)]
+struct DedupChanges {
+    added: Vec<(u64, RequestId, Outcome)>,
+    removed: Vec<u64>,
+}
+
+impl DedupChanges {
+    /// Adds these changes to `batch`.
+    fn write(self, batch: &mut sled::Batch) -> Result<(), CodecError> {
+        for (key, id, outcome) in self.added {
+            batch.insert(&id_key(key)[..], encode(&(id, outcome))?);
+        }
+        for key in self.removed {
+            batch.remove(&id_key(key)[..]);
+        }
+        Ok(())
+    }
+}
+
+fn id_key(n: u64) -> [u8; 11] {
+    let mut key = [0u8; 11];
+    key[..3].copy_from_slice(ID_PREFIX);
+    key[3..].copy_from_slice(&n.to_be_bytes());
+    key
+}
+
+impl Dedup {
+    fn get(&self, id: &RequestId) -> Option<&Outcome> {
+        self.outcomes.get(id)
+    }
+
+    /// Remembers that `id` was applied with `outcome`, forgetting the oldest
+    /// beyond [`DEDUP_WINDOW`].
+    fn record(&mut self, id: RequestId, outcome: Outcome, changes: &mut DedupChanges) {
+        let key = self.next_key;
+        self.next_key += 1;
+        self.order.push_back((key, id));
+        self.outcomes.insert(id, outcome.clone());
+        changes.added.push((key, id, outcome));
+        while self.order.len() > DEDUP_WINDOW {
+            if let Some((key, old)) = self.order.pop_front() {
+                self.outcomes.remove(&old);
+                changes.removed.push(key);
+            }
+        }
+    }
+
+    /// The entries, oldest first.
+    fn entries(&self) -> Vec<(RequestId, Outcome)> {
+        self.order
+            .iter()
+            .filter_map(|(_, id)| self.outcomes.get(id).map(|o| (*id, o.clone())))
+            .collect()
+    }
+
+    /// A table holding `entries` (oldest first) under keys `0..`, and the
+    /// changes that store it.
+    fn from_entries(entries: Vec<(RequestId, Outcome)>) -> (Dedup, DedupChanges) {
+        let mut dedup = Dedup::default();
+        let mut changes = DedupChanges::default();
+        for (id, outcome) in entries {
+            if dedup.get(&id).is_none() {
+                dedup.record(id, outcome, &mut changes);
+            }
+        }
+        (dedup, changes)
+    }
+
+    /// Reads the table stored in `tree`.
+    fn load(tree: &sled::Tree) -> Result<Dedup, LoadError> {
+        let mut dedup = Dedup::default();
+        for item in tree.scan_prefix(ID_PREFIX) {
+            let (key, value) = item?;
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&key[ID_PREFIX.len()..]);
+            let key = u64::from_be_bytes(n);
+            let (id, outcome): (RequestId, Outcome) = decode(&value)?;
+            dedup.order.push_back((key, id));
+            dedup.outcomes.insert(id, outcome);
+            dedup.next_key = key + 1;
+        }
+        Ok(dedup)
+    }
+}
+
 /// What the lock guards. `state` is shared (copy-on-write) with readers.
 #[derive(Debug, Clone, Default)]
 struct Data {
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
     state: Arc<State>,
+    dedup: Dedup,
 }
 
 impl Data {
-    fn encode(&self) -> Result<Vec<u8>, CodecError> {
-        encode(&ImageRef {
+    fn image(&self) -> ImageRef<'_> {
+        ImageRef {
             last_applied: &self.last_applied,
             last_membership: &self.last_membership,
             state: &self.state,
+        }
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        encode(&self.image())
+    }
+
+    fn encode_snapshot(&self) -> Result<Vec<u8>, CodecError> {
+        encode(&SnapshotRef {
+            image: self.image(),
+            applied_ids: &self.dedup.entries(),
         })
     }
 }
@@ -130,14 +281,19 @@ impl StateMachineStore {
     /// Opens the `sm` tree of `db` and loads the persisted image, if any.
     pub(crate) fn load(db: &sled::Db) -> Result<Self, LoadError> {
         let tree = db.open_tree(SM_TREE)?;
+        let dedup = Dedup::load(&tree)?;
         let data = match tree.get(KEY_IMAGE)? {
-            None => Data::default(),
+            None => Data {
+                dedup,
+                ..Data::default()
+            },
             Some(bytes) => {
                 let image: Image = decode(&bytes)?;
                 Data {
                     last_applied: image.last_applied,
                     last_membership: image.last_membership,
                     state: Arc::new(image.state),
+                    dedup,
                 }
             }
         };
@@ -236,7 +392,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         // encoding outside it.
         let data = self.lock().map_err(sm_read)?.clone();
         let bytes = data
-            .encode()
+            .encode_snapshot()
             .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         let unique = self
             .inner
@@ -289,12 +445,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             return Ok(Vec::new());
         }
         let mut responses = Vec::with_capacity(entries.size_hint().0);
+        let mut changes = DedupChanges::default();
         let image = {
             let mut guard = self.lock().map_err(sm_write)?;
             let Data {
                 last_applied,
                 last_membership,
                 state,
+                dedup,
             } = &mut *guard;
             // Copy-on-write: readers keep the state they hold.
             let state = Arc::make_mut(state);
@@ -305,7 +463,21 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     EntryPayload::Normal(request) => request
                         .commands
                         .iter()
-                        .map(|command| Outcome::of(state, command))
+                        .enumerate()
+                        .map(|(i, command)| match request.id(i) {
+                            None => Outcome::of(state, command),
+                            Some(id) => match dedup.get(&id) {
+                                Some(first) => {
+                                    tracing::debug!(%id, "a repeated request: answering its first outcome");
+                                    first.clone()
+                                }
+                                None => {
+                                    let outcome: Outcome = Outcome::of(state, command);
+                                    dedup.record(id, outcome.clone(), &mut changes);
+                                    outcome
+                                }
+                            },
+                        })
                         .collect(),
                     EntryPayload::Membership(membership) => {
                         let nodes = membership.voter_ids().collect();
@@ -315,10 +487,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 };
                 responses.push(Response { outcomes });
             }
-            guard.clone()
+            // The image without the table (which is written key by key).
+            Data {
+                last_applied: guard.last_applied,
+                last_membership: guard.last_membership.clone(),
+                state: guard.state.clone(),
+                dedup: Dedup::default(),
+            }
         };
-        let bytes = image.encode().map_err(sm_write)?;
-        self.inner.tree.insert(KEY_IMAGE, bytes).map_err(sm_write)?;
+        let mut batch = sled::Batch::default();
+        batch.insert(KEY_IMAGE, image.encode().map_err(sm_write)?);
+        changes.write(&mut batch).map_err(sm_write)?;
+        self.inner.tree.apply_batch(batch).map_err(sm_write)?;
         self.flush().await.map_err(sm_write)?;
         tracing::trace!(last_applied = ?image.last_applied, n = responses.len(), "applied");
         let index = image.last_applied.map(|l| l.index).unwrap_or(0);
@@ -346,7 +526,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let bad = |e: &(dyn std::error::Error + 'static)| {
             StorageIOError::read_snapshot(Some(meta.signature()), AnyError::from_dyn(e, None))
         };
-        let image: Image = decode(&bytes).map_err(|e| bad(&e))?;
+        let SnapshotImage { image, applied_ids } =
+            SnapshotImage::decode(&bytes).map_err(|e| bad(&e))?;
         if image.last_applied != meta.last_log_id {
             let e = std::io::Error::other(format!(
                 "snapshot bytes are at {:?}, its meta says {:?}",
@@ -354,14 +535,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             ));
             return Err(bad(&e).into());
         }
+        let (dedup, changes) = Dedup::from_entries(applied_ids);
         let data = Data {
             last_applied: meta.last_log_id,
             last_membership: meta.last_membership.clone(),
             state: Arc::new(image.state),
+            dedup,
         };
-        // Image and current snapshot in one atomic batch.
+        // Image, applied-ids table and current snapshot in one atomic batch.
         let mut batch = snapshot_batch(meta, &bytes).map_err(|e| bad(&e))?;
         batch.insert(KEY_IMAGE, data.encode().map_err(sm_write)?);
+        for key in self.inner.tree.scan_prefix(ID_PREFIX).keys() {
+            batch.remove(key.map_err(sm_write)?);
+        }
+        changes.write(&mut batch).map_err(sm_write)?;
         // An installed snapshot is the state now: it is always the current one.
         self.replace_snapshot(meta, batch, false)
             .map_err(sm_write)?;

@@ -10,6 +10,11 @@
 //! while its previous entry is being replicated into one entry (group
 //! commit), so one log append and one fsync per node carry many writes.
 //!
+//! Why a [`RequestId`] per command: a follower that forwards a write and
+//! loses the leader mid-call sends it again to the next leader; the state
+//! machine applies each id once and answers a repeat with the first outcome,
+//! so a re-sent write is applied exactly once.
+//!
 //! Why a `Rejected` outcome instead of an error: a command the model refuses
 //! is still in a committed log entry; applying it changes nothing, and every
 //! node answers the same. Storage errors (the node cannot go on) are
@@ -56,6 +61,25 @@ pub type LogState = openraft::LogState<TypeConfig>;
 /// A failure of the log or state-machine store (fatal to the Raft node).
 pub type StorageError = openraft::StorageError<NodeId>;
 
+/// The identity of one write, chosen by the node that first took it: that
+/// node's id, the time it started (ms since the Unix epoch) and a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestId {
+    /// The node that took the write.
+    pub node: NodeId,
+    /// When that node's process started (ms since the Unix epoch): ids stay
+    /// unique across its restarts.
+    pub boot: u64,
+    /// Counter within that process.
+    pub seq: u64,
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}-{}", self.node, self.boot, self.seq)
+    }
+}
+
 /// What a log entry carries: commands every node applies, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
@@ -63,14 +87,23 @@ pub struct Request {
     /// own (a refused command does not stop the next).
     #[serde(with = "crate::codec::as_json")]
     pub commands: Vec<Command>,
+    /// Empty, or one id per command: a command whose id was applied recently
+    /// is not applied again, it answers the outcome it had.
+    pub ids: Vec<RequestId>,
 }
 
 impl Request {
-    /// A request carrying one `command`.
+    /// A request carrying one `command` without an id.
     pub fn new(command: Command) -> Self {
         Request {
             commands: vec![command],
+            ids: Vec::new(),
         }
+    }
+
+    /// The id of command `i`, if the request carries ids.
+    pub fn id(&self, i: usize) -> Option<RequestId> {
+        self.ids.get(i).copied()
     }
 }
 
@@ -187,6 +220,16 @@ mod tests {
             at: 0,
         });
         assert_eq!(decode::<Request>(&encode(&req).unwrap()).unwrap(), req);
+        let mut with_id = req.clone();
+        with_id.ids.push(RequestId {
+            node: 2,
+            boot: 1_700_000_000_000,
+            seq: 9,
+        });
+        assert_eq!(
+            decode::<Request>(&encode(&with_id).unwrap()).unwrap(),
+            with_id
+        );
         let resp = Response {
             outcomes: vec![
                 Outcome::Applied {

@@ -1,12 +1,13 @@
 //! Group commit on a real one-node Raft: concurrent writes share log
-//! entries, each keeps its own outcome, and removals get the leader's clock.
+//! entries, each keeps its own outcome, removals get the leader's clock, and
+//! a forwarded batch sent again (same request ids) is applied once.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sluice_model::{Command, DrainPolicy};
-use sluice_raft::{ClusterConfig, Outcome, RaftNode};
+use sluice_raft::{ClusterConfig, ForwardedWrite, Outcome, RaftNode, RequestId};
 
 async fn one_node(dir: &std::path::Path) -> Arc<RaftNode> {
     let node = RaftNode::start(
@@ -18,6 +19,7 @@ async fn one_node(dir: &std::path::Path) -> Arc<RaftNode> {
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: Duration::from_millis(500),
             snapshot_every: 1000,
+            fault_injection: false,
         },
     )
     .await
@@ -120,5 +122,53 @@ async fn write_all_applies_in_order_and_removals_get_the_leaders_clock() {
         "removal stamped {} outside [{before}, {after}]",
         drain.started_at
     );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_batch_sent_again_is_applied_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = one_node(dir.path()).await;
+    let id = |seq| RequestId {
+        node: 2,
+        boot: 1_700_000_000_000,
+        seq,
+    };
+    let batch = ForwardedWrite {
+        commands: vec![
+            Command::CreateGroup {
+                name: "web".into(),
+                drain: DrainPolicy::default(),
+                slow_start_ms: None,
+            },
+            Command::AddBackend {
+                group: "web".into(),
+                addr: "10.0.0.1:80".into(),
+                weight: 100,
+                at: 0,
+            },
+        ],
+        ids: vec![id(1), id(2)],
+    };
+    let first = node.write_as_leader(batch.clone()).await.unwrap();
+    // The follower lost the answer and sends the same batch again, to the
+    // same leader or (here alike) to the next one.
+    let again = node.write_as_leader(batch).await.unwrap();
+    assert!(first.iter().all(|w| w.outcome.is_applied()), "{first:?}");
+    let outcomes = |w: &[sluice_raft::WriteOutcome]| -> Vec<Outcome> {
+        w.iter().map(|w| w.outcome.clone()).collect()
+    };
+    assert_eq!(
+        outcomes(&again),
+        outcomes(&first),
+        "the first outcomes, not group_exists"
+    );
+    assert!(
+        again[0].log_index > first[0].log_index,
+        "a new entry, not applied"
+    );
+    let state = node.current();
+    assert_eq!(state.groups.len(), 1);
+    assert_eq!(state.groups["web"].backends.len(), 1);
     node.shutdown().await;
 }

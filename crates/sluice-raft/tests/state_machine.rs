@@ -1,5 +1,6 @@
 //! The state machine and log store through openraft's storage traits:
-//! persistence across reopen, rejected commands, snapshots, the watch channel.
+//! persistence across reopen, rejected commands, snapshots, the watch channel,
+//! and request ids applied once.
 
 use std::collections::BTreeSet;
 
@@ -7,7 +8,9 @@ use openraft::storage::RaftStateMachine;
 use openraft::testing::log_id;
 use openraft::{EntryPayload, RaftSnapshotBuilder};
 use sluice_model::{Applied, Command, DrainPolicy, State};
-use sluice_raft::{Entry, LogId, Membership, Outcome, Request, StateMachineStore};
+use sluice_raft::{
+    Entry, LogId, Membership, Outcome, Request, RequestId, StateMachineStore, DEDUP_WINDOW,
+};
 
 fn normal(index: u64, command: Command) -> Entry {
     Entry {
@@ -224,6 +227,7 @@ async fn an_entry_applies_its_commands_in_order_and_a_refusal_does_not_stop_the_
                 add_backend("nope", "127.0.0.1:9001"),
                 add_backend("web", "127.0.0.1:9002"),
             ],
+            ids: Vec::new(),
         }),
     };
     let responses = sm.apply(vec![entry]).await.unwrap();
@@ -310,4 +314,149 @@ async fn log_entries_with_commands_round_trip() {
 async fn append(log: &mut sluice_raft::LogStore, entries: Vec<Entry>) {
     use openraft::storage::RaftLogStorageExt;
     log.blocking_append(entries).await.unwrap();
+}
+
+fn id(seq: u64) -> RequestId {
+    RequestId {
+        node: 2,
+        boot: 1_700_000_000_000,
+        seq,
+    }
+}
+
+/// An entry of `commands` with ids `ids`.
+fn with_ids(index: u64, ids: &[RequestId], commands: Vec<Command>) -> Entry {
+    Entry {
+        log_id: log_id(1, 1, index),
+        payload: EntryPayload::Normal(Request {
+            commands,
+            ids: ids.to_vec(),
+        }),
+    }
+}
+
+fn outcomes(responses: &[sluice_raft::Response]) -> Vec<Outcome> {
+    responses.iter().flat_map(|r| r.outcomes.clone()).collect()
+}
+
+#[tokio::test]
+async fn a_repeated_request_id_is_applied_once_and_answers_its_first_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, mut sm) = sluice_raft::open(dir.path()).unwrap();
+    let first = outcomes(
+        &sm.apply(vec![with_ids(1, &[id(1)], vec![create_group("web")])])
+            .await
+            .unwrap(),
+    );
+    assert!(first[0].is_applied(), "{first:?}");
+    let after_first = sm.current();
+
+    // The same write again (a re-sent forward), and in the same entry a new
+    // id for the same command: the first answers as before, the second is
+    // applied and refused.
+    let again = outcomes(
+        &sm.apply(vec![with_ids(
+            2,
+            &[id(1), id(2)],
+            vec![create_group("web"), create_group("web")],
+        )])
+        .await
+        .unwrap(),
+    );
+    assert_eq!(again[0], first[0], "a repeat answers the first outcome");
+    assert!(
+        matches!(&again[1], Outcome::Rejected { code, .. } if code == "group_exists"),
+        "another id is another write: {:?}",
+        again[1]
+    );
+    assert_eq!(sm.current(), after_first, "nothing applied twice");
+
+    // A refusal is remembered too.
+    let refused = outcomes(
+        &sm.apply(vec![with_ids(3, &[id(2)], vec![create_group("other")])])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(refused[0], again[1]);
+    assert!(!sm.current().groups.contains_key("other"));
+
+    // The table survives a restart.
+    drop((log, sm));
+    let (_log, mut sm) = sluice_raft::open(dir.path()).unwrap();
+    let reopened = outcomes(
+        &sm.apply(vec![with_ids(4, &[id(1)], vec![create_group("web")])])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(reopened[0], first[0]);
+    assert_eq!(sm.current(), after_first);
+}
+
+#[tokio::test]
+async fn request_ids_travel_in_snapshots() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (_log_a, mut a) = sluice_raft::open(dir_a.path()).unwrap();
+    let (_log_b, mut b) = sluice_raft::open(dir_b.path()).unwrap();
+    let first = outcomes(
+        &a.apply(vec![with_ids(1, &[id(7)], vec![create_group("web")])])
+            .await
+            .unwrap(),
+    );
+    // b applied ids of its own before: the snapshot replaces its table.
+    b.apply(vec![with_ids(1, &[id(8)], vec![create_group("api")])])
+        .await
+        .unwrap();
+    let snap = a
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    b.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
+    assert_eq!(b.current(), a.current());
+
+    let repeat = with_ids(
+        2,
+        &[id(7), id(8)],
+        vec![create_group("web"), create_group("api")],
+    );
+    let on_a = outcomes(&a.apply(vec![repeat.clone()]).await.unwrap());
+    let on_b = outcomes(&b.apply(vec![repeat]).await.unwrap());
+    assert_eq!(on_b[0], first[0], "the installed table knows id 7");
+    assert_eq!(on_a, on_b, "every node answers alike");
+    assert!(on_b[1].is_applied(), "id 8 was not in the snapshot's table");
+    assert_eq!(b.current(), a.current());
+}
+
+#[tokio::test]
+async fn the_table_keeps_the_latest_ids_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, mut sm) = sluice_raft::open(dir.path()).unwrap();
+    let n = DEDUP_WINDOW as u64 + 1;
+    let ids: Vec<RequestId> = (0..n).map(id).collect();
+    let commands = (0..n).map(|i| create_group(&format!("g{i}"))).collect();
+    sm.apply(vec![with_ids(1, &ids, commands)]).await.unwrap();
+    assert_eq!(sm.current().groups.len(), n as usize);
+
+    // The oldest id was forgotten: it is applied again (and refused); the
+    // newest is still known. Alike after a restart.
+    drop((log, sm));
+    let (_log, mut sm) = sluice_raft::open(dir.path()).unwrap();
+    let last = n - 1;
+    let got = outcomes(
+        &sm.apply(vec![with_ids(
+            2,
+            &[id(0), id(last)],
+            vec![create_group("g0"), create_group(&format!("g{last}"))],
+        )])
+        .await
+        .unwrap(),
+    );
+    assert!(
+        matches!(&got[0], Outcome::Rejected { code, .. } if code == "group_exists"),
+        "{:?}",
+        got[0]
+    );
+    assert!(got[1].is_applied(), "{:?}", got[1]);
 }
