@@ -159,33 +159,9 @@ async fn a_write_through_a_follower_follows_the_new_leader() {
     );
 }
 
-/// Three nodes with the fault hook on, formed like [`Cluster::formed`].
-async fn cluster_with_fault_hook() -> Cluster {
-    let token = NodeOptions::local(1).token;
-    let starts: Vec<_> = (1..=3u64)
-        .map(|id| {
-            let mut opts = NodeOptions::cluster_member(id, &token);
-            opts.extra_toml
-                .push_str("[debug]\nfault_injection = true\n");
-            tokio::task::spawn_blocking(move || {
-                NodeProcess::start(BIN.as_ref(), opts)
-                    .unwrap_or_else(|e| panic!("start node {id}: {e:#}"))
-            })
-        })
-        .collect();
-    let mut nodes = Vec::new();
-    for s in starts {
-        nodes.push(s.await.expect("node start task"));
-    }
-    let cluster = Cluster { nodes, port: 0 };
-    cluster.init_and_join(&[(2, 1), (3, 1)]).await;
-    cluster.wait_formed(Duration::from_secs(5)).await;
-    cluster
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_a_cut_off_leader_fails_with_commit_timeout() {
-    let cluster = cluster_with_fault_hook().await;
+    let cluster = Cluster::formed_with_fault_hook().await;
     let old = cluster.leader().await;
     let others = cluster.followers(old);
     drop_raft(&cluster, old, &others).await;

@@ -5,9 +5,12 @@
 
 mod common;
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 use sluice_testkit::{NodeOptions, NodeProcess};
 
+use common::cluster::{data_address, free_port_on, poll, Cluster};
 use common::BIN;
 
 async fn one_node() -> NodeProcess {
@@ -148,4 +151,138 @@ async fn state_dependent_refusals_come_from_the_state_machine() {
     assert_eq!(answer["error"]["code"], "group_in_use");
     let (status, answer) = call(&node, "DELETE", "/v1/groups/web?force=true", Value::Null).await;
     assert!(status == 200 || status == 202, "{status} {answer}");
+}
+
+/// A follower that lags: the leader's entries to it are held back (its
+/// heartbeats still go, so it knows its leader and forwards writes to it),
+/// so it never applies what it is asked to write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_follower_answers_with_what_the_leader_applied() {
+    let cluster = Cluster::formed_with_fault_hook().await;
+    let leader = cluster.leader().await;
+    let follower = cluster.followers(leader)[0];
+    let (l, f) = (cluster.node(leader), cluster.node(follower));
+    let (status, _) = call(
+        l,
+        "POST",
+        "/v1/groups",
+        json!({"name": "web", "drain_timeout_ms": 60000}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    call(
+        l,
+        "PATCH",
+        "/v1/groups/web",
+        json!({"health": {"enabled": false}}),
+    )
+    .await;
+    call(
+        l,
+        "POST",
+        "/v1/groups/web/backends",
+        json!({"addr": "127.0.0.1:9"}),
+    )
+    .await;
+    // The follower has everything so far.
+    poll(
+        Duration::from_secs(5),
+        "the follower has backend 127.0.0.1:9",
+        || async {
+            let (s, _) = call(f, "GET", "/v1/groups/web/backends/127.0.0.1:9", Value::Null).await;
+            if s == 200 {
+                Ok(())
+            } else {
+                Err(format!("{s}"))
+            }
+        },
+    )
+    .await;
+    let (status, body) = call(
+        l,
+        "PUT",
+        "/v1/debug/faults",
+        json!({"hold_entries_to": [follower]}),
+    )
+    .await;
+    assert!(status < 300, "{status} {body}");
+
+    // Each write through the follower is committed by the leader; the
+    // answer is the leader's, and names the follower as not caught up.
+    let (status, body) = call(
+        f,
+        "POST",
+        "/v1/groups/web/backends",
+        json!({"addr": "127.0.0.1:10"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["state"], "active", "{body}");
+    assert_eq!(body["addr"], "127.0.0.1:10", "{body}");
+    assert_eq!(body["pending_nodes"], json!([follower]), "{body}");
+
+    let (status, body) = call(f, "POST", "/v1/groups", json!({"name": "api"})).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["name"], "api", "{body}");
+
+    let port = free_port_on(&[data_address(1), data_address(2), data_address(3)]);
+    let (status, body) = call(
+        f,
+        "POST",
+        "/v1/listeners",
+        json!({"port": port, "group": "web"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["port"], json!(port), "{body}");
+    assert_eq!(body["group"], "web", "{body}");
+
+    // A removal of a backend the follower has never seen: the leader has
+    // it, so it drains — never 404 from the follower's lagging copy.
+    let (status, body) = call(
+        f,
+        "DELETE",
+        "/v1/groups/web/backends/127.0.0.1:10",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["state"], "draining", "{body}");
+    assert!(body["drain"]["deadline_ms"].as_u64().is_some(), "{body}");
+    let (status, _) = call(
+        f,
+        "GET",
+        "/v1/groups/web/backends/127.0.0.1:10",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        status, 404,
+        "the follower's own copy still lags: the answer did not come from it"
+    );
+
+    // Healed, the follower catches up on its own.
+    call(l, "PUT", "/v1/debug/faults", json!({"hold_entries_to": []})).await;
+    // The next entry the leader replicates carries what was held back.
+    let (status, _) = call(l, "POST", "/v1/groups", json!({"name": "later"})).await;
+    assert_eq!(status, 201);
+    poll(
+        Duration::from_secs(10),
+        "the follower catches up",
+        || async {
+            let (s, b) = call(
+                f,
+                "GET",
+                "/v1/groups/web/backends/127.0.0.1:10",
+                Value::Null,
+            )
+            .await;
+            if s == 200 && b["state"] == "draining" {
+                Ok(())
+            } else {
+                Err(format!("{s} {b}"))
+            }
+        },
+    )
+    .await;
 }

@@ -247,6 +247,31 @@ impl Cluster {
         Cluster { nodes, port: 0 }
     }
 
+    /// Like [`Cluster::formed`], with the test-only fault hook on every node
+    /// (`[debug] fault_injection = true`, `PUT /v1/debug/faults`).
+    pub async fn formed_with_fault_hook() -> Cluster {
+        let token = NodeOptions::local(1).token;
+        let starts: Vec<_> = (1..=3u64)
+            .map(|id| {
+                let mut opts = NodeOptions::cluster_member(id, &token);
+                opts.extra_toml
+                    .push_str("[debug]\nfault_injection = true\n");
+                tokio::task::spawn_blocking(move || {
+                    NodeProcess::start(BIN.as_ref(), opts)
+                        .unwrap_or_else(|e| panic!("start node {id}: {e:#}"))
+                })
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        for s in starts {
+            nodes.push(s.await.expect("node start task"));
+        }
+        let cluster = Cluster { nodes, port: 0 };
+        cluster.init_and_join(&[(2, 1), (3, 1)]).await;
+        cluster.wait_formed(Duration::from_secs(5)).await;
+        cluster
+    }
+
     /// Three nodes formed into one cluster: node 1 initialised, nodes 2 and
     /// 3 joined through node 1; returns once every node agrees on it
     /// ([`Cluster::wait_formed`]).

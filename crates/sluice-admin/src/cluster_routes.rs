@@ -54,6 +54,10 @@ struct FaultSet {
     /// Node ids to which this node's Raft RPCs are dropped.
     #[serde(default)]
     drop_raft_to: std::collections::BTreeSet<u64>,
+    /// Node ids to which only entries and snapshots are dropped: they keep
+    /// hearing from this leader but lag behind it.
+    #[serde(default)]
+    hold_entries_to: std::collections::BTreeSet<u64>,
 }
 
 /// The fault hook, or the answer of an unknown route when fault injection
@@ -72,6 +76,7 @@ async fn faults(AxState(ctx): Ctx, headers: HeaderMap) -> Result<Json<FaultSet>,
     let hook = fault_hook(&ctx)?;
     Ok(Json(FaultSet {
         drop_raft_to: hook.drop_raft_to(),
+        hold_entries_to: hook.hold_entries_to(),
     }))
 }
 
@@ -83,10 +88,12 @@ async fn set_faults(
     check_bearer(&headers, &ctx.token)?;
     let hook = fault_hook(&ctx)?;
     let set: FaultSet = crate::routes::json_body(&bytes)?;
-    tracing::warn!(node = ctx.node_id, drop_raft_to = ?set.drop_raft_to, "fault injection: dropping raft RPCs");
+    tracing::warn!(node = ctx.node_id, drop_raft_to = ?set.drop_raft_to, hold_entries_to = ?set.hold_entries_to, "fault injection: dropping raft RPCs");
     hook.set_drop_raft_to(set.drop_raft_to);
+    hook.set_hold_entries_to(set.hold_entries_to);
     Ok(Json(FaultSet {
         drop_raft_to: hook.drop_raft_to(),
+        hold_entries_to: hook.hold_entries_to(),
     }))
 }
 

@@ -70,11 +70,14 @@ pub enum TransportError {
 }
 
 /// Test-only fault injection: the peers to which this node's Raft RPCs
-/// (append, vote, snapshot) are dropped. Cheap to clone; clones share the
-/// set.
+/// (append, vote, snapshot) are dropped, and those to which only the RPCs
+/// that carry log entries or a snapshot are (heartbeats still go: the peer
+/// knows its leader but lags behind it). Cheap to clone; clones share the
+/// sets.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     drop_raft_to: Arc<RwLock<BTreeSet<u64>>>,
+    hold_entries_to: Arc<RwLock<BTreeSet<u64>>>,
 }
 
 impl Faults {
@@ -99,7 +102,45 @@ impl Faults {
             .unwrap_or_else(|e| e.into_inner())
             .contains(&target)
     }
+
+    /// From now on, drops the appends that carry entries, and the snapshots,
+    /// to the nodes in `nodes` (an empty set heals).
+    pub fn set_hold_entries_to(&self, nodes: BTreeSet<u64>) {
+        let mut set = self
+            .hold_entries_to
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        *set = nodes;
+    }
+
+    /// The nodes entries are held back from.
+    pub fn hold_entries_to(&self) -> BTreeSet<u64> {
+        self.hold_entries_to
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn holds_entries(&self, target: u64) -> bool {
+        self.hold_entries_to
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&target)
+    }
 }
+
+/// A held-back RPC: it fails as refused (not as unreachable, which would
+/// make openraft back off and stop the heartbeats too).
+fn held(target: u64) -> TransportError {
+    TransportError::Refused {
+        addr: format!("node {target}"),
+        reason: "entries held back by fault injection".into(),
+    }
+}
+
+/// How long a held-back RPC takes to fail: openraft sends it again at once,
+/// so this paces the retries (about one heartbeat).
+const HELD_PACE: Duration = Duration::from_millis(100);
 
 /// Makes one [`PeerClient`] per peer; all share one pooled HTTP client.
 #[derive(Clone)]
@@ -208,6 +249,22 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        if !rpc.entries.is_empty() && self.net.faults.holds_entries(self.target) {
+            // The entries stay here; the peer still hears from its leader
+            // (same `prev_log_id`, no entries: an honest heartbeat), so it
+            // lags without starting an election.
+            let mut heartbeat = rpc;
+            heartbeat.entries.clear();
+            let _ = self
+                .post::<_, AppendEntriesResponse<u64>, RaftError<u64>>(
+                    paths::APPEND,
+                    &heartbeat,
+                    option.hard_ttl(),
+                )
+                .await;
+            tokio::time::sleep(HELD_PACE).await;
+            return Err(self.rpc_error(held(self.target)));
+        }
         match self.post(paths::APPEND, &rpc, option.hard_ttl()).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
@@ -223,6 +280,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         InstallSnapshotResponse<u64>,
         RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
     > {
+        if self.net.faults.holds_entries(self.target) {
+            tokio::time::sleep(HELD_PACE).await;
+            return Err(self.rpc_error(held(self.target)));
+        }
         match self.post(paths::SNAPSHOT, &rpc, option.hard_ttl()).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
