@@ -663,8 +663,8 @@ mod tests {
             .message
             .contains("host:port"));
         assert!(group("Web").is_err());
-        assert_eq!(maintenance("ON").unwrap(), true);
-        assert_eq!(maintenance("off").unwrap(), false);
+        assert!(maintenance("ON").unwrap());
+        assert!(!maintenance("off").unwrap());
         let e = maintenance("maybe").unwrap_err();
         assert_eq!(
             (e.code, e.field.as_deref(), e.message.as_str()),

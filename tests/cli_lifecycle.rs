@@ -155,7 +155,7 @@ async fn backend_set_and_listener_update_remove_in_table_and_json() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|l| l["port"].to_string() == port)
+        .find(|l| l["port"] == port.parse::<u64>().unwrap())
         .expect("a draining listener is still listed");
     assert_eq!(l["state"], "draining", "{ls}");
     let deadline = l["drain_deadline_ms"].as_u64().expect("a deadline");
