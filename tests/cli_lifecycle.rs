@@ -1,7 +1,8 @@
 //! The CLI through an object's whole life against a real node: `group
 //! delete`, `backend set`, `listener update|remove`, each in table and JSON
 //! output; updates that name no change refused before any request; errors as
-//! JSON on stderr with `--output json`; and the node's token precedence.
+//! JSON on stderr with `--output json`; a write a dead member has not
+//! applied (a warning, exit 0); and the node's token precedence.
 
 mod common;
 
@@ -504,4 +505,31 @@ async fn the_environment_token_wins_over_the_config_file() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let log = std::fs::read_to_string(dir.path().join("node.log")).unwrap();
     assert!(log.contains("admin token taken from SLUICE_TOKEN"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_not_yet_applied_everywhere_warns_and_succeeds() {
+    let mut cluster = common::cluster::Cluster::formed().await;
+    // A member that cannot be asked: the write commits on the other two.
+    cluster.kill(3).await;
+    let args = ["group", "create", "web"];
+    let out = cli(cluster.node(1), &args).await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.starts_with("created group web"), "{stdout}");
+    assert_eq!(
+        stderr.trim(),
+        "warning: committed; not yet applied on node 3",
+        "{stdout}"
+    );
+    // JSON: the answer names the member, the warning is JSON too.
+    let args = ["group", "create", "api", "--output", "json"];
+    let out = cli(cluster.node(2), &args).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let g: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(g["name"], "api");
+    assert_eq!(g["pending_nodes"], serde_json::json!([3]), "{g}");
+    let w: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(w["warning"]["code"], "pending_nodes", "{w}");
+    assert_eq!(w["warning"]["nodes"], serde_json::json!([3]), "{w}");
 }
