@@ -434,7 +434,6 @@ async fn listener_add_names_the_node_that_cannot_bind() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs DELETE /v1/cluster/nodes/{id} to answer 404 node_not_found for a non-member"]
 async fn removing_a_node_that_is_not_a_member_fails() {
     let node = one_node().await;
     let args = ["cluster", "remove-node", "9"];
