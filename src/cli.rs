@@ -147,6 +147,15 @@ pub enum GroupCommand {
         #[command(flatten)]
         health: HealthFlags,
     },
+    /// Delete a group. Refused while backends or listeners use it, unless
+    /// --force: then its listeners and backends drain and it goes when the
+    /// last drain completes.
+    Delete {
+        name: String,
+        /// Drain what uses the group instead of refusing.
+        #[arg(long)]
+        force: bool,
+    },
     /// List groups.
     List,
     /// Show one group and its backends.
@@ -196,7 +205,8 @@ pub struct HealthFlags {
 /// is allowed.
 pub fn health_update(f: HealthFlags) -> Result<HealthCheckUpdate, UsageError> {
     let threshold = |flag: &str, v: u32| {
-        let out_of_range = || UsageError(format!("{flag} = {v} is out of range 1..=10"));
+        let out_of_range =
+            || UsageError::out_of_range(flag, format!("{flag} = {v} is out of range 1..=10"));
         let v = u8::try_from(v).map_err(|_| out_of_range())?;
         validate_health_threshold("threshold", v).map_err(|_| out_of_range())?;
         Ok(v)
@@ -206,9 +216,10 @@ pub fn health_update(f: HealthFlags) -> Result<HealthCheckUpdate, UsageError> {
         Some(m) if m.eq_ignore_ascii_case("get") => Some(ProbeMethod::Get),
         Some(m) if m.eq_ignore_ascii_case("head") => Some(ProbeMethod::Head),
         Some(m) => {
-            return Err(UsageError(format!(
-                "--health-method = {m:?} is invalid: expected GET or HEAD"
-            )))
+            return Err(UsageError::invalid(
+                "--health-method",
+                format!("--health-method = {m:?} is invalid: expected GET or HEAD"),
+            ))
         }
     };
     let status_classes = f
@@ -216,9 +227,12 @@ pub fn health_update(f: HealthFlags) -> Result<HealthCheckUpdate, UsageError> {
         .as_deref()
         .map(|v| {
             let bad = || {
-                UsageError(format!(
-                    "--health-status = {v:?} is invalid: expected classes among 1xx..5xx, e.g. 2xx,3xx"
-                ))
+                UsageError::invalid(
+                    "--health-status",
+                    format!(
+                        "--health-status = {v:?} is invalid: expected classes among 1xx..5xx, e.g. 2xx,3xx"
+                    ),
+                )
             };
             let mut set = std::collections::BTreeSet::new();
             for part in v.split(',') {
@@ -235,9 +249,10 @@ pub fn health_update(f: HealthFlags) -> Result<HealthCheckUpdate, UsageError> {
         .transpose()?;
     if let Some(p) = &f.health_path {
         if !p.starts_with('/') {
-            return Err(UsageError(format!(
-                "--health-path = {p:?} is invalid: expected a path starting with '/'"
-            )));
+            return Err(UsageError::invalid(
+                "--health-path",
+                format!("--health-path = {p:?} is invalid: expected a path starting with '/'"),
+            ));
         }
     }
     Ok(HealthCheckUpdate {
@@ -273,7 +288,10 @@ pub fn health_update(f: HealthFlags) -> Result<HealthCheckUpdate, UsageError> {
             .health_port
             .map(|v| {
                 u16::try_from(v).map_err(|_| {
-                    UsageError(format!("--health-port = {v} is out of range 0..=65535"))
+                    UsageError::out_of_range(
+                        "--health-port",
+                        format!("--health-port = {v} is out of range 0..=65535"),
+                    )
                 })
             })
             .transpose()?,
@@ -291,6 +309,18 @@ pub enum BackendCommand {
         /// Share of new work, 0..=100.
         #[arg(long, default_value_t = 100)]
         weight: u32,
+    },
+    /// Change a backend's weight or maintenance state (at least one).
+    Set {
+        group: String,
+        /// host:port
+        addr: String,
+        /// Share of new work, 0..=100.
+        #[arg(long)]
+        weight: Option<u32>,
+        /// `on`: no new work, its connections kept; `off`: active again.
+        #[arg(long, value_name = "on|off")]
+        maintenance: Option<String>,
     },
     /// Remove a backend: no new work at once, drained until its deadline.
     Remove {
@@ -319,21 +349,86 @@ pub enum ListenerCommand {
         #[arg(long, value_name = "DURATION", default_value = "60s")]
         request_timeout: String,
     },
-    /// List listeners and whether this node has them bound.
+    /// Change a listener's group or request timeout (at least one);
+    /// requests already under way keep the settings they started with.
+    Update {
+        /// TCP port, 1..=65535.
+        port: u32,
+        /// Group it forwards to from now on.
+        #[arg(long)]
+        group: Option<String>,
+        /// Time a backend has to answer before the client gets 504, 1s..=600s.
+        #[arg(long, value_name = "DURATION")]
+        request_timeout: Option<String>,
+    },
+    /// Remove a listener: it stops accepting at once; its open connections
+    /// get until its group's drain deadline.
+    Remove {
+        /// TCP port, 1..=65535.
+        port: u32,
+    },
+    /// List listeners (draining ones too) with each node's bind.
     List,
 }
 
-/// A flag or argument value the CLI refuses before sending anything.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+/// A flag or argument value the CLI refuses before sending anything, in the
+/// API's error shape: a stable code, the field (the flag or argument) and a
+/// sentence naming the value and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct UsageError {
+    /// `invalid_value`, `out_of_range` or `nothing_to_update`.
+    pub code: &'static str,
+    /// The flag or argument at fault, e.g. `--weight`.
+    pub field: Option<String>,
+    /// One readable sentence.
+    pub message: String,
+}
+
+impl UsageError {
+    /// A value of the wrong form.
+    pub fn invalid(field: &str, message: impl Into<String>) -> UsageError {
+        UsageError {
+            code: "invalid_value",
+            field: Some(field.to_string()),
+            message: message.into(),
+        }
+    }
+
+    /// A value outside its range.
+    pub fn out_of_range(field: &str, message: impl Into<String>) -> UsageError {
+        UsageError {
+            code: "out_of_range",
+            field: Some(field.to_string()),
+            message: message.into(),
+        }
+    }
+
+    /// An update that names nothing to change.
+    pub fn nothing_to_update(message: impl Into<String>) -> UsageError {
+        UsageError {
+            code: "nothing_to_update",
+            field: None,
+            message: message.into(),
+        }
+    }
+
+    fn model(e: ModelError) -> UsageError {
+        UsageError {
+            code: e.code(),
+            field: e.field().map(String::from),
+            message: e.to_string(),
+        }
+    }
+}
 
 /// Parses a human duration flag (`15s`, `5m`).
 pub fn parse_duration(flag: &str, value: &str) -> Result<Duration, UsageError> {
     humantime::parse_duration(value).map_err(|_| {
-        UsageError(format!(
-            "{flag} = {value:?} is not a duration (e.g. 15s, 5m)"
-        ))
+        UsageError::invalid(
+            flag,
+            format!("{flag} = {value:?} is not a duration (e.g. 15s, 5m)"),
+        )
     })
 }
 
@@ -348,10 +443,11 @@ fn duration_flag_ms(
     let ms = parse_duration(flag, value)?.as_millis() as u64;
     match validate(ms) {
         Ok(()) => Ok(ms),
-        Err(ModelError::OutOfRange { range, .. }) => Err(UsageError(format!(
-            "{flag} = {value} is out of range {range}"
-        ))),
-        Err(e) => Err(UsageError(format!("{flag} = {value}: {e}"))),
+        Err(ModelError::OutOfRange { range, .. }) => Err(UsageError::out_of_range(
+            flag,
+            format!("{flag} = {value} is out of range {range}"),
+        )),
+        Err(e) => Err(UsageError::invalid(flag, format!("{flag} = {value}: {e}"))),
     }
 }
 
@@ -374,35 +470,54 @@ pub fn request_timeout_ms(value: &str) -> Result<u64, UsageError> {
 pub fn check_timeout(value: &str) -> Result<Duration, UsageError> {
     let d = parse_duration("--timeout", value)?;
     if d < Duration::from_millis(100) || d > Duration::from_secs(60) {
-        return Err(UsageError(format!(
-            "--timeout = {value} is out of range 100ms..=60s"
-        )));
+        return Err(UsageError::out_of_range(
+            "--timeout",
+            format!("--timeout = {value} is out of range 100ms..=60s"),
+        ));
     }
     Ok(d)
 }
 
 /// Checks a weight flag.
 pub fn weight(value: u32) -> Result<u32, UsageError> {
-    validate_weight(value)
-        .map(u32::from)
-        .map_err(|_| UsageError(format!("--weight = {value} is out of range 0..=100")))
+    validate_weight(value).map(u32::from).map_err(|_| {
+        UsageError::out_of_range(
+            "--weight",
+            format!("--weight = {value} is out of range 0..=100"),
+        )
+    })
 }
 
-/// Checks a port flag.
-pub fn port(value: u32) -> Result<u32, UsageError> {
-    validate_port(value)
-        .map(u32::from)
-        .map_err(|_| UsageError(format!("--port = {value} is out of range 1..=65535")))
+/// Checks a port flag (`--port`) or argument (`PORT`).
+pub fn port(field: &str, value: u32) -> Result<u32, UsageError> {
+    validate_port(value).map(u32::from).map_err(|_| {
+        UsageError::out_of_range(
+            field,
+            format!("{field} = {value} is out of range 1..=65535"),
+        )
+    })
 }
 
 /// Checks a group name argument.
 pub fn group(name: &str) -> Result<(), UsageError> {
-    validate_group_name(name).map_err(|e| UsageError(e.to_string()))
+    validate_group_name(name).map_err(UsageError::model)
 }
 
 /// Checks a backend address argument.
 pub fn backend_addr(addr: &str) -> Result<(), UsageError> {
-    validate_backend_addr(addr).map_err(|e| UsageError(e.to_string()))
+    validate_backend_addr(addr).map_err(UsageError::model)
+}
+
+/// Checks `--maintenance on|off`.
+pub fn maintenance(value: &str) -> Result<bool, UsageError> {
+    match value.to_ascii_lowercase().as_str() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(UsageError::invalid(
+            "--maintenance",
+            format!("--maintenance = {value:?} is invalid: expected on or off"),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -446,6 +561,19 @@ mod tests {
             ],
             &["cluster", "status", "--consistent"],
             &["cluster", "remove-node", "3"],
+            &["group", "delete", "web", "--force"],
+            &["backend", "set", "web", "10.0.0.11:8080", "--weight", "50"],
+            &[
+                "backend",
+                "set",
+                "web",
+                "10.0.0.11:8080",
+                "--maintenance",
+                "on",
+            ],
+            &["listener", "update", "80", "--group", "api"],
+            &["listener", "update", "80", "--request-timeout", "15s"],
+            &["listener", "remove", "80"],
         ] {
             parse(args);
         }
@@ -468,16 +596,16 @@ mod tests {
     #[test]
     fn bad_values_name_flag_value_and_range() {
         assert_eq!(
-            drain_timeout_ms("2h").unwrap_err().0,
+            drain_timeout_ms("2h").unwrap_err().message,
             "--drain-timeout = 2h is out of range 0s..=3600s"
         );
         assert_eq!(
-            drain_timeout_ms("abc").unwrap_err().0,
+            drain_timeout_ms("abc").unwrap_err().message,
             "--drain-timeout = \"abc\" is not a duration (e.g. 15s, 5m)"
         );
         assert_eq!(drain_timeout_ms("15s").unwrap(), 15_000);
         for bad in ["10s", "16m"] {
-            let e = slow_start_ms(bad).unwrap_err().0;
+            let e = slow_start_ms(bad).unwrap_err().message;
             assert_eq!(
                 e,
                 format!("--slow-start = {bad} is out of range 30s..=900s")
@@ -485,7 +613,7 @@ mod tests {
         }
         assert_eq!(slow_start_ms("30s").unwrap(), 30_000);
         assert_eq!(slow_start_ms("15m").unwrap(), 900_000);
-        let err = |f: HealthFlags| health_update(f).unwrap_err().0;
+        let err = |f: HealthFlags| health_update(f).unwrap_err().message;
         assert_eq!(
             err(HealthFlags {
                 health_interval: Some("500ms".into()),
@@ -514,26 +642,65 @@ mod tests {
         assert_eq!(ok.status_classes, Some([2, 3].into_iter().collect()));
         assert_eq!(ok.method, Some(ProbeMethod::Head));
         assert_eq!(
-            request_timeout_ms("0s").unwrap_err().0,
+            request_timeout_ms("0s").unwrap_err().message,
             "--request-timeout = 0s is out of range 1s..=600s"
         );
         for bad in ["2m", "10ms"] {
-            let e = check_timeout(bad).unwrap_err().0;
+            let e = check_timeout(bad).unwrap_err().message;
             assert_eq!(e, format!("--timeout = {bad} is out of range 100ms..=60s"));
         }
         assert_eq!(check_timeout("2s").unwrap(), Duration::from_secs(2));
         assert_eq!(
-            weight(101).unwrap_err().0,
+            weight(101).unwrap_err().message,
             "--weight = 101 is out of range 0..=100"
         );
         assert_eq!(
-            port(70000).unwrap_err().0,
+            port("--port", 70000).unwrap_err().message,
             "--port = 70000 is out of range 1..=65535"
         );
         assert!(backend_addr("10.0.0.1")
             .unwrap_err()
-            .0
+            .message
             .contains("host:port"));
         assert!(group("Web").is_err());
+        assert!(maintenance("ON").unwrap());
+        assert!(!maintenance("off").unwrap());
+        let e = maintenance("maybe").unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref(), e.message.as_str()),
+            (
+                "invalid_value",
+                Some("--maintenance"),
+                "--maintenance = \"maybe\" is invalid: expected on or off"
+            )
+        );
+    }
+
+    #[test]
+    fn refusals_carry_code_and_field() {
+        let e = weight(101).unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("out_of_range", Some("--weight"))
+        );
+        let e = drain_timeout_ms("soon").unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("invalid_value", Some("--drain-timeout"))
+        );
+        let e = port("PORT", 0).unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref(), e.message.as_str()),
+            (
+                "out_of_range",
+                Some("PORT"),
+                "PORT = 0 is out of range 1..=65535"
+            )
+        );
+        let e = group("Web").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("group"));
+        assert!(e.message.contains("Web"), "{}", e.message);
+        let e = backend_addr("10.0.0.1").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("backend"));
     }
 }

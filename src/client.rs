@@ -7,9 +7,10 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sluice_admin::api::{
-    AddBackend, AddListener, BackendState, BackendView, CreateGroup, ErrorBody, ErrorDetail,
-    GroupView, ListenerView, UpdateGroup,
+    AddBackend, AddListener, BackendState, BackendView, CreateGroup, DeletedGroup, ErrorBody,
+    ErrorDetail, GroupView, ListenerView, SetBackend, UpdateGroup, UpdateListener,
 };
+use sluice_model::NodeId;
 
 use crate::cli::{
     self, BackendCommand, ClientFlags, ClusterCommand, GroupCommand, ListenerCommand, Output,
@@ -17,7 +18,8 @@ use crate::cli::{
 };
 use crate::output;
 
-/// Why a command failed; `main` prints it as one line.
+/// Why a command failed; `main` prints it as one line, or with `--output
+/// json` as `{"error": {"code", "message", "field"}}` ([`ClientError::detail`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// A flag or argument was refused before anything was sent.
@@ -38,6 +40,25 @@ pub enum ClientError {
     /// The node answered something that is not the API's JSON.
     #[error("unexpected answer from {node}: {reason}")]
     Decode { node: String, reason: String },
+    /// `listener add`: the listener was created, but some node could not
+    /// bind it.
+    #[error("{}", bind_failed_line(*.port, .failed))]
+    BindFailed {
+        port: u16,
+        /// Each node that failed (`node 2`), and why.
+        failed: Vec<(String, String)>,
+    },
+}
+
+fn bind_failed_line(port: u16, failed: &[(String, String)]) -> String {
+    let nodes: Vec<String> = failed
+        .iter()
+        .map(|(who, why)| format!("{who} could not bind it ({why})"))
+        .collect();
+    format!(
+        "listener :{port} was created, but {}; `sluice listener list` shows each node's bind",
+        nodes.join(", ")
+    )
 }
 
 fn api_line(status: &StatusCode, d: &ErrorDetail) -> String {
@@ -52,11 +73,31 @@ fn api_line(status: &StatusCode, d: &ErrorDetail) -> String {
 }
 
 impl ClientError {
-    /// Exit code: 2 for usage errors, 1 otherwise.
+    /// Exit code: 2 when the CLI refused before sending anything, 3 when a
+    /// listener was created but some node could not bind it, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             ClientError::Usage(_) => 2,
+            ClientError::BindFailed { .. } => 3,
             _ => 1,
+        }
+    }
+
+    /// The error in the API's shape: the node's own answer for API errors,
+    /// a code of the CLI's for the rest.
+    pub fn detail(&self) -> ErrorDetail {
+        let (code, field) = match self {
+            ClientError::Api { detail, .. } => return detail.clone(),
+            ClientError::Usage(u) => (u.code, u.field.clone()),
+            ClientError::Unreachable { .. } => ("node_unreachable", None),
+            ClientError::NotReady { .. } => ("not_ready", None),
+            ClientError::Decode { .. } => ("bad_answer", None),
+            ClientError::BindFailed { .. } => ("listener_bind_failed", Some("port".into())),
+        };
+        ErrorDetail {
+            code: code.into(),
+            message: self.to_string(),
+            field,
         }
     }
 
@@ -163,6 +204,24 @@ impl Client {
         self.call(Method::GET, path, None).await
     }
 
+    /// Says on stderr that a write is committed but some members had not
+    /// applied it yet (a `202` with `pending_nodes`); the command still
+    /// succeeds.
+    fn warn_pending(&self, nodes: &[NodeId]) {
+        let Some(message) = pending_message(nodes) else {
+            return;
+        };
+        match self.output {
+            Output::Table => eprintln!("warning: {message}"),
+            Output::Json => eprintln!(
+                "{}",
+                serde_json::json!({
+                    "warning": { "code": "pending_nodes", "message": message, "nodes": nodes }
+                })
+            ),
+        }
+    }
+
     fn json<T: Serialize>(&self, value: &T) -> bool {
         if self.output == Output::Json {
             println!(
@@ -198,6 +257,7 @@ impl Client {
                 if !self.json(&g) {
                     output::group_written("created", &g);
                 }
+                self.warn_pending(&g.pending_nodes);
             }
             GroupCommand::Update {
                 name,
@@ -228,11 +288,36 @@ impl Client {
                         slow_start.as_deref().map(cli::slow_start_ms).transpose()?
                     },
                 };
+                if body.health.is_empty()
+                    && body.drain_enabled.is_none()
+                    && body.drain_timeout_ms.is_none()
+                    && body.slow_start_ms.is_none()
+                {
+                    return Err(UsageError::nothing_to_update(format!(
+                        "group update {name}: nothing to change; give at least one of \
+                         --drain-timeout, --drain, --no-drain, --slow-start, --no-slow-start \
+                         or a health-check flag (see --help)"
+                    ))
+                    .into());
+                }
                 let path = format!("/v1/groups/{}", segment(&name));
                 let g: GroupView = self.call(Method::PATCH, &path, Some(&body)).await?;
                 if !self.json(&g) {
                     output::group_written("updated", &g);
                 }
+                self.warn_pending(&g.pending_nodes);
+            }
+            GroupCommand::Delete { name, force } => {
+                cli::group(&name)?;
+                let mut path = format!("/v1/groups/{}", segment(&name));
+                if force {
+                    path.push_str("?force=true");
+                }
+                let d: DeletedGroup = self.call(Method::DELETE, &path, None).await?;
+                if !self.json(&d) {
+                    output::group_deleted(&d);
+                }
+                self.warn_pending(&d.pending_nodes);
             }
             GroupCommand::List => {
                 let gs: Vec<GroupView> = self.get("/v1/groups").await?;
@@ -274,10 +359,44 @@ impl Client {
                         None => println!("backend {} active in group {} (weight {})", b.addr, b.group, b.weight),
                     }
                 }
+                self.warn_pending(&b.pending_nodes);
+            }
+            BackendCommand::Set {
+                group,
+                addr,
+                weight,
+                maintenance,
+            } => {
+                cli::group(&group)?;
+                cli::backend_addr(&addr)?;
+                let body = SetBackend {
+                    weight: weight.map(cli::weight).transpose()?,
+                    maintenance: maintenance.as_deref().map(cli::maintenance).transpose()?,
+                };
+                if body.weight.is_none() && body.maintenance.is_none() {
+                    return Err(UsageError::nothing_to_update(format!(
+                        "backend set {group} {addr}: nothing to change; give --weight 0..=100 \
+                         and/or --maintenance on|off"
+                    ))
+                    .into());
+                }
+                let path = format!("/v1/groups/{}/backends/{}", segment(&group), segment(&addr));
+                let b: BackendView = self.call(Method::PATCH, &path, Some(&body)).await?;
+                if !self.json(&b) {
+                    println!(
+                        "backend {} in group {}: weight {}, {}",
+                        b.addr,
+                        b.group,
+                        b.weight,
+                        output::state(&b)
+                    );
+                }
+                self.warn_pending(&b.pending_nodes);
             }
             BackendCommand::Remove { group, addr, wait } => {
                 let path = format!("/v1/groups/{}/backends/{}", segment(&group), segment(&addr));
                 let b: BackendView = self.call(Method::DELETE, &path, None).await?;
+                self.warn_pending(&b.pending_nodes);
                 if wait {
                     return self.wait_drained(&path, b).await;
                 }
@@ -375,8 +494,10 @@ impl Client {
                 group,
                 request_timeout,
             } => {
+                let port = cli::port("--port", port)?;
+                cli::group(&group)?;
                 let body = AddListener {
-                    port: cli::port(port)?,
+                    port,
                     group,
                     request_timeout_ms: Some(cli::request_timeout_ms(&request_timeout)?),
                 };
@@ -384,15 +505,87 @@ impl Client {
                     .call(Method::POST, "/v1/listeners", Some(&body))
                     .await?;
                 if !self.json(&l) {
+                    output::listener_written(&l);
+                }
+                self.warn_pending(&l.pending_nodes);
+                let mut failed: Vec<(String, String)> = l
+                    .nodes
+                    .iter()
+                    .filter(|n| n.status == "failed")
+                    .map(|n| (format!("node {}", n.node), n.detail.clone()))
+                    .collect();
+                if !matches!(l.status.as_str(), "listening" | "pending" | "") {
+                    // The answering node's own bind, in case its report is
+                    // not among `nodes` (yet).
+                    let me = match self
+                        .call::<serde_json::Value>(Method::GET, "/v1/cluster/self", None)
+                        .await
+                    {
+                        Ok(v) => v["node"]
+                            .as_u64()
+                            .map(|n| format!("node {n}"))
+                            .unwrap_or_else(|| format!("the node at {}", self.node)),
+                        Err(_) => format!("the node at {}", self.node),
+                    };
+                    if !failed.iter().any(|(who, _)| *who == me) {
+                        failed.push((me, l.status.clone()));
+                    }
+                }
+                if !failed.is_empty() {
+                    return Err(ClientError::BindFailed {
+                        port: l.port,
+                        failed,
+                    });
+                }
+            }
+            ListenerCommand::Update {
+                port,
+                group,
+                request_timeout,
+            } => {
+                let port = cli::port("PORT", port)?;
+                if let Some(g) = &group {
+                    cli::group(g)?;
+                }
+                let body = UpdateListener {
+                    group,
+                    request_timeout_ms: request_timeout
+                        .as_deref()
+                        .map(cli::request_timeout_ms)
+                        .transpose()?,
+                };
+                if body.group.is_none() && body.request_timeout_ms.is_none() {
+                    return Err(UsageError::nothing_to_update(format!(
+                        "listener update {port}: nothing to change; give --group and/or \
+                         --request-timeout"
+                    ))
+                    .into());
+                }
+                let path = format!("/v1/listeners/{port}");
+                let l: ListenerView = self.call(Method::PATCH, &path, Some(&body)).await?;
+                if !self.json(&l) {
                     println!(
-                        "listener :{} -> group {} (request timeout {}) {} on {}",
+                        "updated listener :{} -> group {} (request timeout {})",
                         l.port,
                         l.group,
-                        output::span(l.request_timeout_ms),
-                        l.status,
-                        l.bind
+                        output::span(l.request_timeout_ms)
                     );
                 }
+                self.warn_pending(&l.pending_nodes);
+            }
+            ListenerCommand::Remove { port } => {
+                let port = cli::port("PORT", port)?;
+                let path = format!("/v1/listeners/{port}");
+                let l: ListenerView = self.call(Method::DELETE, &path, None).await?;
+                if !self.json(&l) {
+                    println!(
+                        "listener :{} (group {}) {}: it takes no new connections",
+                        l.port,
+                        l.group,
+                        output::listener_state(&l)
+                    );
+                }
+                self.warn_pending(&l.pending_nodes);
             }
             ListenerCommand::List => {
                 let ls: Vec<ListenerView> = self.get("/v1/listeners").await?;
@@ -402,6 +595,19 @@ impl Client {
             }
         }
         Ok(())
+    }
+}
+
+/// `committed; not yet applied on node 3` (or `nodes 2, 3`).
+fn pending_message(nodes: &[NodeId]) -> Option<String> {
+    let list: Vec<String> = nodes.iter().map(|n| n.to_string()).collect();
+    match list.len() {
+        0 => None,
+        1 => Some(format!("committed; not yet applied on node {}", list[0])),
+        _ => Some(format!(
+            "committed; not yet applied on nodes {}",
+            list.join(", ")
+        )),
     }
 }
 
@@ -460,9 +666,12 @@ impl Client {
             }
             ClusterCommand::Join { addr } => {
                 if !addr.starts_with("http://") {
-                    return Err(UsageError(format!(
-                        "ADDR = {addr:?} is invalid: expected the new node's admin URL, e.g. http://127.0.0.2:7072"
-                    ))
+                    return Err(UsageError::invalid(
+                        "ADDR",
+                        format!(
+                            "ADDR = {addr:?} is invalid: expected the new node's admin URL, e.g. http://127.0.0.2:7072"
+                        ),
+                    )
                     .into());
                 }
                 let body = sluice_admin::api::JoinNode { addr };
@@ -548,5 +757,58 @@ mod tests {
         assert_eq!(segment("10.0.0.11:8080"), "10.0.0.11:8080");
         assert_eq!(segment("[::1]:80"), "%5B::1%5D:80");
         assert_eq!(segment("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn pending_nodes_are_named() {
+        assert_eq!(pending_message(&[]), None);
+        assert_eq!(
+            pending_message(&[3]).unwrap(),
+            "committed; not yet applied on node 3"
+        );
+        assert_eq!(
+            pending_message(&[2, 3]).unwrap(),
+            "committed; not yet applied on nodes 2, 3"
+        );
+    }
+
+    #[test]
+    fn every_error_has_the_api_shape_and_its_exit_code() {
+        let usage = ClientError::from(cli::weight(101).unwrap_err());
+        let d = usage.detail();
+        assert_eq!(
+            (d.code.as_str(), d.field.as_deref()),
+            ("out_of_range", Some("--weight"))
+        );
+        assert_eq!(d.message, "--weight = 101 is out of range 0..=100");
+        assert_eq!(usage.exit_code(), 2);
+        let api = ClientError::Api {
+            status: StatusCode::CONFLICT,
+            detail: ErrorDetail {
+                code: "group_in_use".into(),
+                message: "in use".into(),
+                field: None,
+            },
+        };
+        assert_eq!(api.detail().code, "group_in_use");
+        assert_eq!(api.exit_code(), 1);
+        let down = ClientError::Unreachable {
+            node: "http://127.0.0.1:1".into(),
+            reason: "refused".into(),
+        };
+        assert_eq!(down.detail().code, "node_unreachable");
+        assert_eq!(
+            down.detail().message,
+            "cannot reach sluice node at http://127.0.0.1:1: refused"
+        );
+        let bind = ClientError::BindFailed {
+            port: 8080,
+            failed: vec![("node 2".into(), "Address in use".into())],
+        };
+        assert_eq!(bind.exit_code(), 3);
+        assert_eq!(bind.detail().code, "listener_bind_failed");
+        assert!(bind.to_string().starts_with(
+            "listener :8080 was created, but node 2 could not bind it (Address in use)"
+        ));
     }
 }

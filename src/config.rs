@@ -41,6 +41,8 @@ pub struct NodeConfig {
     /// Longest the stop sequence may take before the process exits anyway.
     pub stop_timeout: Duration,
     pub admin_listen: SocketAddr,
+    /// `[admin] token`; `SLUICE_TOKEN` wins over it, and it wins over the
+    /// data dir's token file (`sluice_admin::auth::resolve_token`).
     pub token: Option<String>,
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,

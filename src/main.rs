@@ -11,11 +11,11 @@ mod output;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, NodeCommand};
+use crate::cli::{Cli, Command, NodeCommand, Output};
 use crate::config::{LogFormat, NodeConfig, LOG_FORMAT_ENV};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| refuse_args(e));
     let code = match cli.command {
         Command::Node(NodeCommand::Run { config }) => {
             let loaded = match config {
@@ -44,6 +44,7 @@ fn main() {
             }
         }
         command => {
+            let output = cli.client.output;
             let client = client::Client::new(cli.client);
             let result = runtime(0).block_on(async {
                 match command {
@@ -58,13 +59,63 @@ fn main() {
             match result {
                 Ok(()) => 0,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    match output {
+                        Output::Table => eprintln!("error: {e}"),
+                        Output::Json => print_json_error(e.detail()),
+                    }
                     e.exit_code()
                 }
             }
         }
     };
     std::process::exit(code);
+}
+
+/// Prints `{"error": {"code", "message", "field"}}` on stderr, one line.
+fn print_json_error(detail: sluice_admin::api::ErrorDetail) {
+    let body = sluice_admin::api::ErrorBody { error: detail };
+    eprintln!("{}", serde_json::to_string(&body).expect("serializes"));
+}
+
+/// Arguments clap refused: its own text, or with `--output json` on the
+/// command line the same error as JSON; exit 2 either way (help and
+/// version go to stdout with exit 0 as usual).
+fn refuse_args(e: clap::Error) -> ! {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let args: Vec<String> = std::env::args().collect();
+    let json = args.iter().any(|a| a == "--output=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--output" && w[1] == "json");
+    if !json || !e.use_stderr() {
+        e.exit();
+    }
+    let code = match e.kind() {
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => "invalid_value",
+        ErrorKind::MissingRequiredArgument => "missing_argument",
+        _ => "invalid_argument",
+    };
+    let field = match e.get(ContextKind::InvalidArg) {
+        // `--weight <WEIGHT>` → `--weight`; `<PORT>` → `PORT`.
+        Some(ContextValue::String(s)) => s
+            .split([' ', '='])
+            .next()
+            .map(|f| f.trim_matches(['<', '>']).to_string()),
+        _ => None,
+    };
+    let rendered = e.render().to_string();
+    let message = rendered
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_string();
+    print_json_error(sluice_admin::api::ErrorDetail {
+        code: code.into(),
+        message,
+        field,
+    });
+    std::process::exit(2);
 }
 
 /// A multi-thread runtime with `workers` threads (0: one per CPU this

@@ -1,7 +1,9 @@
 //! Printing answers: aligned tables for people, the API's JSON with
 //! `--output json`.
 
-use sluice_admin::api::{BackendView, DrainView, GroupView, HealthView, ListenerView};
+use sluice_admin::api::{
+    BackendView, DeletedGroup, DrainView, GroupView, HealthView, ListenerView,
+};
 
 /// Prints rows under headers, columns aligned.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
@@ -136,8 +138,9 @@ pub fn backends(backends: &[BackendView]) {
     );
 }
 
-/// `active`, `draining`, or `ramping 40% (18s left)` during slow start.
-fn state(b: &BackendView) -> String {
+/// `active`, `draining`, `maintenance`, or `ramping 40% (18s left)` during
+/// slow start.
+pub fn state(b: &BackendView) -> String {
     match &b.ramp {
         Some(r) => format!("ramping {}% ({} left)", r.percent, span(r.remaining_ms)),
         None => format!("{:?}", b.state).to_lowercase(),
@@ -200,7 +203,42 @@ pub fn last_probe(h: &HealthView) -> String {
     }
 }
 
+/// `active`, or `draining until 12:31:05.123 UTC` once removed.
+pub fn listener_state(l: &ListenerView) -> String {
+    match l.drain_deadline_ms {
+        Some(deadline) => format!("draining until {} UTC", clock(deadline)),
+        None => l.state.clone(),
+    }
+}
+
+/// Each member's bind: `1 listening, 2 failed (Address in use), 3 unknown`;
+/// `-` when no member reported (a draining listener).
+pub fn node_binds(l: &ListenerView) -> String {
+    if l.nodes.is_empty() {
+        return "-".into();
+    }
+    let nodes: Vec<String> = l
+        .nodes
+        .iter()
+        .map(|n| {
+            if n.detail.is_empty() {
+                format!("{} {}", n.node, n.status)
+            } else {
+                format!("{} {} ({})", n.node, n.status, n.detail)
+            }
+        })
+        .collect();
+    nodes.join(", ")
+}
+
 pub fn listeners(listeners: &[ListenerView]) {
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
     let rows: Vec<Vec<String>> = listeners
         .iter()
         .map(|l| {
@@ -208,15 +246,61 @@ pub fn listeners(listeners: &[ListenerView]) {
                 l.port.to_string(),
                 l.group.clone(),
                 span(l.request_timeout_ms),
-                l.bind.clone(),
-                l.status.clone(),
+                listener_state(l),
+                dash(&l.bind),
+                dash(&l.status),
+                node_binds(l),
             ]
         })
         .collect();
     table(
-        &["PORT", "GROUP", "REQUEST-TIMEOUT", "BIND", "STATUS"],
+        &[
+            "PORT",
+            "GROUP",
+            "REQUEST-TIMEOUT",
+            "STATE",
+            "BIND",
+            "STATUS",
+            "NODES",
+        ],
         &rows,
     );
+}
+
+/// The answer of `listener add`: this node's bind, then every member's.
+pub fn listener_written(l: &ListenerView) {
+    let here = match l.status.as_str() {
+        "listening" | "pending" => format!("{} on {}", l.status, l.bind),
+        why => format!("not listening here: {why}"),
+    };
+    println!(
+        "listener :{} -> group {} (request timeout {}) {here}",
+        l.port,
+        l.group,
+        span(l.request_timeout_ms),
+    );
+    println!("nodes: {}", node_binds(l));
+}
+
+/// The answer of `group delete`: gone, or going once what it had drains.
+pub fn group_deleted(d: &DeletedGroup) {
+    if d.state == "deleted" {
+        println!("deleted group {}", d.name);
+    } else {
+        println!(
+            "deleting group {}: it goes when its backends have drained",
+            d.name
+        );
+    }
+    for l in &d.listeners {
+        println!("listener :{} {}", l.port, listener_state(l));
+    }
+    for b in &d.backends {
+        match &b.drain {
+            Some(dr) => println!("backend {} draining: {}", b.addr, drain_summary(dr)),
+            None => println!("backend {} {}", b.addr, state(b)),
+        }
+    }
 }
 
 pub fn group_written(verb: &str, g: &GroupView) {

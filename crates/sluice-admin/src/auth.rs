@@ -1,8 +1,9 @@
 //! The admin token: where it comes from, and the bearer check on writes.
 //!
-//! Precedence: the config file's `[admin] token`, then `SLUICE_TOKEN`, then
-//! the token file in the data dir; with none of them the node generates one
-//! at first start, stores it in `<data_dir>/token` (mode 0600) and says where.
+//! Precedence (flag, then environment, then config file, as everywhere):
+//! `SLUICE_TOKEN`, then the config file's `[admin] token`, then the token
+//! file in the data dir; with none of them the node generates one at first
+//! start, stores it in `<data_dir>/token` (mode 0600) and says where.
 
 use std::path::{Path, PathBuf};
 
@@ -13,27 +14,29 @@ use crate::ApiError;
 /// Where the node's token came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {
-    /// `[admin] token` in the config file.
-    Config,
     /// The `SLUICE_TOKEN` environment variable.
     Env,
+    /// `[admin] token` in the config file.
+    Config,
     /// An existing token file.
     File(PathBuf),
     /// Generated now and written to this file.
     Generated(PathBuf),
 }
 
-/// Finds or makes the node's admin token.
+/// Finds or makes the node's admin token: `env` (`SLUICE_TOKEN`) wins over
+/// `configured` (`[admin] token`), which wins over `<data_dir>/token`; an
+/// empty value counts as unset.
 pub fn resolve_token(
     configured: Option<String>,
     env: Option<String>,
     data_dir: &Path,
 ) -> std::io::Result<(String, TokenSource)> {
-    if let Some(t) = configured.filter(|t| !t.is_empty()) {
-        return Ok((t, TokenSource::Config));
-    }
     if let Some(t) = env.filter(|t| !t.is_empty()) {
         return Ok((t, TokenSource::Env));
+    }
+    if let Some(t) = configured.filter(|t| !t.is_empty()) {
+        return Ok((t, TokenSource::Config));
     }
     let path = data_dir.join("token");
     match std::fs::read_to_string(&path) {
@@ -95,16 +98,29 @@ mod tests {
     fn precedence_and_generation() {
         let dir = std::env::temp_dir().join(format!("sluice-auth-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (t, s) = resolve_token(Some("from-config".into()), Some("env".into()), &dir).unwrap();
-        assert_eq!((t.as_str(), s), ("from-config", TokenSource::Config));
+        let (t, s) =
+            resolve_token(Some("from-config".into()), Some("from-env".into()), &dir).unwrap();
+        assert_eq!((t.as_str(), s), ("from-env", TokenSource::Env));
         let (t, s) = resolve_token(None, Some("from-env".into()), &dir).unwrap();
         assert_eq!((t.as_str(), s), ("from-env", TokenSource::Env));
+        let (t, s) = resolve_token(Some("from-config".into()), Some(String::new()), &dir).unwrap();
+        assert_eq!((t.as_str(), s), ("from-config", TokenSource::Config));
+        assert!(
+            !dir.join("token").exists(),
+            "nothing generated while one is set"
+        );
         let (generated, s) = resolve_token(None, None, &dir).unwrap();
         assert!(matches!(s, TokenSource::Generated(_)));
         assert_eq!(generated.len(), 48);
         let (again, s) = resolve_token(None, None, &dir).unwrap();
         assert_eq!(again, generated);
         assert!(matches!(s, TokenSource::File(_)));
+        // The environment and the config file both win over the token file.
+        let (t, s) = resolve_token(Some("from-config".into()), None, &dir).unwrap();
+        assert_eq!((t.as_str(), s), ("from-config", TokenSource::Config));
+        let (t, s) =
+            resolve_token(Some("from-config".into()), Some("from-env".into()), &dir).unwrap();
+        assert_eq!((t.as_str(), s), ("from-env", TokenSource::Env));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
