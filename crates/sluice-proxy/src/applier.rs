@@ -459,6 +459,8 @@ impl ApplierState {
             {
                 self.try_bind(port, generation).await;
                 tried = true;
+            } else {
+                self.failed_binds.remove(&port);
             }
         }
         self.schedule_retry(myself);

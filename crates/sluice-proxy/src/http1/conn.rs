@@ -484,6 +484,81 @@ mod tests {
         }
     }
 
+    /// A server on one accepted connection answering `200 ok` to
+    /// everything; returns the client side and the server's task.
+    async fn ok_server(keep_alive: Arc<KeepAlive>) -> (TcpStream, tokio::task::JoinHandle<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let limits = Limits {
+            header_read_timeout: Duration::from_secs(30),
+            max_head: 16 * 1024,
+        };
+        let task = tokio::spawn(async move {
+            let _ = serve(Arc::new(server), limits, &keep_alive, |_req| async {
+                let resp = Response::new(http_body_util::Full::new(Bytes::from_static(b"ok")));
+                (resp, None::<()>)
+            })
+            .await;
+        });
+        (client, task)
+    }
+
+    async fn exchange(client: &mut TcpStream) -> String {
+        use tokio::io::AsyncReadExt;
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !got.ends_with(b"ok") {
+            let n = client.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before the answer");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8(got).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_ending_listener_closes_after_the_next_answer() {
+        let ending = Arc::new(AtomicBool::new(false));
+        let keep_alive = Arc::new(KeepAlive::new(ending.clone()));
+        let (mut client, task) = ok_server(keep_alive.clone()).await;
+        let first = exchange(&mut client).await;
+        assert!(!first.contains("connection: close"), "{first}");
+        ending.store(true, Ordering::SeqCst);
+        // The server already waits for the next request, but hears nothing
+        // of `ending` until then: a busy one is told by its answer.
+        let second = exchange(&mut client).await;
+        assert!(second.contains("connection: close"), "{second}");
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the server ended")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn only_an_idle_connection_is_closed_at_once() {
+        let ending = Arc::new(AtomicBool::new(false));
+        let keep_alive = Arc::new(KeepAlive::new(ending.clone()));
+        let (mut client, _task) = ok_server(keep_alive.clone()).await;
+        exchange(&mut client).await;
+        // Waiting for its next request with no byte of it: idle.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        ending.store(true, Ordering::SeqCst);
+        assert!(keep_alive.close_if_idle());
+        assert!(!keep_alive.close_if_idle(), "closed once");
+        // A server that read a request's first bytes is busy.
+        let busy = KeepAlive::new(Arc::new(AtomicBool::new(false)));
+        assert!(busy.idle());
+        assert!(busy.busy());
+        assert!(!busy.close_if_idle());
+        // One that goes idle after `ending` was set closes by itself.
+        let late = KeepAlive::new(ending);
+        assert!(!late.idle());
+    }
+
     #[tokio::test]
     async fn a_body_that_is_always_ready_still_waits_for_the_client() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
