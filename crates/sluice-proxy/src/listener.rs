@@ -289,10 +289,13 @@ async fn accept_loop(
     settings: Arc<ProxySettings>,
 ) {
     let port = accepted.port;
+    // Made once: no waiter to join and leave per accepted connection.
+    let stop = accepted.stop.clone().cancelled_owned();
+    tokio::pin!(stop);
     loop {
         let next = tokio::select! {
             biased;
-            _ = accepted.stop.cancelled() => return,
+            _ = &mut stop => return,
             next = listener.accept() => next,
         };
         let (stream, peer) = match next {
