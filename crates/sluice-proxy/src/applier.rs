@@ -662,3 +662,177 @@ impl ApplierState {
         Ok(actor)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use sluice_model::{Command, DrainPolicy};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::{DataPlane, DrainReporter};
+
+    type Outcome = (u16, u64, Result<(), String>);
+
+    /// Records the bind outcomes it is told.
+    #[derive(Default)]
+    struct Binds(Mutex<Vec<Outcome>>);
+
+    impl Binds {
+        fn seen(&self) -> Vec<Outcome> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl DrainReporter for Binds {
+        fn drain_finished(&self, _: DrainId, _: &str, _: &str) {}
+
+        fn listener_bound(&self, port: u16, generation: u64, outcome: Result<(), String>) {
+            self.0.lock().unwrap().push((port, generation, outcome));
+        }
+    }
+
+    /// A backend that takes requests and never answers; each accepted
+    /// connection is announced.
+    async fn silent_backend() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let (s, _) = l.accept().await.unwrap();
+                held.push(s);
+                let _ = tx.send(());
+            }
+        });
+        (addr, rx)
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// A state with group `web` (drain timeout 3 s) over `backend` and a
+    /// listener on `port`.
+    fn state(backend: &str, port: u16) -> State {
+        let mut s = State::with_nodes([7]);
+        for c in [
+            Command::CreateGroup {
+                name: "web".into(),
+                drain: DrainPolicy {
+                    enabled: true,
+                    timeout_ms: 3_000,
+                },
+                slow_start_ms: None,
+            },
+            Command::AddBackend {
+                group: "web".into(),
+                addr: backend.into(),
+                weight: 100,
+                at: 0,
+            },
+            Command::AddListener {
+                port,
+                group: "web".into(),
+                request_timeout_ms: 30_000,
+            },
+        ] {
+            s.apply(&c).unwrap();
+        }
+        s
+    }
+
+    async fn data_plane(node_id: u64, reporter: Arc<Binds>) -> DataPlane {
+        let settings = ProxySettings {
+            node_id,
+            ..ProxySettings::default()
+        };
+        DataPlane::start(settings, reporter).await.unwrap()
+    }
+
+    // C3: a node that learns of a listener's drain after its deadline
+    // closes what is left at once.
+    #[tokio::test]
+    async fn a_listener_drain_learnt_after_its_deadline_closes_at_once() {
+        let (backend, mut accepted) = silent_backend().await;
+        let port = free_port();
+        let dp = data_plane(7001, Arc::default()).await;
+        let mut s = state(&backend.to_string(), port);
+        dp.apply(Arc::new(s.clone())).await.unwrap();
+
+        let mut idle = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut busy = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        busy.write_all(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), accepted.recv())
+            .await
+            .expect("the request reached the backend");
+
+        // Removed 10 s ago with a 3 s drain: the deadline passed long ago.
+        let at = crate::drain::now_ms() - 10_000;
+        s.apply(&Command::RemoveListener { port, at }).unwrap();
+        assert_eq!(s.listener_drains.len(), 1);
+        dp.apply(Arc::new(s)).await.unwrap();
+
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(1), busy.read_to_end(&mut answer))
+            .await
+            .expect("the request in flight was ended at once")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(1), idle.read_to_end(&mut rest))
+            .await
+            .expect("the idle connection was closed")
+            .unwrap();
+        assert_eq!(n, 0);
+        assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+        dp.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_is_reported_once_retried_and_bound_when_free() {
+        let (backend, _accepted) = silent_backend().await;
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let binds = Arc::new(Binds::default());
+        let dp = data_plane(7002, binds.clone()).await;
+        let s = Arc::new(state(&backend.to_string(), port));
+        let generation = s.listeners[&port].generation;
+        dp.apply(s.clone()).await.unwrap();
+        dp.apply(s.clone()).await.unwrap();
+        let seen = binds.seen();
+        assert_eq!(seen.len(), 1, "one report per outcome: {seen:?}");
+        let (p, g, outcome) = &seen[0];
+        assert_eq!((*p, *g), (port, generation));
+        let reason = outcome.clone().unwrap_err();
+        assert!(reason.contains("in use"), "{reason}");
+        assert_eq!(dp.listener_status(port).unwrap().status, reason);
+
+        drop(taken);
+        // The first retry comes 2 s after the failure.
+        let start = Instant::now();
+        while binds.seen().len() < 2 {
+            assert!(
+                start.elapsed() < BIND_RETRY_FIRST + Duration::from_secs(2),
+                "no retry: {:?}",
+                binds.seen()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(binds.seen()[1], (port, generation, Ok(())));
+        assert_eq!(dp.listener_status(port).unwrap().status, "listening");
+        assert!(TcpStream::connect(("127.0.0.1", port)).await.is_ok());
+        dp.stop().await;
+    }
+}
