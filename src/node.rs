@@ -1,7 +1,7 @@
 //! Assembles one node: the admin token, Raft and its sled store (restored
 //! from the data dir, and applied to the data plane before any listener
-//! accepts traffic, C5), the drain and health reports fed back as commands,
-//! and the admin API (which also serves the Raft RPCs).
+//! accepts traffic, C5), the drain, health and listener bind reports fed
+//! back as commands, and the admin API (which also serves the Raft RPCs).
 //!
 //! Stopping is bounded by `node.stop_timeout`: the admin API stops taking
 //! connections and its open requests get half of it, then Raft and the data
@@ -29,11 +29,20 @@ use tracing::{error, info, warn};
 
 use crate::config::NodeConfig;
 
-/// Hands drain completions and health views from the data plane to the
-/// command store.
+/// Hands drain completions, health views and listener bind outcomes from
+/// the data plane to the command store.
 struct ReportToStore {
     reports: mpsc::UnboundedSender<DrainId>,
     health: mpsc::UnboundedSender<ProbeReport>,
+    binds: mpsc::UnboundedSender<BindReport>,
+}
+
+/// One bind attempt's outcome, as the data plane reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BindReport {
+    port: u16,
+    generation: u64,
+    outcome: Result<(), String>,
 }
 
 impl DrainReporter for ReportToStore {
@@ -43,6 +52,71 @@ impl DrainReporter for ReportToStore {
 
     fn health_view(&self, report: ProbeReport) {
         let _ = self.health.send(report);
+    }
+
+    fn listener_bound(&self, port: u16, generation: u64, outcome: Result<(), String>) {
+        let _ = self.binds.send(BindReport {
+            port,
+            generation,
+            outcome,
+        });
+    }
+}
+
+/// Logs this node's listener bind outcomes (`ListenerReport`) in batches.
+/// Only the newest outcome per port is sent; one the leader refused is
+/// never sent again, one that could not be logged is sent again a second
+/// later unless a newer one replaced it.
+async fn report_binds(
+    node: u64,
+    store: Arc<CommandStore>,
+    mut rx: mpsc::UnboundedReceiver<BindReport>,
+) {
+    let mut pending: BTreeMap<u16, BindReport> = BTreeMap::new();
+    let mut batch = Vec::new();
+    loop {
+        if pending.is_empty() {
+            if rx.recv_many(&mut batch, 256).await == 0 {
+                return;
+            }
+        } else {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            while let Ok(r) = rx.try_recv() {
+                batch.push(r);
+            }
+        }
+        for r in batch.drain(..) {
+            pending.insert(r.port, r);
+        }
+        let sent: Vec<BindReport> = pending.values().cloned().collect();
+        let commands = sent
+            .iter()
+            .map(|r| Command::ListenerReport {
+                port: r.port,
+                generation: r.generation,
+                node,
+                bound: r.outcome.is_ok(),
+                detail: match &r.outcome {
+                    Ok(()) => "listening".into(),
+                    Err(reason) => reason.clone(),
+                },
+            })
+            .collect();
+        match store.submit_quietly(commands).await {
+            Ok(outcomes) => {
+                for (r, outcome) in sent.iter().zip(outcomes) {
+                    if let Outcome::Rejected { message, .. } = outcome {
+                        warn!(node, port = r.port, generation = r.generation, %message, "listener report refused");
+                    }
+                    if pending.get(&r.port) == Some(r) {
+                        pending.remove(&r.port);
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(node, reports = sent.len(), error = %e, "could not log listener reports; retrying in 1s");
+            }
+        }
     }
 }
 
@@ -148,11 +222,19 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     };
     let (reports, mut report_rx) = mpsc::unbounded_channel();
     let (health, health_rx) = mpsc::unbounded_channel();
+    let (binds, binds_rx) = mpsc::unbounded_channel();
     let reports_retry = reports.clone();
     let data_plane = Arc::new(
-        DataPlane::start(settings, Arc::new(ReportToStore { reports, health }))
-            .await
-            .context("cannot start the data plane")?,
+        DataPlane::start(
+            settings,
+            Arc::new(ReportToStore {
+                reports,
+                health,
+                binds,
+            }),
+        )
+        .await
+        .context("cannot start the data plane")?,
     );
     let raft = Arc::new(
         RaftNode::start(
@@ -227,6 +309,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     });
 
     tokio::spawn(report_health(node, store.clone(), health_rx));
+    tokio::spawn(report_binds(node, store.clone(), binds_rx));
 
     let app = router(Arc::new(AdminContext {
         node_id: node,

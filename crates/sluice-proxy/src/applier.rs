@@ -4,6 +4,13 @@
 //! once the new routes are in place, so an admin write that returned is
 //! already routed by (R1: "right after the removal returns"). While a
 //! slow-start ramp runs (R10) it rebuilds the routes every [`RAMP_TICK`].
+//!
+//! Listeners are told apart by port and generation: one that left the state
+//! (or was replaced on its port) drains until its `ListenerDrain`'s
+//! deadline, and its socket is closed before a newer one binds the port. A
+//! bind that fails is retried every [`BIND_RETRY_FIRST`], backing off to
+//! [`BIND_RETRY_MAX`]; each attempt's outcome is reported when it is first
+//! known and whenever it changes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -11,18 +18,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort};
 use sluice_model::{BackendStatus, DrainId, State};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::backend::{Backend, BackendArgs, BackendMessage, BackendRuntime};
 use crate::data_plane::{DrainReporter, ListenerStatus, Shared};
 use crate::health::{self, LocalHealth, ProbeSpec};
-use crate::listener::{bind, Listener, ListenerArgs};
+use crate::listener::{bind, Listener, ListenerArgs, ListenerMessage};
 use crate::metrics::Metrics;
 use crate::routing::{Route, RoutingTable, RAMP_TICK};
 use crate::ProxySettings;
+
+/// First wait before a failed bind is tried again.
+pub(crate) const BIND_RETRY_FIRST: Duration = Duration::from_secs(2);
+/// Longest wait between attempts to bind a port that stays taken.
+pub(crate) const BIND_RETRY_MAX: Duration = Duration::from_secs(30);
+/// Longest wait for a removed listener to close its socket.
+const CLOSE_SOCKET_WITHIN: Duration = Duration::from_secs(2);
 
 pub(crate) struct StateApplier;
 
@@ -38,6 +54,19 @@ pub(crate) struct ApplierArgs {
 
 type BackendKey = (Arc<str>, Arc<str>);
 
+struct RunningListener {
+    generation: u64,
+    actor: ActorRef<ListenerMessage>,
+}
+
+/// A listener whose bind failed, waiting for its next attempt.
+struct FailedBind {
+    generation: u64,
+    /// Wait before the attempt after next.
+    backoff: Duration,
+    next: Instant,
+}
+
 struct RunningBackend {
     runtime: Arc<BackendRuntime>,
     actor: ActorRef<BackendMessage>,
@@ -49,7 +78,17 @@ pub(crate) struct ApplierState {
     /// Revision of the state the data plane runs; an older one is ignored,
     /// so routing never goes back in time.
     revision: Option<u64>,
-    listeners: HashMap<u16, ActorRef<()>>,
+    listeners: HashMap<u16, RunningListener>,
+    /// Removed listeners whose connections drain, by port and generation.
+    draining_listeners: HashMap<(u16, u64), ActorRef<ListenerMessage>>,
+    /// Listeners of the state this node could not bind yet.
+    failed_binds: HashMap<u16, FailedBind>,
+    /// When a [`ApplierMessage::RetryBinds`] is due, if one is on its way.
+    retry_at: Option<Instant>,
+    /// The last bind outcome reported per port, with its generation.
+    reported: HashMap<u16, (u64, Result<(), String>)>,
+    /// What the admin API is shown per listener.
+    statuses: BTreeMap<u16, ListenerStatus>,
     backends: HashMap<BackendKey, RunningBackend>,
     /// The state the data plane runs (routes are rebuilt from it when this
     /// node's own view of a backend flips).
@@ -73,6 +112,8 @@ pub(crate) enum ApplierMessage {
     },
     /// Time to rebuild the routes of ramping backends (R10).
     RampTick,
+    /// Time to try failed binds again.
+    RetryBinds,
 }
 
 impl Actor for StateApplier {
@@ -89,6 +130,11 @@ impl Actor for StateApplier {
             args,
             revision: None,
             listeners: HashMap::new(),
+            draining_listeners: HashMap::new(),
+            failed_binds: HashMap::new(),
+            retry_at: None,
+            reported: HashMap::new(),
+            statuses: BTreeMap::new(),
             backends: HashMap::new(),
             last: None,
             probers: HashMap::new(),
@@ -117,13 +163,17 @@ impl Actor for StateApplier {
         match message {
             ApplierMessage::Apply(new, reply) => {
                 if state.revision.is_none_or(|r| new.revision >= r) {
-                    state.apply(&new).await?;
+                    state.apply(&new, &myself).await?;
                     state.revision = Some(new.revision);
                     state.last = Some(new.clone());
                     state.run_probers(&new, &myself);
                     state.tick_while_ramping(&myself);
                 }
                 let _ = reply.send(());
+            }
+            ApplierMessage::RetryBinds => {
+                state.retry_at = None;
+                state.retry_binds(&myself).await;
             }
             ApplierMessage::RampTick => {
                 state.ticking = false;
@@ -178,7 +228,11 @@ impl ApplierState {
         }
     }
 
-    async fn apply(&mut self, new: &State) -> Result<(), ActorProcessingErr> {
+    async fn apply(
+        &mut self,
+        new: &State,
+        myself: &ActorRef<ApplierMessage>,
+    ) -> Result<(), ActorProcessingErr> {
         // 1. Backends: one runtime per incarnation; draining ones stay until
         //    their drain completes cluster-wide.
         let mut starts: Vec<(ActorRef<BackendMessage>, DrainId, u64)> = Vec::new();
@@ -234,39 +288,200 @@ impl ApplierState {
             actor.cast(BackendMessage::StartDrain { drain, deadline })?;
         }
 
-        // 4. Listeners: bind new ports; a port that failed is retried on the
-        //    next apply.
-        let mut statuses = BTreeMap::new();
+        // 4. Listeners: those that left drain (their sockets close first),
+        //    then new ones bind; a failed bind waits for its retry.
+        self.drain_listeners(new).await;
         for l in new.listeners.values() {
-            let addr = SocketAddr::new(self.args.settings.data_address, l.port);
-            let status = if self.listeners.contains_key(&l.port) {
-                ListenerStatus::listening(addr)
-            } else {
-                match self.start_listener(l.port, addr).await {
-                    Ok(actor) => {
-                        self.listeners.insert(l.port, actor);
-                        ListenerStatus::listening(addr)
-                    }
-                    Err(reason) => {
-                        warn!(port = l.port, %addr, error = %reason, "listener not started");
-                        ListenerStatus {
-                            bind: addr.to_string(),
-                            status: reason,
-                        }
-                    }
-                }
-            };
-            statuses.insert(l.port, status);
+            let running = self
+                .listeners
+                .get(&l.port)
+                .is_some_and(|r| r.generation == l.generation);
+            let waiting = self
+                .failed_binds
+                .get(&l.port)
+                .is_some_and(|f| f.generation == l.generation);
+            if !running && !waiting {
+                self.try_bind(l.port, l.generation).await;
+            }
         }
+        let current = |port: &u16, generation: u64| {
+            new.listeners
+                .get(port)
+                .is_some_and(|l| l.generation == generation)
+        };
+        self.failed_binds.retain(|p, f| current(p, f.generation));
+        self.reported.retain(|p, (g, _)| current(p, *g));
+        self.statuses.retain(|p, _| new.listeners.contains_key(p));
+        self.schedule_retry(myself);
 
         self.args.shared.publish(
-            statuses,
+            self.statuses.clone(),
             self.backends
                 .iter()
                 .map(|(k, r)| (k.clone(), r.runtime.clone()))
                 .collect(),
         );
         Ok(())
+    }
+
+    /// Drains every running listener that left `new` (or was replaced by a
+    /// newer generation on its port), and tells draining listeners whose
+    /// drain left the state that their deadline came.
+    async fn drain_listeners(&mut self, new: &State) {
+        let removed: Vec<u16> = self
+            .listeners
+            .iter()
+            .filter(|(port, r)| {
+                new.listeners.get(*port).map(|l| l.generation) != Some(r.generation)
+            })
+            .map(|(port, _)| *port)
+            .collect();
+        for port in removed {
+            let Some(r) = self.listeners.remove(&port) else {
+                continue;
+            };
+            // No drain in the state: it left without one, or its drain
+            // already expired (C3): close at once.
+            let (drain, deadline) = new
+                .listener_drains
+                .values()
+                .find(|d| d.port == port && d.generation == r.generation)
+                .map_or((None, 0), |d| (Some(d.id), d.deadline));
+            let drained = r
+                .actor
+                .call(
+                    |reply| ListenerMessage::Drain {
+                        drain,
+                        deadline,
+                        reply,
+                    },
+                    Some(CLOSE_SOCKET_WITHIN),
+                )
+                .await;
+            match drained {
+                Ok(CallResult::Success(())) => {}
+                Ok(_) => {
+                    warn!(port, generation = r.generation, drain = ?drain, "listener did not confirm its drain in time")
+                }
+                Err(e) => {
+                    warn!(port, generation = r.generation, drain = ?drain, error = %e, "listener did not confirm its drain")
+                }
+            }
+            self.draining_listeners
+                .insert((port, r.generation), r.actor);
+        }
+        self.draining_listeners
+            .retain(|_, actor| !matches!(actor.get_status(), ActorStatus::Stopped));
+        for ((port, generation), actor) in &self.draining_listeners {
+            let in_state = new
+                .listener_drains
+                .values()
+                .any(|d| d.port == *port && d.generation == *generation);
+            if !in_state {
+                let _ = actor.cast(ListenerMessage::Deadline);
+            }
+        }
+    }
+
+    /// One attempt to bind a listener of the state; a failure is tried
+    /// again later.
+    async fn try_bind(&mut self, port: u16, generation: u64) {
+        let addr = SocketAddr::new(self.args.settings.data_address, port);
+        let outcome = match self.start_listener(port, generation, addr).await {
+            Ok(actor) => {
+                self.listeners
+                    .insert(port, RunningListener { generation, actor });
+                self.failed_binds.remove(&port);
+                self.statuses.insert(port, ListenerStatus::listening(addr));
+                Ok(())
+            }
+            Err(reason) => {
+                let backoff = self
+                    .failed_binds
+                    .get(&port)
+                    .filter(|f| f.generation == generation)
+                    .map_or(BIND_RETRY_FIRST, |f| f.backoff);
+                self.failed_binds.insert(
+                    port,
+                    FailedBind {
+                        generation,
+                        backoff: (backoff * 2).min(BIND_RETRY_MAX),
+                        next: Instant::now() + backoff,
+                    },
+                );
+                self.statuses.insert(
+                    port,
+                    ListenerStatus {
+                        bind: addr.to_string(),
+                        status: reason.clone(),
+                    },
+                );
+                Err(reason)
+            }
+        };
+        let changed = self
+            .reported
+            .get(&port)
+            .is_none_or(|(g, last)| *g != generation || *last != outcome);
+        if changed {
+            match &outcome {
+                Ok(()) => info!(port, generation, %addr, "listener bound"),
+                Err(reason) => {
+                    warn!(port, generation, %addr, error = %reason, "listener not bound; retrying")
+                }
+            }
+            self.args
+                .reporter
+                .listener_bound(port, generation, outcome.clone());
+            self.reported.insert(port, (generation, outcome));
+        }
+    }
+
+    /// Tries the failed binds whose time came.
+    async fn retry_binds(&mut self, myself: &ActorRef<ApplierMessage>) {
+        let Some(last) = self.last.clone() else {
+            return;
+        };
+        let now = Instant::now();
+        let due: Vec<(u16, u64)> = self
+            .failed_binds
+            .iter()
+            .filter(|(_, f)| f.next <= now)
+            .map(|(port, f)| (*port, f.generation))
+            .collect();
+        let mut tried = false;
+        for (port, generation) in due {
+            if last
+                .listeners
+                .get(&port)
+                .is_some_and(|l| l.generation == generation)
+                && !self.listeners.contains_key(&port)
+            {
+                self.try_bind(port, generation).await;
+                tried = true;
+            } else {
+                self.failed_binds.remove(&port);
+            }
+        }
+        self.schedule_retry(myself);
+        if tried {
+            self.args.shared.publish_listeners(self.statuses.clone());
+        }
+    }
+
+    /// Makes sure a [`ApplierMessage::RetryBinds`] comes when the next
+    /// failed bind is due.
+    fn schedule_retry(&mut self, myself: &ActorRef<ApplierMessage>) {
+        let Some(next) = self.failed_binds.values().map(|f| f.next).min() else {
+            return;
+        };
+        if self.retry_at.is_some_and(|at| at <= next) {
+            return;
+        }
+        self.retry_at = Some(next);
+        myself.send_after(next.saturating_duration_since(Instant::now()), || {
+            ApplierMessage::RetryBinds
+        });
     }
 
     /// Probes every active backend of weight > 0 in a group that checks
@@ -277,7 +492,8 @@ impl ApplierState {
         for g in new.groups.values().filter(|g| g.health.enabled) {
             let group: Arc<str> = Arc::from(g.name.as_str());
             for b in g.backends.values() {
-                if b.status != BackendStatus::Active || b.weight == 0 {
+                // In maintenance: no new work, so nothing to probe for.
+                if b.status != BackendStatus::Active || b.weight == 0 || b.maintenance {
                     continue;
                 }
                 let addr: Arc<str> = Arc::from(b.addr.as_str());
@@ -334,31 +550,65 @@ impl ApplierState {
             let Some(g) = new.groups.get(&l.group) else {
                 continue;
             };
-            let group: Arc<str> = Arc::from(g.name.as_str());
-            let locally_failing = |b: &sluice_model::Backend| {
-                self.local
-                    .get(&(group.clone(), Arc::from(b.addr.as_str())))
-                    .is_some_and(|l| !l.healthy)
-            };
-            let weighted = g
-                .weighted_with(now, locally_failing)
-                .into_iter()
-                .filter_map(|(b, weight)| {
-                    let key: BackendKey = (group.clone(), Arc::from(b.addr.as_str()));
-                    self.backends.get(&key).map(|r| (r.runtime.clone(), weight))
-                })
-                .collect();
-            routes.insert(
-                l.port,
-                Arc::new(Route::new(
-                    group,
-                    Duration::from_millis(l.request_timeout_ms),
-                    weighted,
-                    previous.routes.get(&l.port).map(|r| &**r),
-                )),
+            let previous = previous
+                .routes
+                .get(&l.port)
+                .filter(|r| r.generation == l.generation);
+            let route = self.route_over(
+                g,
+                now,
+                l.generation,
+                l.request_timeout_ms,
+                previous.map(|r| &**r),
             );
+            routes.insert(l.port, Arc::new(route));
         }
-        self.args.routes.store(Arc::new(RoutingTable { routes }));
+        // A removed listener's connections go on by its own route while
+        // they drain.
+        let mut draining = HashMap::new();
+        for d in new.listener_drains.values() {
+            let Some(g) = new.groups.get(&d.group) else {
+                continue;
+            };
+            let route = self.route_over(g, now, d.generation, d.request_timeout_ms, None);
+            draining.insert((d.port, d.generation), Arc::new(route));
+        }
+        self.args
+            .routes
+            .store(Arc::new(RoutingTable { routes, draining }));
+    }
+
+    /// A route over `g`'s routable backends at `now`, with this node's own
+    /// view of each laid over the replicated one.
+    fn route_over(
+        &self,
+        g: &sluice_model::Group,
+        now: u64,
+        generation: u64,
+        request_timeout_ms: u64,
+        previous: Option<&Route>,
+    ) -> Route {
+        let group: Arc<str> = Arc::from(g.name.as_str());
+        let locally_failing = |b: &sluice_model::Backend| {
+            self.local
+                .get(&(group.clone(), Arc::from(b.addr.as_str())))
+                .is_some_and(|l| !l.healthy)
+        };
+        let weighted = g
+            .weighted_with(now, locally_failing)
+            .into_iter()
+            .filter_map(|(b, weight)| {
+                let key: BackendKey = (group.clone(), Arc::from(b.addr.as_str()));
+                self.backends.get(&key).map(|r| (r.runtime.clone(), weight))
+            })
+            .collect();
+        Route::new(
+            generation,
+            group,
+            Duration::from_millis(request_timeout_ms),
+            weighted,
+            previous,
+        )
     }
 
     async fn start_backend(&self, key: BackendKey) -> Result<RunningBackend, ActorProcessingErr> {
@@ -380,14 +630,26 @@ impl ApplierState {
         })
     }
 
-    async fn start_listener(&self, port: u16, addr: SocketAddr) -> Result<ActorRef<()>, String> {
+    async fn start_listener(
+        &self,
+        port: u16,
+        generation: u64,
+        addr: SocketAddr,
+    ) -> Result<ActorRef<ListenerMessage>, String> {
         let socket = bind(addr).map_err(|e| e.to_string())?;
-        let name = format!("node{}-listener-{port}", self.args.settings.node_id);
+        // A port's listener is found by this name; while an older one on the
+        // port still drains under it, the newer one's name says its
+        // generation.
+        let mut name = format!("node{}-listener-{port}", self.args.settings.node_id);
+        if ractor::registry::where_is(name.clone()).is_some() {
+            name = format!("{name}-{generation}");
+        }
         let (actor, _) = Actor::spawn_linked(
             Some(name),
             Listener,
             ListenerArgs {
                 port,
+                generation,
                 socket,
                 routes: self.args.routes.clone(),
                 metrics: self.args.metrics.clone(),
@@ -398,5 +660,179 @@ impl ApplierState {
         .await
         .map_err(|e| e.to_string())?;
         Ok(actor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use sluice_model::{Command, DrainPolicy};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::{DataPlane, DrainReporter};
+
+    type Outcome = (u16, u64, Result<(), String>);
+
+    /// Records the bind outcomes it is told.
+    #[derive(Default)]
+    struct Binds(Mutex<Vec<Outcome>>);
+
+    impl Binds {
+        fn seen(&self) -> Vec<Outcome> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl DrainReporter for Binds {
+        fn drain_finished(&self, _: DrainId, _: &str, _: &str) {}
+
+        fn listener_bound(&self, port: u16, generation: u64, outcome: Result<(), String>) {
+            self.0.lock().unwrap().push((port, generation, outcome));
+        }
+    }
+
+    /// A backend that takes requests and never answers; each accepted
+    /// connection is announced.
+    async fn silent_backend() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let (s, _) = l.accept().await.unwrap();
+                held.push(s);
+                let _ = tx.send(());
+            }
+        });
+        (addr, rx)
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// A state with group `web` (drain timeout 3 s) over `backend` and a
+    /// listener on `port`.
+    fn state(backend: &str, port: u16) -> State {
+        let mut s = State::with_nodes([7]);
+        for c in [
+            Command::CreateGroup {
+                name: "web".into(),
+                drain: DrainPolicy {
+                    enabled: true,
+                    timeout_ms: 3_000,
+                },
+                slow_start_ms: None,
+            },
+            Command::AddBackend {
+                group: "web".into(),
+                addr: backend.into(),
+                weight: 100,
+                at: 0,
+            },
+            Command::AddListener {
+                port,
+                group: "web".into(),
+                request_timeout_ms: 30_000,
+            },
+        ] {
+            s.apply(&c).unwrap();
+        }
+        s
+    }
+
+    async fn data_plane(node_id: u64, reporter: Arc<Binds>) -> DataPlane {
+        let settings = ProxySettings {
+            node_id,
+            ..ProxySettings::default()
+        };
+        DataPlane::start(settings, reporter).await.unwrap()
+    }
+
+    // C3: a node that learns of a listener's drain after its deadline
+    // closes what is left at once.
+    #[tokio::test]
+    async fn a_listener_drain_learnt_after_its_deadline_closes_at_once() {
+        let (backend, mut accepted) = silent_backend().await;
+        let port = free_port();
+        let dp = data_plane(7001, Arc::default()).await;
+        let mut s = state(&backend.to_string(), port);
+        dp.apply(Arc::new(s.clone())).await.unwrap();
+
+        let mut idle = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut busy = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        busy.write_all(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), accepted.recv())
+            .await
+            .expect("the request reached the backend");
+
+        // Removed 10 s ago with a 3 s drain: the deadline passed long ago.
+        let at = crate::drain::now_ms() - 10_000;
+        s.apply(&Command::RemoveListener { port, at }).unwrap();
+        assert_eq!(s.listener_drains.len(), 1);
+        dp.apply(Arc::new(s)).await.unwrap();
+
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(1), busy.read_to_end(&mut answer))
+            .await
+            .expect("the request in flight was ended at once")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(1), idle.read_to_end(&mut rest))
+            .await
+            .expect("the idle connection was closed")
+            .unwrap();
+        assert_eq!(n, 0);
+        assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+        dp.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_is_reported_once_retried_and_bound_when_free() {
+        let (backend, _accepted) = silent_backend().await;
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let binds = Arc::new(Binds::default());
+        let dp = data_plane(7002, binds.clone()).await;
+        let s = Arc::new(state(&backend.to_string(), port));
+        let generation = s.listeners[&port].generation;
+        dp.apply(s.clone()).await.unwrap();
+        dp.apply(s.clone()).await.unwrap();
+        let seen = binds.seen();
+        assert_eq!(seen.len(), 1, "one report per outcome: {seen:?}");
+        let (p, g, outcome) = &seen[0];
+        assert_eq!((*p, *g), (port, generation));
+        let reason = outcome.clone().unwrap_err();
+        assert!(reason.contains("in use"), "{reason}");
+        assert_eq!(dp.listener_status(port).unwrap().status, reason);
+
+        drop(taken);
+        // The first retry comes 2 s after the failure.
+        let start = Instant::now();
+        while binds.seen().len() < 2 {
+            assert!(
+                start.elapsed() < BIND_RETRY_FIRST + Duration::from_secs(2),
+                "no retry: {:?}",
+                binds.seen()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(binds.seen()[1], (port, generation, Ok(())));
+        assert_eq!(dp.listener_status(port).unwrap().status, "listening");
+        assert!(TcpStream::connect(("127.0.0.1", port)).await.is_ok());
+        dp.stop().await;
     }
 }

@@ -1,7 +1,9 @@
 //! The `Connection` actor: one per client connection. It serves HTTP/1.1 on
 //! the socket ([`crate::http1`]: keep-alive, upgrades) in a task of its own
 //! and handles lifecycle messages: `Shutdown` from a draining backend ends
-//! the work this connection holds on it (R3).
+//! the work this connection holds on it (R3); from its draining listener,
+//! `ListenerDraining` ends keep-alive (an idle connection closes at once)
+//! and `ListenerDeadline` ends all of its work as a backend's deadline does.
 //!
 //! Per request: one `ArcSwap` load, one atomic pick, one uncontended
 //! per-connection lock to find this connection's shutdown token for the
@@ -9,7 +11,7 @@
 //! connection. A connection registers with a backend once.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -30,7 +32,7 @@ use crate::forward::{
     check_request, downstream_response, error_response, is_websocket_upgrade, switching_response,
     upstream_request, ProxyBody,
 };
-use crate::http1::{self, Ended, RequestBody};
+use crate::http1::{self, Ended, KeepAlive, RequestBody};
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 use crate::tunnel;
@@ -40,6 +42,9 @@ use crate::ProxySettings;
 /// What the request path and the actor share for one connection.
 pub(crate) struct ConnCtx {
     port: u16,
+    /// The listener's generation: a connection of a removed listener is
+    /// routed by that listener's route, not by a newer one on its port.
+    generation: u64,
     peer: SocketAddr,
     /// The client's IP as a header value, for `X-Forwarded-For`.
     peer_ip: http::HeaderValue,
@@ -47,6 +52,11 @@ pub(crate) struct ConnCtx {
     metrics: Arc<Metrics>,
     me: ActorRef<ConnectionMessage>,
     registered: Mutex<Vec<Registration>>,
+    /// The listener's drain deadline came: every token, even one made
+    /// later, is cancelled (set and read under `registered`'s lock).
+    cut: AtomicBool,
+    /// Lets the listener end keep-alive and close this connection if idle.
+    keep_alive: KeepAlive,
     /// Id of the backend whose response body is streaming now (0: none).
     pub(crate) streaming: AtomicU64,
     /// Tasks alive (the HTTP server, tunnels); the actor stops at zero.
@@ -75,6 +85,9 @@ impl ConnCtx {
             return r.token.clone();
         }
         let token = CancellationToken::new();
+        if self.cut.load(Ordering::Acquire) {
+            token.cancel();
+        }
         let actor = backend.actor.get().cloned();
         if let Some(a) = &actor {
             let _ = a.cast(BackendMessage::Register(self.me.clone(), token.clone()));
@@ -103,6 +116,14 @@ impl ConnCtx {
     fn take_serve(&self) -> Option<AbortHandle> {
         self.serve.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
+
+    /// Ends the HTTP server task now (a response under way is cut).
+    fn stop_serving(&self) {
+        if let Some(serve) = self.take_serve() {
+            serve.abort();
+            self.task_ended();
+        }
+    }
 }
 
 /// Messages a `Connection` handles.
@@ -114,6 +135,13 @@ pub(crate) enum ConnectionMessage {
         backend: u64,
         drain: Option<DrainId>,
     },
+    /// The listener was removed and drains (its `ending` flag is set): an
+    /// idle connection closes now, a busy one after its response.
+    ListenerDraining { drain: Option<DrainId> },
+    /// The listener's drain deadline came: a request still waiting gets
+    /// `500` with `Connection: close`, a tunnel Close 1001 on both sides, a
+    /// response already streaming is cut (R3).
+    ListenerDeadline { drain: Option<DrainId> },
     /// Crash on purpose (supervision tests).
     #[cfg(any(test, feature = "test-hooks"))]
     Panic,
@@ -125,6 +153,9 @@ pub(crate) struct ConnectionArgs {
     pub stream: TcpStream,
     pub peer: SocketAddr,
     pub port: u16,
+    pub generation: u64,
+    /// The listener's flag that ends keep-alive on all its connections.
+    pub ending: Arc<AtomicBool>,
     pub routes: Arc<ArcSwap<RoutingTable>>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<ProxySettings>,
@@ -184,6 +215,7 @@ impl Actor for Connection {
         let stream = Arc::new(args.stream);
         let ctx = Arc::new(ConnCtx {
             port: args.port,
+            generation: args.generation,
             peer: args.peer,
             peer_ip: http::HeaderValue::from_str(&args.peer.ip().to_string())
                 .expect("an IP address is a valid header value"),
@@ -191,6 +223,8 @@ impl Actor for Connection {
             metrics: args.metrics,
             me: myself,
             registered: Mutex::new(Vec::new()),
+            cut: AtomicBool::new(false),
+            keep_alive: KeepAlive::new(args.ending),
             streaming: AtomicU64::new(0),
             live: AtomicUsize::new(1),
             serve: Mutex::new(None),
@@ -216,10 +250,32 @@ impl Actor for Connection {
                     // The answer's head is already out: the only way left to
                     // end it is to close the connection.
                     debug!(peer = %state.ctx.peer, drain = ?drain, "closing connection mid-response");
-                    if let Some(serve) = state.ctx.take_serve() {
-                        serve.abort();
-                        state.ctx.task_ended();
+                    state.ctx.stop_serving();
+                }
+            }
+            ConnectionMessage::ListenerDraining { drain } => {
+                if state.ctx.keep_alive.close_if_idle() {
+                    debug!(port = state.ctx.port, peer = %state.ctx.peer, drain = ?drain, "listener drains: closing idle connection");
+                    state.ctx.stop_serving();
+                }
+            }
+            ConnectionMessage::ListenerDeadline { drain } => {
+                {
+                    let regs = state
+                        .ctx
+                        .registered
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    state.ctx.cut.store(true, Ordering::Release);
+                    // Every waiting request and tunnel wakes on its token,
+                    // as at a backend's deadline.
+                    for r in regs.iter() {
+                        r.token.cancel();
                     }
+                }
+                if state.ctx.streaming.load(Ordering::Acquire) != 0 {
+                    debug!(port = state.ctx.port, peer = %state.ctx.peer, drain = ?drain, "listener drain deadline: closing connection mid-response");
+                    state.ctx.stop_serving();
                 }
             }
             #[cfg(any(test, feature = "test-hooks"))]
@@ -240,7 +296,7 @@ async fn serve(ctx: Arc<ConnCtx>, stream: Arc<TcpStream>, settings: Arc<ProxySet
     // server, so a tunnel keeps nothing of it.
     let client = ClientSocket::new(&stream);
     let handler_ctx = ctx.clone();
-    let ended = http1::serve(stream, limits, |req| {
+    let ended = http1::serve(stream, limits, &ctx.keep_alive, |req| {
         handle_request(handler_ctx.clone(), req, &client)
     })
     .await;
@@ -276,7 +332,13 @@ async fn handle_request(
     if let Err(e) = check_request(&req) {
         return (fail(&ctx, e), None);
     }
-    let route = ctx.routes.load().routes.get(&ctx.port).cloned();
+    let route = {
+        let table = ctx.routes.load();
+        match table.routes.get(&ctx.port) {
+            Some(r) if r.generation == ctx.generation => Some(r.clone()),
+            _ => table.draining.get(&(ctx.port, ctx.generation)).cloned(),
+        }
+    };
     let Some(route) = route else {
         return (fail(&ctx, ForwardError::NoRoute), None);
     };

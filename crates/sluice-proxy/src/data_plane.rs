@@ -19,7 +19,8 @@ use crate::node::{Node, NodeArgs, NodeMessage};
 use crate::routing::RoutingTable;
 use crate::ProxySettings;
 
-/// Told when this node has no work left on a draining backend.
+/// Told when this node has no work left on a draining backend, of its view
+/// of each backend's health, and of each listener bind attempt.
 pub trait DrainReporter: Send + Sync + 'static {
     /// Runs on a `Drain` actor, once per drain and node, as soon as the
     /// backend has no request in flight and no open tunnel here (at once for
@@ -33,6 +34,16 @@ pub trait DrainReporter: Send + Sync + 'static {
     /// (`HealthReport`). The default drops it.
     fn health_view(&self, report: crate::ProbeReport) {
         let _ = report;
+    }
+
+    /// Runs on the state applier after an attempt to bind the listener of
+    /// `generation` on `port`: the first attempt for that generation, then
+    /// each retry whose outcome differs from the last one reported (bound,
+    /// or failed with another reason). `Err` carries why the bind failed.
+    /// It must not block: hand it to a task that logs it
+    /// (`ListenerReport`). The default drops it.
+    fn listener_bound(&self, port: u16, generation: u64, outcome: Result<(), String>) {
+        let _ = (port, generation, outcome);
     }
 }
 
@@ -82,6 +93,10 @@ impl Shared {
     ) {
         *self.listeners.lock().unwrap_or_else(|p| p.into_inner()) = listeners;
         *self.backends.lock().unwrap_or_else(|p| p.into_inner()) = backends;
+    }
+
+    pub(crate) fn publish_listeners(&self, listeners: BTreeMap<u16, ListenerStatus>) {
+        *self.listeners.lock().unwrap_or_else(|p| p.into_inner()) = listeners;
     }
 
     pub(crate) fn publish_health(&self, health: HashMap<BackendKey, LocalHealth>) {

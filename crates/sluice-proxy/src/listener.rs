@@ -2,27 +2,46 @@
 //! spawns a linked `Connection` actor per accepted client connection. A
 //! crashed `Connection` is logged and counted; the listener and every other
 //! connection go on.
+//!
+//! A removed listener drains like a backend: it closes its socket at once
+//! (the port is free), ends keep-alive on its connections (an idle one
+//! closes now), lets requests and tunnels run, and at the drain's deadline
+//! tells each connection to end what is left (R3). Its connections get
+//! [`STOP_AFTER`] past the deadline to send their 500s and Close frames;
+//! whatever remains then is dropped.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent,
+};
+use sluice_model::{DrainId, UnixMillis};
 use tokio::net::TcpListener;
-use tokio::task::AbortHandle;
-use tracing::{error, info, warn};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
 
-use crate::connection::{Connection, ConnectionArgs};
+use crate::connection::{Connection, ConnectionArgs, ConnectionMessage};
+use crate::drain::now_ms;
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 use crate::ProxySettings;
 
+/// How long past its drain deadline a removed listener's connections have
+/// to finish closing (a tunnel's Close handshake takes at most a second)
+/// before they are dropped.
+pub(crate) const STOP_AFTER: Duration = Duration::from_secs(2);
+
 pub(crate) struct Listener;
 
 pub(crate) struct ListenerArgs {
     pub port: u16,
+    pub generation: u64,
     pub socket: std::net::TcpListener,
     pub routes: Arc<ArcSwap<RoutingTable>>,
     pub metrics: Arc<Metrics>,
@@ -31,14 +50,41 @@ pub(crate) struct ListenerArgs {
 
 pub(crate) struct ListenerState {
     port: u16,
+    generation: u64,
     metrics: Arc<Metrics>,
-    accept: AbortHandle,
+    /// The accept task, until the listener drains.
+    accept: Option<JoinHandle<()>>,
+    /// Ends the accept task (and so closes the socket).
+    stop_accepting: CancellationToken,
+    /// Set when the listener drains: no response keeps its connection.
+    ending: Arc<AtomicBool>,
+    /// The drain, once removed: its id (none when the listener left with
+    /// no drain), and whether its deadline came.
+    drain: Option<(Option<DrainId>, bool)>,
 }
 
 impl Drop for ListenerState {
     fn drop(&mut self) {
-        self.accept.abort();
+        self.stop_accepting.cancel();
+        if let Some(accept) = &self.accept {
+            accept.abort();
+        }
     }
+}
+
+pub(crate) enum ListenerMessage {
+    /// The listener left the state: stop accepting (answered once the
+    /// socket is closed), end keep-alive, and close what is left at
+    /// `deadline` (at once if it passed, C3).
+    Drain {
+        drain: Option<DrainId>,
+        deadline: UnixMillis,
+        reply: RpcReplyPort<()>,
+    },
+    /// The drain's deadline came (or the drain left the state).
+    Deadline,
+    /// [`STOP_AFTER`] past the deadline: drop what is left.
+    Stop,
 }
 
 /// Binds the listener socket (before the actor exists, so a bind error is an
@@ -56,8 +102,23 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ProxyError
     listener.into_std().map_err(bind_err)
 }
 
+/// Tells every connection of `myself`.
+fn tell_connections(myself: &ActorRef<ListenerMessage>, message: impl Fn() -> ConnectionMessage) {
+    for child in myself.get_children() {
+        let _ = child.send_message(message());
+    }
+}
+
+/// Whether any connection of `myself` other than `gone` still runs.
+fn has_connections(myself: &ActorRef<ListenerMessage>, gone: Option<ractor::ActorId>) -> bool {
+    myself.get_children().iter().any(|c| {
+        Some(c.get_id()) != gone
+            && !matches!(c.get_status(), ActorStatus::Stopping | ActorStatus::Stopped)
+    })
+}
+
 impl Actor for Listener {
-    type Msg = ();
+    type Msg = ListenerMessage;
     type State = ListenerState;
     type Arguments = ListenerArgs;
 
@@ -67,47 +128,177 @@ impl Actor for Listener {
         args: ListenerArgs,
     ) -> Result<ListenerState, ActorProcessingErr> {
         let listener = TcpListener::from_std(args.socket)?;
-        info!(port = args.port, addr = %listener.local_addr()?, "listener accepting");
+        info!(port = args.port, generation = args.generation, addr = %listener.local_addr()?, "listener accepting");
+        let stop_accepting = CancellationToken::new();
+        let ending = Arc::new(AtomicBool::new(false));
         let accept = tokio::spawn(accept_loop(
             listener,
             myself.get_cell(),
-            args.port,
+            Accepted {
+                port: args.port,
+                generation: args.generation,
+                ending: ending.clone(),
+                stop: stop_accepting.clone(),
+            },
             args.routes,
             args.metrics.clone(),
             args.settings,
-        ))
-        .abort_handle();
+        ));
         Ok(ListenerState {
             port: args.port,
+            generation: args.generation,
             metrics: args.metrics,
-            accept,
+            accept: Some(accept),
+            stop_accepting,
+            ending,
+            drain: None,
         })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: ListenerMessage,
+        state: &mut ListenerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ListenerMessage::Drain {
+                drain,
+                deadline,
+                reply,
+            } => {
+                if state.drain.is_none() {
+                    state.drain = Some((drain, false));
+                    // The socket closes before the answer: the port can be
+                    // bound again as soon as the caller hears back.
+                    state.stop_accepting.cancel();
+                    if let Some(mut accept) = state.accept.take() {
+                        // It ends at its next turn; one stuck backing off
+                        // after an accept error is cut short.
+                        if tokio::time::timeout(Duration::from_millis(200), &mut accept)
+                            .await
+                            .is_err()
+                        {
+                            accept.abort();
+                            let _ = accept.await;
+                        }
+                    }
+                    state.ending.store(true, Ordering::SeqCst);
+                    let wait = deadline.saturating_sub(now_ms());
+                    info!(
+                        port = state.port,
+                        generation = state.generation,
+                        drain = ?drain,
+                        deadline_in_ms = wait,
+                        "listener removed: not accepting, draining its connections"
+                    );
+                    tell_connections(&myself, || ConnectionMessage::ListenerDraining { drain });
+                    if wait == 0 {
+                        myself.cast(ListenerMessage::Deadline)?;
+                    } else {
+                        myself
+                            .send_after(Duration::from_millis(wait), || ListenerMessage::Deadline);
+                    }
+                    if !has_connections(&myself, None) {
+                        myself.stop(Some("drained".into()));
+                    }
+                }
+                let _ = reply.send(());
+            }
+            ListenerMessage::Deadline => {
+                if let Some((drain, fired)) = &mut state.drain {
+                    if !*fired {
+                        *fired = true;
+                        let drain = *drain;
+                        info!(
+                            port = state.port,
+                            generation = state.generation,
+                            drain = ?drain,
+                            connections = myself.get_children().len(),
+                            "listener drain deadline: closing remaining work"
+                        );
+                        tell_connections(&myself, || ConnectionMessage::ListenerDeadline { drain });
+                        myself.send_after(STOP_AFTER, || ListenerMessage::Stop);
+                    }
+                }
+            }
+            ListenerMessage::Stop => {
+                myself.stop(Some("drain deadline passed".into()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut ListenerState,
+    ) -> Result<(), ActorProcessingErr> {
+        debug!(
+            port = state.port,
+            generation = state.generation,
+            "listener stopped"
+        );
+        myself.stop_children(None);
+        Ok(())
     }
 
     async fn handle_supervisor_evt(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         event: SupervisionEvent,
         state: &mut ListenerState,
     ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorFailed(who, err) = event {
-            Metrics::inc(&state.metrics.connection_crashes);
-            warn!(port = state.port, connection = %who.get_id(), error = %err, "connection crashed; only it is lost");
+        let gone = match event {
+            SupervisionEvent::ActorFailed(who, err) => {
+                Metrics::inc(&state.metrics.connection_crashes);
+                warn!(port = state.port, connection = %who.get_id(), error = %err, "connection crashed; only it is lost");
+                who.get_id()
+            }
+            SupervisionEvent::ActorTerminated(who, _, _) => who.get_id(),
+            _ => return Ok(()),
+        };
+        // A draining listener ends with its last connection.
+        if state.drain.is_some() && !has_connections(&myself, Some(gone)) {
+            info!(
+                port = state.port,
+                generation = state.generation,
+                "listener drained: no connection left"
+            );
+            myself.stop(Some("drained".into()));
         }
         Ok(())
     }
 }
 
+/// What each accepted connection is given by its listener.
+struct Accepted {
+    port: u16,
+    generation: u64,
+    ending: Arc<AtomicBool>,
+    /// Ends the loop (the listener drains).
+    stop: CancellationToken,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     supervisor: ActorCell,
-    port: u16,
+    accepted: Accepted,
     routes: Arc<ArcSwap<RoutingTable>>,
     metrics: Arc<Metrics>,
     settings: Arc<ProxySettings>,
 ) {
+    let port = accepted.port;
+    // Made once: no waiter to join and leave per accepted connection.
+    let stop = accepted.stop.clone().cancelled_owned();
+    tokio::pin!(stop);
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let next = tokio::select! {
+            biased;
+            _ = &mut stop => return,
+            next = listener.accept() => next,
+        };
+        let (stream, peer) = match next {
             Ok(pair) => pair,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of
@@ -123,6 +314,8 @@ async fn accept_loop(
             stream,
             peer,
             port,
+            generation: accepted.generation,
+            ending: accepted.ending.clone(),
             routes: routes.clone(),
             metrics: metrics.clone(),
             settings: settings.clone(),

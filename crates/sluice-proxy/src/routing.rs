@@ -4,6 +4,10 @@
 //! atomically; a request reads it with one `ArcSwap::load` and picks a
 //! backend with one atomic increment. A rebuilt route keeps its port's
 //! position counter, so frequent rebuilds do not restart the schedule.
+//!
+//! A removed listener's connections, while they drain, are routed by that
+//! listener's route (kept under its port and generation), never by a newer
+//! listener on the same port.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,10 +23,14 @@ pub(crate) const RAMP_TICK: Duration = Duration::from_millis(500);
 #[derive(Default)]
 pub(crate) struct RoutingTable {
     pub routes: HashMap<u16, Arc<Route>>,
+    /// Routes of removed listeners still draining, by port and generation.
+    pub draining: HashMap<(u16, u64), Arc<Route>>,
 }
 
 /// One listener's route.
 pub(crate) struct Route {
+    /// The generation of the listener it routes for.
+    pub generation: u64,
     pub group: Arc<str>,
     pub request_timeout: Duration,
     backends: Vec<Arc<BackendRuntime>>,
@@ -36,6 +44,7 @@ impl Route {
     /// A route over `weighted` (effective weights), continuing from the
     /// position of `previous` (the route it replaces), if any.
     pub fn new(
+        generation: u64,
         group: Arc<str>,
         request_timeout: Duration,
         weighted: Vec<(Arc<BackendRuntime>, u32)>,
@@ -43,6 +52,7 @@ impl Route {
     ) -> Route {
         let schedule = smooth_wrr_schedule(&weighted.iter().map(|(_, w)| *w).collect::<Vec<_>>());
         Route {
+            generation,
             group,
             request_timeout,
             backends: weighted.into_iter().map(|(b, _)| b).collect(),

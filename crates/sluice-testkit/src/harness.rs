@@ -209,7 +209,10 @@ impl NodeProcess {
                 c
             }
         };
+        // The node takes SLUICE_TOKEN over its config's token: a token
+        // exported in the test's environment must not replace the node's.
         let child = command
+            .env_remove("SLUICE_TOKEN")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(stderr)

@@ -5,9 +5,14 @@
 //!
 //! The read buffer exists only while a request is being read: a connection
 //! waiting for its next request holds no buffer.
+//!
+//! [`KeepAlive`] lets the connection's owner end keep-alive (each further
+//! response says `Connection: close`) and close a connection that waits for
+//! its next request, with two atomic operations per request.
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
@@ -50,6 +55,63 @@ pub(crate) struct Limits {
     pub max_head: usize,
 }
 
+/// The server is reading or answering a request.
+const BUSY: u8 = 0;
+/// The server waits for a request and has no byte of it.
+const IDLE: u8 = 1;
+/// The owner closed the connection while it was idle.
+const CLOSED: u8 = 2;
+
+/// What a connection's server and its owner share about keep-alive (see
+/// the module docs).
+pub(crate) struct KeepAlive {
+    phase: AtomicU8,
+    /// Set once for every connection of a listener that drains: no further
+    /// response keeps its connection.
+    ending: Arc<AtomicBool>,
+}
+
+impl KeepAlive {
+    /// A connection's, under the listener-wide `ending` flag.
+    pub(crate) fn new(ending: Arc<AtomicBool>) -> KeepAlive {
+        KeepAlive {
+            phase: AtomicU8::new(BUSY),
+            ending,
+        }
+    }
+
+    /// For the owner, after setting `ending`: true when the connection
+    /// waits for a request with no byte of it, and is now to be closed
+    /// (the owner stops its server). Otherwise the server sees `ending`
+    /// when its response is under way or as it next goes idle.
+    pub(crate) fn close_if_idle(&self) -> bool {
+        self.phase
+            .compare_exchange(IDLE, CLOSED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// The server starts waiting for a request: false when it is to close
+    /// instead.
+    fn idle(&self) -> bool {
+        self.phase
+            .compare_exchange(BUSY, IDLE, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+            && !self.ending.load(Ordering::SeqCst)
+    }
+
+    /// A request's first bytes came: false when the owner closed the
+    /// connection meanwhile.
+    fn busy(&self) -> bool {
+        self.phase
+            .compare_exchange(IDLE, BUSY, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    fn ending(&self) -> bool {
+        self.ending.load(Ordering::SeqCst)
+    }
+}
+
 /// How a connection's service ended.
 pub(crate) enum Ended<U> {
     Closed,
@@ -64,7 +126,12 @@ pub(crate) enum Ended<U> {
 
 /// Serves HTTP/1.1 on `io` until the connection ends. `handle` answers each
 /// request, and may attach an upgrade to a `101` answer.
-pub(crate) async fn serve<B, U, H, F>(io: Arc<TcpStream>, limits: Limits, mut handle: H) -> Ended<U>
+pub(crate) async fn serve<B, U, H, F>(
+    io: Arc<TcpStream>,
+    limits: Limits,
+    owner: &KeepAlive,
+    mut handle: H,
+) -> Ended<U>
 where
     B: Body<Data = Bytes>,
     B::Error: std::fmt::Display,
@@ -78,7 +145,12 @@ where
         timer
             .as_mut()
             .reset(Instant::now() + limits.header_read_timeout);
-        let head = match read_head(&io, &mut buf, limits, timer.as_mut()).await {
+        let idle = buf.is_empty();
+        if idle && !owner.idle() {
+            return Ended::Closed;
+        }
+        let waiting = idle.then_some(owner);
+        let head = match read_head(&io, &mut buf, limits, timer.as_mut(), waiting).await {
             Ok(head) => head,
             Err(HeadEnd::Closed) => return Ended::Closed,
             Err(HeadEnd::Answer(bytes)) => {
@@ -125,7 +197,7 @@ where
             }
         }
         let (parts, body) = resp.into_parts();
-        let mut keep = keep_alive && body_complete;
+        let mut keep = keep_alive && body_complete && !owner.ending();
         let mut head = Vec::with_capacity(512);
         let write = encode_head(
             &parts,
@@ -177,6 +249,7 @@ async fn read_head(
     buf: &mut BytesMut,
     limits: Limits,
     mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    mut idle: Option<&KeepAlive>,
 ) -> Result<RequestHead, HeadEnd> {
     loop {
         if !buf.is_empty() {
@@ -215,7 +288,13 @@ async fn read_head(
         }
         match io.try_read_buf(buf) {
             Ok(0) => return Err(HeadEnd::Closed),
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some(k) = idle.take() {
+                    if !k.busy() {
+                        return Err(HeadEnd::Closed);
+                    }
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => return Err(HeadEnd::Closed),
         }
@@ -403,6 +482,81 @@ mod tests {
             let n = self.taken.fetch_add(1, Ordering::SeqCst);
             Poll::Ready((n < self.frames).then(|| Ok(Frame::data(Bytes::from(vec![b'z'; 8192])))))
         }
+    }
+
+    /// A server on one accepted connection answering `200 ok` to
+    /// everything; returns the client side and the server's task.
+    async fn ok_server(keep_alive: Arc<KeepAlive>) -> (TcpStream, tokio::task::JoinHandle<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let limits = Limits {
+            header_read_timeout: Duration::from_secs(30),
+            max_head: 16 * 1024,
+        };
+        let task = tokio::spawn(async move {
+            let _ = serve(Arc::new(server), limits, &keep_alive, |_req| async {
+                let resp = Response::new(http_body_util::Full::new(Bytes::from_static(b"ok")));
+                (resp, None::<()>)
+            })
+            .await;
+        });
+        (client, task)
+    }
+
+    async fn exchange(client: &mut TcpStream) -> String {
+        use tokio::io::AsyncReadExt;
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !got.ends_with(b"ok") {
+            let n = client.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before the answer");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8(got).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_ending_listener_closes_after_the_next_answer() {
+        let ending = Arc::new(AtomicBool::new(false));
+        let keep_alive = Arc::new(KeepAlive::new(ending.clone()));
+        let (mut client, task) = ok_server(keep_alive.clone()).await;
+        let first = exchange(&mut client).await;
+        assert!(!first.contains("connection: close"), "{first}");
+        ending.store(true, Ordering::SeqCst);
+        // The server already waits for the next request, but hears nothing
+        // of `ending` until then: a busy one is told by its answer.
+        let second = exchange(&mut client).await;
+        assert!(second.contains("connection: close"), "{second}");
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the server ended")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn only_an_idle_connection_is_closed_at_once() {
+        let ending = Arc::new(AtomicBool::new(false));
+        let keep_alive = Arc::new(KeepAlive::new(ending.clone()));
+        let (mut client, _task) = ok_server(keep_alive.clone()).await;
+        exchange(&mut client).await;
+        // Waiting for its next request with no byte of it: idle.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        ending.store(true, Ordering::SeqCst);
+        assert!(keep_alive.close_if_idle());
+        assert!(!keep_alive.close_if_idle(), "closed once");
+        // A server that read a request's first bytes is busy.
+        let busy = KeepAlive::new(Arc::new(AtomicBool::new(false)));
+        assert!(busy.idle());
+        assert!(busy.busy());
+        assert!(!busy.close_if_idle());
+        // One that goes idle after `ending` was set closes by itself.
+        let late = KeepAlive::new(ending);
+        assert!(!late.idle());
     }
 
     #[tokio::test]
