@@ -284,7 +284,7 @@ async fn join(AxState(ctx): Ctx, headers: HeaderMap, bytes: Bytes) -> Result<Res
             format!("addr = {:?} is invalid: expected the new node's admin URL, e.g. http://127.0.0.2:7072", req.addr),
         ));
     }
-    let body = serde_json::to_value(&req).expect("serializes");
+    let body = serde_json::json!({ "addr": req.addr });
     let c = ctx.clone();
     on_leader(
         &ctx,

@@ -588,9 +588,8 @@ impl RaftNode {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<(u16, Bytes), ClusterError> {
-        let bytes = body
-            .map(|b| serde_json::to_vec(&b).expect("serializes"))
-            .unwrap_or_default();
+        // A JSON value always has a text form: `to_string` cannot fail.
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
         let (status, bytes) = self
             .peers
             .exchange(method, base, path, bytes, Duration::from_secs(30))
