@@ -77,13 +77,27 @@ pub(crate) fn backend_view(
         tunnels: stats.tunnels,
         drain,
         health: health_view(state, g, b, dp),
-        ramp: g.ramp_of(b, now).zip(b.ramp).map(|(f, r)| RampView {
-            percent: (f * 100.0) as u8,
-            from_ms: r.from,
-            remaining_ms: r.until.saturating_sub(now),
-        }),
+        ramp: ramp_view(g, b, now),
         pending_nodes: Vec::new(),
     }
+}
+
+/// The ramp as routing sees it by the whole group; in a write's excerpt,
+/// which holds only the backend written, as its own ramp says (it was given
+/// one only beside a ramped backend).
+fn ramp_view(g: &Group, b: &Backend, now: u64) -> Option<RampView> {
+    let r = b.ramp?;
+    let fraction = if g.backends.len() == 1 {
+        let full = u32::from(b.weight) * sluice_model::RAMP_SCALE;
+        (now < r.until && full > 0).then(|| f64::from(r.scale(full, now)) / f64::from(full))
+    } else {
+        g.ramp_of(b, now)
+    }?;
+    Some(RampView {
+        percent: (fraction * 100.0) as u8,
+        from_ms: r.from,
+        remaining_ms: r.until.saturating_sub(now),
+    })
 }
 
 fn health_view(state: &State, g: &Group, b: &Backend, dp: &DataPlane) -> HealthView {

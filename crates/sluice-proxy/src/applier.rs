@@ -20,7 +20,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort};
-use sluice_model::{BackendStatus, DrainId, State};
+use sluice_model::{BackendStatus, BindStatus, DrainId, State};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -301,7 +301,8 @@ impl ApplierState {
                 .get(&l.port)
                 .is_some_and(|f| f.generation == l.generation);
             if !running && !waiting {
-                self.try_bind(l.port, l.generation).await;
+                let known = l.nodes.get(&self.args.settings.node_id).cloned();
+                self.try_bind(l.port, l.generation, known).await;
             }
         }
         let current = |port: &u16, generation: u64| {
@@ -384,8 +385,10 @@ impl ApplierState {
     }
 
     /// One attempt to bind a listener of the state; a failure is tried
-    /// again later.
-    async fn try_bind(&mut self, port: u16, generation: u64) {
+    /// again later. The outcome is reported when it is news: a change, or
+    /// the first outcome for the generation unless the replicated state
+    /// already records it for this node (`known`, e.g. after a restart).
+    async fn try_bind(&mut self, port: u16, generation: u64, known: Option<BindStatus>) {
         let addr = SocketAddr::new(self.args.settings.data_address, port);
         let outcome = match self.start_listener(port, generation, addr).await {
             Ok(actor) => {
@@ -419,10 +422,14 @@ impl ApplierState {
                 Err(reason)
             }
         };
-        let changed = self
-            .reported
-            .get(&port)
-            .is_none_or(|(g, last)| *g != generation || *last != outcome);
+        let recorded = |known: &BindStatus| match &outcome {
+            Ok(()) => known.bound,
+            Err(reason) => !known.bound && known.detail == *reason,
+        };
+        let changed = match self.reported.get(&port) {
+            Some((g, last)) if *g == generation => *last != outcome,
+            _ => !known.as_ref().is_some_and(recorded),
+        };
         if changed {
             match &outcome {
                 Ok(()) => info!(port, generation, %addr, "listener bound"),
@@ -451,13 +458,13 @@ impl ApplierState {
             .collect();
         let mut tried = false;
         for (port, generation) in due {
-            if last
+            let listener = last
                 .listeners
                 .get(&port)
-                .is_some_and(|l| l.generation == generation)
-                && !self.listeners.contains_key(&port)
-            {
-                self.try_bind(port, generation).await;
+                .filter(|l| l.generation == generation);
+            if let (Some(l), false) = (listener, self.listeners.contains_key(&port)) {
+                let known = l.nodes.get(&self.args.settings.node_id).cloned();
+                self.try_bind(port, generation, known).await;
                 tried = true;
             } else {
                 self.failed_binds.remove(&port);
