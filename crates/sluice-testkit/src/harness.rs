@@ -58,6 +58,9 @@ pub struct NodeOptions {
     pub worker_threads: Option<usize>,
     /// Appended verbatim to the generated TOML (e.g. `[cluster]` tables).
     pub extra_toml: String,
+    /// The process's open-file limit (soft and hard), set by starting it
+    /// through `prlimit --nofile=N:N --` (`None`: inherited).
+    pub max_open_files: Option<u64>,
 }
 
 impl NodeOptions {
@@ -70,6 +73,7 @@ impl NodeOptions {
             token: random_token(),
             worker_threads: None,
             extra_toml: String::new(),
+            max_open_files: None,
         }
     }
 
@@ -180,7 +184,15 @@ impl NodeProcess {
             self.config.display()
         )?;
         let stderr = log.try_clone().context("cloning the log file handle")?;
-        let child = Command::new(&self.bin)
+        let mut command = match self.opts.max_open_files {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        let child = command
             .arg("node")
             .arg("run")
             .arg("--config")
@@ -521,6 +533,7 @@ mod tests {
             token: "t0k\"en".into(),
             worker_threads: None,
             extra_toml: "[cluster]\npeers = []".into(),
+            max_open_files: None,
         };
         let text = render_config(&opts, Path::new("/tmp/x\\y/data"));
         assert_eq!(
