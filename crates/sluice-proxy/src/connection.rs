@@ -370,7 +370,7 @@ async fn handle_request(
             r = tokio::time::timeout(route.request_timeout, send) => match r {
                 Ok(Ok(resp)) => Ok(resp),
                 Ok(Err(UpstreamError::ClientBody { source })) => Err(ForwardError::BadRequestBody { source }),
-                Ok(Err(source)) => Err(ForwardError::Upstream { backend: backend.addr.to_string(), source }),
+                Ok(Err(source)) => Err(ForwardError::upstream(backend.addr.to_string(), source)),
                 Err(_) if progress.waiting_for_client() => Err(ForwardError::ClientTimeout {
                     timeout_ms: route.request_timeout.as_millis() as u64,
                 }),

@@ -57,6 +57,14 @@ pub(crate) enum ForwardError {
         backend: String,
         source: crate::upstream::UpstreamError,
     },
+    /// This node ran out of resources (descriptors, memory, source ports)
+    /// before it could reach the backend: the backend was not tried and is
+    /// not at fault (503, N3).
+    #[error("this node is out of resources ({trouble}) and could not connect to backend {backend}; the backend was not tried")]
+    NodeOutOfResources {
+        backend: String,
+        trouble: crate::local_trouble::LocalTrouble,
+    },
     /// The backend did not answer within the listener's request timeout
     /// (upstream; 504, R9).
     #[error("backend {backend} did not answer within {timeout_ms} ms")]
@@ -90,12 +98,23 @@ pub(crate) enum ForwardError {
 }
 
 impl ForwardError {
+    /// A failed exchange with `backend`: the backend's failure, or this
+    /// node's own trouble.
+    pub(crate) fn upstream(backend: String, source: crate::upstream::UpstreamError) -> Self {
+        match source {
+            crate::upstream::UpstreamError::LocalTrouble { trouble, .. } => {
+                ForwardError::NodeOutOfResources { backend, trouble }
+            }
+            source => ForwardError::Upstream { backend, source },
+        }
+    }
+
     pub(crate) fn status(&self) -> http::StatusCode {
         use http::StatusCode;
         match self {
-            ForwardError::NoRoute | ForwardError::NoBackend { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ForwardError::NoRoute
+            | ForwardError::NoBackend { .. }
+            | ForwardError::NodeOutOfResources { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ForwardError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ForwardError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ForwardError::DrainDeadline { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -130,6 +149,7 @@ impl ForwardError {
             ForwardError::NoRoute => "no_route",
             ForwardError::NoBackend { .. } => "no_backend",
             ForwardError::Upstream { .. } => "backend_failed",
+            ForwardError::NodeOutOfResources { .. } => "node_out_of_resources",
             ForwardError::Timeout { .. } => "backend_timeout",
             ForwardError::DrainDeadline { .. } => "drain_deadline",
             ForwardError::BadRequest { .. } => "bad_request",

@@ -8,6 +8,11 @@
 //! stops routing to a backend this node sees failing at once, C6); the view
 //! goes to the [`crate::DrainReporter`] to be logged when it is first formed
 //! under a revision, when it flips and when the first check passes.
+//!
+//! A probe this node could not make (no descriptor, memory or source port:
+//! [`LocalTrouble`]) is "unknown" (N3): it moves neither threshold, never
+//! flips the view and is not reported; it shows in the local view and is
+//! logged, rate-limited, as this node's problem.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -22,10 +27,12 @@ use ractor::ActorRef;
 use sluice_model::{HealthCheck, ProbeMethod, UnixMillis};
 use tokio::net::TcpSocket;
 use tokio::task::JoinHandle;
-use tracing::{debug, info, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::applier::ApplierMessage;
 use crate::data_plane::DrainReporter;
+use crate::local_trouble::LocalTrouble;
+use crate::log_limit::{LogLimit, LOG_EVERY};
 
 /// A node's view of one backend, as reported to the replicated state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,10 +102,25 @@ async fn run(
     loop {
         tick.tick().await;
         let outcome = probe(&spec, source).await;
-        let ok = matches!(outcome, Ok(status) if c.passes(status));
-        let detail = match &outcome {
-            Ok(status) => status.to_string(),
-            Err(e) => e.clone(),
+        let detail = outcome.to_string();
+        let ok = match &outcome {
+            ProbeOutcome::Status(status) => c.passes(*status),
+            ProbeOutcome::Failed(_) => false,
+            ProbeOutcome::Unknown { trouble, stage } => {
+                // This node's problem: no threshold moves, the view stays,
+                // nothing is reported; only the local view shows it.
+                note_local_trouble(*trouble, stage);
+                let local = LocalHealth {
+                    healthy,
+                    detail,
+                    last_passed: false,
+                    at: now_ms(),
+                };
+                if !send_local(&applier, &spec, local) {
+                    return;
+                }
+                continue;
+            }
         };
         if ok {
             passes = passes.saturating_add(1);
@@ -123,15 +145,7 @@ async fn run(
             last_passed: ok,
             at: now_ms(),
         };
-        if applier
-            .cast(ApplierMessage::Probed {
-                group: spec.group.clone(),
-                addr: spec.addr.clone(),
-                revision: spec.revision,
-                local,
-            })
-            .is_err()
-        {
+        if !send_local(&applier, &spec, local) {
             return;
         }
         if !reported || flip || first_pass {
@@ -148,68 +162,152 @@ async fn run(
     }
 }
 
-/// One probe: the answer's status, or why there is none.
-async fn probe(spec: &ProbeSpec, source: IpAddr) -> Result<u16, String> {
-    let c = &spec.check;
-    let timeout = Duration::from_millis(c.timeout_ms);
-    match tokio::time::timeout(timeout, exchange(spec, source)).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("timeout after {}", humanize(timeout))),
+/// Hands a probe's result to the `StateApplier`; `false` once it is gone.
+fn send_local(applier: &ActorRef<ApplierMessage>, spec: &ProbeSpec, local: LocalHealth) -> bool {
+    applier
+        .cast(ApplierMessage::Probed {
+            group: spec.group.clone(),
+            addr: spec.addr.clone(),
+            revision: spec.revision,
+            local,
+        })
+        .is_ok()
+}
+
+/// Logs a probe this node could not make, at most once per [`LOG_EVERY`]
+/// for all backends together (they run out of the same descriptors).
+fn note_local_trouble(trouble: LocalTrouble, stage: &str) {
+    static LIMIT: LogLimit = LogLimit::new(LOG_EVERY);
+    if let Some(left_out) = LIMIT.admit() {
+        warn!(
+            %trouble,
+            stage,
+            left_out,
+            "health probe not made: this node is out of resources; the backend's health is unknown, not failed"
+        );
     }
 }
 
-async fn exchange(spec: &ProbeSpec, source: IpAddr) -> Result<u16, String> {
+/// What one probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ProbeOutcome {
+    /// The backend answered with this status (judged by the group's
+    /// status classes).
+    Status(u16),
+    /// The backend did not answer properly: refused, reset, timed out, or
+    /// not HTTP. Counts toward the unhealthy threshold.
+    Failed(String),
+    /// This node could not make the probe (no descriptor, memory or port):
+    /// nothing is known about the backend.
+    Unknown {
+        trouble: LocalTrouble,
+        stage: &'static str,
+    },
+}
+
+impl std::fmt::Display for ProbeOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeOutcome::Status(status) => write!(f, "{status}"),
+            ProbeOutcome::Failed(why) => f.write_str(why),
+            ProbeOutcome::Unknown { trouble, .. } => write!(f, "unknown: {trouble} (this node)"),
+        }
+    }
+}
+
+/// Sorts a failed step's error: this node's trouble, or the backend's
+/// failure.
+fn judge(stage: &'static str, err: &(dyn std::error::Error + 'static)) -> ProbeOutcome {
+    match LocalTrouble::in_chain(err) {
+        Some(trouble) => ProbeOutcome::Unknown { trouble, stage },
+        None => ProbeOutcome::Failed(format!("{stage}: {err}")),
+    }
+}
+
+/// One probe: the answer's status, why there is none, or why this node
+/// could not ask.
+async fn probe(spec: &ProbeSpec, source: IpAddr) -> ProbeOutcome {
     let c = &spec.check;
-    let (host, port) = spec.addr.rsplit_once(':').ok_or("bad address")?;
-    let port: u16 = match c.port {
+    let timeout = Duration::from_millis(c.timeout_ms);
+    match tokio::time::timeout(timeout, exchange(spec, source)).await {
+        Ok(outcome) => outcome,
+        Err(_) => ProbeOutcome::Failed(format!("timeout after {}", humanize(timeout))),
+    }
+}
+
+async fn exchange(spec: &ProbeSpec, source: IpAddr) -> ProbeOutcome {
+    let c = &spec.check;
+    let Some((host, port)) = spec.addr.rsplit_once(':') else {
+        return ProbeOutcome::Failed("bad address".into());
+    };
+    let port: u16 = match c.port.map_or_else(|| port.parse().ok(), Some) {
         Some(p) => p,
-        None => port.parse().map_err(|_| "bad port")?,
+        None => return ProbeOutcome::Failed("bad port".into()),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let target = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| format!("resolve: {e}"))?
-        .next()
-        .ok_or("resolve: no address")?;
-    let socket = match target {
+    let target = match host.parse::<IpAddr>() {
+        // An address needs no resolver (which may itself need descriptors).
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => match tokio::net::lookup_host((host, port)).await {
+            Ok(mut addrs) => match addrs.next() {
+                Some(a) => a,
+                None => return ProbeOutcome::Failed("resolve: no address".into()),
+            },
+            Err(e) => return judge("resolve", &e),
+        },
+    };
+    let socket = match match target {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
         SocketAddr::V6(_) => TcpSocket::new_v6(),
-    }
-    .map_err(|e| format!("socket: {e}"))?;
+    } {
+        Ok(s) => s,
+        Err(e) => return judge("socket", &e),
+    };
     // Probe from this node's own address when the families match.
     if source.is_ipv4() == target.is_ipv4() && !source.is_unspecified() {
-        socket
-            .bind(SocketAddr::new(source, 0))
-            .map_err(|e| format!("bind {source}: {e}"))?;
+        if let Err(e) = socket.bind(SocketAddr::new(source, 0)) {
+            return match LocalTrouble::of(&e) {
+                Some(trouble) => ProbeOutcome::Unknown {
+                    trouble,
+                    stage: "bind",
+                },
+                // Binding the node's own address is never the backend's
+                // fault; say what failed all the same.
+                None => ProbeOutcome::Failed(format!("bind {source}: {e}")),
+            };
+        }
     }
-    let stream = socket
-        .connect(target)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
+    let stream = match socket.connect(target).await {
+        Ok(s) => s,
+        Err(e) => return judge("connect", &e),
+    };
+    let (mut sender, conn) = match http1::handshake(TokioIo::new(stream)).await {
+        Ok(pair) => pair,
+        Err(e) => return judge("handshake", &e),
+    };
     let conn = tokio::spawn(conn);
     let host_header = c.host.clone().unwrap_or_else(|| spec.addr.to_string());
     let method = match c.method {
         ProbeMethod::Get => hyper::Method::GET,
         ProbeMethod::Head => hyper::Method::HEAD,
     };
-    let req = Request::builder()
+    let req = match Request::builder()
         .method(method)
         .uri(c.path.as_str())
         .header(hyper::header::HOST, host_header)
         .header(hyper::header::CONNECTION, "close")
         .header(hyper::header::USER_AGENT, "sluice-health-check")
         .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("request: {e}"))?;
-    let result = sender
-        .send_request(req)
-        .await
-        .map(|r| r.status().as_u16())
-        .map_err(|e| format!("http: {e}"));
+    {
+        Ok(req) => req,
+        Err(e) => return ProbeOutcome::Failed(format!("request: {e}")),
+    };
+    let outcome = match sender.send_request(req).await {
+        Ok(r) => ProbeOutcome::Status(r.status().as_u16()),
+        Err(e) => judge("http", &e),
+    };
     conn.abort();
-    result
+    outcome
 }
 
 fn humanize(d: Duration) -> String {
@@ -225,4 +323,36 @@ pub(crate) fn now_ms() -> UnixMillis {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_the_node_could_not_make_is_unknown() {
+        let emfile = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let outcome = judge("socket", &emfile);
+        assert_eq!(
+            outcome,
+            ProbeOutcome::Unknown {
+                trouble: LocalTrouble::ProcessDescriptors,
+                stage: "socket"
+            }
+        );
+        assert_eq!(
+            outcome.to_string(),
+            "unknown: too many open files (this node)"
+        );
+    }
+
+    #[test]
+    fn a_refused_probe_is_the_backends_failure() {
+        let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        match judge("connect", &refused) {
+            ProbeOutcome::Failed(why) => assert!(why.starts_with("connect: "), "{why}"),
+            other => panic!("refused judged {other:?}"),
+        }
+        assert_eq!(ProbeOutcome::Status(503).to_string(), "503");
+    }
 }

@@ -27,7 +27,9 @@
 //! Health: the `StateApplier` runs one probe task per checked backend; a
 //! backend this node's own probes see failing leaves this node's routing
 //! snapshot at once (C6), and the node's view is reported for the
-//! replicated health.
+//! replicated health. A probe or connect that fails for a reason of this
+//! node's own (no descriptor, memory or port) is "unknown", never the
+//! backend's failure (N3).
 //!
 //! Slow start (R10): while a backend ramps, the `StateApplier` rebuilds the
 //! routing snapshot on a timer with the effective weights of the moment;
@@ -51,6 +53,8 @@ mod going_away;
 mod health;
 mod http1;
 mod listener;
+mod local_trouble;
+mod log_limit;
 mod metrics;
 mod node;
 mod routing;

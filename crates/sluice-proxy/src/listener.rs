@@ -302,8 +302,19 @@ async fn accept_loop(
             Ok(pair) => pair,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of
-                // spinning; established connections keep working.
-                error!(port, error = %e, "accept failed");
+                // spinning; established connections keep working. Logged at
+                // most once per interval (with the count left out): a flood
+                // would otherwise write a line per retry.
+                static LIMIT: crate::log_limit::LogLimit =
+                    crate::log_limit::LogLimit::new(crate::log_limit::LOG_EVERY);
+                if let Some(left_out) = LIMIT.admit() {
+                    match crate::local_trouble::LocalTrouble::of(&e) {
+                        Some(trouble) => {
+                            warn!(port, error = %e, %trouble, left_out, "accept failed: this node is out of resources")
+                        }
+                        None => error!(port, error = %e, left_out, "accept failed"),
+                    }
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }

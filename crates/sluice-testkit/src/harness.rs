@@ -65,6 +65,9 @@ pub struct NodeOptions {
     /// process, so a restart starts from an empty data dir. `None`: the
     /// data dir is a plain directory.
     pub tmpfs_data_dir_mib: Option<u64>,
+    /// The process's open-file limit (soft and hard), set by starting it
+    /// through `prlimit --nofile=N:N --` (`None`: inherited).
+    pub max_open_files: Option<u64>,
 }
 
 impl NodeOptions {
@@ -79,6 +82,7 @@ impl NodeOptions {
             extra_toml: String::new(),
             stop_timeout: None,
             tmpfs_data_dir_mib: None,
+            max_open_files: None,
         }
     }
 
@@ -189,13 +193,24 @@ impl NodeProcess {
             self.config.display()
         )?;
         let stderr = log.try_clone().context("cloning the log file handle")?;
-        let mut command = match self.opts.tmpfs_data_dir_mib {
-            None => {
+        let mut command = match (self.opts.tmpfs_data_dir_mib, self.opts.max_open_files) {
+            (None, None) => {
                 let mut c = Command::new(&self.bin);
                 c.arg("node").arg("run").arg("--config").arg(&self.config);
                 c
             }
-            Some(mib) => {
+            (None, Some(n)) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}"))
+                    .arg("--")
+                    .arg(&self.bin)
+                    .arg("node")
+                    .arg("run")
+                    .arg("--config")
+                    .arg(&self.config);
+                c
+            }
+            (Some(mib), _) => {
                 // `unshare` without `--fork` and `exec` keep one pid: the
                 // node's.
                 let mut c = Command::new("unshare");
@@ -591,6 +606,7 @@ mod tests {
             extra_toml: "[cluster]\npeers = []".into(),
             stop_timeout: None,
             tmpfs_data_dir_mib: None,
+            max_open_files: None,
         };
         let text = render_config(&opts, Path::new("/tmp/x\\y/data"));
         assert_eq!(

@@ -32,12 +32,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use thiserror::Error;
 
 /// Why a backend could not be asked or did not answer properly (upstream
-/// side; the client gets 502).
+/// side; the client gets 502, or 503 when this node itself is out of
+/// resources).
 #[derive(Debug, Error)]
 pub(crate) enum UpstreamError {
     /// The TCP connection was refused or failed.
     #[error("cannot connect: {source}")]
     Connect { source: std::io::Error },
+    /// This node could not open a connection for a reason of its own (no
+    /// descriptor, memory or source port, N3): the backend was not tried
+    /// and is not at fault (the client gets 503).
+    #[error("this node is out of resources ({trouble}); the backend was not tried")]
+    LocalTrouble {
+        trouble: crate::local_trouble::LocalTrouble,
+        source: std::io::Error,
+    },
     /// The TCP connection did not open in time.
     #[error("connect timed out after {timeout_ms} ms")]
     ConnectTimeout { timeout_ms: u64 },

@@ -6,6 +6,10 @@
 //! The stack sits behind a mutex taken twice per request (pop, push), held
 //! for a `Vec` push or pop; the request's task is the only one touching its
 //! connection in between.
+//!
+//! A connect that fails for a reason of this node's own (no descriptor,
+//! memory or source port) is [`UpstreamError::LocalTrouble`]: not the
+//! backend's failure, and logged rate-limited as this node's problem.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -14,7 +18,10 @@ use crate::http1::RequestBody;
 use bytes::BytesMut;
 use http::{HeaderValue, Request};
 use tokio::net::TcpStream;
-use tracing::debug;
+use tracing::{debug, warn};
+
+use crate::local_trouble::LocalTrouble;
+use crate::log_limit::{LogLimit, LOG_EVERY};
 
 use super::exchange::{exchange, Conn, Outgoing};
 use super::{Answer, InterimSink, Progress, UpstreamError};
@@ -120,7 +127,15 @@ impl UpstreamPool {
             .await
         {
             Ok(Ok(s)) => s,
-            Ok(Err(source)) => return Err(UpstreamError::Connect { source }),
+            Ok(Err(source)) => {
+                return Err(match LocalTrouble::of(&source) {
+                    Some(trouble) => {
+                        note_local_trouble(&self.addr, trouble, &source);
+                        UpstreamError::LocalTrouble { trouble, source }
+                    }
+                    None => UpstreamError::Connect { source },
+                })
+            }
             Err(_) => {
                 return Err(UpstreamError::ConnectTimeout {
                     timeout_ms: self.connect_timeout.as_millis() as u64,
@@ -139,6 +154,22 @@ impl UpstreamPool {
     fn expire(&self) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.retain(|e| e.since.elapsed() < self.idle_timeout && still_open(&e.conn.io));
+    }
+}
+
+/// Logs a connect this node could not make, at most once per
+/// [`LOG_EVERY`] for all backends together (they share the node's
+/// descriptors and ports).
+fn note_local_trouble(backend: &str, trouble: LocalTrouble, error: &std::io::Error) {
+    static LIMIT: LogLimit = LogLimit::new(LOG_EVERY);
+    if let Some(left_out) = LIMIT.admit() {
+        warn!(
+            backend,
+            %trouble,
+            %error,
+            left_out,
+            "cannot connect to a backend: this node is out of resources; the backend is not at fault"
+        );
     }
 }
 
