@@ -112,7 +112,12 @@ impl UpstreamPool {
         None
     }
 
-    pub(super) fn push_idle(&self, conn: Conn) {
+    pub(super) fn push_idle(&self, mut conn: Conn) {
+        // A waiting connection keeps no read buffer: the one it read its
+        // last answer with (8 KiB) would stay allocated as long as it
+        // waits, up to `max_idle` of them per backend after a burst. The
+        // next exchange takes a fresh one.
+        conn.buf = BytesMut::new();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < self.max_idle {
             idle.push(Idle {
