@@ -14,6 +14,12 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::{Cli, Command, NodeCommand, Output};
 use crate::config::{LogFormat, NodeConfig, LOG_FORMAT_ENV};
 
+/// jemalloc, whose background thread gives freed pages back to the OS a
+/// few seconds after a load ends: glibc's malloc kept what a connection
+/// flood had used for good (docs/connection-footprint.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let cli = Cli::try_parse().unwrap_or_else(|e| refuse_args(e));
     let code = match cli.command {
