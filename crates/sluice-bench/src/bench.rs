@@ -121,6 +121,9 @@ pub struct Params {
     pub quiet_wait: Duration,
     /// Pause before each RSS reading.
     pub settle: Duration,
+    /// Pause between closing the held connections and reading what RSS the
+    /// proxy kept (case c).
+    pub after_close: Duration,
     pub fd_soft: u64,
     pub fd_hard: u64,
     /// Most connections a proxy can hold: (hard limit − 1000) / 2.
@@ -201,6 +204,7 @@ impl RunArgs {
                 Duration::ZERO,
             )),
             settle: pick(smoke, Duration::from_secs(2), Duration::from_millis(300)),
+            after_close: pick(smoke, Duration::from_secs(10), Duration::from_millis(300)),
             fd_soft,
             fd_hard,
             conn_cap,

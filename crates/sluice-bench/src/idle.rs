@@ -3,7 +3,9 @@
 //! connections (warm-up), the proxy's RSS (`VmRSS` of it and its
 //! descendants) is read, then N connections are opened — one exchange
 //! each — and held, and the RSS is read again. The growth divided by N is
-//! the memory one idle connection costs the proxy.
+//! the memory one idle connection costs the proxy. Then the connections are
+//! closed and, a while later, the RSS is read a third time: what the proxy
+//! kept of the load after it was gone.
 
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ pub struct Row {
     pub n: usize,
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
+    /// RSS a while after the N were closed.
+    pub rss_closed_kib: u64,
     /// Proxy → backend connections open while the N were held.
     pub backend_conns: usize,
     /// Connections still open when the RSS had been read.
@@ -61,19 +65,23 @@ pub async fn run(p: &Params, layout: &Layout) -> anyhow::Result<Vec<Row>> {
                 layout.ports.http_backends
             };
             let backend_conns = procfs::established_to(&backend_ports);
+            // The client reports and exits: every held connection closes.
             let report = holder.report(unix_micros() / 1000).await?;
+            tokio::time::sleep(p.after_close).await;
+            let rss_closed_kib = procfs::rss_kib(proxy.pid());
             let row = Row {
                 target,
                 mode,
                 n: p.idle_n,
                 rss_before_kib,
                 rss_after_kib,
+                rss_closed_kib,
                 backend_conns,
                 alive: report.alive,
                 open_time,
             };
             crate::say(&format!(
-                "idle {} through {}: {} held ({} still open), RSS {} → {} KiB, {:.2} KiB per connection, {} backend connections",
+                "idle {} through {}: {} held ({} still open), RSS {} → {} KiB, {:.2} KiB per connection, {} backend connections; {} KiB after they closed",
                 mode.label(),
                 target.label(),
                 row.n,
@@ -81,7 +89,8 @@ pub async fn run(p: &Params, layout: &Layout) -> anyhow::Result<Vec<Row>> {
                 row.rss_before_kib,
                 row.rss_after_kib,
                 row.kib_per_conn(),
-                row.backend_conns
+                row.backend_conns,
+                row.rss_closed_kib
             ));
             rows.push(row);
             drop(proxy);

@@ -459,16 +459,18 @@ impl Report {
              child processes) is read, N connections are opened with one exchange each (HTTP: `GET /` and its `200`; \
              WebSocket: upgrade, `101`, one masked text frame and its echo) and held, and the RSS is read again \
              ({} after each step). KiB/conn = growth / N; backend conns = proxy → backend connections open meanwhile; \
-             still open = held connections the proxy had not closed; opened in = time to open the N.\n",
+             still open = held connections the proxy had not closed; opened in = time to open the N; RSS after close = \
+             read {} after the client closed the N (what the proxy kept of the load).\n",
             p.idle_warmup,
-            humantime::format_duration(p.settle)
+            humantime::format_duration(p.settle),
+            humantime::format_duration(p.after_close)
         );
-        let _ = writeln!(s, "| connection | proxy | N | RSS before | RSS held | KiB/conn | backend conns | still open | opened in |");
-        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(s, "| connection | proxy | N | RSS before | RSS held | KiB/conn | backend conns | still open | opened in | RSS after close |");
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for r in &self.idle {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {:.2} | {} | {} | {:.1} s |",
+                "| {} | {} | {} | {} | {} | {:.2} | {} | {} | {:.1} s | {} |",
                 r.mode.label(),
                 r.target.label(),
                 thousands(r.n as f64),
@@ -477,7 +479,8 @@ impl Report {
                 r.kib_per_conn(),
                 thousands(r.backend_conns as f64),
                 thousands(r.alive as f64),
-                r.open_time.as_secs_f64()
+                r.open_time.as_secs_f64(),
+                bytes(r.rss_closed_kib * 1024)
             );
         }
         let _ = writeln!(s);
