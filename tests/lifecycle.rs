@@ -199,8 +199,8 @@ async fn wait_listener_status(
     status: &str,
     within: Duration,
 ) -> Value {
-    let start = Instant::now();
-    loop {
+    let what = format!("listener {port} {status}");
+    poll(within, &what, || async {
         let (_, v) = admin(node, Method::GET, "/v1/listeners", None).await;
         let l = v
             .as_array()
@@ -211,14 +211,12 @@ async fn wait_listener_status(
             .cloned()
             .unwrap_or(Value::Null);
         if l["nodes"][0]["status"] == status {
-            return l;
+            Ok(l)
+        } else {
+            Err(l.to_string())
         }
-        assert!(
-            start.elapsed() < within,
-            "listener {port} not {status} within {within:?}: {l}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

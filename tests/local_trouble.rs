@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{backend, cli_json, cli_ok, BIN};
+use common::{backend, cli_json, node_with, poll};
 use serde_json::Value;
 use sluice_testkit::{http_get, DemoBackend, NodeOptions, NodeProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -44,34 +44,9 @@ async fn limited_node(backends: &[&DemoBackend]) -> (NodeProcess, String) {
     opts.max_open_files = Some(MAX_OPEN_FILES);
     // Idle client connections stay for the whole flood.
     opts.extra_toml = "[proxy]\nheader_read_timeout = \"120s\"\n".into();
-    let node = tokio::task::spawn_blocking(move || {
-        NodeProcess::start(BIN.as_ref(), opts).expect("start node")
-    })
-    .await
-    .unwrap();
-    cli_ok(&node, &["group", "create", "web", "--drain-timeout", "60s"]).await;
-    let mut update = vec!["group", "update", "web"];
-    update.extend_from_slice(FAST_CHECKS);
-    cli_ok(&node, &update).await;
-    for b in backends {
-        cli_ok(&node, &["backend", "add", "web", &b.addr().to_string()]).await;
-    }
-    let port = sluice_testkit::free_port().to_string();
-    cli_ok(
-        &node,
-        &[
-            "listener",
-            "add",
-            "--port",
-            &port,
-            "--group",
-            "web",
-            "--request-timeout",
-            "5s",
-        ],
-    )
-    .await;
-    (node, format!("127.0.0.1:{port}"))
+    let addrs: Vec<String> = backends.iter().map(|b| b.addr().to_string()).collect();
+    let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    node_with(opts, &["--drain-timeout", "60s"], FAST_CHECKS, &addrs, "5s").await
 }
 
 /// `group show web`'s entry for `b`.
@@ -87,22 +62,35 @@ async fn backend_row(node: &NodeProcess, b: &DemoBackend) -> Value {
 
 /// Waits until every backend is healthy and proven in the replicated state.
 async fn wait_proven(node: &NodeProcess, backends: &[&DemoBackend]) {
-    let start = Instant::now();
-    loop {
-        let mut all = true;
-        for b in backends {
-            let r = backend_row(node, b).await;
-            all &= r["health"]["status"] == "healthy" && r["health"]["proven"] == true;
-        }
-        if all {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "backends not proven healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    poll(
+        Duration::from_secs(15),
+        "backends proven healthy",
+        || async {
+            for b in backends {
+                let r = backend_row(node, b).await;
+                if r["health"]["status"] != "healthy" || r["health"]["proven"] != true {
+                    return Err(r.to_string());
+                }
+            }
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// The node's `sluice_connections_accepted_total`.
+async fn accepted(node: &NodeProcess) -> Result<u64, String> {
+    let (_, _, body) = http_get(
+        &format!("{}/metrics", node.admin_url()),
+        Duration::from_secs(2),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    body.lines()
+        .filter_map(|l| l.strip_prefix("sluice_connections_accepted_total{"))
+        .find_map(|rest| rest.split_once("} "))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .ok_or_else(|| "no sluice_connections_accepted_total".into())
 }
 
 /// Sends one `GET /` on an open client connection and reads the answer's
@@ -158,8 +146,19 @@ async fn a_node_out_of_descriptors_drains_no_healthy_backend() {
 
     // One client connection accepted before the flood; no request went to
     // a backend yet, so its first request needs a new upstream connection.
+    let before = accepted(&node).await.expect("metrics");
     let mut early = TcpStream::connect(&listen).await.expect("connect early");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    poll(
+        Duration::from_secs(5),
+        "the node accepted the early connection",
+        || async {
+            match accepted(&node).await? {
+                n if n > before => Ok(()),
+                n => Err(format!("accepted {n}")),
+            }
+        },
+    )
+    .await;
 
     let flood_start = Instant::now();
     let mut flood = Vec::with_capacity(FLOOD);
@@ -171,14 +170,19 @@ async fn a_node_out_of_descriptors_drains_no_healthy_backend() {
         );
     }
     // Out of descriptors: the accept loop says so.
-    while !node.log().contains("accept failed") {
-        assert!(
-            flood_start.elapsed() < Duration::from_secs(20),
-            "the node never ran out of descriptors; log:\n{}",
-            node.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    poll(
+        Duration::from_secs(20),
+        "the node runs out of descriptors",
+        || async {
+            let log = node.log();
+            if log.contains("accept failed") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        },
+    )
+    .await;
 
     // The data path: no descriptor for an upstream connection is this
     // node's trouble, answered 503 by sluice.
@@ -197,24 +201,22 @@ async fn a_node_out_of_descriptors_drains_no_healthy_backend() {
     drop(flood);
     drop(early);
     // The admin API accepts again once the node has closed the flood.
-    let mut admin_back = false;
-    for _ in 0..100 {
-        if http_get(
-            &format!("{}/livez", node.admin_url()),
-            Duration::from_secs(2),
-        )
-        .await
-        .is_ok_and(|(status, _, _)| status == 200)
-        {
-            admin_back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        admin_back,
-        "the admin API did not come back after the flood"
-    );
+    poll(
+        Duration::from_secs(10),
+        "the admin API is back after the flood",
+        || async {
+            match http_get(
+                &format!("{}/livez", node.admin_url()),
+                Duration::from_secs(2),
+            )
+            .await
+            {
+                Ok((200, _, _)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
     let out_of_fds = flood_start.elapsed();
 
     // Nothing drained, nothing turned unhealthy, in the replicated state.

@@ -53,28 +53,13 @@ fn require_mount_namespaces() {
 /// node 3's data dir is a `TMPFS_MIB` tmpfs and its stop timeout
 /// `STOP_TIMEOUT`.
 async fn cluster_with_small_disk_on_node_3() -> Cluster {
-    let token = NodeOptions::local(1).token;
-    let starts: Vec<_> = (1..=3u64)
-        .map(|id| {
-            let mut opts = NodeOptions::cluster_member(id, &token);
-            if id == 3 {
-                opts.tmpfs_data_dir_mib = Some(TMPFS_MIB);
-                opts.stop_timeout = Some(format!("{}s", STOP_TIMEOUT.as_secs()));
-            }
-            tokio::task::spawn_blocking(move || {
-                NodeProcess::start(BIN.as_ref(), opts)
-                    .unwrap_or_else(|e| panic!("start node {id}: {e:#}"))
-            })
-        })
-        .collect();
-    let mut nodes = Vec::new();
-    for s in starts {
-        nodes.push(s.await.expect("node start task"));
-    }
-    let cluster = Cluster { nodes, port: 0 };
-    cluster.init_and_join(&[(2, 1), (3, 1)]).await;
-    cluster.wait_formed(Duration::from_secs(10)).await;
-    cluster
+    Cluster::formed_with(|opts| {
+        if opts.node_id == 3 {
+            opts.tmpfs_data_dir_mib = Some(TMPFS_MIB);
+            opts.stop_timeout = Some(format!("{}s", STOP_TIMEOUT.as_secs()));
+        }
+    })
+    .await
 }
 
 /// Fills `node`'s data dir (the tmpfs in its mount namespace) to the last

@@ -12,7 +12,6 @@
 //! test instead of hanging it.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::{IpAddr, TcpListener};
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -20,13 +19,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sluice_testkit::{http_get, DemoBackend, NodeOptions, NodeProcess};
 
+pub use super::poll;
 use super::{cli, cli_json, cli_ok, BIN};
 
 /// Upper bound of any one CLI call against the cluster (a write waits for
 /// the commit and for every reachable node to apply it).
 pub const CLI_LIMIT: Duration = Duration::from_secs(20);
-/// How often [`poll`] probes.
-const POLL_EVERY: Duration = Duration::from_millis(25);
 
 /// Node `id`'s data address: `127.0.0.<id>`.
 pub use sluice_testkit::harness::member_data_address as data_address;
@@ -47,25 +45,6 @@ pub fn free_port_on(addrs: &[IpAddr]) -> u16 {
         }
     }
     panic!("no port free on all of {addrs:?}");
-}
-
-/// Polls `probe` every 25 ms until it answers `Ok`, for at most `within`;
-/// panics with `what` and the last `Err` explanation when time runs out.
-pub async fn poll<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let start = Instant::now();
-    loop {
-        match probe().await {
-            Ok(v) => return v,
-            Err(why) if start.elapsed() >= within => {
-                panic!("{what}: still not so after {within:?}: {why}")
-            }
-            Err(_) => tokio::time::sleep(POLL_EVERY).await,
-        }
-    }
 }
 
 /// [`cli`] bounded by [`CLI_LIMIT`].
@@ -230,10 +209,16 @@ impl Cluster {
     /// in parallel and waits until each answers `/readyz`. Nothing is
     /// initialised yet.
     pub async fn start(n: u64) -> Cluster {
+        Cluster::start_with(n, |_| {}).await
+    }
+
+    /// [`Cluster::start`], each node's options changed by `configure` first.
+    pub async fn start_with(n: u64, configure: impl Fn(&mut NodeOptions)) -> Cluster {
         let token = NodeOptions::local(1).token;
         let starts: Vec<_> = (1..=n)
             .map(|id| {
-                let opts = NodeOptions::cluster_member(id, &token);
+                let mut opts = NodeOptions::cluster_member(id, &token);
+                configure(&mut opts);
                 tokio::task::spawn_blocking(move || {
                     NodeProcess::start(BIN.as_ref(), opts)
                         .unwrap_or_else(|e| panic!("start node {id}: {e:#}"))
@@ -247,39 +232,30 @@ impl Cluster {
         Cluster { nodes, port: 0 }
     }
 
+    /// Three nodes started with [`Cluster::start_with`], formed like
+    /// [`Cluster::formed`].
+    pub async fn formed_with(configure: impl Fn(&mut NodeOptions)) -> Cluster {
+        let cluster = Cluster::start_with(3, configure).await;
+        cluster.init_and_join(&[(2, 1), (3, 1)]).await;
+        cluster.wait_formed(Duration::from_secs(10)).await;
+        cluster
+    }
+
     /// Like [`Cluster::formed`], with the test-only fault hook on every node
     /// (`[debug] fault_injection = true`, `PUT /v1/debug/faults`).
     pub async fn formed_with_fault_hook() -> Cluster {
-        let token = NodeOptions::local(1).token;
-        let starts: Vec<_> = (1..=3u64)
-            .map(|id| {
-                let mut opts = NodeOptions::cluster_member(id, &token);
-                opts.extra_toml
-                    .push_str("[debug]\nfault_injection = true\n");
-                tokio::task::spawn_blocking(move || {
-                    NodeProcess::start(BIN.as_ref(), opts)
-                        .unwrap_or_else(|e| panic!("start node {id}: {e:#}"))
-                })
-            })
-            .collect();
-        let mut nodes = Vec::new();
-        for s in starts {
-            nodes.push(s.await.expect("node start task"));
-        }
-        let cluster = Cluster { nodes, port: 0 };
-        cluster.init_and_join(&[(2, 1), (3, 1)]).await;
-        cluster.wait_formed(Duration::from_secs(5)).await;
-        cluster
+        Cluster::formed_with(|opts| {
+            opts.extra_toml
+                .push_str("[debug]\nfault_injection = true\n")
+        })
+        .await
     }
 
     /// Three nodes formed into one cluster: node 1 initialised, nodes 2 and
     /// 3 joined through node 1; returns once every node agrees on it
     /// ([`Cluster::wait_formed`]).
     pub async fn formed() -> Cluster {
-        let cluster = Cluster::start(3).await;
-        cluster.init_and_join(&[(2, 1), (3, 1)]).await;
-        cluster.wait_formed(Duration::from_secs(5)).await;
-        cluster
+        Cluster::formed_with(|_| {}).await
     }
 
     /// Node `id`.

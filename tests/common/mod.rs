@@ -6,13 +6,36 @@
 pub mod cluster;
 pub mod tunnel;
 
+use std::future::Future;
 use std::process::Output;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use sluice_testkit::{DemoBackend, DemoBackendConfig, NodeOptions, NodeProcess};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// How often [`poll`] probes.
+const POLL_EVERY: Duration = Duration::from_millis(25);
+
+/// Polls `probe` every 25 ms until it answers `Ok`, for at most `within`;
+/// panics with `what` and the last `Err` explanation when time runs out.
+pub async fn poll<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(why) if start.elapsed() >= within => {
+                panic!("{what}: still not so after {within:?}: {why}")
+            }
+            Err(_) => tokio::time::sleep(POLL_EVERY).await,
+        }
+    }
+}
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -102,8 +125,20 @@ async fn one_node(
     addrs: &[&str],
     request_timeout: &str,
 ) -> (NodeProcess, String) {
-    let node = tokio::task::spawn_blocking(|| {
-        NodeProcess::start(BIN.as_ref(), NodeOptions::local(1)).expect("start node")
+    let opts = NodeOptions::local(1);
+    node_with(opts, create_flags, update_flags, addrs, request_timeout).await
+}
+
+/// [`one_node`] for a node started with `opts`.
+pub async fn node_with(
+    opts: NodeOptions,
+    create_flags: &[&str],
+    update_flags: &[&str],
+    addrs: &[&str],
+    request_timeout: &str,
+) -> (NodeProcess, String) {
+    let node = tokio::task::spawn_blocking(move || {
+        NodeProcess::start(BIN.as_ref(), opts).expect("start node")
     })
     .await
     .unwrap();
