@@ -277,13 +277,7 @@ impl State {
         let members = self.nodes.clone();
         let g = self.group_mut(group)?;
         let (policy, checked, revision) = (g.drain, g.health.enabled, g.health_revision);
-        let b = g
-            .backends
-            .get_mut(backend)
-            .ok_or_else(|| ModelError::BackendNotFound {
-                group: group.to_string(),
-                backend: backend.to_string(),
-            })?;
+        let b = g.backend_mut(backend)?;
         if report.revision != revision || !checked {
             // Formed under an older configuration, or checks are off.
             return Ok(Applied::Done);
@@ -375,13 +369,7 @@ impl State {
         let id = DrainId(self.next_drain);
         let g = self.group_mut(group)?;
         let policy = g.drain;
-        let b = g
-            .backends
-            .get_mut(addr)
-            .ok_or_else(|| ModelError::BackendNotFound {
-                group: group.to_string(),
-                backend: addr.to_string(),
-            })?;
+        let b = g.backend_mut(addr)?;
         if let BackendStatus::Draining { drain } = b.status {
             let Some(d) = self.drains.get_mut(&drain) else {
                 return Err(ModelError::DrainNotFound { drain });
@@ -482,13 +470,7 @@ impl State {
             validate_weight(u32::from(w))?;
         }
         let g = self.live_group_mut(group)?;
-        let b = g
-            .backends
-            .get_mut(addr)
-            .ok_or_else(|| ModelError::BackendNotFound {
-                group: group.to_string(),
-                backend: addr.to_string(),
-            })?;
+        let b = g.backend_mut(addr)?;
         if b.status != BackendStatus::Active {
             return Err(ModelError::BackendDraining {
                 group: group.to_string(),

@@ -81,6 +81,17 @@ pub struct Group {
 }
 
 impl Group {
+    /// The backend at `addr`, or why there is none.
+    pub(crate) fn backend_mut(&mut self, addr: &str) -> Result<&mut Backend, crate::ModelError> {
+        let group = &self.name;
+        self.backends
+            .get_mut(addr)
+            .ok_or_else(|| crate::ModelError::BackendNotFound {
+                group: group.clone(),
+                backend: addr.to_string(),
+            })
+    }
+
     /// Backends that may take new work by the replicated state alone.
     pub fn routable(&self) -> impl Iterator<Item = &Backend> {
         self.routable_with(|_| false).into_iter()
