@@ -82,22 +82,28 @@ pub(crate) fn backend_view(
     }
 }
 
-/// The ramp as routing sees it by the whole group; in a write's excerpt,
-/// which holds only the backend written, as its own ramp says (it was given
-/// one only beside a ramped backend).
+/// The ramp as routing sees it by the whole group.
 fn ramp_view(g: &Group, b: &Backend, now: u64) -> Option<RampView> {
     let r = b.ramp?;
-    let fraction = if g.backends.len() == 1 {
-        let full = u32::from(b.weight) * sluice_model::RAMP_SCALE;
-        (now < r.until && full > 0).then(|| f64::from(r.scale(full, now)) / f64::from(full))
-    } else {
-        g.ramp_of(b, now)
-    }?;
-    Some(RampView {
+    let fraction = g.ramp_of(b, now)?;
+    Some(ramp_at(r, fraction, now))
+}
+
+/// A backend's ramp as the backend's own ramp says, for a write's answer:
+/// its excerpt holds the backend alone, not the group that anchors the
+/// ramp (the leader gave it one only beside a ramped backend, R10).
+pub(crate) fn own_ramp_view(b: &Backend, now: u64) -> Option<RampView> {
+    let r = b.ramp.filter(|r| now < r.until)?;
+    let full = u32::from(b.weight) * sluice_model::RAMP_SCALE;
+    (full > 0).then(|| ramp_at(r, f64::from(r.scale(full, now)) / f64::from(full), now))
+}
+
+fn ramp_at(r: sluice_model::Ramp, fraction: f64, now: u64) -> RampView {
+    RampView {
         percent: (fraction * 100.0) as u8,
         from_ms: r.from,
         remaining_ms: r.until.saturating_sub(now),
-    })
+    }
 }
 
 fn health_view(state: &State, g: &Group, b: &Backend, dp: &DataPlane) -> HealthView {

@@ -24,7 +24,9 @@ use crate::api::{
 };
 use crate::auth::check_bearer;
 use crate::routes::{json_body, now_ms, AdminContext};
-use crate::views::{backend_view, draining_listener_view, group_view, listener_view};
+use crate::views::{
+    backend_view, draining_listener_view, group_view, listener_view, own_ramp_view,
+};
 use crate::{ApiError, Submitted};
 
 type Ctx = AxState<Arc<AdminContext>>;
@@ -73,7 +75,9 @@ fn backend_answer(
     let (Some(g), Some(b)) = (g, b) else {
         return Err(missing(format!("backend {addr} of group {group:?}")));
     };
-    let mut view = backend_view(&s.excerpt, g, b, ctx.store.data_plane(), now_ms());
+    let now = now_ms();
+    let mut view = backend_view(&s.excerpt, g, b, ctx.store.data_plane(), now);
+    view.ramp = own_ramp_view(b, now);
     view.pending_nodes = s.pending.clone();
     Ok(view)
 }
