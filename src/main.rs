@@ -7,6 +7,7 @@ mod client;
 mod config;
 mod node;
 mod output;
+mod reports;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;

@@ -1,7 +1,8 @@
 //! Assembles one node: the admin token, Raft and its sled store (restored
 //! from the data dir, and applied to the data plane before any listener
 //! accepts traffic, C5), the drain, health and listener bind reports fed
-//! back as commands, and the admin API (which also serves the Raft RPCs).
+//! back as commands ([`crate::reports`]), and the admin API (which also
+//! serves the Raft RPCs).
 //!
 //! Stopping is bounded by `node.stop_timeout`: the admin API stops taking
 //! connections and its open requests get half of it, then Raft and the data
@@ -12,7 +13,6 @@
 //! way, exiting with [`EXIT_RAFT_STOPPED`] (75) so that its supervisor
 //! restarts it: a new process reopens the store and replays it (C5).
 
-use std::collections::BTreeMap;
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,168 +20,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use sluice_admin::auth::{self, TokenSource};
 use sluice_admin::{router, AdminContext, CommandStore};
-use sluice_model::{Command, DrainId};
-use sluice_proxy::{DataPlane, DrainReporter, ProbeReport, ProxySettings};
-use sluice_raft::{ClusterConfig, Outcome, RaftNode};
-use tokio::sync::{mpsc, oneshot, watch};
+use sluice_proxy::{DataPlane, ProxySettings};
+use sluice_raft::{ClusterConfig, RaftNode};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::config::NodeConfig;
-
-/// Hands drain completions, health views and listener bind outcomes from
-/// the data plane to the command store.
-struct ReportToStore {
-    reports: mpsc::UnboundedSender<DrainId>,
-    health: mpsc::UnboundedSender<ProbeReport>,
-    binds: mpsc::UnboundedSender<BindReport>,
-}
-
-/// One bind attempt's outcome, as the data plane reported it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct BindReport {
-    port: u16,
-    generation: u64,
-    outcome: Result<(), String>,
-}
-
-impl DrainReporter for ReportToStore {
-    fn drain_finished(&self, drain: DrainId, _group: &str, _backend: &str) {
-        let _ = self.reports.send(drain);
-    }
-
-    fn health_view(&self, report: ProbeReport) {
-        let _ = self.health.send(report);
-    }
-
-    fn listener_bound(&self, port: u16, generation: u64, outcome: Result<(), String>) {
-        let _ = self.binds.send(BindReport {
-            port,
-            generation,
-            outcome,
-        });
-    }
-}
-
-/// Logs this node's listener bind outcomes (`ListenerReport`) in batches.
-/// Only the newest outcome per port is sent; one the leader refused is
-/// never sent again, one that could not be logged is sent again a second
-/// later unless a newer one replaced it.
-async fn report_binds(
-    node: u64,
-    store: Arc<CommandStore>,
-    mut rx: mpsc::UnboundedReceiver<BindReport>,
-) {
-    let mut pending: BTreeMap<u16, BindReport> = BTreeMap::new();
-    let mut batch = Vec::new();
-    loop {
-        if pending.is_empty() {
-            if rx.recv_many(&mut batch, 256).await == 0 {
-                return;
-            }
-        } else {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            while let Ok(r) = rx.try_recv() {
-                batch.push(r);
-            }
-        }
-        for r in batch.drain(..) {
-            pending.insert(r.port, r);
-        }
-        let sent: Vec<BindReport> = pending.values().cloned().collect();
-        let commands = sent
-            .iter()
-            .map(|r| Command::ListenerReport {
-                port: r.port,
-                generation: r.generation,
-                node,
-                bound: r.outcome.is_ok(),
-                detail: match &r.outcome {
-                    Ok(()) => "listening".into(),
-                    Err(reason) => reason.clone(),
-                },
-            })
-            .collect();
-        match store.submit_quietly(commands).await {
-            Ok(outcomes) => {
-                for (r, outcome) in sent.iter().zip(outcomes) {
-                    if let Outcome::Rejected { message, .. } = outcome {
-                        warn!(node, port = r.port, generation = r.generation, %message, "listener report refused");
-                    }
-                    if pending.get(&r.port) == Some(r) {
-                        pending.remove(&r.port);
-                    }
-                }
-            }
-            Err(e) => {
-                warn!(node, reports = sent.len(), error = %e, "could not log listener reports; retrying in 1s");
-            }
-        }
-    }
-}
-
-/// Logs this node's health views (C6) in batches. Only the newest view of
-/// each backend is sent (a view carries everything the older ones said), and
-/// one that could not be logged (the call failed) is sent again a second
-/// later unless a newer one replaced it. A view the state machine refused is
-/// in the log already and is never sent again.
-async fn report_health(
-    node: u64,
-    store: Arc<CommandStore>,
-    mut rx: mpsc::UnboundedReceiver<ProbeReport>,
-) {
-    let mut pending: BTreeMap<(String, String), ProbeReport> = BTreeMap::new();
-    let mut batch = Vec::new();
-    loop {
-        if pending.is_empty() {
-            if rx.recv_many(&mut batch, 256).await == 0 {
-                return;
-            }
-        } else {
-            // Something waits for a retry: take what else arrived meanwhile.
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            while let Ok(r) = rx.try_recv() {
-                batch.push(r);
-            }
-        }
-        for r in batch.drain(..) {
-            pending.insert((r.group.clone(), r.backend.clone()), r);
-        }
-        let sent: Vec<ProbeReport> = pending.values().cloned().collect();
-        let commands = sent
-            .iter()
-            .map(|r| Command::HealthReport {
-                group: r.group.clone(),
-                backend: r.backend.clone(),
-                node,
-                revision: r.revision,
-                healthy: r.healthy,
-                passed: r.passed,
-                detail: r.detail.clone(),
-                at: 0,
-            })
-            .collect();
-        match store.submit_quietly(commands).await {
-            Ok(outcomes) => {
-                for (r, outcome) in sent.iter().zip(outcomes) {
-                    if let Outcome::Rejected { message, code, .. } = outcome {
-                        // A backend removed meanwhile is no news.
-                        if code != "backend_not_found" && code != "group_not_found" {
-                            warn!(node, backend = %r.backend, %message, "health report refused");
-                        }
-                    }
-                    let key = (r.group.clone(), r.backend.clone());
-                    if pending.get(&key) == Some(r) {
-                        pending.remove(&key);
-                    }
-                }
-            }
-            Err(e) => {
-                warn!(node, reports = sent.len(), error = %e, "could not log health reports; retrying in 1s");
-            }
-        }
-    }
-}
+use crate::reports::ReportToStore;
 
 /// Runs a node until Ctrl-C or SIGTERM (then returns), or until its Raft
 /// core stops (then the process exits with [`EXIT_RAFT_STOPPED`]); either
@@ -220,21 +66,11 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         upstream_idle_timeout: config.upstream_idle_timeout,
         upstream_max_idle_per_backend: config.upstream_max_idle_per_backend,
     };
-    let (reports, mut report_rx) = mpsc::unbounded_channel();
-    let (health, health_rx) = mpsc::unbounded_channel();
-    let (binds, binds_rx) = mpsc::unbounded_channel();
-    let reports_retry = reports.clone();
+    let (reporter, reports) = ReportToStore::new();
     let data_plane = Arc::new(
-        DataPlane::start(
-            settings,
-            Arc::new(ReportToStore {
-                reports,
-                health,
-                binds,
-            }),
-        )
-        .await
-        .context("cannot start the data plane")?,
+        DataPlane::start(settings, reporter)
+            .await
+            .context("cannot start the data plane")?,
     );
     let raft = Arc::new(
         RaftNode::start(
@@ -264,52 +100,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         info!(node, "bootstrapped a one-node cluster");
     }
 
-    // Reports go out in batches: whatever finished meanwhile goes in one
-    // call (the leader puts it in one log entry). A batch that fails is
-    // queued again a second later; a drain completes only when every
-    // member's report is in the log, and a report applied twice is refused
-    // harmlessly (`drain_not_found`). Only a failed call is sent again; a
-    // report the state machine refused is in the log already and is not.
-    let reporter_store = store.clone();
-    let retry = reports_retry;
-    tokio::spawn(async move {
-        let mut drains = Vec::new();
-        while report_rx.recv_many(&mut drains, 256).await > 0 {
-            let batch = std::mem::take(&mut drains);
-            let store = reporter_store.clone();
-            let retry = retry.clone();
-            tokio::spawn(async move {
-                let commands = batch
-                    .iter()
-                    .map(|&drain| Command::DrainFinished { drain, node, at: 0 })
-                    .collect();
-                match store.submit_quietly(commands).await {
-                    Ok(outcomes) => {
-                        for (drain, outcome) in batch.iter().zip(outcomes) {
-                            match outcome {
-                                Outcome::Applied { .. } => {}
-                                // Completed already, or never known here.
-                                Outcome::Rejected { code, .. } if code == "drain_not_found" => {}
-                                Outcome::Rejected { message, .. } => {
-                                    warn!(node, %drain, %message, "drain report refused")
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        warn!(node, drains = batch.len(), error = %e, "could not record finished drains; retrying in 1s");
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                        for drain in batch {
-                            let _ = retry.send(drain);
-                        }
-                    }
-                }
-            });
-        }
-    });
-
-    tokio::spawn(report_health(node, store.clone(), health_rx));
-    tokio::spawn(report_binds(node, store.clone(), binds_rx));
+    reports.spawn(node, store.clone());
 
     let app = router(Arc::new(AdminContext {
         node_id: node,
