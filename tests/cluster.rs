@@ -14,6 +14,7 @@
 //! | [`idle_backend_leaves_every_node_at_once`] | R2, C2: with a 300 s drain and no work anywhere, every node stops listing the backend within 1 s (every node finishes, so the drain completes), and the pooled upstream connections are closed |
 //! | [`leader_killed_mid_drain_survivors_still_close_at_the_deadline`] | C3, C1: `kill -9` of the leader mid-drain: a survivor becomes leader, the survivors' tunnels still close at the original deadline, writes through a survivor still succeed |
 //! | [`restarted_follower_keeps_the_drain_and_every_write`] | C5, C3, C1: a follower killed and restarted mid-drain shows the same drain id and deadline as soon as it is ready, catches up with a write made while it was down, and in the end every node has every acknowledged write (identical `/v1/state`) |
+//! | [`a_removed_listener_closes_every_nodes_tunnels_at_one_deadline`] | C3, R3 for a listener: `listener remove` through a follower stops every node accepting on the port at once; the tunnels through all three nodes keep echoing until the group's deadline (the answer's `drain_deadline_ms`), then get Close 1001 within 250 ms of it and of each other |
 //! | [`writes_and_raft_rpcs_need_the_token`] | §4 auth, C1: a write with a wrong token is refused on a follower and on the leader and changes nothing anywhere; `/raft/{vote,append,snapshot}` answer 401 without or with a wrong token |
 //!
 //! Not covered here: C4 (fail static under a partition) and C6 (consensus
@@ -763,4 +764,45 @@ async fn a_forwarded_request_is_never_forwarded_again() {
     assert_eq!(hop.status(), 503);
     let body: Value = hop.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_leader", "{body}");
+}
+
+/// C3 for a listener: its removal, made through a follower, closes what is
+/// left on every node at one deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_listener_closes_every_nodes_tunnels_at_one_deadline() {
+    let b = backend("ecs01", Duration::ZERO).await;
+    let cluster = Cluster::web(&["--drain-timeout", "3s"], &[&b]).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.followers(leader)[0];
+    let tunnels = pingers(&cluster, &cluster.ids()).await;
+
+    let port = cluster.port.to_string();
+    let removed_ms = now_ms();
+    let removed = sluice_json(cluster.node(follower), &["listener", "remove", &port]).await;
+    let after = now_ms();
+    assert_eq!(removed["state"], "draining", "{removed}");
+    let deadline = removed["drain_deadline_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no drain_deadline_ms: {removed}"));
+    assert!(
+        deadline >= removed_ms + 3_000 && deadline <= after + 3_000,
+        "deadline {deadline} is not the removal time ({removed_ms}..={after}) + 3 s"
+    );
+    // When the call returns, no node accepts on the port any more.
+    for id in cluster.ids() {
+        let refused = tokio::net::TcpStream::connect((data_address(id), cluster.port)).await;
+        assert!(
+            refused.is_err(),
+            "node {id} still accepts on the removed listener"
+        );
+    }
+
+    let mut closes = Vec::new();
+    for t in tunnels {
+        let node = t.node;
+        let wait = Duration::from_millis(deadline.saturating_sub(now_ms()) + 2_000);
+        let log = t.finish(wait).await;
+        closes.push((node, assert_drained(node, &log, removed_ms, deadline)));
+    }
+    assert_spread(&closes);
 }
