@@ -109,6 +109,20 @@ async fn remove_draining(cluster: &Cluster, via: u64, addr: &str, timeout_ms: u6
     removed
 }
 
+/// Waits for each tunnel's end (until 2 s past `deadline`) and checks it
+/// was drained (echoing until the deadline, Close 1001 just after it);
+/// returns when each got its Close, by node.
+async fn all_closed_at(tunnels: Vec<Pinger>, removed_ms: u64, deadline: u64) -> Vec<(u64, u64)> {
+    let mut closes = Vec::new();
+    for t in tunnels {
+        let node = t.node;
+        let wait = Duration::from_millis(deadline.saturating_sub(now_ms()) + 2_000);
+        let log = t.finish(wait).await;
+        closes.push((node, assert_drained(node, &log, removed_ms, deadline)));
+    }
+    closes
+}
+
 /// Names of the groups `node` lists.
 async fn group_names(node: &NodeProcess) -> Vec<String> {
     let v = sluice_json(node, &["group", "list"]).await;
@@ -253,13 +267,7 @@ async fn replicated_drain_closes_every_tunnel_at_one_deadline() {
         );
     }
 
-    let mut closes = Vec::new();
-    for t in tunnels {
-        let node = t.node;
-        let wait = Duration::from_millis(deadline.saturating_sub(now_ms()) + 2_000);
-        let log = t.finish(wait).await;
-        closes.push((node, assert_drained(node, &log, removed_ms, deadline)));
-    }
+    let closes = all_closed_at(tunnels, removed_ms, deadline).await;
     assert_spread(&closes);
     // The backend side of each tunnel got Close 1001 too.
     wait_backend_closes(&b, 3).await;
@@ -797,12 +805,6 @@ async fn a_removed_listener_closes_every_nodes_tunnels_at_one_deadline() {
         );
     }
 
-    let mut closes = Vec::new();
-    for t in tunnels {
-        let node = t.node;
-        let wait = Duration::from_millis(deadline.saturating_sub(now_ms()) + 2_000);
-        let log = t.finish(wait).await;
-        closes.push((node, assert_drained(node, &log, removed_ms, deadline)));
-    }
+    let closes = all_closed_at(tunnels, removed_ms, deadline).await;
     assert_spread(&closes);
 }
