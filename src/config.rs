@@ -163,6 +163,7 @@ struct RawLog {
 impl NodeConfig {
     /// The settings `sluice node run` uses without `--config`: admin API on
     /// 127.0.0.1:7070, data in `./data`, listeners on 127.0.0.1.
+    #[allow(clippy::expect_used)] // checked by a unit test of this module
     pub fn embedded_default() -> NodeConfig {
         Self::from_raw(RawConfig::default(), "<embedded default>")
             .expect("the embedded default is valid")

@@ -81,7 +81,10 @@ fn main() {
 /// Prints `{"error": {"code", "message", "field"}}` on stderr, one line.
 fn print_json_error(detail: sluice_admin::api::ErrorDetail) {
     let body = sluice_admin::api::ErrorBody { error: detail };
-    eprintln!("{}", serde_json::to_string(&body).expect("serializes"));
+    match serde_json::to_string(&body) {
+        Ok(line) => eprintln!("{line}"),
+        Err(_) => eprintln!("error: {}", body.error.message),
+    }
 }
 
 /// Arguments clap refused: its own text, or with `--output json` on the
@@ -127,12 +130,19 @@ fn refuse_args(e: clap::Error) -> ! {
 
 /// A multi-thread runtime with `workers` threads (0: one per CPU this
 /// process may run on).
+/// Exits 1 when the runtime cannot start (no threads or descriptors left).
 fn runtime(workers: usize) -> tokio::runtime::Runtime {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if workers > 0 {
         builder.worker_threads(workers);
     }
-    builder.enable_all().build().expect("tokio runtime")
+    match builder.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    }
 }
 
 fn init_logging(config: &NodeConfig) {

@@ -1,6 +1,7 @@
 //! `sluice node check`, the container image's health check: exit 0 for a
 //! ready node, 1 with the reason for one that is down, silent or answers
 //! something else, 2 for a bad flag.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
 

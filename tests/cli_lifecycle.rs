@@ -3,6 +3,7 @@
 //! output; updates that name no change refused before any request; errors as
 //! JSON on stderr with `--output json`; a write a dead member has not
 //! applied (a warning, exit 0); and the node's token precedence.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
 

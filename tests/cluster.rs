@@ -39,6 +39,7 @@
 //!   with a body that is not a Raft message gets neither 401 nor 404;
 //! - the CLI's error for a wrong token names the token on stderr (as on one
 //!   node), and `/v1/state` needs no token (as on one node).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
 

@@ -23,6 +23,7 @@
 //! Needs Docker Engine and `docker compose` or `docker-compose`; without
 //! them the test fails and says so. It takes about 35 s, half of it
 //! `docker/cluster up`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
 

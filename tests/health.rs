@@ -1,6 +1,7 @@
 //! Health checks end to end on a three-node cluster (R6, R7, R8, C6):
 //! real node processes, demo backends told to fail `/health`, WebSocket
 //! tunnels through every node.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
 

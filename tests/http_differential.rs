@@ -3,6 +3,7 @@
 //! parser (httparse, CRLF only). Each must arrive as exactly one request
 //! with the client's method, target, end-to-end headers (in order per
 //! name) and body, plus sluice's `X-Forwarded-*`, and nothing else.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
 

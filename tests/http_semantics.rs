@@ -2,6 +2,7 @@
 //! between a raw client and a scripted, misbehaving backend. Each test
 //! asserts the status, the bytes the client got and how many requests the
 //! backend saw.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
 

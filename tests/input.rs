@@ -1,5 +1,6 @@
 //! Bad input gets a clear answer and changes nothing: CLI values, config
 //! files, tokens, and malformed or slow HTTP clients.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
 

@@ -9,6 +9,7 @@
 //!
 //! Timing: election timeout 500 ms..1 s ([`sluice_testkit::harness`]); a
 //! test takes 5–15 s.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
 

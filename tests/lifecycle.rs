@@ -3,6 +3,7 @@
 //! updated listener routes new requests by its new settings, a backend in
 //! maintenance keeps its connections but takes no new work, and a listener
 //! whose port is taken is reported, retried and bound once it is free.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
 

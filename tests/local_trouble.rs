@@ -2,6 +2,7 @@
 //! healthy backends healthy. A real node process under a low descriptor
 //! limit, its listener flooded with idle client connections until every
 //! accept, probe and upstream connect fails with `EMFILE`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! A node restarted (even killed) comes back with every acknowledged write,
 //! before its listeners accept traffic.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
 

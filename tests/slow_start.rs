@@ -1,6 +1,7 @@
 //! Slow start (R10) end to end on one node: the real `sluice` binary, real
 //! sockets, demo backends. Off, a new backend takes its share at once; on,
 //! its share of a steady request stream rises along the linear ramp.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
 

@@ -8,6 +8,7 @@
 //! through the other nodes until node 3's next sled write fails with ENOSPC
 //! and its Raft core stops. Needs root and util-linux (`unshare`,
 //! `nsenter`) on Linux; without them the test fails saying so.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! on raw sockets: refused connections, idle connections the backend closed,
 //! connection reuse, body framing both ways, and the request target and
 //! `Host` the backend sees.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
 

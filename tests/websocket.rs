@@ -2,6 +2,7 @@
 //! a Close from either side ends the tunnel cleanly, and a drain keeps
 //! echoes going until its deadline, then Close 1001 (the guide's first
 //! scenario, times scaled down).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
 

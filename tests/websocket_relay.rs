@@ -2,6 +2,7 @@
 //! agreed end to end (a compressed session keeps working, and still gets
 //! Close 1001 at the drain deadline), and a backend that dies without a
 //! Close is passed on as an abrupt close, not turned into a clean one.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! node was asked and however far behind it is; request bodies that would
 //! silently fall back to defaults, and updates that change nothing, are
 //! refused before they reach the log.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
 

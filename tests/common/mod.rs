@@ -8,7 +8,7 @@ pub mod tunnel;
 
 use std::future::Future;
 use std::process::Output;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sluice_testkit::{DemoBackend, DemoBackendConfig, NodeOptions, NodeProcess};
@@ -37,12 +37,7 @@ where
     }
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+pub use sluice_clock::now_ms;
 
 /// Runs the CLI against `node` without blocking the test's runtime.
 pub async fn cli(node: &NodeProcess, args: &[&str]) -> Output {

@@ -1,7 +1,6 @@
 //! The admin API's routes (listed in [`crate::api`]).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State as AxState};
@@ -72,12 +71,7 @@ pub fn router(ctx: Arc<AdminContext>) -> Router {
         .with_state(ctx)
 }
 
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub(crate) use sluice_clock::now_ms;
 
 /// `?consistent=true` on a read.
 #[derive(Debug, Default, Deserialize)]

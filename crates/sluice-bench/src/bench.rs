@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use sluice_testkit::bench::report::Machine;
@@ -282,7 +282,7 @@ fn cpus() -> (String, String) {
 /// Runs the cases of `p` with configs and logs in `dir`.
 pub async fn run(p: &Params, dir: &Path) -> anyhow::Result<Report> {
     let clock = Instant::now();
-    let started = SystemTime::now();
+    let started = sluice_clock::now();
     let (load_cpus, server_cpus) = cpus();
     let ports = Ports {
         http_backends: [free_port(), free_port()],

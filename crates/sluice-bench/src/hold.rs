@@ -20,7 +20,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 use futures_util::StreamExt;
@@ -94,7 +94,7 @@ pub struct HoldReport {
 
 /// Now, in µs since the Unix epoch.
 pub fn unix_micros() -> u64 {
-    SystemTime::now()
+    sluice_clock::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
 }

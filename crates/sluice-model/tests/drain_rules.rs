@@ -1,4 +1,5 @@
 //! The drain rules the model owns, example by example.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 use sluice_model::{AfterDrain, Applied, BackendStatus, Command, DrainPolicy, State};
 

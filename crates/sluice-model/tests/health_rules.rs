@@ -1,5 +1,6 @@
 //! The health rules the model owns (R6, R7, R8, fail open, weight 0, C6),
 //! example by example.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 use sluice_model::{
     Applied, BackendStatus, Command, DrainCause, DrainPolicy, HealthCheckUpdate, State,

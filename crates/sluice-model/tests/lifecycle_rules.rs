@@ -1,6 +1,7 @@
 //! Every object through its life: listeners updated, removed and drained,
 //! groups deleted (refused while used, drained with force), backends set to
 //! a weight or to maintenance, and the excerpt a write answers with.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 use sluice_model::{Applied, BackendStatus, Command, DrainPolicy, ModelError, State};
 

@@ -1,5 +1,6 @@
 //! Slow start (R10), example by example: when a ramp starts, how the
 //! effective weight grows, and when routing gives full weight instead.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 use sluice_model::{Command, DrainPolicy, ModelError, Ramp, State, UnixMillis, RAMP_SCALE};
 

@@ -259,7 +259,9 @@ impl ApplierState {
                     let running = self.start_backend(key.clone()).await?;
                     self.backends.insert(key.clone(), running);
                 }
-                let running = self.backends.get_mut(&key).expect("inserted");
+                let Some(running) = self.backends.get_mut(&key) else {
+                    continue;
+                };
                 if let (Some(drain), None) = (want_drain, running.drain) {
                     running.drain = Some(drain);
                     let deadline = new.drains.get(&drain).map(|d| d.deadline).unwrap_or(0);

@@ -217,8 +217,8 @@ impl Actor for Connection {
             port: args.port,
             generation: args.generation,
             peer: args.peer,
-            peer_ip: http::HeaderValue::from_str(&args.peer.ip().to_string())
-                .expect("an IP address is a valid header value"),
+            peer_ip: http::HeaderValue::try_from(args.peer.ip().to_string())
+                .unwrap_or_else(|_| http::HeaderValue::from_static("unknown")),
             routes: args.routes,
             metrics: args.metrics,
             me: myself,

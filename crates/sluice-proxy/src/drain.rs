@@ -5,7 +5,7 @@
 //! finished on this node, once (R2).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sluice_model::{DrainId, UnixMillis};
@@ -14,13 +14,7 @@ use tracing::info;
 use crate::backend::{BackendMessage, BackendRuntime};
 use crate::data_plane::DrainReporter;
 
-/// Now as Unix milliseconds.
-pub(crate) fn now_ms() -> UnixMillis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub(crate) use sluice_clock::now_ms;
 
 pub(crate) struct Drain;
 

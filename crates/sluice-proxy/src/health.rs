@@ -16,7 +16,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -318,12 +318,7 @@ fn humanize(d: Duration) -> String {
     }
 }
 
-pub(crate) fn now_ms() -> UnixMillis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub(crate) use sluice_clock::now_ms;
 
 #[cfg(test)]
 mod tests {

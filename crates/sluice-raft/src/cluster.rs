@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use openraft::{BasicNode, ChangeMembers, ServerState};
@@ -152,10 +152,7 @@ struct IdSource {
 
 impl IdSource {
     fn new(node: u64) -> Self {
-        let boot = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let boot = sluice_clock::now_ms();
         IdSource {
             node,
             boot,

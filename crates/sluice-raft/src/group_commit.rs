@@ -28,7 +28,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -85,13 +85,7 @@ pub(crate) struct Batcher {
     queue: mpsc::Sender<Proposal>,
 }
 
-/// Milliseconds since the Unix epoch on this node's clock.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use sluice_clock::now_ms;
 
 impl Batcher {
     /// Batches proposed to `raft` here: the node must lead (else every

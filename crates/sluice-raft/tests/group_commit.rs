@@ -1,10 +1,11 @@
 //! Group commit on a real one-node Raft: concurrent writes share log
 //! entries, each keeps its own outcome, removals get the leader's clock, and
 //! a forwarded batch sent again (same request ids) is applied once.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sluice_model::{Command, DrainPolicy};
 use sluice_raft::{ClusterConfig, ForwardedWrite, Outcome, RaftNode, RequestId};
@@ -28,12 +29,7 @@ async fn one_node(dir: &std::path::Path) -> Arc<RaftNode> {
     Arc::new(node)
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+use sluice_clock::now_ms;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_share_entries_and_keep_their_own_outcomes() {

@@ -1,6 +1,7 @@
 //! The state machine and log store through openraft's storage traits:
 //! persistence across reopen, rejected commands, snapshots, the watch channel,
 //! and request ids applied once.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 use std::collections::BTreeSet;
 

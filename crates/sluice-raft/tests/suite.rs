@@ -1,4 +1,5 @@
 //! openraft's own storage test suite against the sled stores.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 use openraft::testing::{StoreBuilder, Suite};
 use sluice_raft::{LogStore, StateMachineStore, StorageError, TypeConfig};

@@ -293,7 +293,7 @@ impl Shared {
     pub(crate) fn record(&self, event: BackendEvent) {
         let recorded = Recorded {
             at: Instant::now(),
-            wall: SystemTime::now(),
+            wall: sluice_clock::now(),
             event,
         };
         lock(&self.events).push(recorded);

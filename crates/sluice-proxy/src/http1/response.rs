@@ -5,7 +5,7 @@
 //! transfer codings besides chunked. `Date` is added when missing.
 
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode, Version};
@@ -158,7 +158,7 @@ thread_local! {
 }
 
 fn with_date(f: impl FnOnce(&[u8])) {
-    let now = SystemTime::now();
+    let now = sluice_clock::now();
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     DATE.with(|d| {
         let mut d = d.borrow_mut();

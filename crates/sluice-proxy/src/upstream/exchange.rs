@@ -256,7 +256,12 @@ pub(super) async fn exchange(
                 let mut send_error = None;
                 loop {
                     tokio::select! {
-                        r = async { sending.as_mut().as_pin_mut().expect("guarded").await },
+                        r = async {
+                            match sending.as_mut().as_pin_mut() {
+                                Some(sending) => sending.await,
+                                None => std::future::pending().await,
+                            }
+                        },
                             if !body_complete && send_error.is_none() =>
                         {
                             match r {

@@ -26,7 +26,7 @@ pub mod throughput;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 
@@ -64,7 +64,7 @@ pub struct Params {
 /// Forms the cluster, runs every phase, and returns the figures. The
 /// cluster is stopped before this returns, whatever the outcome.
 pub async fn run(params: &Params, command: String) -> anyhow::Result<Report> {
-    let started = SystemTime::now();
+    let started = sluice_clock::now();
     let machine = Machine::probe(&params.sluice);
     let clock = Instant::now();
 

@@ -11,7 +11,7 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use clap::Parser;
 use sluice_testkit::{DemoBackend, DemoBackendConfig};
@@ -67,7 +67,11 @@ struct UtcMillis;
 
 impl FormatTime for UtcMillis {
     fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
-        write!(w, "{}", humantime::format_rfc3339_millis(SystemTime::now()))
+        write!(
+            w,
+            "{}",
+            humantime::format_rfc3339_millis(sluice_clock::now())
+        )
     }
 }
 

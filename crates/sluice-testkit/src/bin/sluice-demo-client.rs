@@ -7,7 +7,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use clap::Parser;
 use sluice_testkit::{WsClient, WsEvent};
@@ -29,7 +29,7 @@ struct Args {
 fn say(what: &str) {
     println!(
         "{} {what}",
-        humantime::format_rfc3339_millis(SystemTime::now())
+        humantime::format_rfc3339_millis(sluice_clock::now())
     );
 }
 
