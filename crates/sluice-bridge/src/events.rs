@@ -48,9 +48,10 @@ impl DrainReporter for EventSink {
 // === impl EventQueue ===
 
 impl EventQueue {
-    /// A queue fed by `tx` (tests feed the reporting loop directly).
+    /// A queue and its sender, for tests that feed the reporting loop
+    /// events directly.
     #[cfg(test)]
-    pub(crate) fn from_sender() -> (mpsc::UnboundedSender<Event>, EventQueue) {
+    pub(crate) fn for_tests() -> (mpsc::UnboundedSender<Event>, EventQueue) {
         let (tx, rx) = mpsc::unbounded_channel();
         (tx, EventQueue { rx })
     }

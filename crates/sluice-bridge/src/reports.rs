@@ -143,7 +143,7 @@ mod tests {
             script: Mutex::new(script),
             calls: calls_tx,
         });
-        let (tx, queue) = EventQueue::from_sender();
+        let (tx, queue) = EventQueue::for_tests();
         tokio::spawn(run_reports(7, log, queue));
         (tx, calls)
     }
