@@ -5,9 +5,9 @@
 mod cli;
 mod client;
 mod config;
+mod log_format;
 mod node;
 mod output;
-mod reports;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -151,8 +151,14 @@ fn init_logging(config: &NodeConfig) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    // Every line names the node (`log_format`).
     match config.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .event_format(log_format::NodeText::new(config.node_id))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .event_format(log_format::NodeJson::new(config.node_id))
+            .init(),
     }
 }

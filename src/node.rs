@@ -1,8 +1,9 @@
-//! Assembles one node: the admin token, Raft and its sled store (restored
-//! from the data dir, and applied to the data plane before any listener
-//! accepts traffic, C5), the drain, health and listener bind reports fed
-//! back as commands ([`crate::reports`]), and the admin API (which also
-//! serves the Raft RPCs).
+//! Assembles one node: the admin token, the data plane, Raft and its sled
+//! store (restored from the data dir), the bridge between them
+//! ([`sluice_bridge`]: the restored state applied to the data plane before
+//! any listener accepts traffic, C5, and the data plane's drain, health and
+//! bind reports fed back as commands), and the admin API (which also serves
+//! the Raft RPCs).
 //!
 //! Stopping is bounded by `node.stop_timeout`: the admin API stops taking
 //! connections and its open requests get half of it, then Raft and the data
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use sluice_admin::auth::{self, TokenSource};
 use sluice_admin::{router, AdminContext, CommandStore};
+use sluice_bridge::Bridge;
 use sluice_proxy::{DataPlane, ProxySettings};
 use sluice_raft::{ClusterConfig, RaftNode};
 use tokio::sync::{oneshot, watch};
@@ -27,7 +29,6 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::config::NodeConfig;
-use crate::reports::ReportToStore;
 
 /// Runs a node until Ctrl-C or SIGTERM (then returns), or until its Raft
 /// core stops (then the process exits with [`EXIT_RAFT_STOPPED`]); either
@@ -43,14 +44,12 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     )
     .context("cannot set up the admin token")?;
     match &source {
-        TokenSource::Generated(p) => info!(
-            node,
-            "generated an admin token; it is stored in {}",
-            p.display()
-        ),
-        TokenSource::File(p) => info!(node, "admin token read from {}", p.display()),
-        TokenSource::Env => info!(node, "admin token taken from SLUICE_TOKEN"),
-        TokenSource::Config => info!(node, "admin token taken from the config file"),
+        TokenSource::Generated(p) => {
+            info!("generated an admin token; it is stored in {}", p.display())
+        }
+        TokenSource::File(p) => info!("admin token read from {}", p.display()),
+        TokenSource::Env => info!("admin token taken from SLUICE_TOKEN"),
+        TokenSource::Config => info!("admin token taken from the config file"),
     }
     // The admin port first: a node that cannot be administered does not start.
     let admin = tokio::net::TcpListener::bind(config.admin_listen)
@@ -66,9 +65,9 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         upstream_idle_timeout: config.upstream_idle_timeout,
         upstream_max_idle_per_backend: config.upstream_max_idle_per_backend,
     };
-    let (reporter, reports) = ReportToStore::new();
+    let (events, event_queue) = sluice_bridge::events();
     let data_plane = Arc::new(
-        DataPlane::start(settings, reporter)
+        DataPlane::start(settings, events)
             .await
             .context("cannot start the data plane")?,
     );
@@ -88,19 +87,16 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         .await
         .context("cannot start raft")?,
     );
-    let store = Arc::new(
-        CommandStore::start(raft.clone(), data_plane.clone())
-            .await
-            .context("cannot restore the node's state")?,
-    );
+    let bridge = Bridge::start(raft.clone(), data_plane.clone(), event_queue)
+        .await
+        .context("cannot restore the node's state")?;
     if config.bootstrap && !raft.is_initialized().await? {
         raft.init()
             .await
             .context("cannot initialise a one-node cluster")?;
-        info!(node, "bootstrapped a one-node cluster");
+        info!("bootstrapped a one-node cluster");
     }
-
-    reports.spawn(node, store.clone());
+    let store = Arc::new(CommandStore::new(bridge));
 
     let app = router(Arc::new(AdminContext {
         node_id: node,
@@ -123,7 +119,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         dp.stopped().await;
         let _ = dp_stopped_tx.send(true);
     });
-    info!(node, admin = %config.admin_listen, advertise = %config.advertise, data_address = %config.data_address, "sluice node ready");
+    info!(admin = %config.admin_listen, advertise = %config.advertise, data_address = %config.data_address, "sluice node ready");
 
     let cause = tokio::select! {
         _ = shutdown_signal() => Stop::Signal,
@@ -139,13 +135,12 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let admin_server = (!matches!(cause, Stop::AdminEnded(_))).then_some(admin_server);
     let code = match &cause {
         Stop::Signal => {
-            info!(node, stop_timeout = %humantime::format_duration(config.stop_timeout), "shutting down");
+            info!(stop_timeout = %humantime::format_duration(config.stop_timeout), "shutting down");
             0
         }
         Stop::RaftStopped(why) => {
             // /readyz answers 503 `raft_stopped` from now on.
             error!(
-                node,
                 cause = %why,
                 exit_code = EXIT_RAFT_STOPPED,
                 "this node's Raft core stopped and cannot restart in this process; \
@@ -154,13 +149,13 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             EXIT_RAFT_STOPPED
         }
         Stop::Failed(why) | Stop::AdminEnded(why) => {
-            error!(node, cause = %why, "stopping the node");
+            error!(cause = %why, "stopping the node");
             1
         }
     };
     // Whatever hangs below (or dropping the runtime after it), the process
     // ends shortly after its stop timeout.
-    arm_watchdog(node, config.stop_timeout + WATCHDOG_MARGIN, code.max(1));
+    arm_watchdog(config.stop_timeout + WATCHDOG_MARGIN, code.max(1));
     let mut limit = config.stop_timeout;
     if matches!(cause, Stop::RaftStopped(_)) {
         // Up, not ready, for a quarter of the stop timeout: health checks
@@ -169,12 +164,11 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         let grace = config.stop_timeout / 4;
         tokio::select! {
             _ = tokio::time::sleep(grace) => {}
-            _ = shutdown_signal() => info!(node, "stopping at once on request"),
+            _ = shutdown_signal() => info!("stopping at once on request"),
         }
         limit -= grace;
     }
     let still_running = stop_within(
-        node,
         limit,
         StopParts {
             stop_admin,
@@ -187,7 +181,6 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     .await;
     if !still_running.is_empty() {
         error!(
-            node,
             stop_timeout = %humantime::format_duration(config.stop_timeout),
             still_running = %still_running.join(", "),
             "the node did not stop within its stop timeout; exiting anyway"
@@ -235,7 +228,7 @@ struct StopParts {
 /// of `limit`, the data plane serving meanwhile, then they are cut), then
 /// Raft and the data plane together, all within `limit`. Returns what was
 /// still running when `limit` ran out (empty when everything stopped).
-async fn stop_within(node: u64, limit: Duration, parts: StopParts) -> Vec<&'static str> {
+async fn stop_within(limit: Duration, parts: StopParts) -> Vec<&'static str> {
     let StopParts {
         stop_admin,
         admin_server,
@@ -252,7 +245,6 @@ async fn stop_within(node: u64, limit: Duration, parts: StopParts) -> Vec<&'stat
             // E.g. a client that stalled mid-request, or a request into a
             // wedged Raft core: their connections end with the process.
             warn!(
-                node,
                 waited = %humantime::format_duration(limit / 2),
                 "admin API requests still open; closing them"
             );
@@ -277,11 +269,10 @@ async fn stop_within(node: u64, limit: Duration, parts: StopParts) -> Vec<&'stat
 
 /// Ends the process with `code` after `after` unless it ended before: the
 /// bound that holds even when the async runtime is wedged.
-fn arm_watchdog(node: u64, after: Duration, code: i32) {
+fn arm_watchdog(after: Duration, code: i32) {
     std::thread::spawn(move || {
         std::thread::sleep(after);
         error!(
-            node,
             waited = %humantime::format_duration(after),
             "the node is still running after its stop timeout; exiting"
         );

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+mod applied_path;
 pub mod auth;
 mod cluster_routes;
 mod error;
@@ -24,6 +25,7 @@ mod store;
 mod views;
 mod writes;
 
+pub use applied_path::APPLIED_PATH;
 pub use error::ApiError;
 pub use routes::{router, AdminContext};
-pub use store::{CommandStore, StoreError, Submitted, APPLIED_PATH, PROPAGATION_WAIT};
+pub use store::{CommandStore, StoreError, Submitted, PROPAGATION_WAIT};

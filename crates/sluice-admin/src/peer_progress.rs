@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::store::APPLIED_PATH;
+use crate::applied_path::APPLIED_PATH;
 
 /// Pause before asking a peer that failed to answer again.
 const RETRY: Duration = Duration::from_millis(200);

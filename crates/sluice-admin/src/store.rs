@@ -5,16 +5,16 @@
 //! there within [`PROPAGATION_WAIT`], is named in the answer as pending and
 //! catches up on its own (C4); the members' progress is followed by
 //! [`PeerProgress`]. Each node's data plane is fed from its own state
-//! machine (see [`CommandStore::start`]).
+//! machine by the [`Bridge`], which also tells the index it routes by.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sluice_bridge::Bridge;
 use sluice_model::{Applied, Command, NodeId, State};
 use sluice_proxy::DataPlane;
 use sluice_raft::{ClusterError, Outcome, RaftNode};
 use thiserror::Error;
-use tokio::sync::watch;
 use tracing::warn;
 
 use crate::peer_progress::PeerProgress;
@@ -22,8 +22,8 @@ use crate::peer_progress::PeerProgress;
 /// Longest a write waits for other members to route by it.
 pub const PROPAGATION_WAIT: Duration = Duration::from_secs(2);
 
-/// Path every node answers with the log index its data plane runs.
-pub const APPLIED_PATH: &str = "/v1/cluster/applied";
+// The cluster routes still name the path from here.
+pub(crate) use crate::applied_path::APPLIED_PATH;
 
 /// Why a command was not applied.
 #[derive(Debug, Error)]
@@ -61,71 +61,43 @@ pub struct Submitted {
 
 /// Orders commands through Raft and tracks what the data plane runs.
 pub struct CommandStore {
-    node: Arc<RaftNode>,
-    data_plane: Arc<DataPlane>,
-    applied: watch::Receiver<u64>,
+    bridge: Arc<Bridge>,
     peers: Arc<PeerProgress>,
 }
 
 impl CommandStore {
-    /// Applies the node's current state to the data plane (before any
-    /// listener accepts traffic, C5), then keeps feeding it every applied
-    /// state in the background.
-    pub async fn start(
-        node: Arc<RaftNode>,
-        data_plane: Arc<DataPlane>,
-    ) -> Result<Self, StoreError> {
-        let (tx, applied) = watch::channel(0u64);
-        let mut states = node.subscribe_indexed();
-        let (index, state) = states.borrow_and_update().clone();
-        data_plane
-            .apply(state)
-            .await
-            .map_err(|e| ClusterError::Raft(e.to_string()))?;
-        tx.send_replace(index);
-        let feed_dp = data_plane.clone();
-        tokio::spawn(async move {
-            while states.changed().await.is_ok() {
-                let (index, state) = states.borrow_and_update().clone();
-                if let Err(e) = feed_dp.apply(state).await {
-                    warn!(error = %e, "data plane did not take the new state");
-                    break;
-                }
-                tx.send_if_modified(|cur| {
-                    let newer = index > *cur;
-                    if newer {
-                        *cur = index;
-                    }
-                    newer
-                });
-            }
-        });
-        Ok(CommandStore {
-            peers: PeerProgress::new(node.clone()),
-            node,
-            data_plane,
-            applied,
-        })
+    /// A store writing through `bridge`'s Raft node and waiting on the data
+    /// plane it feeds.
+    pub fn new(bridge: Arc<Bridge>) -> Self {
+        CommandStore {
+            peers: PeerProgress::new(bridge.node().clone()),
+            bridge,
+        }
+    }
+
+    /// The bridge between this node's Raft core and its data plane.
+    pub fn bridge(&self) -> &Arc<Bridge> {
+        &self.bridge
     }
 
     /// The last applied state (local read).
     pub fn current(&self) -> Arc<State> {
-        self.node.current()
+        self.bridge.node().current()
     }
 
     /// The Raft node.
     pub fn node(&self) -> &Arc<RaftNode> {
-        &self.node
+        self.bridge.node()
     }
 
-    /// The data plane this store feeds.
+    /// The data plane the bridge feeds.
     pub fn data_plane(&self) -> &Arc<DataPlane> {
-        &self.data_plane
+        self.bridge.data_plane()
     }
 
     /// Log index this node's data plane routes by.
     pub fn applied_index(&self) -> u64 {
-        *self.applied.borrow()
+        self.bridge.applied_index()
     }
 
     /// Proposes one command; returns the leader's outcome once it is
@@ -133,7 +105,7 @@ impl CommandStore {
     /// ended: see [`Submitted::pending`]). A refused command changed
     /// nothing, so nothing is waited for.
     pub async fn submit(&self, command: Command) -> Result<Submitted, StoreError> {
-        let written = self.node.write(command).await?;
+        let written = self.node().write(command).await?;
         match written.outcome {
             Outcome::Applied { applied, excerpt } => {
                 let pending = self.wait_everywhere(written.log_index).await;
@@ -156,17 +128,9 @@ impl CommandStore {
         }
     }
 
-    /// Proposes commands in one call without waiting for the other
-    /// members (drain reports from the data plane); one outcome each.
-    pub async fn submit_quietly(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, StoreError> {
-        let written = self.node.write_all(commands).await?;
-        Ok(written.into_iter().map(|w| w.outcome).collect())
-    }
-
     /// Resolves once this node's data plane runs `index` or later.
     pub async fn wait_applied(&self, index: u64) {
-        let mut mine = self.applied.clone();
-        let _ = mine.wait_for(|applied| *applied >= index).await;
+        self.bridge.wait_applied(index).await;
     }
 
     /// Waits until every member routes by `index`, at most
@@ -180,7 +144,7 @@ impl CommandStore {
         );
         if mine.is_err() {
             warn!(index, "this node's data plane did not catch up in time");
-            pending.push(self.node.id());
+            pending.push(self.node().id());
             pending.sort_unstable();
         }
         pending
