@@ -12,33 +12,13 @@
 
 #![forbid(unsafe_code)]
 
-mod bench;
-mod drain;
-mod fixed_rate;
-mod hold;
-mod idle;
-mod latency;
-mod peers;
-mod procfs;
-mod procs;
-mod propagation;
-mod quiet;
-mod report;
-mod sluice_node;
-mod stack;
-mod stats;
-mod throughput;
-mod wire;
-mod wrk;
-mod ws_backend;
-
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::sync::OnceLock;
-use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use sluice_bench::progress::say;
+use sluice_bench::{bench, fixed_rate, hold, params, report, shutdown, ws_backend};
 
 /// sluice side by side with HAProxy and nginx on this machine.
 #[derive(Debug, Parser)]
@@ -47,7 +27,7 @@ struct Cli {
     #[command(subcommand)]
     helper: Option<Helper>,
     #[command(flatten)]
-    run: bench::RunArgs,
+    run: params::RunArgs,
 }
 
 /// The benchmark's own helper processes.
@@ -59,13 +39,6 @@ enum Helper {
     Hold(hold::Args),
     /// Open-loop fixed-rate HTTP load; prints its result as JSON.
     FixedRate(fixed_rate::Args),
-}
-
-/// Progress on stderr, with the seconds since start.
-pub fn say(line: &str) {
-    static START: OnceLock<Instant> = OnceLock::new();
-    let t = START.get_or_init(Instant::now).elapsed().as_secs_f64();
-    eprintln!("[sluice-bench {t:6.1}s] {line}");
 }
 
 fn main() -> ExitCode {
@@ -88,7 +61,7 @@ fn main() -> ExitCode {
 /// Runs the benchmark and prints the report; fails when something did not
 /// work (the report's Problems section says what), and then keeps the
 /// directory of configs and logs.
-fn benchmark(args: &bench::RunArgs) -> anyhow::Result<()> {
+fn benchmark(args: &params::RunArgs) -> anyhow::Result<()> {
     say("starting");
     let command = std::env::args()
         .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
@@ -109,7 +82,7 @@ fn benchmark(args: &bench::RunArgs) -> anyhow::Result<()> {
     let outcome = rt.block_on(async {
         tokio::select! {
             r = bench::run(&params, dir.path()) => r,
-            why = sluice_testkit::bench::interrupted() => Err(anyhow::anyhow!("{why}; every process started was stopped")),
+            why = shutdown::interrupted() => Err(anyhow::anyhow!("{why}; every process started was stopped")),
         }
     });
     drop(rt);

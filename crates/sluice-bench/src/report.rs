@@ -5,15 +5,16 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use sluice_testkit::bench::propagation::PropagationResult;
-use sluice_testkit::bench::report::Machine;
-use sluice_testkit::bench::stats::{bytes, ms, Summary};
+use crate::format::{bytes, ms, ms_or_dash, num, thousands};
+use crate::stats::Summary;
 
-use crate::bench::Params;
-use crate::drain::{fmt_ms, DrainResult, ON_TIME};
+use crate::cluster::propagation::PropagationResult;
+use crate::drain::{DrainResult, ON_TIME};
 use crate::hold::Mode;
 use crate::idle;
 use crate::latency::LatencyResult;
+use crate::machine::Machine;
+use crate::params::Params;
 use crate::stack::Target;
 use crate::throughput::ThroughputResult;
 
@@ -61,33 +62,6 @@ fn verdict(met: Option<bool>) -> &'static str {
         Some(true) => "met",
         Some(false) => "**not met**",
         None => "not measured",
-    }
-}
-
-/// `12,345`.
-pub fn thousands(v: f64) -> String {
-    if !v.is_finite() {
-        return "-".into();
-    }
-    let digits = format!("{:.0}", v.abs());
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if v < 0.0 && digits != "0" {
-        out.insert(0, '-');
-    }
-    out
-}
-
-fn num(v: f64, decimals: usize) -> String {
-    if v.is_finite() {
-        format!("{v:.decimals$}")
-    } else {
-        "-".into()
     }
 }
 
@@ -207,7 +181,7 @@ impl Report {
                     "{} of {} tunnels, last {} ms after the deadline",
                     d.report.closes_1001,
                     d.tunnels,
-                    fmt_ms(d.last_ms())
+                    ms_or_dash(d.last_ms())
                 ),
                 met: Some(d.all_on_time()),
             },
@@ -506,8 +480,8 @@ impl Report {
             "| {} | {} | {} ms | {} ms | {} | {} |\n",
             thousands(d.tunnels as f64),
             thousands(d.report.closes_1001 as f64),
-            fmt_ms(d.first_ms()),
-            fmt_ms(d.last_ms()),
+            ms_or_dash(d.first_ms()),
+            ms_or_dash(d.last_ms()),
             if d.all_on_time() { "yes" } else { "**no**" },
             ms(d.remove_call)
         );
@@ -568,12 +542,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn number_formats() {
-        assert_eq!(thousands(1234567.4), "1,234,567");
-        assert_eq!(thousands(999.6), "1,000");
-        assert_eq!(thousands(-1234.0), "-1,234");
-        assert_eq!(thousands(f64::NAN), "-");
-        assert_eq!(num(1.234, 2), "1.23");
+    fn capped_notes() {
         assert_eq!(
             capped_note(10_000, 9_500),
             " (10,000 requested; capped by the open-files limit)"

@@ -37,10 +37,11 @@ use anyhow::{anyhow, bail, Context};
 use serde_json::json;
 use tokio::sync::{oneshot, watch};
 
-use super::cluster::{data_address, free_port_on, BenchCluster};
-use super::stats::Summary;
-use super::AbortOnDrop;
-use crate::backend::{DemoBackend, DemoBackendConfig};
+use sluice_testkit::{DemoBackend, DemoBackendConfig};
+
+use super::nodes::{data_address, free_port_on, BenchCluster};
+use crate::shutdown::AbortOnDrop;
+use crate::stats::Summary;
 
 /// Name of the backend that is added and removed.
 const B_NAME: &str = "bench-b";
