@@ -1,6 +1,7 @@
-//! The side-by-side benchmark run: the cases in order — a and b against one running stack,
-//! c and d on fresh proxies, e on a three-node cluster once everything
-//! else is stopped.
+//! The side-by-side benchmark run: the cases in order — a and b against
+//! one running stack, c, d and f on fresh proxies, e on a three-node
+//! cluster once everything else is stopped — and the versions of what ran, for
+//! the report. What to run is [`crate::params::Params`].
 
 use std::path::Path;
 use std::process::Command;
@@ -13,7 +14,7 @@ use crate::params::{Case, Params, FD_RESERVE};
 use crate::peers::{Ports, Sizing};
 use crate::report::{Report, Versions};
 use crate::stack::{Backends, Layout, Proxy, Setup, Target};
-use crate::{drain, idle, latency, progress, propagation, throughput};
+use crate::{drain, idle, latency, progress, propagation, removal, throughput};
 
 /// CPUs of the load generator and of the server side: CPU 0 and CPU 1,
 /// or both on CPU 0 on a one-CPU machine.
@@ -65,6 +66,7 @@ pub async fn run(p: &Params, dir: &Path) -> anyhow::Result<Report> {
         latency: None,
         idle: Vec::new(),
         drain: None,
+        removal: None,
         propagation: None,
         total: Duration::ZERO,
     };
@@ -100,6 +102,9 @@ pub async fn run(p: &Params, dir: &Path) -> anyhow::Result<Report> {
     }
     if wants(Case::Drain) {
         report.drain = Some(drain::run(p, &layout).await?);
+    }
+    if wants(Case::Removal) {
+        report.removal = Some(removal::run(p, &layout).await?);
     }
     drop(backends);
     if wants(Case::Propagation) {

@@ -1,7 +1,8 @@
 //! `sluice-bench`: sluice measured side by side with HAProxy and nginx on
 //! this machine, interleaved in one run (loopback only). Without a
 //! subcommand it runs the benchmark — keep-alive throughput, fixed-rate
-//! latency, idle memory, drain fan-out, cluster propagation — and prints
+//! latency, idle memory, drain fan-out, cluster propagation, a removal
+//! under load — and prints
 //! markdown tables on stdout (progress on stderr). The subcommands are its
 //! own helper processes: the WebSocket echo backend and the two load
 //! generators, which it starts pinned to their CPUs.

@@ -9,7 +9,8 @@ use anyhow::{bail, Context};
 
 use crate::procfs;
 
-/// The cases, in the order they run.
+/// The cases, by their letter in the report (f runs before e, which needs
+/// everything else stopped).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Case {
     /// a. keep-alive throughput and latency (wrk)
@@ -22,6 +23,8 @@ pub enum Case {
     Drain,
     /// e. cluster propagation (sluice)
     Propagation,
+    /// f. a removal under load (sluice)
+    Removal,
 }
 
 /// Descriptors kept free for everything but held connections.
@@ -186,6 +189,7 @@ impl RunArgs {
                     Case::FixedRate,
                     Case::Idle,
                     Case::Drain,
+                    Case::Removal,
                     Case::Propagation,
                 ]
             }),

@@ -15,6 +15,7 @@ use crate::idle;
 use crate::latency::LatencyResult;
 use crate::machine::Machine;
 use crate::params::Params;
+use crate::removal::{RemovalResult, CONNS as REMOVAL_CONNS};
 use crate::stack::Target;
 use crate::throughput::ThroughputResult;
 
@@ -44,6 +45,7 @@ pub struct Report {
     pub latency: Option<LatencyResult>,
     pub idle: Vec<idle::Row>,
     pub drain: Option<DrainResult>,
+    pub removal: Option<RemovalResult>,
     pub propagation: Option<PropagationResult>,
     pub total: Duration,
 }
@@ -257,6 +259,15 @@ impl Report {
                 ));
             }
         }
+        if let Some(r) = &self.removal {
+            if r.wrk.errors > 0 {
+                out.push(format!(
+                    "removal under load: {} of {} requests failed (R11: a removal fails none)",
+                    r.wrk.errors,
+                    r.wrk.requests + r.wrk.errors
+                ));
+            }
+        }
         out
     }
 
@@ -270,6 +281,7 @@ impl Report {
         self.idle_section(&mut s, p);
         self.drain_section(&mut s, p);
         self.propagation_section(&mut s);
+        self.removal_section(&mut s);
         let problems = self.problems();
         if !problems.is_empty() {
             let _ = writeln!(s, "## Problems\n");
@@ -522,6 +534,36 @@ impl Report {
                 p.failure_samples.join("; ")
             );
         }
+    }
+}
+
+impl Report {
+    fn removal_section(&self, s: &mut String) {
+        let Some(r) = &self.removal else { return };
+        let _ = writeln!(s, "## f. A removal under load (sluice)\n");
+        let _ = writeln!(
+            s,
+            "wrk with {REMOVAL_CONNS} keep-alive connections through a fresh sluice node over both HTTP backends for {}; \
+             halfway through, one backend is removed (a {} drain). Requests and req/s are wrk's over the whole run, \
+             errors its socket errors and non-2xx answers (R11: none), call the `DELETE` call's latency. The end-to-end \
+             test of this scenario (`tests/drain_http.rs`) asserts only that nothing fails; the speed is measured here.\n",
+            humantime::format_duration(r.duration),
+            humantime::format_duration(r.drain_timeout)
+        );
+        let _ = writeln!(
+            s,
+            "| connections | requests | req/s | p99 | errors | call |"
+        );
+        let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "| {REMOVAL_CONNS} | {} | {} | {} µs | {} | {} |\n",
+            thousands(r.wrk.requests as f64),
+            thousands(r.wrk.rps),
+            thousands(r.wrk.p99_us),
+            thousands(r.wrk.errors as f64),
+            ms(r.remove_call)
+        );
     }
 }
 
