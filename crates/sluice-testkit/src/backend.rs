@@ -18,6 +18,13 @@
 //! so [`DemoBackend::shutdown`] (or dropping the backend) aborts them all;
 //! drop guards turn "the future was dropped" into `RequestAborted`,
 //! `WebSocketClosed` and `ConnectionClosed` events.
+//!
+//! The parts, which this file puts together (none of them imports it):
+//! `event` (what is recorded), `state` (what the handle and the tasks
+//! share, and the guard that records a connection's end), `http` (the slow
+//! HTTP side, `/health`, `/admin/*`), `ws` (the echo loop), `response`
+//! (plain-text answers) and `log` (how log lines word close codes and
+//! durations).
 
 mod event;
 mod http;
