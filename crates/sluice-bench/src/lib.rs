@@ -7,8 +7,11 @@
 //!   drain fan-out ([`drain`]), cluster propagation ([`propagation`]), a
 //!   removal under load ([`removal`]).
 //!   [`params`] is its command line, [`stack`] and [`peers`] the processes
-//!   under test, [`report`] its markdown; [`hold`], [`fixed_rate`] and
-//!   [`ws_backend`] are also its own helper processes.
+//!   under test ([`sluice_node`]: one node driven over its admin API;
+//!   [`procs`]: starting, pinning and stopping the others), [`report`] its
+//!   markdown; [`hold`], [`fixed_rate`] and [`ws_backend`] are also its own
+//!   helper processes, speaking raw HTTP and WebSocket ([`wire`]), and
+//!   [`quiet`] waits for an idle machine before each run.
 //! - `sluice-cluster-bench` ([`cluster`]): a three-node cluster of the
 //!   `sluice` binary on this host — removal propagation, admin write
 //!   throughput, disk and memory after many commands.
@@ -16,8 +19,8 @@
 //! What both share exists once: reading `/proc` ([`procfs`]), the
 //! arithmetic of the figures ([`stats`]) and how they are written
 //! ([`format`]), the machine a run is on ([`machine`]), the admin API client
-//! ([`admin`]), and stopping everything started on an interruption
-//! ([`shutdown`]).
+//! ([`admin`]), progress lines on stderr ([`progress`]), and stopping
+//! everything started on an interruption ([`shutdown`]).
 //!
 //! Why a crate of its own: the figures are not tests (nothing here passes or
 //! fails on speed), and the test-support crate stays small; nodes are
