@@ -1,5 +1,6 @@
-//! How both benchmarks write their figures: durations, sizes and counts
-//! as they appear in the markdown reports (`-` where there is no figure).
+//! How both benchmarks write their figures: durations, sizes, counts and
+//! verdicts as they appear in the markdown reports (`-` where there is no
+//! figure).
 
 use std::time::Duration;
 
@@ -57,6 +58,15 @@ pub fn num(v: f64, decimals: usize) -> String {
     }
 }
 
+/// Whether a target was met: `met`, `**not met**`, or `not measured`.
+pub fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "**not met**",
+        None => "not measured",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +84,7 @@ mod tests {
         assert_eq!(thousands(-1234.0), "-1,234");
         assert_eq!(thousands(f64::NAN), "-");
         assert_eq!(num(1.234, 2), "1.23");
+        assert_eq!(verdict(Some(false)), "**not met**");
+        assert_eq!(verdict(None), "not measured");
     }
 }

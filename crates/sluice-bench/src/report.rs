@@ -5,10 +5,10 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use crate::format::{bytes, ms, ms_or_dash, num, thousands};
+use crate::format::{bytes, ms, ms_or_dash, num, thousands, verdict};
 use crate::stats::Summary;
 
-use crate::cluster::propagation::PropagationResult;
+use crate::cluster::propagation::{PropagationResult, P99_TARGET as PROPAGATION_TARGET};
 use crate::drain::{DrainResult, ON_TIME};
 use crate::hold::Mode;
 use crate::idle;
@@ -19,8 +19,6 @@ use crate::removal::{RemovalResult, CONNS as REMOVAL_CONNS};
 use crate::stack::Target;
 use crate::throughput::ThroughputResult;
 
-/// C2: p99 of "removal returned → last node stops routing to it".
-const PROPAGATION_TARGET: Duration = Duration::from_millis(50);
 /// sluice's idle tunnel may cost at most this many times HAProxy's.
 const TUNNEL_MEMORY_FACTOR: f64 = 2.0;
 
@@ -57,14 +55,6 @@ pub struct Goal {
     pub what: String,
     pub figures: String,
     pub met: Option<bool>,
-}
-
-fn verdict(met: Option<bool>) -> &'static str {
-    match met {
-        Some(true) => "met",
-        Some(false) => "**not met**",
-        None => "not measured",
-    }
 }
 
 impl Report {

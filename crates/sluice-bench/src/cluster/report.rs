@@ -7,14 +7,12 @@ use std::time::{Duration, SystemTime};
 
 use super::footprint::FootprintResult;
 use super::params::Params;
-use super::propagation::PropagationResult;
+use super::propagation::{PropagationResult, P99_TARGET as PROPAGATION_TARGET};
 use super::throughput::WorkloadResult;
-use crate::format::{bytes, ms};
+use crate::format::{bytes, ms, verdict};
 use crate::machine::Machine;
 use crate::stats::{per_second, Summary};
 
-/// C2: p99 of "call returned → last node routes by the new state".
-const PROPAGATION_TARGET: Duration = Duration::from_millis(50);
 /// Writes per second the cluster should sustain.
 const THROUGHPUT_TARGET: f64 = 2000.0;
 /// Disk per node.
@@ -40,14 +38,6 @@ pub struct Report {
     pub aborted: Option<String>,
     /// Wall time of the whole run.
     pub total: Duration,
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met {
-        "met"
-    } else {
-        "NOT met"
-    }
 }
 
 impl Report {
@@ -111,7 +101,7 @@ impl Report {
                 stop,
                 format!(
                     "p99 < 50 ms: {}",
-                    verdict(r.rounds > 0 && stop.p99 < PROPAGATION_TARGET)
+                    verdict(Some(r.rounds > 0 && stop.p99 < PROPAGATION_TARGET))
                 ),
             ),
             (
@@ -265,7 +255,7 @@ impl Report {
                 bytes(n.rss_before),
                 bytes(n.rss_after),
                 bytes(n.rss_peak),
-                verdict(worst < DISK_TARGET)
+                verdict(Some(worst < DISK_TARGET))
             );
         }
         let _ = writeln!(
@@ -317,7 +307,7 @@ fn workload_row(s: &mut String, w: &WorkloadResult, target: bool) {
         )
     );
     if target {
-        let _ = write!(s, " {} |", verdict(rate > THROUGHPUT_TARGET));
+        let _ = write!(s, " {} |", verdict(Some(rate > THROUGHPUT_TARGET)));
     }
     let _ = writeln!(s);
 }
