@@ -58,6 +58,16 @@ pub fn num(v: f64, decimals: usize) -> String {
     }
 }
 
+/// A command line as the report shows it: the words joined by spaces, a
+/// word holding a space in single quotes.
+pub fn command_line(words: impl IntoIterator<Item = String>) -> String {
+    words
+        .into_iter()
+        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Whether a target was met: `met`, `**not met**`, or `not measured`.
 pub fn verdict(met: Option<bool>) -> &'static str {
     match met {
@@ -86,5 +96,9 @@ mod tests {
         assert_eq!(num(1.234, 2), "1.23");
         assert_eq!(verdict(Some(false)), "**not met**");
         assert_eq!(verdict(None), "not measured");
+        assert_eq!(
+            command_line(["sluice-bench", "--out", "a b.md"].map(String::from)),
+            "sluice-bench --out 'a b.md'"
+        );
     }
 }

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use sluice_bench::progress::say;
-use sluice_bench::{bench, fixed_rate, hold, params, report, shutdown, ws_backend};
+use sluice_bench::{bench, fixed_rate, format, hold, params, report, shutdown, ws_backend};
 
 /// sluice side by side with HAProxy and nginx on this machine.
 #[derive(Debug, Parser)]
@@ -64,10 +64,7 @@ fn main() -> ExitCode {
 /// directory of configs and logs.
 fn benchmark(args: &params::RunArgs) -> anyhow::Result<()> {
     say("starting");
-    let command = std::env::args()
-        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = format::command_line(std::env::args());
     let params = args.params(command)?;
     let dir = tempfile::Builder::new()
         .prefix("sluice-bench-")

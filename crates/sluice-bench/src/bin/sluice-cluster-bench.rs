@@ -26,7 +26,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Parser;
 use sluice_bench::cluster::{self, params::Params};
-use sluice_bench::shutdown;
+use sluice_bench::{format, shutdown};
 
 /// Benchmark of a three-node sluice cluster on this host.
 #[derive(Debug, Parser)]
@@ -122,10 +122,7 @@ async fn main() -> ExitCode {
 async fn run() -> anyhow::Result<bool> {
     let args = Args::parse();
     let params = args.params()?;
-    let command = std::env::args()
-        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = format::command_line(std::env::args());
     // Dropping the benchmark future drops the cluster, which kills the nodes.
     let report = tokio::select! {
         r = cluster::run(&params, command) => r?,
