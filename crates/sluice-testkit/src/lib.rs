@@ -5,7 +5,8 @@
 //!   connection, request and WebSocket event (also shipped as the
 //!   `sluice-demo-backend` binary).
 //! - [`harness`]: [`NodeProcess`], which runs a real `sluice node run`
-//!   process from a generated config for end-to-end tests.
+//!   process from a generated config, for the end-to-end tests and the
+//!   benchmarks.
 //! - [`client`]: [`WsClient`] and [`http_get`], small clients whose calls
 //!   always end within a timeout.
 //! - [`scripted`]: raw-socket peers for protocol tests: a
