@@ -699,8 +699,29 @@ async fn removing_a_dead_node_lets_its_drains_complete() {
     let removed = sluice_json(cluster.node(stays), &["backend", "remove", "web", &addr]).await;
     assert_eq!(removed["state"], "draining", "{removed}");
     // The live nodes hold nothing and report at once; the dead node never
-    // reports: the drain stays open...
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // reports: once both live nodes' reports are in, the drain stays open...
+    poll(
+        Duration::from_secs(5),
+        "the live nodes report their part finished",
+        || async {
+            let list = backend_list(cluster.node(leader), "web").await;
+            let Some(b) = find_backend(&list, &addr) else {
+                return Err(format!("{addr} is gone already: {list:?}"));
+            };
+            let nodes = b["drain"]["nodes"].as_array().cloned().unwrap_or_default();
+            let finished = |id: u64| {
+                nodes
+                    .iter()
+                    .any(|n| n["node"] == id && n["finished"] == true)
+            };
+            if finished(leader) && finished(stays) {
+                Ok(())
+            } else {
+                Err(b.to_string())
+            }
+        },
+    )
+    .await;
     let list = backend_list(cluster.node(leader), "web").await;
     assert!(find_backend(&list, &addr).is_some());
     // ...until the operator removes the node.

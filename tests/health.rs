@@ -227,10 +227,35 @@ async fn draining_off_and_configuration_failures_close_nothing() {
     .await;
     let names = spread(&cluster, 2, 4).await;
     assert!(names.iter().any(|n| n == "a") && names.iter().any(|n| n == "b"));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Nothing drains: the tunnel outlives the 1 s drain timeout twice over
+    // (ten more echoes, one every 200 ms), and echoes on.
+    let since = tunnel.echoes();
+    poll(
+        Duration::from_secs(10),
+        "the tunnel echoes past a drain timeout",
+        || async {
+            let n = tunnel.echoes();
+            if n >= since + 10 {
+                Ok(())
+            } else {
+                Err(format!("{} echoes since both failed", n - since))
+            }
+        },
+    )
+    .await;
     let echoes = tunnel.echoes();
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(tunnel.echoes() > echoes, "the tunnel stopped echoing");
+    poll(
+        Duration::from_millis(600),
+        "the tunnel stopped echoing",
+        || async {
+            if tunnel.echoes() > echoes {
+                Ok(())
+            } else {
+                Err("no echo".to_string())
+            }
+        },
+    )
+    .await;
     assert!(row(&cluster, 1, &a).await["drain"].is_null());
 
     update(&cluster, &["--health-path", "/health"]).await;

@@ -466,8 +466,18 @@ async fn a_backend_in_maintenance_keeps_its_tunnel_and_takes_no_new_work() {
         "back from maintenance but no new work: {seen:?}"
     );
     let before = pinger.echoes();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(pinger.echoes() > before, "the tunnel stopped echoing");
+    poll(
+        Duration::from_millis(700),
+        "the tunnel stopped echoing",
+        || async {
+            if pinger.echoes() > before {
+                Ok(())
+            } else {
+                Err("no echo".to_string())
+            }
+        },
+    )
+    .await;
     pinger.abort();
 }
 

@@ -124,8 +124,23 @@ async fn a_new_backend_takes_a_linearly_rising_share() {
         "{observed:?}"
     );
 
-    // Ramped: half and half, and `backend list` no longer shows a ramp.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Ramped: once the node says the ramp is over (its routes follow within
+    // a ramp step), half and half, and `backend list` no longer shows a ramp.
+    let c_addr = c.addr().to_string();
+    poll(Duration::from_secs(2), "ecs03's ramp ends", || async {
+        let list = cli_json(&node, &["backend", "list", "web"]).await;
+        let row = list
+            .as_array()
+            .and_then(|l| l.iter().find(|b| b["addr"] == c_addr.as_str()))
+            .cloned()
+            .unwrap_or_default();
+        if row.is_object() && row["ramp"].is_null() {
+            Ok(())
+        } else {
+            Err(format!("{row}"))
+        }
+    })
+    .await;
     let (to_a, to_c) = shares(&url, 200).await;
     assert!((90..=110).contains(&to_c), "ecs01 {to_a}, ecs03 {to_c}");
     let out = cli_ok(&node, &["backend", "list", "web"]).await;

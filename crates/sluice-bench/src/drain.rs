@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 
-use crate::bench::Params;
+use crate::format::ms_or_dash;
 use crate::hold::{HoldReport, Holder, Mode};
+use crate::params::Params;
+use crate::progress;
 use crate::sluice_node::SluiceNode;
 use crate::stack::Layout;
 
@@ -72,7 +74,7 @@ pub async fn run(p: &Params, layout: &Layout) -> anyhow::Result<DrainResult> {
     let log = layout.dir.join("hold-drain.log");
     let mut holder = Holder::start(&layout.load_cpus, addr, Mode::Ws, p.drain_n, 0, &log).await?;
     let opened = holder.open().await?;
-    crate::say(&format!(
+    progress::say(&format!(
         "drain: {} tunnels open through sluice to 127.0.0.1:{backend} (in {:.1} s); removing it with a {:?} drain",
         p.drain_n,
         opened.as_secs_f64(),
@@ -95,19 +97,14 @@ pub async fn run(p: &Params, layout: &Layout) -> anyhow::Result<DrainResult> {
         grace: GRACE,
         report,
     };
-    crate::say(&format!(
+    progress::say(&format!(
         "drain: {} of {} tunnels got Close 1001; deadline → first {} ms, → last {} ms",
         result.report.closes_1001,
         result.tunnels,
-        fmt_ms(result.first_ms()),
-        fmt_ms(result.last_ms())
+        ms_or_dash(result.first_ms()),
+        ms_or_dash(result.last_ms())
     ));
     Ok(result)
-}
-
-/// `12.3` or `-`.
-pub fn fmt_ms(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"))
 }
 
 #[cfg(test)]

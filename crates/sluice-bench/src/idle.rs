@@ -9,9 +9,10 @@
 
 use std::time::Duration;
 
-use crate::bench::Params;
 use crate::hold::{unix_micros, Holder, Mode};
+use crate::params::Params;
 use crate::procfs;
+use crate::progress;
 use crate::stack::{Layout, Proxy, Target};
 
 /// One proxy, one kind of connection.
@@ -80,7 +81,7 @@ pub async fn run(p: &Params, layout: &Layout) -> anyhow::Result<Vec<Row>> {
                 alive: report.alive,
                 open_time,
             };
-            crate::say(&format!(
+            progress::say(&format!(
                 "idle {} through {}: {} held ({} still open), RSS {} → {} KiB, {:.2} KiB per connection, {} backend connections; {} KiB after they closed",
                 mode.label(),
                 target.label(),

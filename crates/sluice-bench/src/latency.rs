@@ -3,10 +3,12 @@
 //! every target, interleaved within each repetition like case a; the table
 //! shows the medians over the repetitions of each percentile.
 
-use crate::bench::{Params, Setup};
 use crate::fixed_rate::{self, FixedRateResult};
+use crate::format::thousands;
+use crate::params::Params;
+use crate::progress;
 use crate::quiet::{wait_quiet, Quiet};
-use crate::report::thousands;
+use crate::stack::Setup;
 use crate::stack::Target;
 use crate::stats::median;
 use crate::throughput::{contended_note, ThroughputResult};
@@ -134,7 +136,7 @@ pub async fn run(
     throughput: Option<&ThroughputResult>,
 ) -> anyhow::Result<LatencyResult> {
     let (rate, rate_reason) = choose_rate(p.rate, throughput);
-    crate::say(&format!(
+    progress::say(&format!(
         "fixed rate: {rate} req/s over {} connections for {:?} per run ({rate_reason})",
         p.rate_conns, p.rate_duration
     ));
@@ -161,7 +163,7 @@ pub async fn run(
                 &log,
             )
             .await?;
-            crate::say(&format!(
+            progress::say(&format!(
                 "fixed rate {}/{total}: rep {rep}, {}: p50 {} µs, p99 {} µs, p99.9 {} µs, {} errors{}",
                 result.runs.len() + 1,
                 target.label(),

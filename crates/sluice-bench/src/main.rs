@@ -1,7 +1,8 @@
 //! `sluice-bench`: sluice measured side by side with HAProxy and nginx on
 //! this machine, interleaved in one run (loopback only). Without a
 //! subcommand it runs the benchmark — keep-alive throughput, fixed-rate
-//! latency, idle memory, drain fan-out, cluster propagation — and prints
+//! latency, idle memory, drain fan-out, cluster propagation, a removal
+//! under load — and prints
 //! markdown tables on stdout (progress on stderr). The subcommands are its
 //! own helper processes: the WebSocket echo backend and the two load
 //! generators, which it starts pinned to their CPUs.
@@ -12,33 +13,13 @@
 
 #![forbid(unsafe_code)]
 
-mod bench;
-mod drain;
-mod fixed_rate;
-mod hold;
-mod idle;
-mod latency;
-mod peers;
-mod procfs;
-mod procs;
-mod propagation;
-mod quiet;
-mod report;
-mod sluice_node;
-mod stack;
-mod stats;
-mod throughput;
-mod wire;
-mod wrk;
-mod ws_backend;
-
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::sync::OnceLock;
-use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use sluice_bench::progress::say;
+use sluice_bench::{bench, fixed_rate, format, hold, params, report, shutdown, ws_backend};
 
 /// sluice side by side with HAProxy and nginx on this machine.
 #[derive(Debug, Parser)]
@@ -47,7 +28,7 @@ struct Cli {
     #[command(subcommand)]
     helper: Option<Helper>,
     #[command(flatten)]
-    run: bench::RunArgs,
+    run: params::RunArgs,
 }
 
 /// The benchmark's own helper processes.
@@ -59,13 +40,6 @@ enum Helper {
     Hold(hold::Args),
     /// Open-loop fixed-rate HTTP load; prints its result as JSON.
     FixedRate(fixed_rate::Args),
-}
-
-/// Progress on stderr, with the seconds since start.
-pub fn say(line: &str) {
-    static START: OnceLock<Instant> = OnceLock::new();
-    let t = START.get_or_init(Instant::now).elapsed().as_secs_f64();
-    eprintln!("[sluice-bench {t:6.1}s] {line}");
 }
 
 fn main() -> ExitCode {
@@ -88,12 +62,9 @@ fn main() -> ExitCode {
 /// Runs the benchmark and prints the report; fails when something did not
 /// work (the report's Problems section says what), and then keeps the
 /// directory of configs and logs.
-fn benchmark(args: &bench::RunArgs) -> anyhow::Result<()> {
+fn benchmark(args: &params::RunArgs) -> anyhow::Result<()> {
     say("starting");
-    let command = std::env::args()
-        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = format::command_line(std::env::args());
     let params = args.params(command)?;
     let dir = tempfile::Builder::new()
         .prefix("sluice-bench-")
@@ -109,7 +80,7 @@ fn benchmark(args: &bench::RunArgs) -> anyhow::Result<()> {
     let outcome = rt.block_on(async {
         tokio::select! {
             r = bench::run(&params, dir.path()) => r,
-            why = sluice_testkit::bench::interrupted() => Err(anyhow::anyhow!("{why}; every process started was stopped")),
+            why = shutdown::interrupted() => Err(anyhow::anyhow!("{why}; every process started was stopped")),
         }
     });
     drop(rt);

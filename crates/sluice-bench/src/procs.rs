@@ -20,6 +20,7 @@ use rustix::process::{kill_process, Pid, Signal};
 use tokio::io::AsyncReadExt;
 
 use crate::procfs;
+use crate::progress;
 
 /// How long a stopped process gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -63,7 +64,7 @@ impl Daemon {
             .stderr(err)
             .spawn()
             .with_context(|| format!("{name}: starting taskset -c {cpus} {}", program.display()))?;
-        crate::say(&format!(
+        progress::say(&format!(
             "started {name} (pid {}, CPUs {cpus}, log {})",
             child.id(),
             log.display()

@@ -5,20 +5,20 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use sluice_testkit::bench::propagation::PropagationResult;
-use sluice_testkit::bench::report::Machine;
-use sluice_testkit::bench::stats::{bytes, ms, Summary};
+use crate::format::{bytes, ms, ms_or_dash, num, thousands, verdict};
+use crate::stats::Summary;
 
-use crate::bench::Params;
-use crate::drain::{fmt_ms, DrainResult, ON_TIME};
+use crate::cluster::propagation::{PropagationResult, P99_TARGET as PROPAGATION_TARGET};
+use crate::drain::{DrainResult, ON_TIME};
 use crate::hold::Mode;
 use crate::idle;
 use crate::latency::LatencyResult;
+use crate::machine::Machine;
+use crate::params::Params;
+use crate::removal::{RemovalResult, CONNS as REMOVAL_CONNS};
 use crate::stack::Target;
 use crate::throughput::ThroughputResult;
 
-/// C2: p99 of "removal returned → last node stops routing to it".
-const PROPAGATION_TARGET: Duration = Duration::from_millis(50);
 /// sluice's idle tunnel may cost at most this many times HAProxy's.
 const TUNNEL_MEMORY_FACTOR: f64 = 2.0;
 
@@ -43,6 +43,7 @@ pub struct Report {
     pub latency: Option<LatencyResult>,
     pub idle: Vec<idle::Row>,
     pub drain: Option<DrainResult>,
+    pub removal: Option<RemovalResult>,
     pub propagation: Option<PropagationResult>,
     pub total: Duration,
 }
@@ -54,41 +55,6 @@ pub struct Goal {
     pub what: String,
     pub figures: String,
     pub met: Option<bool>,
-}
-
-fn verdict(met: Option<bool>) -> &'static str {
-    match met {
-        Some(true) => "met",
-        Some(false) => "**not met**",
-        None => "not measured",
-    }
-}
-
-/// `12,345`.
-pub fn thousands(v: f64) -> String {
-    if !v.is_finite() {
-        return "-".into();
-    }
-    let digits = format!("{:.0}", v.abs());
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if v < 0.0 && digits != "0" {
-        out.insert(0, '-');
-    }
-    out
-}
-
-fn num(v: f64, decimals: usize) -> String {
-    if v.is_finite() {
-        format!("{v:.decimals$}")
-    } else {
-        "-".into()
-    }
 }
 
 impl Report {
@@ -207,7 +173,7 @@ impl Report {
                     "{} of {} tunnels, last {} ms after the deadline",
                     d.report.closes_1001,
                     d.tunnels,
-                    fmt_ms(d.last_ms())
+                    ms_or_dash(d.last_ms())
                 ),
                 met: Some(d.all_on_time()),
             },
@@ -283,6 +249,15 @@ impl Report {
                 ));
             }
         }
+        if let Some(r) = &self.removal {
+            if r.wrk.errors > 0 {
+                out.push(format!(
+                    "removal under load: {} of {} requests failed (R11: a removal fails none)",
+                    r.wrk.errors,
+                    r.wrk.requests + r.wrk.errors
+                ));
+            }
+        }
         out
     }
 
@@ -296,6 +271,7 @@ impl Report {
         self.idle_section(&mut s, p);
         self.drain_section(&mut s, p);
         self.propagation_section(&mut s);
+        self.removal_section(&mut s);
         let problems = self.problems();
         if !problems.is_empty() {
             let _ = writeln!(s, "## Problems\n");
@@ -506,8 +482,8 @@ impl Report {
             "| {} | {} | {} ms | {} ms | {} | {} |\n",
             thousands(d.tunnels as f64),
             thousands(d.report.closes_1001 as f64),
-            fmt_ms(d.first_ms()),
-            fmt_ms(d.last_ms()),
+            ms_or_dash(d.first_ms()),
+            ms_or_dash(d.last_ms()),
             if d.all_on_time() { "yes" } else { "**no**" },
             ms(d.remove_call)
         );
@@ -551,6 +527,36 @@ impl Report {
     }
 }
 
+impl Report {
+    fn removal_section(&self, s: &mut String) {
+        let Some(r) = &self.removal else { return };
+        let _ = writeln!(s, "## f. A removal under load (sluice)\n");
+        let _ = writeln!(
+            s,
+            "wrk with {REMOVAL_CONNS} keep-alive connections through a fresh sluice node over both HTTP backends for {}; \
+             halfway through, one backend is removed (a {} drain). Requests and req/s are wrk's over the whole run, \
+             errors its socket errors and non-2xx answers (R11: none), call the `DELETE` call's latency. The end-to-end \
+             test of this scenario (`tests/drain_http.rs`) asserts only that nothing fails; the speed is measured here.\n",
+            humantime::format_duration(r.duration),
+            humantime::format_duration(r.drain_timeout)
+        );
+        let _ = writeln!(
+            s,
+            "| connections | requests | req/s | p99 | errors | call |"
+        );
+        let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "| {REMOVAL_CONNS} | {} | {} | {} µs | {} | {} |\n",
+            thousands(r.wrk.requests as f64),
+            thousands(r.wrk.rps),
+            thousands(r.wrk.p99_us),
+            thousands(r.wrk.errors as f64),
+            ms(r.remove_call)
+        );
+    }
+}
+
 /// ` (10,000 requested, capped by the open-files limit)` or nothing.
 fn capped_note(requested: usize, used: usize) -> String {
     if requested > used {
@@ -568,12 +574,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn number_formats() {
-        assert_eq!(thousands(1234567.4), "1,234,567");
-        assert_eq!(thousands(999.6), "1,000");
-        assert_eq!(thousands(-1234.0), "-1,234");
-        assert_eq!(thousands(f64::NAN), "-");
-        assert_eq!(num(1.234, 2), "1.23");
+    fn capped_notes() {
         assert_eq!(
             capped_note(10_000, 9_500),
             " (10,000 requested; capped by the open-files limit)"

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::admin::Admin;
+use crate::progress;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
-use sluice_testkit::bench::admin::Admin;
 use sluice_testkit::{free_port, NodeOptions, NodeProcess};
 
 /// The admin token of every node the benchmark starts (loopback only).
@@ -53,7 +54,7 @@ impl SluiceNode {
         }
         let admin = Admin::new(TOKEN, 2)?;
         let log_copy = logs.join(format!("{name}.log"));
-        crate::say(&format!(
+        progress::say(&format!(
             "started {name} (pid {pid}, CPUs {cpus}, admin {}, log {}, copied to {} when it stops)",
             node.admin_url(),
             node.dir().join("node.log").display(),

@@ -7,12 +7,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 
 use crate::peers::{self, Ports, Sizing};
 use crate::procfs;
 use crate::procs::Daemon;
 use crate::sluice_node::SluiceNode;
+use crate::wire;
 
 /// What wrk and the generators are pointed at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -228,4 +229,48 @@ pub fn server_pids(backends: &Backends, proxy: Option<&Proxy>) -> Vec<u32> {
         pids.extend(procfs::tree(p.pid()));
     }
     pids
+}
+
+/// The running backends and proxies of cases a and b.
+pub struct Setup<'a> {
+    pub layout: &'a Layout,
+    pub backends: &'a Backends,
+    pub proxies: Vec<Proxy>,
+}
+
+impl Setup<'_> {
+    /// The running proxy for `target` (`None` for direct).
+    pub fn proxy(&self, target: Target) -> Option<&Proxy> {
+        self.proxies.iter().find(|p| p.target() == target)
+    }
+
+    /// Where HTTP requests for `target` go.
+    pub fn addr(&self, target: Target) -> anyhow::Result<SocketAddr> {
+        match self.proxy(target) {
+            Some(p) => p.addr(&self.layout.ports, false),
+            None if target == Target::Direct => Ok(self.backends.direct(&self.layout.ports)),
+            None => bail!("{} is not running", target.label()),
+        }
+    }
+
+    /// One `GET /` through every target, so a broken setup fails here
+    /// with a clear message rather than as a table of errors.
+    pub async fn check(&self) -> anyhow::Result<()> {
+        for t in Target::ALL {
+            let addr = self.addr(t)?;
+            let mut stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .with_context(|| format!("{}: connecting to {addr}", t.label()))?;
+            wire::get(&mut stream, &mut Vec::new())
+                .await
+                .with_context(|| {
+                    format!(
+                        "{}: GET / at {addr} (logs in {})",
+                        t.label(),
+                        self.layout.dir.display()
+                    )
+                })?;
+        }
+        Ok(())
+    }
 }

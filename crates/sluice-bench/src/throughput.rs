@@ -6,9 +6,11 @@
 
 use std::net::SocketAddr;
 
-use crate::bench::{Params, Setup};
+use crate::params::Params;
 use crate::procfs;
+use crate::progress;
 use crate::quiet::{wait_quiet, Quiet};
+use crate::stack::Setup;
 use crate::stack::{server_pids, Target};
 use crate::stats::{cpu_us_per_request, median};
 use crate::wrk::{self, WrkResult};
@@ -100,7 +102,7 @@ impl ThroughputResult {
 /// Runs case a against the running stack.
 pub async fn run(p: &Params, s: &Setup<'_>) -> anyhow::Result<ThroughputResult> {
     if !p.warmup.is_zero() {
-        crate::say(&format!(
+        progress::say(&format!(
             "throughput: warm-up, {:?} of wrk -c64 per target",
             p.warmup
         ));
@@ -138,7 +140,7 @@ pub async fn run(p: &Params, s: &Setup<'_>) -> anyhow::Result<ThroughputResult> 
                     wrk,
                     quiet,
                 };
-                crate::say(&format!(
+                progress::say(&format!(
                     "throughput {}/{total}: rep {rep}, {conns} conns, {}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, {:.1} CPU µs/req, {} errors{}",
                     result.runs.len() + 1,
                     target.label(),

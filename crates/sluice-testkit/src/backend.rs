@@ -18,59 +18,33 @@
 //! so [`DemoBackend::shutdown`] (or dropping the backend) aborts them all;
 //! drop guards turn "the future was dropped" into `RequestAborted`,
 //! `WebSocketClosed` and `ConnectionClosed` events.
+//!
+//! The parts, which this file puts together (none of them imports it):
+//! `event` (what is recorded), `state` (what the handle and the tasks
+//! share, and the guard that records a connection's end), `http` (the slow
+//! HTTP side, `/health`, `/admin/*`), `ws` (the echo loop), `response`
+//! (plain-text answers) and `log` (how log lines word close codes and
+//! durations).
 
+mod event;
 mod http;
+mod log;
+mod response;
+mod state;
 mod ws;
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-/// Something that happened on a [`DemoBackend`].
-///
-/// `/health` probes are not recorded (they would drown the interesting
-/// events), but the connections they arrive on are.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BackendEvent {
-    /// A TCP connection was accepted.
-    ConnectionOpened { peer: SocketAddr },
-    /// A TCP connection ended (including an upgraded one, once its
-    /// WebSocket has ended).
-    ConnectionClosed { peer: SocketAddr },
-    /// A plain HTTP request (not `/health`, not a WebSocket upgrade) began;
-    /// `path` is the path and query as received, e.g. `/?delay=3s`.
-    RequestStarted { path: String },
-    /// The request was answered with `status`.
-    RequestAnswered { path: String, status: u16 },
-    /// The proxy/client went away (or the backend shut down) before the
-    /// answer was ready.
-    RequestAborted { path: String },
-    /// A WebSocket upgrade completed.
-    WebSocketOpened { peer: SocketAddr },
-    /// A text message arrived on a WebSocket.
-    WebSocketMessage { text: String },
-    /// The peer sent a Close frame; `code` is `None` when the frame had no
-    /// status code.
-    WebSocketCloseReceived { code: Option<u16> },
-    /// A WebSocket ended, for whatever reason.
-    WebSocketClosed { peer: SocketAddr },
-}
-
-/// One recorded [`BackendEvent`] with the monotonic and the wall-clock time
-/// at which it happened.
-#[derive(Clone, Debug)]
-pub struct Recorded {
-    pub at: Instant,
-    pub wall: SystemTime,
-    pub event: BackendEvent,
-}
+pub use event::{BackendEvent, Recorded};
+use state::{describe, lock, BackendState, HealthMode};
 
 /// How to run a [`DemoBackend`].
 #[derive(Clone, Debug)]
@@ -100,7 +74,7 @@ impl DemoBackendConfig {
 /// A running demo backend. Dropping it stops it, like [`DemoBackend::shutdown`]
 /// but without waiting for the tasks to end.
 pub struct DemoBackend {
-    shared: Arc<Shared>,
+    shared: Arc<BackendState>,
     addr: SocketAddr,
 }
 
@@ -109,7 +83,7 @@ impl DemoBackend {
     pub async fn start(config: DemoBackendConfig) -> std::io::Result<DemoBackend> {
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(BackendState {
             name: config.name,
             delay: config.delay,
             events: Mutex::new(Vec::new()),
@@ -232,7 +206,7 @@ impl Drop for DemoBackend {
     fn drop(&mut self) {
         self.shared.shutting_down.store(true, Ordering::SeqCst);
         // Dropping a JoinSet aborts its tasks; this also breaks the
-        // Shared -> JoinSet -> task -> Shared reference cycle.
+        // state -> JoinSet -> task -> state reference cycle.
         let tasks = lock(&self.shared.tasks).take();
         drop(tasks);
     }
@@ -247,81 +221,7 @@ impl std::fmt::Debug for DemoBackend {
     }
 }
 
-/// What `/health` answers.
-#[derive(Debug, Clone, Default)]
-pub(crate) enum HealthMode {
-    #[default]
-    Passing,
-    /// `503` to these source addresses (all when empty).
-    Failing(Vec<IpAddr>),
-}
-
-impl HealthMode {
-    pub(crate) fn fails_for(&self, peer: IpAddr) -> bool {
-        match self {
-            HealthMode::Passing => false,
-            HealthMode::Failing(from) => from.is_empty() || from.contains(&peer),
-        }
-    }
-}
-
-pub(crate) fn describe(from: &[IpAddr]) -> String {
-    if from.is_empty() {
-        "every prober".into()
-    } else {
-        from.iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-/// State shared by the handle and every task.
-pub(crate) struct Shared {
-    pub(crate) name: String,
-    pub(crate) delay: Duration,
-    events: Mutex<Vec<Recorded>>,
-    changed: Notify,
-    pub(crate) requests_started: AtomicU64,
-    /// `None` once the backend is shutting down: nothing new is spawned.
-    tasks: Mutex<Option<JoinSet<()>>>,
-    shutting_down: AtomicBool,
-    pub(crate) health: Mutex<HealthMode>,
-}
-
-impl Shared {
-    pub(crate) fn record(&self, event: BackendEvent) {
-        let recorded = Recorded {
-            at: Instant::now(),
-            wall: sluice_clock::now(),
-            event,
-        };
-        lock(&self.events).push(recorded);
-        self.changed.notify_waiters();
-    }
-
-    pub(crate) fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::SeqCst)
-    }
-
-    /// Spawns `task` into the backend's task set, unless it is shutting down.
-    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        let mut tasks = lock(&self.tasks);
-        if let Some(set) = tasks.as_mut() {
-            // Reap finished tasks so the set does not grow without bound.
-            while set.try_join_next().is_some() {}
-            set.spawn(task);
-        }
-    }
-}
-
-/// Locks a mutex, ignoring poisoning (a panicking test thread must not hide
-/// the events from the others).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+async fn accept_loop(shared: Arc<BackendState>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -335,67 +235,4 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             }
         }
     }
-}
-
-/// Records `ConnectionClosed` when the last holder (the HTTP connection
-/// task, or the WebSocket task after an upgrade) lets go of it.
-pub(crate) struct ConnectionGuard {
-    shared: Arc<Shared>,
-    peer: SocketAddr,
-}
-
-impl ConnectionGuard {
-    pub(crate) fn open(shared: Arc<Shared>, peer: SocketAddr) -> ConnectionGuard {
-        info!("{} http connection opened from {}", shared.name, peer);
-        shared.record(BackendEvent::ConnectionOpened { peer });
-        ConnectionGuard { shared, peer }
-    }
-
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
-    pub(crate) fn peer(&self) -> SocketAddr {
-        self.peer
-    }
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        info!(
-            "{} http connection from {} closed",
-            self.shared.name, self.peer
-        );
-        self.shared
-            .record(BackendEvent::ConnectionClosed { peer: self.peer });
-    }
-}
-
-/// Human name of a WebSocket close code, for the logs.
-pub(crate) fn close_code_name(code: u16) -> &'static str {
-    match code {
-        1000 => "Normal Closure",
-        1001 => "Going Away",
-        1002 => "Protocol Error",
-        1003 => "Unsupported Data",
-        1005 => "No Status Received",
-        1006 => "Abnormal Closure",
-        1007 => "Invalid Payload Data",
-        1008 => "Policy Violation",
-        1009 => "Message Too Big",
-        1010 => "Mandatory Extension",
-        1011 => "Internal Error",
-        1012 => "Service Restart",
-        1013 => "Try Again Later",
-        1014 => "Bad Gateway",
-        1015 => "TLS Handshake",
-        3000..=3999 => "Registered",
-        4000..=4999 => "Private Use",
-        _ => "Unknown",
-    }
-}
-
-/// `3.001s`-style duration for the logs.
-pub(crate) fn secs(d: Duration) -> String {
-    format!("{:.3}s", d.as_secs_f64())
 }

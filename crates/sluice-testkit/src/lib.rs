@@ -5,25 +5,22 @@
 //!   connection, request and WebSocket event (also shipped as the
 //!   `sluice-demo-backend` binary).
 //! - [`harness`]: [`NodeProcess`], which runs a real `sluice node run`
-//!   process from a generated config for end-to-end tests.
+//!   process from a generated config, for the end-to-end tests and the
+//!   benchmarks.
 //! - [`client`]: [`WsClient`] and [`http_get`], small clients whose calls
 //!   always end within a timeout.
 //! - [`scripted`]: raw-socket peers for protocol tests: a
 //!   [`ScriptedBackend`] that misbehaves as each test scripts it, and a
 //!   [`RawClient`] that sends bytes as they are.
-//! - [`bench`]: the three-node cluster benchmark behind the
-//!   `sluice-cluster-bench` binary (propagation, write throughput,
-//!   footprint).
 //!
-//! Why a crate of its own: the end-to-end tests, the docker demo and the
-//! fault-injection harness all need the same backends and the same way of
+//! Why a crate of its own: the end-to-end tests, the docker demo and both
+//! benchmarks (`sluice-bench`) need the same backends and the same way of
 //! starting nodes; keeping them here keeps the product crates free of test
-//! code.
+//! code. The benchmarks themselves live in `sluice-bench`.
 
 #![forbid(unsafe_code)]
 
 pub mod backend;
-pub mod bench;
 pub mod client;
 pub mod harness;
 pub mod scripted;

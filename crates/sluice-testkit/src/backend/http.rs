@@ -8,10 +8,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE, UPGRADE};
+use hyper::header::UPGRADE;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -19,13 +17,18 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::{debug, info};
 
-use super::{secs, BackendEvent, ConnectionGuard, Shared};
-
-pub(crate) type Body = Full<Bytes>;
+use super::event::BackendEvent;
+use super::log::secs;
+use super::response::{text_response, Body};
+use super::state::{describe, lock, BackendState, ConnectionGuard, HealthMode};
 
 /// Serves one accepted TCP connection until the client closes it (or, for
 /// an upgrade, until the WebSocket task takes over).
-pub(crate) async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+pub(crate) async fn serve_connection(
+    shared: Arc<BackendState>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
     let guard = Arc::new(ConnectionGuard::open(shared.clone(), peer));
     let service = service_fn(move |req| {
         let guard = guard.clone();
@@ -47,7 +50,7 @@ async fn handle(conn: Arc<ConnectionGuard>, req: Request<Incoming>) -> Response<
         return super::ws::accept(conn, req);
     }
     if req.uri().path() == "/health" {
-        let failing = super::lock(&shared.health).fails_for(conn.peer().ip());
+        let failing = lock(&shared.health).fails_for(conn.peer().ip());
         debug!(
             "{} health check from {} (failing: {failing})",
             shared.name,
@@ -107,7 +110,7 @@ async fn handle(conn: Arc<ConnectionGuard>, req: Request<Incoming>) -> Response<
 }
 
 /// `POST /admin/fail-health[?from=ip,ip]` and `POST /admin/pass-health`.
-fn admin(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
+fn admin(shared: &BackendState, req: &Request<Incoming>) -> Response<Body> {
     match req.uri().path() {
         "/admin/fail-health" => {
             let mut from = Vec::new();
@@ -127,17 +130,13 @@ fn admin(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
                     }
                 }
             }
-            info!(
-                "{} health fails for {}",
-                shared.name,
-                super::describe(&from)
-            );
-            *super::lock(&shared.health) = super::HealthMode::Failing(from);
+            info!("{} health fails for {}", shared.name, describe(&from));
+            *lock(&shared.health) = HealthMode::Failing(from);
             text_response(shared, StatusCode::OK, "health failing\n")
         }
         "/admin/pass-health" => {
             info!("{} health passes", shared.name);
-            *super::lock(&shared.health) = super::HealthMode::Passing;
+            *lock(&shared.health) = HealthMode::Passing;
             text_response(shared, StatusCode::OK, "health passing\n")
         }
         _ => text_response(shared, StatusCode::NOT_FOUND, "no such admin path\n"),
@@ -169,25 +168,11 @@ fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
         .any(|v| v.trim().eq_ignore_ascii_case("websocket"))
 }
 
-pub(crate) fn text_response(shared: &Shared, status: StatusCode, body: &str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_owned())));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if let Ok(name) = HeaderValue::from_str(&shared.name) {
-        headers.insert("x-backend", name);
-    }
-    response
-}
-
 /// A request between `RequestStarted` and its answer. If it is dropped
 /// unanswered — hyper drops the handler when the client goes away, and
 /// shutdown aborts it — it records `RequestAborted`.
 struct PendingRequest {
-    shared: Arc<Shared>,
+    shared: Arc<BackendState>,
     method: String,
     path: String,
     started: Instant,

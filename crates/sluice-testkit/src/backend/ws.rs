@@ -15,8 +15,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info};
 
-use super::http::{text_response, Body};
-use super::{close_code_name, BackendEvent, ConnectionGuard};
+use super::event::BackendEvent;
+use super::log::close_code_name;
+use super::response::{text_response, Body};
+use super::state::ConnectionGuard;
 
 /// Answers an upgrade request and spawns the echo loop, which starts once
 /// hyper has handed over the connection.

@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 
-use super::cluster::BenchCluster;
-use super::stats::bytes;
-use super::AbortOnDrop;
+use crate::format::bytes;
+use crate::shutdown::AbortOnDrop;
 
 /// How often the guard measures.
 const GUARD_EVERY: Duration = Duration::from_secs(1);
@@ -34,15 +33,6 @@ impl DiskUsage {
     pub fn largest(&self) -> u64 {
         self.apparent.max(self.allocated)
     }
-}
-
-/// Node `n`'s data directory (`data/` in the harness's directory).
-pub fn data_dirs(cluster: &BenchCluster) -> Vec<(u64, PathBuf)> {
-    cluster
-        .nodes
-        .iter()
-        .map(|n| (n.node_id(), n.dir().join("data")))
-        .collect()
 }
 
 /// Walks `dir` (off the async runtime) and sums its files. Files that
@@ -93,10 +83,12 @@ pub struct DiskGuard {
 }
 
 impl DiskGuard {
-    /// A guard over every node of `cluster`.
-    pub fn new(cluster: &BenchCluster, limit: u64) -> Arc<DiskGuard> {
+    /// A guard over the data directories `dirs` (node id, directory), as
+    /// [`BenchCluster::data_dirs`](super::nodes::BenchCluster::data_dirs)
+    /// lists them.
+    pub fn new(dirs: Vec<(u64, PathBuf)>, limit: u64) -> Arc<DiskGuard> {
         Arc::new(DiskGuard {
-            dirs: data_dirs(cluster),
+            dirs,
             limit,
             tripped: Mutex::new(None),
         })

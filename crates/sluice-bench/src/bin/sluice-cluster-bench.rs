@@ -3,7 +3,7 @@
 //! propagation of a removal to every node's data plane, write throughput,
 //! and disk/memory footprint — as markdown on stdout (and appended to
 //! `--out FILE`). Progress goes to stderr. What each figure means and how it
-//! is measured is documented in `sluice_testkit::bench` and
+//! is measured is documented in `sluice_bench::cluster` and
 //! `docs/cluster-benchmark.md`.
 //!
 //! Every node it starts is killed before it exits, also on error and on
@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! cargo build --release --bin sluice
-//! cargo build --release -p sluice-testkit --bin sluice-cluster-bench
+//! cargo build --release -p sluice-bench --bin sluice-cluster-bench
 //! target/release/sluice-cluster-bench                 # full run
 //! target/release/sluice-cluster-bench --quick         # smoke run, seconds
 //! ```
@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use sluice_testkit::bench::{self, Params};
+use sluice_bench::cluster::{self, params::Params};
+use sluice_bench::{format, shutdown};
 
 /// Benchmark of a three-node sluice cluster on this host.
 #[derive(Debug, Parser)]
@@ -121,14 +122,11 @@ async fn main() -> ExitCode {
 async fn run() -> anyhow::Result<bool> {
     let args = Args::parse();
     let params = args.params()?;
-    let command = std::env::args()
-        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = format::command_line(std::env::args());
     // Dropping the benchmark future drops the cluster, which kills the nodes.
     let report = tokio::select! {
-        r = bench::run(&params, command) => r?,
-        why = bench::interrupted() => bail!("{why}; the nodes were stopped"),
+        r = cluster::run(&params, command) => r?,
+        why = shutdown::interrupted() => bail!("{why}; the nodes were stopped"),
     };
     let markdown = report.markdown();
     print!("{markdown}");

@@ -22,11 +22,11 @@ use anyhow::{anyhow, Context};
 use reqwest::Method;
 use serde_json::json;
 
-use super::admin::Admin;
-use super::cluster::{BenchCluster, Settle};
 use super::disk::DiskGuard;
-use super::procfs;
-use super::AbortOnDrop;
+use super::nodes::{BenchCluster, Settle};
+use crate::admin::Admin;
+use crate::procfs;
+use crate::shutdown::AbortOnDrop;
 
 /// The group the write workloads use.
 pub const GROUP: &str = "tput";

@@ -10,15 +10,16 @@
 //! and removes their temporary directories.
 
 use std::net::{IpAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 
-use super::admin::Admin;
+use sluice_testkit::{NodeOptions, NodeProcess};
+
 use super::disk::DiskGuard;
-use crate::harness::{NodeOptions, NodeProcess};
+use crate::admin::Admin;
 
 /// How many nodes.
 pub const NODES: u64 = 3;
@@ -28,11 +29,11 @@ const POLL_EVERY: Duration = Duration::from_millis(10);
 /// be large while many drains are pending).
 const STATE_POLL_EVERY: Duration = Duration::from_millis(100);
 
-pub use crate::harness::member_data_address as data_address;
+pub use sluice_testkit::harness::member_data_address as data_address;
 
 /// A port that was free a moment ago on every one of `addrs` (a listener
 /// binds the same port on each node's data address). Racy, like
-/// [`crate::free_port`].
+/// [`sluice_testkit::free_port`].
 pub fn free_port_on(addrs: &[IpAddr]) -> anyhow::Result<u16> {
     for _ in 0..100 {
         let first =
@@ -58,6 +59,15 @@ pub struct BenchCluster {
 }
 
 impl BenchCluster {
+    /// Each node's id and data directory (`data/` in the harness's
+    /// directory).
+    pub fn data_dirs(&self) -> Vec<(u64, PathBuf)> {
+        self.nodes
+            .iter()
+            .map(|n| (n.node_id(), n.dir().join("data")))
+            .collect()
+    }
+
     /// Starts three nodes in parallel, initialises node 1, joins nodes 2
     /// and 3 through node 1 (CLI, blocking: run it off the async runtime)
     /// and returns the nodes. Any node started is killed again when this

@@ -1,4 +1,5 @@
-//! The Raft-cluster benchmark run by the `sluice-cluster-bench` binary.
+//! The Raft-cluster benchmark run by the `sluice-cluster-bench` binary
+//! (and, for its propagation phase, by case e of `sluice-bench`).
 //!
 //! Why: the design brief sets figures for the cluster (C2: a committed
 //! change reaches every node's data plane with p99 under 50 ms; writes
@@ -6,60 +7,35 @@
 //! real three-node cluster of the `sluice` binary on one host, so a
 //! regression shows up as a number, not as a hunch.
 //!
-//! How: [`cluster`] forms the cluster with the test harness exactly as the
+//! How: [`nodes`] forms the cluster with the test harness exactly as the
 //! end-to-end tests do; [`propagation`], [`throughput`] and [`footprint`]
-//! are the three phases (each module documents what it measures and how);
-//! [`report`] renders the figures as markdown. All traffic is on loopback,
-//! and every process started is killed when the [`cluster::BenchCluster`]
-//! is dropped — on success, on error and on Ctrl-C alike (the binary turns
-//! the signal into an error).
+//! are the three phases (each module documents what it measures and how),
+//! [`disk`] watches the data directories meanwhile; [`params`] is what to
+//! run and [`report`] renders the figures as markdown. All traffic is on
+//! loopback, and every process started is killed when the
+//! [`nodes::BenchCluster`] is dropped — on success, on error and on
+//! Ctrl-C alike (the binary turns the signal into an error).
 
-pub mod admin;
-pub mod cluster;
 pub mod disk;
 pub mod footprint;
-pub mod procfs;
+pub mod nodes;
+pub mod params;
 pub mod propagation;
 pub mod report;
-pub mod stats;
 pub mod throughput;
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{anyhow, Context};
 
-use cluster::BenchCluster;
+use crate::machine::Machine;
+use crate::stats;
 use disk::DiskGuard;
-use report::{Machine, Report};
+use nodes::BenchCluster;
+use params::Params;
+use report::Report;
 use throughput::{drive, AddressSeq, Progress, Until, Workload};
-
-/// What to run.
-#[derive(Clone, Debug)]
-pub struct Params {
-    /// The `sluice` binary (absolute).
-    pub sluice: PathBuf,
-    /// The binary as the command line named it (what the report shows: no
-    /// machine-specific absolute path in published results).
-    pub sluice_as_given: PathBuf,
-    /// Removal rounds of the propagation phase.
-    pub removals: usize,
-    /// Commands of the footprint phase.
-    pub writes: u64,
-    /// Concurrent writers of the throughput and footprint phases.
-    pub concurrency: usize,
-    /// Duration of each throughput run.
-    pub throughput_for: Duration,
-    /// Longest wait for the cluster to settle after a workload.
-    pub settle_limit: Duration,
-    /// A workload stops once a node's data directory is larger (bytes).
-    pub disk_limit: u64,
-    /// Whether to run the footprint phase.
-    pub footprint: bool,
-    /// Smoke mode (only changes the defaults above; noted in the report).
-    pub quick: bool,
-}
 
 /// Forms the cluster, runs every phase, and returns the figures. The
 /// cluster is stopped before this returns, whatever the outcome.
@@ -94,7 +70,7 @@ pub async fn run(params: &Params, command: String) -> anyhow::Result<Report> {
 
     throughput::create_group(&cluster).await?;
     let addrs = Arc::new(AddressSeq::default());
-    let guard = DiskGuard::new(&cluster, params.disk_limit);
+    let guard = DiskGuard::new(cluster.data_dirs(), params.disk_limit);
     let mut throughput = Vec::new();
     let mut aborted = None;
     let leader = cluster.leader().await?;
@@ -180,32 +156,4 @@ pub async fn run(params: &Params, command: String) -> anyhow::Result<Report> {
         aborted,
         total: clock.elapsed(),
     })
-}
-
-/// Resolves on Ctrl-C or SIGTERM, with what happened: a benchmark
-/// `select!`s on it so that an interruption drops (and so stops) every
-/// process it started.
-pub async fn interrupted() -> &'static str {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "interrupted (Ctrl-C)",
-        _ = term => "terminated (SIGTERM)",
-    }
-}
-
-/// Aborts a background task when dropped, so an early return (an error)
-/// leaves nothing running.
-pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

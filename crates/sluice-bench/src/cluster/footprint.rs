@@ -21,11 +21,11 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
-use super::cluster::BenchCluster;
 use super::disk::{self, DiskGuard, DiskUsage};
-use super::procfs;
+use super::nodes::BenchCluster;
 use super::throughput::{drive, AddressSeq, Progress, Until, Workload, WorkloadResult};
-use super::AbortOnDrop;
+use crate::procfs;
+use crate::shutdown::AbortOnDrop;
 
 /// One node's figures.
 #[derive(Clone, Debug, Default)]
@@ -59,10 +59,7 @@ pub async fn run(
     guard: &Arc<DiskGuard>,
     settle_limit: Duration,
 ) -> anyhow::Result<FootprintResult> {
-    let dirs: Vec<_> = disk::data_dirs(cluster)
-        .into_iter()
-        .map(|(_, d)| d)
-        .collect();
+    let dirs: Vec<_> = cluster.data_dirs().into_iter().map(|(_, d)| d).collect();
     let pids: Vec<u32> = cluster
         .nodes
         .iter()

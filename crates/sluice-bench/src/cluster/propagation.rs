@@ -37,11 +37,15 @@ use anyhow::{anyhow, bail, Context};
 use serde_json::json;
 use tokio::sync::{oneshot, watch};
 
-use super::cluster::{data_address, free_port_on, BenchCluster};
-use super::stats::Summary;
-use super::AbortOnDrop;
-use crate::backend::{DemoBackend, DemoBackendConfig};
+use sluice_testkit::{DemoBackend, DemoBackendConfig};
 
+use super::nodes::{data_address, free_port_on, BenchCluster};
+use crate::shutdown::AbortOnDrop;
+use crate::stats::Summary;
+
+/// C2: the p99 of "removal returned → last node stops routing to it"
+/// should stay under this (both benchmarks report against it).
+pub const P99_TARGET: Duration = Duration::from_millis(50);
 /// Name of the backend that is added and removed.
 const B_NAME: &str = "bench-b";
 /// Consecutive answers not from `B` (sent after the call returned) that end
