@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sluice_admin::CommandStore;
 use sluice_model::{Command, DrainId, NodeId};
-use sluice_proxy::{DrainReporter, ProbeReport};
+use sluice_proxy::{DataPlaneEvents, ProbeReport};
 use sluice_raft::Outcome;
 use tokio::sync::mpsc;
 use tracing::warn;
@@ -69,7 +69,7 @@ impl Reports {
     }
 }
 
-impl DrainReporter for ReportToStore {
+impl DataPlaneEvents for ReportToStore {
     fn drain_finished(&self, drain: DrainId, _group: &str, _backend: &str) {
         let _ = self.drains.send(drain);
     }

@@ -19,19 +19,22 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use ractor::rpc::CallResult;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus};
 use sluice_model::{BackendStatus, BindStatus, DrainId, State};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::backend::{Backend, BackendArgs, BackendMessage, BackendRuntime};
-use crate::data_plane::{DrainReporter, ListenerStatus, Shared};
-use crate::health::{self, LocalHealth, ProbeSpec};
-use crate::listener::{bind, Listener, ListenerArgs, ListenerMessage};
+use crate::backend::{Backend, BackendArgs, BackendRuntime};
+use crate::events::DataPlaneEvents;
+use crate::health::{self, ProbeSpec};
+use crate::health_view::LocalHealth;
+use crate::listener::{bind, Listener, ListenerArgs};
+use crate::messages::{ApplierMessage, BackendMessage, ListenerMessage};
 use crate::metrics::Metrics;
+use crate::published::{BackendKey, ListenerStatus, Published};
 use crate::routing::{Route, RoutingTable, RAMP_TICK};
-use crate::ProxySettings;
+use crate::settings::ProxySettings;
 
 /// First wait before a failed bind is tried again.
 pub(crate) const BIND_RETRY_FIRST: Duration = Duration::from_secs(2);
@@ -46,13 +49,11 @@ pub(crate) struct ApplierArgs {
     pub settings: Arc<ProxySettings>,
     pub routes: Arc<ArcSwap<RoutingTable>>,
     pub metrics: Arc<Metrics>,
-    pub reporter: Arc<dyn DrainReporter>,
-    pub shared: Arc<Shared>,
+    pub events: Arc<dyn DataPlaneEvents>,
+    pub published: Arc<Published>,
     pub listeners_sup: ActorCell,
     pub backends_sup: ActorCell,
 }
-
-type BackendKey = (Arc<str>, Arc<str>);
 
 struct RunningListener {
     generation: u64,
@@ -99,21 +100,6 @@ pub(crate) struct ApplierState {
     local: HashMap<BackendKey, LocalHealth>,
     /// Whether a [`ApplierMessage::RampTick`] is on its way.
     ticking: bool,
-}
-
-pub(crate) enum ApplierMessage {
-    Apply(Arc<State>, RpcReplyPort<()>),
-    /// A probe ended (from a probe task).
-    Probed {
-        group: Arc<str>,
-        addr: Arc<str>,
-        revision: u64,
-        local: LocalHealth,
-    },
-    /// Time to rebuild the routes of ramping backends (R10).
-    RampTick,
-    /// Time to try failed binds again.
-    RetryBinds,
 }
 
 impl Actor for StateApplier {
@@ -206,7 +192,7 @@ impl Actor for StateApplier {
                         state.build_routes(&last);
                     }
                 }
-                state.args.shared.publish_health(state.local.clone());
+                state.args.published.publish_health(state.local.clone());
             }
         }
         Ok(())
@@ -217,7 +203,7 @@ impl ApplierState {
     /// Schedules the next [`ApplierMessage::RampTick`] if some group's
     /// effective weights still change with time.
     fn tick_while_ramping(&mut self, myself: &ActorRef<ApplierMessage>) {
-        let now = health::now_ms();
+        let now = sluice_clock::now_ms();
         let ramping = self
             .last
             .as_ref()
@@ -317,7 +303,7 @@ impl ApplierState {
         self.statuses.retain(|p, _| new.listeners.contains_key(p));
         self.schedule_retry(myself);
 
-        self.args.shared.publish(
+        self.args.published.publish(
             self.statuses.clone(),
             self.backends
                 .iter()
@@ -440,7 +426,7 @@ impl ApplierState {
                 }
             }
             self.args
-                .reporter
+                .events
                 .listener_bound(port, generation, outcome.clone());
             self.reported.insert(port, (generation, outcome));
         }
@@ -474,7 +460,7 @@ impl ApplierState {
         }
         self.schedule_retry(myself);
         if tried {
-            self.args.shared.publish_listeners(self.statuses.clone());
+            self.args.published.publish_listeners(self.statuses.clone());
         }
     }
 
@@ -541,18 +527,18 @@ impl ApplierState {
                 self.args.settings.data_address,
                 self.args.settings.node_id,
                 myself.clone(),
-                self.args.reporter.clone(),
+                self.args.events.clone(),
             );
             self.probers.insert(key, (spec, task));
         }
-        self.args.shared.publish_health(self.local.clone());
+        self.args.published.publish_health(self.local.clone());
     }
 
     /// Swaps in the routing snapshot for `new` with this node's own view
     /// of each backend laid over it (C6) and the slow-start weights of now
     /// (R10).
     fn build_routes(&self, new: &State) {
-        let now = health::now_ms();
+        let now = sluice_clock::now_ms();
         let previous = self.args.routes.load();
         let mut routes = HashMap::new();
         for l in new.listeners.values() {
@@ -627,7 +613,7 @@ impl ApplierState {
             Backend,
             BackendArgs {
                 runtime: runtime.clone(),
-                reporter: self.args.reporter.clone(),
+                events: self.args.events.clone(),
             },
             self.args.backends_sup.clone(),
         )
@@ -681,7 +667,7 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
-    use crate::{DataPlane, DrainReporter};
+    use crate::{DataPlane, DataPlaneEvents};
 
     type Outcome = (u16, u64, Result<(), String>);
 
@@ -695,7 +681,7 @@ mod tests {
         }
     }
 
-    impl DrainReporter for Binds {
+    impl DataPlaneEvents for Binds {
         fn drain_finished(&self, _: DrainId, _: &str, _: &str) {}
 
         fn listener_bound(&self, port: u16, generation: u64, outcome: Result<(), String>) {
@@ -786,7 +772,7 @@ mod tests {
             .expect("the request reached the backend");
 
         // Removed 10 s ago with a 3 s drain: the deadline passed long ago.
-        let at = crate::drain::now_ms() - 10_000;
+        let at = sluice_clock::now_ms() - 10_000;
         s.apply(&Command::RemoveListener { port, at }).unwrap();
         assert_eq!(s.listener_drains.len(), 1);
         dp.apply(Arc::new(s)).await.unwrap();

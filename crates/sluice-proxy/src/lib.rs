@@ -48,24 +48,32 @@ mod connection;
 mod data_plane;
 mod drain;
 mod error;
+mod events;
 mod forward;
 mod going_away;
+mod header_rules;
 mod health;
+mod health_view;
 mod http1;
 mod listener;
 mod local_trouble;
 mod log_limit;
+mod messages;
 mod metrics;
-mod node;
+mod proxy_body;
+mod published;
 mod routing;
 mod settings;
+mod supervision;
 mod tunnel;
 mod upstream;
 
-pub use data_plane::{BackendStats, DataPlane, DrainReporter, ListenerStatus};
+pub use data_plane::DataPlane;
 pub use error::ProxyError;
-pub use health::{LocalHealth, ProbeReport};
+pub use events::DataPlaneEvents;
+pub use health_view::{LocalHealth, ProbeReport};
 pub use metrics::Metrics;
+pub use published::{BackendStats, ListenerStatus};
 pub use settings::ProxySettings;
 
 #[cfg(test)]

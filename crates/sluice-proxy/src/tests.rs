@@ -12,11 +12,11 @@ use sluice_model::{Command, DrainId, DrainPolicy, State};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::connection::ConnectionMessage;
-use crate::{DataPlane, DrainReporter, ProxySettings};
+use crate::messages::ConnectionMessage;
+use crate::{DataPlane, DataPlaneEvents, ProxySettings};
 
 struct NoReports;
-impl DrainReporter for NoReports {
+impl DataPlaneEvents for NoReports {
     fn drain_finished(&self, _: DrainId, _: &str, _: &str) {}
 }
 
