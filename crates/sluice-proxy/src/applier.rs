@@ -1,9 +1,11 @@
-//! The `StateApplier` actor: takes each applied [`State`], diffs it against
-//! what the data plane runs, swaps the routing snapshot, starts listeners and
-//! backends, and tells backends whose drain began. It answers the caller only
-//! once the new routes are in place, so an admin write that returned is
-//! already routed by (R1: "right after the removal returns"). While a
-//! slow-start ramp runs (R10) it rebuilds the routes every [`RAMP_TICK`].
+//! The `StateApplier` actor: takes each applied [`State`], has [`plan`]
+//! decide what changes against the state the data plane runs (plan.rs),
+//! then executes each [`Change`]: starts and stops backends, swaps the
+//! routing snapshot, tells backends whose drain began, drains, closes and
+//! binds listeners. It answers the caller only once the new routes are in
+//! place, so an admin write that returned is already routed by (R1: "right
+//! after the removal returns"). While a slow-start ramp runs (R10) it
+//! rebuilds the routes every [`RAMP_TICK`].
 //!
 //! Listeners are told apart by port and generation: one that left the state
 //! (or was replaced on its port) drains until its `ListenerDrain`'s
@@ -32,6 +34,7 @@ use crate::health_view::LocalHealth;
 use crate::listener::{bind, Listener, ListenerArgs};
 use crate::messages::{ApplierMessage, BackendMessage, ListenerMessage};
 use crate::metrics::Metrics;
+use crate::plan::{plan, Change};
 use crate::published::{BackendKey, ListenerStatus, Published};
 use crate::routing::{Route, RoutingTable, RAMP_TICK};
 use crate::settings::ProxySettings;
@@ -71,7 +74,6 @@ struct FailedBind {
 struct RunningBackend {
     runtime: Arc<BackendRuntime>,
     actor: ActorRef<BackendMessage>,
-    drain: Option<DrainId>,
 }
 
 pub(crate) struct ApplierState {
@@ -214,85 +216,21 @@ impl ApplierState {
         }
     }
 
+    /// Takes the data plane from the state it runs to `new`: decides what
+    /// changes ([`plan`]), then does it.
     async fn apply(
         &mut self,
         new: &State,
         myself: &ActorRef<ApplierMessage>,
     ) -> Result<(), ActorProcessingErr> {
-        // 1. Backends: one runtime per incarnation; draining ones stay until
-        //    their drain completes cluster-wide.
-        let mut starts: Vec<(ActorRef<BackendMessage>, DrainId, u64)> = Vec::new();
-        let mut seen: HashMap<BackendKey, ()> = HashMap::new();
-        for g in new.groups.values() {
-            for b in g.backends.values() {
-                let key: BackendKey = (Arc::from(g.name.as_str()), Arc::from(b.addr.as_str()));
-                seen.insert(key.clone(), ());
-                let want_drain = match b.status {
-                    BackendStatus::Active => None,
-                    BackendStatus::Draining { drain } => Some(drain),
-                };
-                // A backend active again after a drain gets a fresh runtime.
-                let stale = self
-                    .backends
-                    .get(&key)
-                    .is_some_and(|r| r.drain.is_some() && r.drain != want_drain);
-                if stale {
-                    if let Some(old) = self.backends.remove(&key) {
-                        old.actor.stop(None);
-                    }
-                }
-                if !self.backends.contains_key(&key) {
-                    let running = self.start_backend(key.clone()).await?;
-                    self.backends.insert(key.clone(), running);
-                }
-                let Some(running) = self.backends.get_mut(&key) else {
-                    continue;
-                };
-                if let (Some(drain), None) = (want_drain, running.drain) {
-                    running.drain = Some(drain);
-                    let deadline = new.drains.get(&drain).map(|d| d.deadline).unwrap_or(0);
-                    starts.push((running.actor.clone(), drain, deadline));
-                }
-            }
+        let empty = State::default();
+        let last = self.last.clone();
+        let old = last.as_deref().unwrap_or(&empty);
+        for change in plan(old, new) {
+            self.execute(change, new).await?;
         }
-        let gone: Vec<BackendKey> = self
-            .backends
-            .keys()
-            .filter(|k| !seen.contains_key(*k))
-            .cloned()
-            .collect();
-        for key in gone {
-            if let Some(old) = self.backends.remove(&key) {
-                info!(group = %key.0, backend = %key.1, "backend left the group");
-                old.actor.stop(None);
-            }
-        }
-
-        // 2. Routes, swapped in one atomic store.
-        self.build_routes(new);
-
-        // 3. Drains start after the routes no longer include their backend.
-        for (actor, drain, deadline) in starts {
-            actor.cast(BackendMessage::StartDrain { drain, deadline })?;
-        }
-
-        // 4. Listeners: those that left drain (their sockets close first),
-        //    then new ones bind; a failed bind waits for its retry.
-        self.drain_listeners(new).await;
-        for l in new.listeners.values() {
-            let running = self
-                .listeners
-                .get(&l.port)
-                .is_some_and(|r| r.generation == l.generation);
-            let waiting = self
-                .failed_binds
-                .get(&l.port)
-                .is_some_and(|f| f.generation == l.generation);
-            if !running && !waiting {
-                let known = l.nodes.get(&self.args.settings.node_id).cloned();
-                self.try_bind(l.port, l.generation, known).await;
-            }
-        }
+        self.draining_listeners
+            .retain(|_, actor| !matches!(actor.get_status(), ActorStatus::Stopped));
         let current = |port: &u16, generation: u64| {
             new.listeners
                 .get(port)
@@ -313,63 +251,101 @@ impl ApplierState {
         Ok(())
     }
 
-    /// Drains every running listener that left `new` (or was replaced by a
-    /// newer generation on its port), and tells draining listeners whose
-    /// drain left the state that their deadline came.
-    async fn drain_listeners(&mut self, new: &State) {
-        let removed: Vec<u16> = self
+    /// Does one change of a plan.
+    async fn execute(&mut self, change: Change, new: &State) -> Result<(), ActorProcessingErr> {
+        match change {
+            Change::StartBackend { key } => {
+                let running = self.start_backend(key.clone()).await?;
+                self.backends.insert(key, running);
+            }
+            Change::StopBackend { key } => {
+                if let Some(old) = self.backends.remove(&key) {
+                    info!(group = %key.0, backend = %key.1, "backend left the group");
+                    old.actor.stop(None);
+                }
+            }
+            Change::ReplaceBackend { key } => {
+                if let Some(old) = self.backends.remove(&key) {
+                    old.actor.stop(None);
+                }
+                let running = self.start_backend(key.clone()).await?;
+                self.backends.insert(key, running);
+            }
+            Change::RebuildRoutes => self.build_routes(new),
+            Change::StartDrain {
+                key,
+                drain,
+                deadline,
+            } => {
+                if let Some(running) = self.backends.get(&key) {
+                    running
+                        .actor
+                        .cast(BackendMessage::StartDrain { drain, deadline })?;
+                }
+            }
+            Change::DrainListener {
+                port,
+                generation,
+                drain,
+                deadline,
+            } => self.drain_listener(port, generation, drain, deadline).await,
+            Change::CloseListener { port, generation } => {
+                if let Some(actor) = self.draining_listeners.get(&(port, generation)) {
+                    let _ = actor.cast(ListenerMessage::Deadline);
+                }
+            }
+            Change::BindListener { port, generation } => {
+                let known = new
+                    .listeners
+                    .get(&port)
+                    .and_then(|l| l.nodes.get(&self.args.settings.node_id).cloned());
+                self.try_bind(port, generation, known).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drains the running listener of `generation` on `port`: its socket is
+    /// closed when this returns (or after [`CLOSE_SOCKET_WITHIN`]); a
+    /// listener that never bound has nothing to drain.
+    async fn drain_listener(
+        &mut self,
+        port: u16,
+        generation: u64,
+        drain: Option<DrainId>,
+        deadline: sluice_model::UnixMillis,
+    ) {
+        if self
             .listeners
-            .iter()
-            .filter(|(port, r)| {
-                new.listeners.get(*port).map(|l| l.generation) != Some(r.generation)
-            })
-            .map(|(port, _)| *port)
-            .collect();
-        for port in removed {
-            let Some(r) = self.listeners.remove(&port) else {
-                continue;
-            };
-            // No drain in the state: it left without one, or its drain
-            // already expired (C3): close at once.
-            let (drain, deadline) = new
-                .listener_drains
-                .values()
-                .find(|d| d.port == port && d.generation == r.generation)
-                .map_or((None, 0), |d| (Some(d.id), d.deadline));
-            let drained = r
-                .actor
-                .call(
-                    |reply| ListenerMessage::Drain {
-                        drain,
-                        deadline,
-                        reply,
-                    },
-                    Some(CLOSE_SOCKET_WITHIN),
-                )
-                .await;
-            match drained {
-                Ok(CallResult::Success(())) => {}
-                Ok(_) => {
-                    warn!(port, generation = r.generation, drain = ?drain, "listener did not confirm its drain in time")
-                }
-                Err(e) => {
-                    warn!(port, generation = r.generation, drain = ?drain, error = %e, "listener did not confirm its drain")
-                }
-            }
-            self.draining_listeners
-                .insert((port, r.generation), r.actor);
+            .get(&port)
+            .is_none_or(|r| r.generation != generation)
+        {
+            return;
         }
-        self.draining_listeners
-            .retain(|_, actor| !matches!(actor.get_status(), ActorStatus::Stopped));
-        for ((port, generation), actor) in &self.draining_listeners {
-            let in_state = new
-                .listener_drains
-                .values()
-                .any(|d| d.port == *port && d.generation == *generation);
-            if !in_state {
-                let _ = actor.cast(ListenerMessage::Deadline);
+        let Some(r) = self.listeners.remove(&port) else {
+            return;
+        };
+        let drained = r
+            .actor
+            .call(
+                |reply| ListenerMessage::Drain {
+                    drain,
+                    deadline,
+                    reply,
+                },
+                Some(CLOSE_SOCKET_WITHIN),
+            )
+            .await;
+        match drained {
+            Ok(CallResult::Success(())) => {}
+            Ok(_) => {
+                warn!(port, generation, drain = ?drain, "listener did not confirm its drain in time")
+            }
+            Err(e) => {
+                warn!(port, generation, drain = ?drain, error = %e, "listener did not confirm its drain")
             }
         }
+        self.draining_listeners.insert((port, generation), r.actor);
     }
 
     /// One attempt to bind a listener of the state; a failure is tried
@@ -618,11 +594,7 @@ impl ApplierState {
             self.args.backends_sup.clone(),
         )
         .await?;
-        Ok(RunningBackend {
-            runtime,
-            actor,
-            drain: None,
-        })
+        Ok(RunningBackend { runtime, actor })
     }
 
     async fn start_listener(

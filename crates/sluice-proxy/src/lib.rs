@@ -60,6 +60,9 @@ mod local_trouble;
 mod log_limit;
 mod messages;
 mod metrics;
+mod plan;
+#[cfg(test)]
+mod plan_properties;
 mod proxy_body;
 mod published;
 mod routing;
