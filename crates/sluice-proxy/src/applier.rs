@@ -25,7 +25,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus};
 use sluice_model::{BackendStatus, BindStatus, DrainId, State};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument, Span};
 
 use crate::backend::{Backend, BackendArgs, BackendRuntime};
 use crate::events::DataPlaneEvents;
@@ -78,6 +78,8 @@ struct RunningBackend {
 
 pub(crate) struct ApplierState {
     args: ApplierArgs,
+    /// `state_applier{node}`, around every handler.
+    span: Span,
     /// Revision of the state the data plane runs; an older one is ignored,
     /// so routing never goes back in time.
     revision: Option<u64>,
@@ -114,7 +116,9 @@ impl Actor for StateApplier {
         _myself: ActorRef<Self::Msg>,
         args: ApplierArgs,
     ) -> Result<ApplierState, ActorProcessingErr> {
+        let span = tracing::info_span!("state_applier", node = args.settings.node_id);
         Ok(ApplierState {
+            span,
             args,
             revision: None,
             listeners: HashMap::new(),
@@ -148,57 +152,69 @@ impl Actor for StateApplier {
         message: ApplierMessage,
         state: &mut ApplierState,
     ) -> Result<(), ActorProcessingErr> {
-        match message {
-            ApplierMessage::Apply(new, reply) => {
-                if state.revision.is_none_or(|r| new.revision >= r) {
-                    state.apply(&new, &myself).await?;
-                    state.revision = Some(new.revision);
-                    state.last = Some(new.clone());
-                    state.run_probers(&new, &myself);
-                    state.tick_while_ramping(&myself);
-                }
-                let _ = reply.send(());
+        let span = state.span.clone();
+        handle_message(myself, message, state)
+            .instrument(span)
+            .await
+    }
+}
+
+/// The applier's handler, run inside its span.
+async fn handle_message(
+    myself: ActorRef<ApplierMessage>,
+    message: ApplierMessage,
+    state: &mut ApplierState,
+) -> Result<(), ActorProcessingErr> {
+    match message {
+        ApplierMessage::Apply(new, reply) => {
+            if state.revision.is_none_or(|r| new.revision >= r) {
+                state.apply(&new, &myself).await?;
+                state.revision = Some(new.revision);
+                state.last = Some(new.clone());
+                state.run_probers(&new, &myself);
+                state.tick_while_ramping(&myself);
             }
-            ApplierMessage::RetryBinds => {
-                state.retry_at = None;
-                state.retry_binds(&myself).await;
+            let _ = reply.send(());
+        }
+        ApplierMessage::RetryBinds => {
+            state.retry_at = None;
+            state.retry_binds(&myself).await;
+        }
+        ApplierMessage::RampTick => {
+            state.ticking = false;
+            if let Some(last) = state.last.clone() {
+                state.build_routes(&last);
             }
-            ApplierMessage::RampTick => {
-                state.ticking = false;
+            state.tick_while_ramping(&myself);
+        }
+        ApplierMessage::Probed {
+            group,
+            addr,
+            revision,
+            local,
+        } => {
+            let key: BackendKey = (group, addr);
+            let current = state
+                .probers
+                .get(&key)
+                .is_some_and(|(spec, _)| spec.revision == revision);
+            if !current {
+                return Ok(());
+            }
+            let flipped = state
+                .local
+                .get(&key)
+                .is_none_or(|old| old.healthy != local.healthy);
+            state.local.insert(key, local);
+            if flipped {
                 if let Some(last) = state.last.clone() {
                     state.build_routes(&last);
                 }
-                state.tick_while_ramping(&myself);
             }
-            ApplierMessage::Probed {
-                group,
-                addr,
-                revision,
-                local,
-            } => {
-                let key: BackendKey = (group, addr);
-                let current = state
-                    .probers
-                    .get(&key)
-                    .is_some_and(|(spec, _)| spec.revision == revision);
-                if !current {
-                    return Ok(());
-                }
-                let flipped = state
-                    .local
-                    .get(&key)
-                    .is_none_or(|old| old.healthy != local.healthy);
-                state.local.insert(key, local);
-                if flipped {
-                    if let Some(last) = state.last.clone() {
-                        state.build_routes(&last);
-                    }
-                }
-                state.args.published.publish_health(state.local.clone());
-            }
+            state.args.published.publish_health(state.local.clone());
         }
-        Ok(())
     }
+    Ok(())
 }
 
 impl ApplierState {

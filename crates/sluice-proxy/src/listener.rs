@@ -148,69 +148,9 @@ impl Actor for Listener {
         state: &mut ListenerState,
     ) -> Result<(), ActorProcessingErr> {
         let span = state.span.clone();
-        let _entered = span.enter();
-        match message {
-            ListenerMessage::Drain {
-                drain,
-                deadline,
-                reply,
-            } => {
-                if state.drain.is_none() {
-                    state.drain = Some((drain, false));
-                    // The socket closes before the answer: the port can be
-                    // bound again as soon as the caller hears back.
-                    state.stop_accepting.cancel();
-                    if let Some(mut accept) = state.accept.take() {
-                        // It ends at its next turn; one stuck backing off
-                        // after an accept error is cut short.
-                        if tokio::time::timeout(Duration::from_millis(200), &mut accept)
-                            .await
-                            .is_err()
-                        {
-                            accept.abort();
-                            let _ = accept.await;
-                        }
-                    }
-                    state.ending.store(true, Ordering::SeqCst);
-                    let wait = deadline.saturating_sub(sluice_clock::now_ms());
-                    info!(
-                        drain = ?drain,
-                        deadline_in_ms = wait,
-                        "listener removed: not accepting, draining its connections"
-                    );
-                    tell_connections(&myself, || ConnectionMessage::ListenerDraining { drain });
-                    if wait == 0 {
-                        myself.cast(ListenerMessage::Deadline)?;
-                    } else {
-                        myself
-                            .send_after(Duration::from_millis(wait), || ListenerMessage::Deadline);
-                    }
-                    if !has_connections(&myself, None) {
-                        myself.stop(Some("drained".into()));
-                    }
-                }
-                let _ = reply.send(());
-            }
-            ListenerMessage::Deadline => {
-                if let Some((drain, fired)) = &mut state.drain {
-                    if !*fired {
-                        *fired = true;
-                        let drain = *drain;
-                        info!(
-                            drain = ?drain,
-                            connections = myself.get_children().len(),
-                            "listener drain deadline: closing remaining work"
-                        );
-                        tell_connections(&myself, || ConnectionMessage::ListenerDeadline { drain });
-                        myself.send_after(STOP_AFTER, || ListenerMessage::Stop);
-                    }
-                }
-            }
-            ListenerMessage::Stop => {
-                myself.stop(Some("drain deadline passed".into()));
-            }
-        }
-        Ok(())
+        handle_message(myself, message, state)
+            .instrument(span)
+            .await
     }
 
     async fn post_stop(
@@ -245,6 +185,75 @@ impl Actor for Listener {
         }
         Ok(())
     }
+}
+
+/// The listener's handler, run inside its span.
+async fn handle_message(
+    myself: ActorRef<ListenerMessage>,
+    message: ListenerMessage,
+    state: &mut ListenerState,
+) -> Result<(), ActorProcessingErr> {
+    match message {
+        ListenerMessage::Drain {
+            drain,
+            deadline,
+            reply,
+        } => {
+            if state.drain.is_none() {
+                state.drain = Some((drain, false));
+                // The socket closes before the answer: the port can be
+                // bound again as soon as the caller hears back.
+                state.stop_accepting.cancel();
+                if let Some(mut accept) = state.accept.take() {
+                    // It ends at its next turn; one stuck backing off
+                    // after an accept error is cut short.
+                    if tokio::time::timeout(Duration::from_millis(200), &mut accept)
+                        .await
+                        .is_err()
+                    {
+                        accept.abort();
+                        let _ = accept.await;
+                    }
+                }
+                state.ending.store(true, Ordering::SeqCst);
+                let wait = deadline.saturating_sub(sluice_clock::now_ms());
+                info!(
+                    drain = ?drain,
+                    deadline_in_ms = wait,
+                    "listener removed: not accepting, draining its connections"
+                );
+                tell_connections(&myself, || ConnectionMessage::ListenerDraining { drain });
+                if wait == 0 {
+                    myself.cast(ListenerMessage::Deadline)?;
+                } else {
+                    myself.send_after(Duration::from_millis(wait), || ListenerMessage::Deadline);
+                }
+                if !has_connections(&myself, None) {
+                    myself.stop(Some("drained".into()));
+                }
+            }
+            let _ = reply.send(());
+        }
+        ListenerMessage::Deadline => {
+            if let Some((drain, fired)) = &mut state.drain {
+                if !*fired {
+                    *fired = true;
+                    let drain = *drain;
+                    info!(
+                        drain = ?drain,
+                        connections = myself.get_children().len(),
+                        "listener drain deadline: closing remaining work"
+                    );
+                    tell_connections(&myself, || ConnectionMessage::ListenerDeadline { drain });
+                    myself.send_after(STOP_AFTER, || ListenerMessage::Stop);
+                }
+            }
+        }
+        ListenerMessage::Stop => {
+            myself.stop(Some("drain deadline passed".into()));
+        }
+    }
+    Ok(())
 }
 
 /// What each accepted connection is given by its listener.

@@ -1,4 +1,5 @@
 //! In-crate tests that need the actors' private messages: supervision.
+//! They wait for the event itself (a connection gone), never a fixed time.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -110,7 +111,14 @@ async fn a_crashing_connection_loses_only_itself() {
         .expect("connection alive");
 
     // Exactly one of the two connections is gone; the other still works.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = std::time::Instant::now();
+    while listener.get_children().len() != 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the crashed connection was not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let (ra, rb) = (get(&mut a).await, get(&mut b).await);
     assert_eq!(
         [ra.is_some(), rb.is_some()].iter().filter(|x| **x).count(),
