@@ -4,7 +4,8 @@
 //! A backend's streamed body watches its connection's shutdown token for
 //! that backend: when a drain deadline (the backend's or the listener's)
 //! cancels it, the body fails and the client's connection ends after what
-//! already arrived (R3). No message reaches the connection for it.
+//! already arrived (R3); a write waiting for a client that does not read
+//! ends too ([`Cuttable`]). No message reaches the connection for it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +17,7 @@ use pin_project_lite::pin_project;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::backend::WorkGuard;
+use crate::http1::Cuttable;
 use crate::upstream::{UpstreamBody, UpstreamError};
 
 pin_project! {
@@ -60,25 +62,34 @@ impl ProxyBody {
     }
 }
 
+impl Cuttable for ProxyBody {
+    /// Also watched while a write waits for a client that does not read.
+    fn poll_cut(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.project() {
+            ProxyBodyProj::Upstream { cut, .. } => match cut.as_pin_mut() {
+                Some(cut) => cut.poll(cx),
+                None => Poll::Pending,
+            },
+            ProxyBodyProj::Full { .. } => Poll::Pending,
+        }
+    }
+}
+
 impl Body for ProxyBody {
     type Data = Bytes;
     type Error = UpstreamError;
 
     fn poll_frame(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        // The deadline first: a backend that streams without pause is cut
+        // as surely as one that went silent.
+        if self.as_mut().poll_cut(cx).is_ready() {
+            return Poll::Ready(Some(Err(UpstreamError::DrainDeadline)));
+        }
         match self.project() {
-            ProxyBodyProj::Upstream { inner, cut, .. } => {
-                // The deadline first: a backend that streams without pause
-                // is cut as surely as one that went silent.
-                if let Some(cut) = cut.as_pin_mut() {
-                    if cut.poll(cx).is_ready() {
-                        return Poll::Ready(Some(Err(UpstreamError::DrainDeadline)));
-                    }
-                }
-                Pin::new(inner).poll_frame(cx)
-            }
+            ProxyBodyProj::Upstream { inner, .. } => Pin::new(inner).poll_frame(cx),
             ProxyBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
