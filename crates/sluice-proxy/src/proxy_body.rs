@@ -20,6 +20,9 @@ use crate::backend::WorkGuard;
 use crate::http1::Cuttable;
 use crate::upstream::{UpstreamBody, UpstreamError};
 
+/// A body that never waits is still cut within this many frames.
+const WATCH_EVERY: u8 = 32;
+
 pin_project! {
     /// Every response body sluice sends a client.
     #[project = ProxyBodyProj]
@@ -34,6 +37,8 @@ pin_project! {
             #[pin]
             cut: Option<WaitForCancellationFutureOwned>,
             work: Option<WorkGuard>,
+            // Frames since the token was last looked at.
+            unwatched: u8,
         },
         /// A body sluice made itself.
         Full { data: Option<Bytes> },
@@ -58,7 +63,12 @@ impl ProxyBody {
             Some((work, token)) => (Some(work), Some(token.cancelled_owned())),
             None => (None, None),
         };
-        ProxyBody::Upstream { inner, cut, work }
+        ProxyBody::Upstream {
+            inner,
+            cut,
+            work,
+            unwatched: 0,
+        }
     }
 }
 
@@ -80,16 +90,30 @@ impl Body for ProxyBody {
     type Error = UpstreamError;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
-        // The deadline first: a backend that streams without pause is cut
-        // as surely as one that went silent.
-        if self.as_mut().poll_cut(cx).is_ready() {
-            return Poll::Ready(Some(Err(UpstreamError::DrainDeadline)));
-        }
         match self.project() {
-            ProxyBodyProj::Upstream { inner, .. } => Pin::new(inner).poll_frame(cx),
+            ProxyBodyProj::Upstream {
+                inner,
+                cut,
+                unwatched,
+                ..
+            } => {
+                let polled = Pin::new(inner).poll_frame(cx);
+                // Looking at the token takes two uncontended locks: it is
+                // watched while the body waits for the backend, and every
+                // WATCH_EVERY frames of a backend that never pauses.
+                *unwatched = unwatched.wrapping_add(1);
+                let watch = polled.is_pending() || *unwatched >= WATCH_EVERY;
+                if let (true, Some(cut)) = (watch, cut.as_pin_mut()) {
+                    *unwatched = 0;
+                    if cut.poll(cx).is_ready() {
+                        return Poll::Ready(Some(Err(UpstreamError::DrainDeadline)));
+                    }
+                }
+                polled
+            }
             ProxyBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
