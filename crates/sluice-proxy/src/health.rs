@@ -51,10 +51,10 @@ pub(crate) fn spawn(
     source: IpAddr,
     node: u64,
     applier: ActorRef<ApplierMessage>,
-    reporter: Arc<dyn DataPlaneEvents>,
+    events: Arc<dyn DataPlaneEvents>,
 ) -> JoinHandle<()> {
     let span = tracing::info_span!("health", node, group = %spec.group, backend = %spec.addr);
-    tokio::spawn(run(spec, healthy, source, applier, reporter).instrument(span))
+    tokio::spawn(run(spec, healthy, source, applier, events).instrument(span))
 }
 
 async fn run(
@@ -62,7 +62,7 @@ async fn run(
     mut healthy: bool,
     source: IpAddr,
     applier: ActorRef<ApplierMessage>,
-    reporter: Arc<dyn DataPlaneEvents>,
+    events: Arc<dyn DataPlaneEvents>,
 ) {
     let c = &spec.check;
     let mut tick = tokio::time::interval(Duration::from_millis(c.interval_ms));
@@ -121,7 +121,7 @@ async fn run(
         }
         if !reported || flip || first_pass {
             reported = true;
-            reporter.health_view(ProbeReport {
+            events.health_view(ProbeReport {
                 group: spec.group.to_string(),
                 backend: spec.addr.to_string(),
                 revision: spec.revision,
