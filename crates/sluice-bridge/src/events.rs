@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use sluice_model::{Command, DrainId, NodeId};
-use sluice_proxy::{DrainReporter, ProbeReport};
+use sluice_proxy::{DataPlaneEvents, ProbeReport};
 use tokio::sync::mpsc;
 
 /// The sink for the data plane and the queue for
@@ -27,7 +27,7 @@ pub struct EventQueue {
     pub(crate) rx: mpsc::UnboundedReceiver<Event>,
 }
 
-impl DrainReporter for EventSink {
+impl DataPlaneEvents for EventSink {
     fn drain_finished(&self, drain: DrainId, _group: &str, _backend: &str) {
         let _ = self.tx.send(Event::DrainFinished(drain));
     }

@@ -1,9 +1,11 @@
-//! The `StateApplier` actor: takes each applied [`State`], diffs it against
-//! what the data plane runs, swaps the routing snapshot, starts listeners and
-//! backends, and tells backends whose drain began. It answers the caller only
-//! once the new routes are in place, so an admin write that returned is
-//! already routed by (R1: "right after the removal returns"). While a
-//! slow-start ramp runs (R10) it rebuilds the routes every [`RAMP_TICK`].
+//! The `StateApplier` actor: takes each applied [`State`], has [`plan`]
+//! decide what changes against the state the data plane runs (plan.rs),
+//! then executes each [`Change`]: starts and stops backends, swaps the
+//! routing snapshot, tells backends whose drain began, drains, closes and
+//! binds listeners. It answers the caller only once the new routes are in
+//! place, so an admin write that returned is already routed by (R1: "right
+//! after the removal returns"). While a slow-start ramp runs (R10) it
+//! rebuilds the routes every [`RAMP_TICK`].
 //!
 //! Listeners are told apart by port and generation: one that left the state
 //! (or was replaced on its port) drains until its `ListenerDrain`'s
@@ -19,19 +21,23 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use ractor::rpc::CallResult;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus};
 use sluice_model::{BackendStatus, BindStatus, DrainId, State};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument, Span};
 
-use crate::backend::{Backend, BackendArgs, BackendMessage, BackendRuntime};
-use crate::data_plane::{DrainReporter, ListenerStatus, Shared};
-use crate::health::{self, LocalHealth, ProbeSpec};
-use crate::listener::{bind, Listener, ListenerArgs, ListenerMessage};
+use crate::backend::{Backend, BackendArgs, BackendRuntime};
+use crate::events::DataPlaneEvents;
+use crate::health::{self, ProbeSpec};
+use crate::health_view::LocalHealth;
+use crate::listener::{bind, Listener, ListenerArgs};
+use crate::messages::{ApplierMessage, BackendMessage, ListenerMessage};
 use crate::metrics::Metrics;
+use crate::plan::{plan, Change};
+use crate::published::{BackendKey, ListenerStatus, Published};
 use crate::routing::{Route, RoutingTable, RAMP_TICK};
-use crate::ProxySettings;
+use crate::settings::ProxySettings;
 
 /// First wait before a failed bind is tried again.
 pub(crate) const BIND_RETRY_FIRST: Duration = Duration::from_secs(2);
@@ -46,13 +52,11 @@ pub(crate) struct ApplierArgs {
     pub settings: Arc<ProxySettings>,
     pub routes: Arc<ArcSwap<RoutingTable>>,
     pub metrics: Arc<Metrics>,
-    pub reporter: Arc<dyn DrainReporter>,
-    pub shared: Arc<Shared>,
+    pub events: Arc<dyn DataPlaneEvents>,
+    pub published: Arc<Published>,
     pub listeners_sup: ActorCell,
     pub backends_sup: ActorCell,
 }
-
-type BackendKey = (Arc<str>, Arc<str>);
 
 struct RunningListener {
     generation: u64,
@@ -70,11 +74,12 @@ struct FailedBind {
 struct RunningBackend {
     runtime: Arc<BackendRuntime>,
     actor: ActorRef<BackendMessage>,
-    drain: Option<DrainId>,
 }
 
 pub(crate) struct ApplierState {
     args: ApplierArgs,
+    /// `state_applier{node}`, around every handler.
+    span: Span,
     /// Revision of the state the data plane runs; an older one is ignored,
     /// so routing never goes back in time.
     revision: Option<u64>,
@@ -101,21 +106,6 @@ pub(crate) struct ApplierState {
     ticking: bool,
 }
 
-pub(crate) enum ApplierMessage {
-    Apply(Arc<State>, RpcReplyPort<()>),
-    /// A probe ended (from a probe task).
-    Probed {
-        group: Arc<str>,
-        addr: Arc<str>,
-        revision: u64,
-        local: LocalHealth,
-    },
-    /// Time to rebuild the routes of ramping backends (R10).
-    RampTick,
-    /// Time to try failed binds again.
-    RetryBinds,
-}
-
 impl Actor for StateApplier {
     type Msg = ApplierMessage;
     type State = ApplierState;
@@ -126,7 +116,9 @@ impl Actor for StateApplier {
         _myself: ActorRef<Self::Msg>,
         args: ApplierArgs,
     ) -> Result<ApplierState, ActorProcessingErr> {
+        let span = tracing::info_span!("state_applier", node = args.settings.node_id);
         Ok(ApplierState {
+            span,
             args,
             revision: None,
             listeners: HashMap::new(),
@@ -160,64 +152,76 @@ impl Actor for StateApplier {
         message: ApplierMessage,
         state: &mut ApplierState,
     ) -> Result<(), ActorProcessingErr> {
-        match message {
-            ApplierMessage::Apply(new, reply) => {
-                if state.revision.is_none_or(|r| new.revision >= r) {
-                    state.apply(&new, &myself).await?;
-                    state.revision = Some(new.revision);
-                    state.last = Some(new.clone());
-                    state.run_probers(&new, &myself);
-                    state.tick_while_ramping(&myself);
-                }
-                let _ = reply.send(());
+        let span = state.span.clone();
+        handle_message(myself, message, state)
+            .instrument(span)
+            .await
+    }
+}
+
+/// The applier's handler, run inside its span.
+async fn handle_message(
+    myself: ActorRef<ApplierMessage>,
+    message: ApplierMessage,
+    state: &mut ApplierState,
+) -> Result<(), ActorProcessingErr> {
+    match message {
+        ApplierMessage::Apply(new, reply) => {
+            if state.revision.is_none_or(|r| new.revision >= r) {
+                state.apply(&new, &myself).await?;
+                state.revision = Some(new.revision);
+                state.last = Some(new.clone());
+                state.run_probers(&new, &myself);
+                state.tick_while_ramping(&myself);
             }
-            ApplierMessage::RetryBinds => {
-                state.retry_at = None;
-                state.retry_binds(&myself).await;
+            let _ = reply.send(());
+        }
+        ApplierMessage::RetryBinds => {
+            state.retry_at = None;
+            state.retry_binds(&myself).await;
+        }
+        ApplierMessage::RampTick => {
+            state.ticking = false;
+            if let Some(last) = state.last.clone() {
+                state.build_routes(&last);
             }
-            ApplierMessage::RampTick => {
-                state.ticking = false;
+            state.tick_while_ramping(&myself);
+        }
+        ApplierMessage::Probed {
+            group,
+            addr,
+            revision,
+            local,
+        } => {
+            let key: BackendKey = (group, addr);
+            let current = state
+                .probers
+                .get(&key)
+                .is_some_and(|(spec, _)| spec.revision == revision);
+            if !current {
+                return Ok(());
+            }
+            let flipped = state
+                .local
+                .get(&key)
+                .is_none_or(|old| old.healthy != local.healthy);
+            state.local.insert(key, local);
+            if flipped {
                 if let Some(last) = state.last.clone() {
                     state.build_routes(&last);
                 }
-                state.tick_while_ramping(&myself);
             }
-            ApplierMessage::Probed {
-                group,
-                addr,
-                revision,
-                local,
-            } => {
-                let key: BackendKey = (group, addr);
-                let current = state
-                    .probers
-                    .get(&key)
-                    .is_some_and(|(spec, _)| spec.revision == revision);
-                if !current {
-                    return Ok(());
-                }
-                let flipped = state
-                    .local
-                    .get(&key)
-                    .is_none_or(|old| old.healthy != local.healthy);
-                state.local.insert(key, local);
-                if flipped {
-                    if let Some(last) = state.last.clone() {
-                        state.build_routes(&last);
-                    }
-                }
-                state.args.shared.publish_health(state.local.clone());
-            }
+            state.args.published.publish_health(state.local.clone());
         }
-        Ok(())
     }
+    Ok(())
 }
 
 impl ApplierState {
     /// Schedules the next [`ApplierMessage::RampTick`] if some group's
     /// effective weights still change with time.
     fn tick_while_ramping(&mut self, myself: &ActorRef<ApplierMessage>) {
-        let now = health::now_ms();
+        let now = sluice_clock::now_ms();
         let ramping = self
             .last
             .as_ref()
@@ -228,85 +232,21 @@ impl ApplierState {
         }
     }
 
+    /// Takes the data plane from the state it runs to `new`: decides what
+    /// changes ([`plan`]), then does it.
     async fn apply(
         &mut self,
         new: &State,
         myself: &ActorRef<ApplierMessage>,
     ) -> Result<(), ActorProcessingErr> {
-        // 1. Backends: one runtime per incarnation; draining ones stay until
-        //    their drain completes cluster-wide.
-        let mut starts: Vec<(ActorRef<BackendMessage>, DrainId, u64)> = Vec::new();
-        let mut seen: HashMap<BackendKey, ()> = HashMap::new();
-        for g in new.groups.values() {
-            for b in g.backends.values() {
-                let key: BackendKey = (Arc::from(g.name.as_str()), Arc::from(b.addr.as_str()));
-                seen.insert(key.clone(), ());
-                let want_drain = match b.status {
-                    BackendStatus::Active => None,
-                    BackendStatus::Draining { drain } => Some(drain),
-                };
-                // A backend active again after a drain gets a fresh runtime.
-                let stale = self
-                    .backends
-                    .get(&key)
-                    .is_some_and(|r| r.drain.is_some() && r.drain != want_drain);
-                if stale {
-                    if let Some(old) = self.backends.remove(&key) {
-                        old.actor.stop(None);
-                    }
-                }
-                if !self.backends.contains_key(&key) {
-                    let running = self.start_backend(key.clone()).await?;
-                    self.backends.insert(key.clone(), running);
-                }
-                let Some(running) = self.backends.get_mut(&key) else {
-                    continue;
-                };
-                if let (Some(drain), None) = (want_drain, running.drain) {
-                    running.drain = Some(drain);
-                    let deadline = new.drains.get(&drain).map(|d| d.deadline).unwrap_or(0);
-                    starts.push((running.actor.clone(), drain, deadline));
-                }
-            }
+        let empty = State::default();
+        let last = self.last.clone();
+        let old = last.as_deref().unwrap_or(&empty);
+        for change in plan(old, new) {
+            self.execute(change, new).await?;
         }
-        let gone: Vec<BackendKey> = self
-            .backends
-            .keys()
-            .filter(|k| !seen.contains_key(*k))
-            .cloned()
-            .collect();
-        for key in gone {
-            if let Some(old) = self.backends.remove(&key) {
-                info!(group = %key.0, backend = %key.1, "backend left the group");
-                old.actor.stop(None);
-            }
-        }
-
-        // 2. Routes, swapped in one atomic store.
-        self.build_routes(new);
-
-        // 3. Drains start after the routes no longer include their backend.
-        for (actor, drain, deadline) in starts {
-            actor.cast(BackendMessage::StartDrain { drain, deadline })?;
-        }
-
-        // 4. Listeners: those that left drain (their sockets close first),
-        //    then new ones bind; a failed bind waits for its retry.
-        self.drain_listeners(new).await;
-        for l in new.listeners.values() {
-            let running = self
-                .listeners
-                .get(&l.port)
-                .is_some_and(|r| r.generation == l.generation);
-            let waiting = self
-                .failed_binds
-                .get(&l.port)
-                .is_some_and(|f| f.generation == l.generation);
-            if !running && !waiting {
-                let known = l.nodes.get(&self.args.settings.node_id).cloned();
-                self.try_bind(l.port, l.generation, known).await;
-            }
-        }
+        self.draining_listeners
+            .retain(|_, actor| !matches!(actor.get_status(), ActorStatus::Stopped));
         let current = |port: &u16, generation: u64| {
             new.listeners
                 .get(port)
@@ -317,7 +257,7 @@ impl ApplierState {
         self.statuses.retain(|p, _| new.listeners.contains_key(p));
         self.schedule_retry(myself);
 
-        self.args.shared.publish(
+        self.args.published.publish(
             self.statuses.clone(),
             self.backends
                 .iter()
@@ -327,63 +267,101 @@ impl ApplierState {
         Ok(())
     }
 
-    /// Drains every running listener that left `new` (or was replaced by a
-    /// newer generation on its port), and tells draining listeners whose
-    /// drain left the state that their deadline came.
-    async fn drain_listeners(&mut self, new: &State) {
-        let removed: Vec<u16> = self
+    /// Does one change of a plan.
+    async fn execute(&mut self, change: Change, new: &State) -> Result<(), ActorProcessingErr> {
+        match change {
+            Change::StartBackend { key } => {
+                let running = self.start_backend(key.clone()).await?;
+                self.backends.insert(key, running);
+            }
+            Change::StopBackend { key } => {
+                if let Some(old) = self.backends.remove(&key) {
+                    info!(group = %key.0, backend = %key.1, "backend left the group");
+                    old.actor.stop(None);
+                }
+            }
+            Change::ReplaceBackend { key } => {
+                if let Some(old) = self.backends.remove(&key) {
+                    old.actor.stop(None);
+                }
+                let running = self.start_backend(key.clone()).await?;
+                self.backends.insert(key, running);
+            }
+            Change::RebuildRoutes => self.build_routes(new),
+            Change::StartDrain {
+                key,
+                drain,
+                deadline,
+            } => {
+                if let Some(running) = self.backends.get(&key) {
+                    running
+                        .actor
+                        .cast(BackendMessage::StartDrain { drain, deadline })?;
+                }
+            }
+            Change::DrainListener {
+                port,
+                generation,
+                drain,
+                deadline,
+            } => self.drain_listener(port, generation, drain, deadline).await,
+            Change::CloseListener { port, generation } => {
+                if let Some(actor) = self.draining_listeners.get(&(port, generation)) {
+                    let _ = actor.cast(ListenerMessage::Deadline);
+                }
+            }
+            Change::BindListener { port, generation } => {
+                let known = new
+                    .listeners
+                    .get(&port)
+                    .and_then(|l| l.nodes.get(&self.args.settings.node_id).cloned());
+                self.try_bind(port, generation, known).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drains the running listener of `generation` on `port`: its socket is
+    /// closed when this returns (or after [`CLOSE_SOCKET_WITHIN`]); a
+    /// listener that never bound has nothing to drain.
+    async fn drain_listener(
+        &mut self,
+        port: u16,
+        generation: u64,
+        drain: Option<DrainId>,
+        deadline: sluice_model::UnixMillis,
+    ) {
+        if self
             .listeners
-            .iter()
-            .filter(|(port, r)| {
-                new.listeners.get(*port).map(|l| l.generation) != Some(r.generation)
-            })
-            .map(|(port, _)| *port)
-            .collect();
-        for port in removed {
-            let Some(r) = self.listeners.remove(&port) else {
-                continue;
-            };
-            // No drain in the state: it left without one, or its drain
-            // already expired (C3): close at once.
-            let (drain, deadline) = new
-                .listener_drains
-                .values()
-                .find(|d| d.port == port && d.generation == r.generation)
-                .map_or((None, 0), |d| (Some(d.id), d.deadline));
-            let drained = r
-                .actor
-                .call(
-                    |reply| ListenerMessage::Drain {
-                        drain,
-                        deadline,
-                        reply,
-                    },
-                    Some(CLOSE_SOCKET_WITHIN),
-                )
-                .await;
-            match drained {
-                Ok(CallResult::Success(())) => {}
-                Ok(_) => {
-                    warn!(port, generation = r.generation, drain = ?drain, "listener did not confirm its drain in time")
-                }
-                Err(e) => {
-                    warn!(port, generation = r.generation, drain = ?drain, error = %e, "listener did not confirm its drain")
-                }
-            }
-            self.draining_listeners
-                .insert((port, r.generation), r.actor);
+            .get(&port)
+            .is_none_or(|r| r.generation != generation)
+        {
+            return;
         }
-        self.draining_listeners
-            .retain(|_, actor| !matches!(actor.get_status(), ActorStatus::Stopped));
-        for ((port, generation), actor) in &self.draining_listeners {
-            let in_state = new
-                .listener_drains
-                .values()
-                .any(|d| d.port == *port && d.generation == *generation);
-            if !in_state {
-                let _ = actor.cast(ListenerMessage::Deadline);
+        let Some(r) = self.listeners.remove(&port) else {
+            return;
+        };
+        let drained = r
+            .actor
+            .call(
+                |reply| ListenerMessage::Drain {
+                    drain,
+                    deadline,
+                    reply,
+                },
+                Some(CLOSE_SOCKET_WITHIN),
+            )
+            .await;
+        match drained {
+            Ok(CallResult::Success(())) => {}
+            Ok(_) => {
+                warn!(port, generation, drain = ?drain, "listener did not confirm its drain in time")
+            }
+            Err(e) => {
+                warn!(port, generation, drain = ?drain, error = %e, "listener did not confirm its drain")
             }
         }
+        self.draining_listeners.insert((port, generation), r.actor);
     }
 
     /// One attempt to bind a listener of the state; a failure is tried
@@ -440,7 +418,7 @@ impl ApplierState {
                 }
             }
             self.args
-                .reporter
+                .events
                 .listener_bound(port, generation, outcome.clone());
             self.reported.insert(port, (generation, outcome));
         }
@@ -474,7 +452,7 @@ impl ApplierState {
         }
         self.schedule_retry(myself);
         if tried {
-            self.args.shared.publish_listeners(self.statuses.clone());
+            self.args.published.publish_listeners(self.statuses.clone());
         }
     }
 
@@ -541,18 +519,18 @@ impl ApplierState {
                 self.args.settings.data_address,
                 self.args.settings.node_id,
                 myself.clone(),
-                self.args.reporter.clone(),
+                self.args.events.clone(),
             );
             self.probers.insert(key, (spec, task));
         }
-        self.args.shared.publish_health(self.local.clone());
+        self.args.published.publish_health(self.local.clone());
     }
 
     /// Swaps in the routing snapshot for `new` with this node's own view
     /// of each backend laid over it (C6) and the slow-start weights of now
     /// (R10).
     fn build_routes(&self, new: &State) {
-        let now = health::now_ms();
+        let now = sluice_clock::now_ms();
         let previous = self.args.routes.load();
         let mut routes = HashMap::new();
         for l in new.listeners.values() {
@@ -627,16 +605,12 @@ impl ApplierState {
             Backend,
             BackendArgs {
                 runtime: runtime.clone(),
-                reporter: self.args.reporter.clone(),
+                events: self.args.events.clone(),
             },
             self.args.backends_sup.clone(),
         )
         .await?;
-        Ok(RunningBackend {
-            runtime,
-            actor,
-            drain: None,
-        })
+        Ok(RunningBackend { runtime, actor })
     }
 
     async fn start_listener(
@@ -681,7 +655,7 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
-    use crate::{DataPlane, DrainReporter};
+    use crate::{DataPlane, DataPlaneEvents};
 
     type Outcome = (u16, u64, Result<(), String>);
 
@@ -695,7 +669,7 @@ mod tests {
         }
     }
 
-    impl DrainReporter for Binds {
+    impl DataPlaneEvents for Binds {
         fn drain_finished(&self, _: DrainId, _: &str, _: &str) {}
 
         fn listener_bound(&self, port: u16, generation: u64, outcome: Result<(), String>) {
@@ -786,7 +760,7 @@ mod tests {
             .expect("the request reached the backend");
 
         // Removed 10 s ago with a 3 s drain: the deadline passed long ago.
-        let at = crate::drain::now_ms() - 10_000;
+        let at = sluice_clock::now_ms() - 10_000;
         s.apply(&Command::RemoveListener { port, at }).unwrap();
         assert_eq!(s.listener_drains.len(), 1);
         dp.apply(Arc::new(s)).await.unwrap();

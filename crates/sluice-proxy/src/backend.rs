@@ -1,27 +1,32 @@
 //! A backend's shared runtime (upstream pool and work counters, read on the
 //! request path) and the `Backend` actor that keeps the membership of the
-//! connections holding work on it.
+//! connections holding work on it and runs its drain.
 //!
-//! The `Backend` actor is the one place that knows which connections to tell
-//! when a drain reaches its deadline: a connection registers once, the first
-//! time it sends this backend work (never per request), and unregisters when
-//! it ends.
+//! The `Backend` actor is the one place that knows which connections to
+//! shut when a drain reaches its deadline: a connection registers once, the
+//! first time it sends this backend work (never per request), with a token
+//! that ends that work, and unregisters when it ends. The drain is the
+//! actor's own: its [`DrainState`], a timer (`send_after`) for the absolute
+//! deadline, the idle check after each piece of work ends, and the one
+//! `drain_finished` report. At the deadline each registered token is
+//! cancelled once; that alone ends waiting requests, streaming responses
+//! and tunnels (see `messages.rs` for the whole sequence).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
-use sluice_model::{DrainId, UnixMillis};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
+use sluice_model::DrainId;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, Span};
 
-use crate::connection::ConnectionMessage;
-use crate::data_plane::DrainReporter;
-use crate::drain::{Drain, DrainArgs, DrainMessage};
+use crate::drain::DrainState;
+use crate::events::DataPlaneEvents;
 use crate::going_away::GoingAway;
+use crate::messages::BackendMessage;
+use crate::settings::ProxySettings;
 use crate::upstream::UpstreamPool;
-use crate::ProxySettings;
 
 static NEXT_BACKEND_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -41,7 +46,8 @@ pub(crate) struct BackendRuntime {
     /// Set when a drain starts; from then the end of each piece of work
     /// tells the actor, so an idle backend finishes at once (R2).
     pub draining: AtomicBool,
-    /// Set when the drain deadline fired: late registrants are shut at once.
+    /// Set when the drain deadline fired: late registrants are shut at once
+    /// (read by the actor only).
     pub closed: AtomicBool,
     pub actor: OnceLock<ActorRef<BackendMessage>>,
 }
@@ -119,63 +125,58 @@ impl Drop for WorkGuard {
 
 // === impl Backend (actor) ===
 
-/// Keeps a backend's connection membership and its drain.
+/// Keeps a backend's connection membership and runs its drain.
 pub(crate) struct Backend;
 
 pub(crate) struct BackendArgs {
     pub runtime: Arc<BackendRuntime>,
-    pub reporter: Arc<dyn DrainReporter>,
+    pub events: Arc<dyn DataPlaneEvents>,
 }
 
 pub(crate) struct BackendState {
     runtime: Arc<BackendRuntime>,
-    reporter: Arc<dyn DrainReporter>,
-    /// Each registered connection and its shutdown token for this backend.
-    connections: HashMap<ActorId, (ActorRef<ConnectionMessage>, CancellationToken)>,
-    /// The drain in progress: its id, deadline and actor.
-    drain: Option<(DrainId, UnixMillis, ActorRef<DrainMessage>)>,
+    events: Arc<dyn DataPlaneEvents>,
+    /// Each registered connection's shutdown token for this backend.
+    connections: HashMap<ActorId, CancellationToken>,
+    /// The drain in progress.
+    drain: Option<DrainState>,
+    /// `backend{group, addr}`, entered by every handler.
+    span: Span,
 }
 
 impl BackendState {
-    async fn spawn_drain(
-        &mut self,
-        myself: &ActorRef<BackendMessage>,
-        drain: DrainId,
-        deadline: UnixMillis,
-    ) -> Result<(), ActorProcessingErr> {
-        let (actor, _) = Actor::spawn_linked(
-            None,
-            Drain,
-            DrainArgs {
-                drain,
-                deadline,
-                backend: myself.clone(),
-                runtime: self.runtime.clone(),
-                reporter: self.reporter.clone(),
-            },
-            myself.get_cell(),
-        )
-        .await?;
-        self.drain = Some((drain, deadline, actor));
-        Ok(())
+    /// Reports the drain finished on this node if no work is left, once.
+    fn report_if_idle(&mut self) {
+        let Some(drain) = &mut self.drain else {
+            return;
+        };
+        if self.runtime.is_idle() && drain.report_once() {
+            info!(drain = %drain.id, "drain finished on this node");
+            self.events
+                .drain_finished(drain.id, &self.runtime.group, &self.runtime.addr);
+        }
     }
-}
 
-pub(crate) enum BackendMessage {
-    /// A connection sends this backend work for the first time; the token
-    /// ends that work.
-    Register(ActorRef<ConnectionMessage>, CancellationToken),
-    /// A connection ended.
-    Unregister(ActorId),
-    /// The backend starts draining (applied from the replicated state).
-    StartDrain {
-        drain: DrainId,
-        deadline: UnixMillis,
-    },
-    /// The drain's deadline came: shut every registered connection's work.
-    ShutdownAll { drain: DrainId },
-    /// A request or tunnel ended while draining.
-    WorkEnded,
+    /// The deadline came: every registered connection's work on this
+    /// backend ends, each told once, by its token.
+    fn shut_all(&mut self, drain: DrainId) {
+        if self.runtime.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        info!(
+            %drain,
+            connections = self.connections.len(),
+            "drain deadline: closing remaining work"
+        );
+        // Every tunnel sends its client Close 1001 before any goes on with
+        // the rest of closing (going_away.rs).
+        self.runtime
+            .going_away
+            .arm(self.runtime.tunnels.load(Ordering::Acquire) as usize);
+        for token in self.connections.values() {
+            token.cancel();
+        }
+    }
 }
 
 impl Actor for Backend {
@@ -189,11 +190,17 @@ impl Actor for Backend {
         args: BackendArgs,
     ) -> Result<BackendState, ActorProcessingErr> {
         let _ = args.runtime.actor.set(myself);
+        let span = tracing::info_span!(
+            "backend",
+            group = %args.runtime.group,
+            addr = %args.runtime.addr
+        );
         Ok(BackendState {
             runtime: args.runtime,
-            reporter: args.reporter,
+            events: args.events,
             connections: HashMap::new(),
             drain: None,
+            span,
         })
     }
 
@@ -203,17 +210,14 @@ impl Actor for Backend {
         message: BackendMessage,
         state: &mut BackendState,
     ) -> Result<(), ActorProcessingErr> {
+        let span = state.span.clone();
+        let _entered = span.enter();
         match message {
-            BackendMessage::Register(conn, token) => {
+            BackendMessage::Register { connection, token } => {
                 if state.runtime.closed.load(Ordering::Acquire) {
-                    let drain = state.drain.as_ref().map(|(d, _, _)| *d);
                     token.cancel();
-                    let _ = conn.cast(ConnectionMessage::Shutdown {
-                        backend: state.runtime.id,
-                        drain,
-                    });
                 }
-                state.connections.insert(conn.get_id(), (conn, token));
+                state.connections.insert(connection, token);
             }
             BackendMessage::Unregister(id) => {
                 state.connections.remove(&id);
@@ -222,74 +226,176 @@ impl Actor for Backend {
                 if state.drain.is_some() {
                     return Ok(());
                 }
+                let started = DrainState::new(drain, deadline);
+                let wait = started.wait_from(sluice_clock::now_ms());
+                info!(%drain, deadline_in_ms = wait.as_millis() as u64, "drain started");
+                state.drain = Some(started);
                 state.runtime.draining.store(true, Ordering::Release);
-                state.spawn_drain(&myself, drain, deadline).await?;
-            }
-            BackendMessage::ShutdownAll { drain } => {
-                state.runtime.closed.store(true, Ordering::Release);
-                info!(
-                    group = %state.runtime.group,
-                    backend = %state.runtime.addr,
-                    %drain,
-                    connections = state.connections.len(),
-                    "drain deadline: closing remaining work"
-                );
-                // Tokens first: every tunnel and waiting request wakes and
-                // sends its Close 1001 / 500 without a message in between.
-                // The message follows, for a response already streaming
-                // (only the connection's actor can close that).
-                state
-                    .runtime
-                    .going_away
-                    .arm(state.runtime.tunnels.load(Ordering::Acquire) as usize);
-                for (_, token) in state.connections.values() {
-                    token.cancel();
+                if wait.is_zero() {
+                    state.shut_all(drain);
+                } else {
+                    myself.send_after(wait, move || BackendMessage::DrainDeadline { drain });
                 }
-                for (conn, _) in state.connections.values() {
-                    let _ = conn.cast(ConnectionMessage::Shutdown {
-                        backend: state.runtime.id,
-                        drain: Some(drain),
-                    });
+                state.report_if_idle();
+            }
+            BackendMessage::DrainDeadline { drain } => {
+                if state.drain.is_some_and(|d| d.id == drain) {
+                    state.shut_all(drain);
                 }
             }
-            BackendMessage::WorkEnded => {
-                if let Some((_, _, drain)) = &state.drain {
-                    let _ = drain.cast(DrainMessage::CheckIdle);
-                }
-            }
+            BackendMessage::WorkEnded => state.report_if_idle(),
         }
         Ok(())
     }
+}
 
-    async fn post_stop(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        _state: &mut BackendState,
-    ) -> Result<(), ActorProcessingErr> {
-        myself.stop_children(None);
-        Ok(())
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// Sends each `drain_finished` it is told.
+    struct Finished(Mutex<mpsc::UnboundedSender<DrainId>>);
+
+    impl DataPlaneEvents for Finished {
+        fn drain_finished(&self, drain: DrainId, _: &str, _: &str) {
+            let _ = self.0.lock().unwrap().send(drain);
+        }
     }
 
-    async fn handle_supervisor_evt(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        event: SupervisionEvent,
-        state: &mut BackendState,
-    ) -> Result<(), ActorProcessingErr> {
-        match event {
-            SupervisionEvent::ActorFailed(who, err) => {
-                warn!(backend = %state.runtime.addr, actor = %who.get_id(), error = %err, "drain actor failed; restarting it");
-                // The deadline is absolute: a restarted drain keeps it, and
-                // fires at once if it already passed.
-                if let Some((drain, deadline, _)) = state.drain.take() {
-                    state.spawn_drain(&myself, drain, deadline).await?;
-                }
-            }
-            SupervisionEvent::ActorTerminated(who, _, _) => {
-                debug!(backend = %state.runtime.addr, actor = %who.get_id(), "drain actor ended");
-            }
-            _ => {}
-        }
-        Ok(())
+    async fn backend() -> (
+        Arc<BackendRuntime>,
+        ActorRef<BackendMessage>,
+        mpsc::UnboundedReceiver<DrainId>,
+    ) {
+        let runtime = BackendRuntime::new(
+            Arc::from("web"),
+            Arc::from("127.0.0.1:9"),
+            &ProxySettings::default(),
+        );
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (actor, _) = Actor::spawn(
+            None,
+            Backend,
+            BackendArgs {
+                runtime: runtime.clone(),
+                events: Arc::new(Finished(Mutex::new(tx))),
+            },
+        )
+        .await
+        .unwrap();
+        (runtime, actor, rx)
+    }
+
+    fn register(actor: &ActorRef<BackendMessage>, n: u64) -> CancellationToken {
+        let token = CancellationToken::new();
+        actor
+            .cast(BackendMessage::Register {
+                connection: ActorId::Local(n),
+                token: token.clone(),
+            })
+            .unwrap();
+        token
+    }
+
+    fn drain(n: u64) -> DrainId {
+        DrainId(n)
+    }
+
+    async fn cancelled_within(token: &CancellationToken, within: Duration) -> bool {
+        tokio::time::timeout(within, token.cancelled())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn the_deadline_fires_on_time_and_shuts_each_connection() {
+        let (runtime, actor, mut finished) = backend().await;
+        let a = register(&actor, 1);
+        let b = register(&actor, 2);
+        let work = runtime.start_request();
+        let start = Instant::now();
+        let deadline = sluice_clock::now_ms() + 300;
+        actor
+            .cast(BackendMessage::StartDrain {
+                drain: drain(1),
+                deadline,
+            })
+            .unwrap();
+        assert!(cancelled_within(&a, Duration::from_secs(2)).await);
+        let fired = start.elapsed();
+        assert!(fired >= Duration::from_millis(250), "early: {fired:?}");
+        assert!(fired < Duration::from_millis(800), "late: {fired:?}");
+        assert!(b.is_cancelled());
+        assert!(finished.try_recv().is_err(), "reported with work left");
+        drop(work);
+        let reported = tokio::time::timeout(Duration::from_secs(2), finished.recv()).await;
+        assert_eq!(reported.unwrap(), Some(drain(1)));
+        actor.stop(None);
+    }
+
+    #[tokio::test]
+    async fn a_deadline_already_past_fires_at_once() {
+        let (runtime, actor, _finished) = backend().await;
+        let a = register(&actor, 1);
+        let _work = runtime.start_tunnel();
+        actor
+            .cast(BackendMessage::StartDrain {
+                drain: drain(2),
+                deadline: sluice_clock::now_ms() - 10_000,
+            })
+            .unwrap();
+        assert!(cancelled_within(&a, Duration::from_millis(200)).await);
+        actor.stop(None);
+    }
+
+    #[tokio::test]
+    async fn an_idle_backend_reports_at_once_and_only_once() {
+        let (runtime, actor, mut finished) = backend().await;
+        let a = register(&actor, 1);
+        actor
+            .cast(BackendMessage::StartDrain {
+                drain: drain(3),
+                deadline: sluice_clock::now_ms() + 200,
+            })
+            .unwrap();
+        let reported = tokio::time::timeout(Duration::from_millis(200), finished.recv()).await;
+        assert_eq!(reported.unwrap(), Some(drain(3)));
+        // More work coming and going, a second StartDrain and the deadline
+        // itself report nothing more.
+        drop(runtime.start_request());
+        drop(runtime.start_tunnel());
+        actor
+            .cast(BackendMessage::StartDrain {
+                drain: drain(3),
+                deadline: sluice_clock::now_ms(),
+            })
+            .unwrap();
+        assert!(cancelled_within(&a, Duration::from_secs(2)).await);
+        actor.cast(BackendMessage::WorkEnded).unwrap();
+        let again = tokio::time::timeout(Duration::from_millis(300), finished.recv()).await;
+        assert!(again.is_err(), "reported twice: {again:?}");
+        actor.stop(None);
+    }
+
+    #[tokio::test]
+    async fn a_connection_registering_after_the_deadline_is_shut_at_once() {
+        let (runtime, actor, _finished) = backend().await;
+        let _work = runtime.start_request();
+        let early = register(&actor, 1);
+        actor
+            .cast(BackendMessage::StartDrain {
+                drain: drain(4),
+                deadline: sluice_clock::now_ms() + 50,
+            })
+            .unwrap();
+        assert!(cancelled_within(&early, Duration::from_secs(2)).await);
+        let late = register(&actor, 2);
+        assert!(cancelled_within(&late, Duration::from_millis(200)).await);
+        actor.stop(None);
     }
 }

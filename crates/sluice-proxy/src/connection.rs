@@ -1,51 +1,55 @@
 //! The `Connection` actor: one per client connection. It serves HTTP/1.1 on
 //! the socket ([`crate::http1`]: keep-alive, upgrades) in a task of its own
-//! and handles lifecycle messages: `Shutdown` from a draining backend ends
-//! the work this connection holds on it (R3); from its draining listener,
-//! `ListenerDraining` ends keep-alive (an idle connection closes at once)
-//! and `ListenerDeadline` ends all of its work as a backend's deadline does.
+//! and handles its listener's lifecycle messages: `ListenerDraining` ends
+//! keep-alive (an idle connection closes at once) and `ListenerDeadline`
+//! ends all of its work as a backend's deadline does.
+//!
+//! A draining backend needs no message here: the connection registered a
+//! token with it (once, the first time it sent the backend work), and at the
+//! deadline the backend cancels that token. The request waiting on the
+//! backend answers 500, the response streaming from it is cut (its body
+//! watches the token, `forward.rs`), the tunnel sends Close 1001 (R3).
 //!
 //! Per request: one `ArcSwap` load, one atomic pick, one uncontended
 //! per-connection lock to find this connection's shutdown token for the
 //! chosen backend, and the backend pool's pop and push of an idle upstream
-//! connection. A connection registers with a backend once.
+//! connection. The connection's span (port, peer) is made once, with it.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use http::{Request, Response};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use sluice_model::DrainId;
 
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, Instrument, Span};
 
-use crate::backend::WorkGuard;
-use crate::backend::{BackendMessage, BackendRuntime};
+use crate::backend::{BackendRuntime, WorkGuard};
 use crate::client_socket::ClientSocket;
 use crate::error::ForwardError;
 use crate::forward::{
     check_request, downstream_response, error_response, is_websocket_upgrade, switching_response,
-    upstream_request, ProxyBody,
+    upstream_request,
 };
 use crate::http1::{self, Ended, KeepAlive, RequestBody};
+use crate::messages::{BackendMessage, ConnectionMessage};
 use crate::metrics::Metrics;
+use crate::proxy_body::ProxyBody;
 use crate::routing::RoutingTable;
+use crate::settings::ProxySettings;
 use crate::tunnel;
 use crate::upstream::{Answer, Progress, UpstreamError};
-use crate::ProxySettings;
 
-/// What the request path and the actor share for one connection.
-pub(crate) struct ConnCtx {
+/// One client connection as its serving task and its actor both hold it.
+pub(crate) struct ConnectionCore {
     port: u16,
     /// The listener's generation: a connection of a removed listener is
     /// routed by that listener's route, not by a newer one on its port.
     generation: u64,
-    peer: SocketAddr,
     /// The client's IP as a header value, for `X-Forwarded-For`.
     peer_ip: http::HeaderValue,
     routes: Arc<ArcSwap<RoutingTable>>,
@@ -57,8 +61,9 @@ pub(crate) struct ConnCtx {
     cut: AtomicBool,
     /// Lets the listener end keep-alive and close this connection if idle.
     keep_alive: KeepAlive,
-    /// Id of the backend whose response body is streaming now (0: none).
-    pub(crate) streaming: AtomicU64,
+    /// `connection{port, peer}`: the serving task and the tunnel run in it,
+    /// the actor's handlers enter it.
+    span: Span,
     /// Tasks alive (the HTTP server, tunnels); the actor stops at zero.
     live: AtomicUsize,
     /// The HTTP server task while it runs. Whoever takes it (the task as it
@@ -76,7 +81,7 @@ struct Registration {
     actor: Option<ActorRef<BackendMessage>>,
 }
 
-impl ConnCtx {
+impl ConnectionCore {
     /// This connection's shutdown token for `backend`, registering with the
     /// backend the first time.
     fn token_for(&self, backend: &BackendRuntime) -> CancellationToken {
@@ -90,7 +95,10 @@ impl ConnCtx {
         }
         let actor = backend.actor.get().cloned();
         if let Some(a) = &actor {
-            let _ = a.cast(BackendMessage::Register(self.me.clone(), token.clone()));
+            let _ = a.cast(BackendMessage::Register {
+                connection: self.me.get_id(),
+                token: token.clone(),
+            });
         }
         // Most connections use one backend: no room for more until needed.
         regs.reserve_exact(1);
@@ -126,27 +134,6 @@ impl ConnCtx {
     }
 }
 
-/// Messages a `Connection` handles.
-pub(crate) enum ConnectionMessage {
-    /// A backend's drain deadline came (or draining is off) and the backend
-    /// cancelled this connection's token for it: a response of that
-    /// backend already streaming can only end with the connection.
-    Shutdown {
-        backend: u64,
-        drain: Option<DrainId>,
-    },
-    /// The listener was removed and drains (its `ending` flag is set): an
-    /// idle connection closes now, a busy one after its response.
-    ListenerDraining { drain: Option<DrainId> },
-    /// The listener's drain deadline came: a request still waiting gets
-    /// `500` with `Connection: close`, a tunnel Close 1001 on both sides, a
-    /// response already streaming is cut (R3).
-    ListenerDeadline { drain: Option<DrainId> },
-    /// Crash on purpose (supervision tests).
-    #[cfg(any(test, feature = "test-hooks"))]
-    Panic,
-}
-
 pub(crate) struct Connection;
 
 pub(crate) struct ConnectionArgs {
@@ -162,7 +149,7 @@ pub(crate) struct ConnectionArgs {
 }
 
 pub(crate) struct ConnectionState {
-    ctx: Arc<ConnCtx>,
+    ctx: Arc<ConnectionCore>,
 }
 
 impl Drop for ConnectionState {
@@ -213,10 +200,10 @@ impl Actor for Connection {
             .connections_open
             .fetch_add(1, Ordering::Relaxed);
         let stream = Arc::new(args.stream);
-        let ctx = Arc::new(ConnCtx {
+        let span = tracing::info_span!("connection", port = args.port, peer = %args.peer);
+        let ctx = Arc::new(ConnectionCore {
             port: args.port,
             generation: args.generation,
-            peer: args.peer,
             peer_ip: http::HeaderValue::try_from(args.peer.ip().to_string())
                 .unwrap_or_else(|_| http::HeaderValue::from_static("unknown")),
             routes: args.routes,
@@ -225,7 +212,7 @@ impl Actor for Connection {
             registered: Mutex::new(Vec::new()),
             cut: AtomicBool::new(false),
             keep_alive: KeepAlive::new(args.ending),
-            streaming: AtomicU64::new(0),
+            span,
             live: AtomicUsize::new(1),
             serve: Mutex::new(None),
             tunnel: Mutex::new(None),
@@ -233,7 +220,8 @@ impl Actor for Connection {
         // Stored under the lock the task takes as it ends, so even a task
         // that ends at once finds its handle.
         let mut slot = ctx.serve.lock().unwrap_or_else(|p| p.into_inner());
-        *slot = Some(tokio::spawn(serve(ctx.clone(), stream, args.settings)).abort_handle());
+        let task = serve(ctx.clone(), stream, args.settings).instrument(ctx.span.clone());
+        *slot = Some(tokio::spawn(task).abort_handle());
         drop(slot);
         Ok(ConnectionState { ctx })
     }
@@ -244,18 +232,11 @@ impl Actor for Connection {
         message: ConnectionMessage,
         state: &mut ConnectionState,
     ) -> Result<(), ActorProcessingErr> {
+        let _entered = state.ctx.span.enter();
         match message {
-            ConnectionMessage::Shutdown { backend, drain } => {
-                if state.ctx.streaming.load(Ordering::Acquire) == backend {
-                    // The answer's head is already out: the only way left to
-                    // end it is to close the connection.
-                    debug!(peer = %state.ctx.peer, drain = ?drain, "closing connection mid-response");
-                    state.ctx.stop_serving();
-                }
-            }
             ConnectionMessage::ListenerDraining { drain } => {
                 if state.ctx.keep_alive.close_if_idle() {
-                    debug!(port = state.ctx.port, peer = %state.ctx.peer, drain = ?drain, "listener drains: closing idle connection");
+                    debug!(drain = ?drain, "listener drains: closing idle connection");
                     state.ctx.stop_serving();
                 }
             }
@@ -267,16 +248,13 @@ impl Actor for Connection {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner());
                     state.ctx.cut.store(true, Ordering::Release);
-                    // Every waiting request and tunnel wakes on its token,
-                    // as at a backend's deadline.
+                    // Every waiting request, streaming response and tunnel
+                    // wakes on its token, as at a backend's deadline.
                     for r in regs.iter() {
                         r.token.cancel();
                     }
                 }
-                if state.ctx.streaming.load(Ordering::Acquire) != 0 {
-                    debug!(port = state.ctx.port, peer = %state.ctx.peer, drain = ?drain, "listener drain deadline: closing connection mid-response");
-                    state.ctx.stop_serving();
-                }
+                debug!(drain = ?drain, "listener drain deadline: ending this connection's work");
             }
             #[cfg(any(test, feature = "test-hooks"))]
             ConnectionMessage::Panic => panic!("connection asked to crash"),
@@ -287,7 +265,7 @@ impl Actor for Connection {
 
 // === the HTTP server task ===
 
-async fn serve(ctx: Arc<ConnCtx>, stream: Arc<TcpStream>, settings: Arc<ProxySettings>) {
+async fn serve(ctx: Arc<ConnectionCore>, stream: Arc<TcpStream>, settings: Arc<ProxySettings>) {
     let limits = http1::Limits {
         header_read_timeout: settings.header_read_timeout,
         max_head: settings.max_header_bytes,
@@ -325,7 +303,7 @@ struct TunnelStart {
 /// Answers one request: checked, routed, forwarded; a `101` comes with
 /// what its tunnel needs.
 async fn handle_request(
-    ctx: Arc<ConnCtx>,
+    ctx: Arc<ConnectionCore>,
     req: Request<RequestBody>,
     client: &ClientSocket,
 ) -> (Response<ProxyBody>, Option<TunnelStart>) {
@@ -421,13 +399,13 @@ async fn handle_request(
         // this request, only the client has yet to get it.
         return (downstream_response(resp, None), None);
     }
-    ctx.streaming.store(backend.id, Ordering::Release);
-    (downstream_response(resp, Some((work, ctx.clone()))), None)
+    // The body watches the token: a drain deadline cuts it mid-stream.
+    (downstream_response(resp, Some((work, shutdown))), None)
 }
 
 /// Runs a tunnel over the client's socket (with the bytes it sent past its
 /// request) and the backend's.
-fn spawn_tunnel(ctx: &Arc<ConnCtx>, client: (TcpStream, bytes::Bytes), start: TunnelStart) {
+fn spawn_tunnel(ctx: &Arc<ConnectionCore>, client: (TcpStream, bytes::Bytes), start: TunnelStart) {
     ctx.task_started();
     let task_ctx = ctx.clone();
     // No async block around it: its captures would stay in the task beside
@@ -445,13 +423,13 @@ fn spawn_tunnel(ctx: &Arc<ConnCtx>, client: (TcpStream, bytes::Bytes), start: Tu
             task_ctx.task_ended();
         },
     );
-    let handle = tokio::spawn(fut);
+    let handle = tokio::spawn(fut.instrument(ctx.span.clone()));
     *ctx.tunnel.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle.abort_handle());
 }
 
 /// sluice's own answer to a request it could not forward. A drain cut or
 /// the client's own error also closes the connection.
-fn fail(ctx: &ConnCtx, err: ForwardError) -> Response<ProxyBody> {
+fn fail(ctx: &ConnectionCore, err: ForwardError) -> Response<ProxyBody> {
     let client_error = err.is_client_error();
     Metrics::inc(if client_error {
         &ctx.metrics.requests_rejected

@@ -6,7 +6,7 @@
 //! timeout. Consecutive results go through the thresholds into the node's
 //! own view of the backend. Every result goes to the `StateApplier` (which
 //! stops routing to a backend this node sees failing at once, C6); the view
-//! goes to the [`crate::DrainReporter`] to be logged when it is first formed
+//! goes to the [`crate::DataPlaneEvents`] to be logged when it is first formed
 //! under a revision, when it flips and when the first check passes.
 //!
 //! A probe this node could not make (no descriptor, memory or source port:
@@ -24,45 +24,16 @@ use hyper::client::conn::http1;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use ractor::ActorRef;
-use sluice_model::{HealthCheck, ProbeMethod, UnixMillis};
+use sluice_model::{HealthCheck, ProbeMethod};
 use tokio::net::TcpSocket;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::applier::ApplierMessage;
-use crate::data_plane::DrainReporter;
+use crate::events::DataPlaneEvents;
+use crate::health_view::{LocalHealth, ProbeReport};
 use crate::local_trouble::LocalTrouble;
 use crate::log_limit::{LogLimit, LOG_EVERY};
-
-/// A node's view of one backend, as reported to the replicated state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeReport {
-    /// The group.
-    pub group: String,
-    /// `host:port`.
-    pub backend: String,
-    /// Health-check revision of the group the view was formed under.
-    pub revision: u64,
-    /// The view after the thresholds.
-    pub healthy: bool,
-    /// Whether a check passed under `revision`.
-    pub passed: bool,
-    /// The last probe's outcome (`200`, `timeout after 5s`, ...).
-    pub detail: String,
-}
-
-/// This node's last probe of a backend (for the admin views).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalHealth {
-    /// The view after the thresholds.
-    pub healthy: bool,
-    /// The last probe's outcome.
-    pub detail: String,
-    /// Whether the last probe passed.
-    pub last_passed: bool,
-    /// When it ended.
-    pub at: UnixMillis,
-}
+use crate::messages::ApplierMessage;
 
 /// What a probe task needs; a change restarts the task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,10 +51,10 @@ pub(crate) fn spawn(
     source: IpAddr,
     node: u64,
     applier: ActorRef<ApplierMessage>,
-    reporter: Arc<dyn DrainReporter>,
+    events: Arc<dyn DataPlaneEvents>,
 ) -> JoinHandle<()> {
     let span = tracing::info_span!("health", node, group = %spec.group, backend = %spec.addr);
-    tokio::spawn(run(spec, healthy, source, applier, reporter).instrument(span))
+    tokio::spawn(run(spec, healthy, source, applier, events).instrument(span))
 }
 
 async fn run(
@@ -91,7 +62,7 @@ async fn run(
     mut healthy: bool,
     source: IpAddr,
     applier: ActorRef<ApplierMessage>,
-    reporter: Arc<dyn DrainReporter>,
+    events: Arc<dyn DataPlaneEvents>,
 ) {
     let c = &spec.check;
     let mut tick = tokio::time::interval(Duration::from_millis(c.interval_ms));
@@ -114,7 +85,7 @@ async fn run(
                     healthy,
                     detail,
                     last_passed: false,
-                    at: now_ms(),
+                    at: sluice_clock::now_ms(),
                 };
                 if !send_local(&applier, &spec, local) {
                     return;
@@ -143,14 +114,14 @@ async fn run(
             healthy,
             detail: detail.clone(),
             last_passed: ok,
-            at: now_ms(),
+            at: sluice_clock::now_ms(),
         };
         if !send_local(&applier, &spec, local) {
             return;
         }
         if !reported || flip || first_pass {
             reported = true;
-            reporter.health_view(ProbeReport {
+            events.health_view(ProbeReport {
                 group: spec.group.to_string(),
                 backend: spec.addr.to_string(),
                 revision: spec.revision,
@@ -317,8 +288,6 @@ fn humanize(d: Duration) -> String {
         format!("{}ms", d.as_millis())
     }
 }
-
-pub(crate) use sluice_clock::now_ms;
 
 #[cfg(test)]
 mod tests {

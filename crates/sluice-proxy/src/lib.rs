@@ -8,21 +8,34 @@
 //! [`arc_swap`] snapshot and a few atomics: no message, lock or allocation per
 //! request that a snapshot or an atomic can avoid.
 //!
-//! The supervision tree (one per node):
+//! The supervision tree (one per node, `supervision.rs`):
 //!
 //! ```text
-//! Node
-//! ├── StateApplier   diffs each applied State against the last one, swaps the
-//! │                  routing snapshot, tells the actors below what changed
+//! DataPlaneSupervisor
+//! ├── StateApplier   plans each applied State against the last one
+//! │                  (plan.rs), then acts: swaps the routing snapshot,
+//! │                  starts and stops backends and listeners, starts drains
 //! ├── Listeners ── Listener(port) ── Connection (one per client connection)
-//! └── Backends  ── Backend(group, addr) ── Drain (one per active drain)
+//! └── Backends  ── Backend(group, addr), which runs its own drain
 //! ```
 //!
-//! A `Connection` registers with a `Backend` once, the first time it sends
-//! that backend work. When a `Drain` reaches its deadline the `Backend` sends
-//! `Shutdown` to every registered `Connection`, which answers its in-flight
-//! request with `500` and `Connection: close` (R3) or closes its tunnel with
-//! Close 1001 on both sides. A crashed `Connection` loses only itself.
+//! Every message between them is in `messages.rs`, with the drain sequence
+//! at its top. A backend's drain: the `StateApplier` (applier.rs) sends
+//! `StartDrain` to the `Backend` (backend.rs), which keeps the drain's state
+//! (drain.rs) and a timer for the absolute deadline, and reports
+//! [`DataPlaneEvents::drain_finished`] (events.rs) once, as soon as no work
+//! is left. A `Connection` (connection.rs) registers a token with a
+//! `Backend` once, the first time it sends that backend work; at the
+//! deadline the `Backend` cancels each token, once, and the work ends on
+//! it: a waiting request answers `500` with `Connection: close` (R3,
+//! connection.rs), a streaming response is cut (proxy_body.rs), a tunnel
+//! closes with Close 1001 on both sides (tunnel/). A crashed `Connection`
+//! loses only itself.
+//!
+//! Logs carry where they come from: spans `state_applier{node}`,
+//! `listener{port, generation}`, `backend{group, addr}` (with the drain id
+//! on each drain line), `connection{port, peer}` (made once per connection,
+//! never per request) and `health{node, group, backend}`.
 //!
 //! Health: the `StateApplier` runs one probe task per checked backend; a
 //! backend this node's own probes see failing leaves this node's routing
@@ -35,8 +48,9 @@
 //! routing snapshot on a timer with the effective weights of the moment;
 //! requests never compute weights.
 //!
-//! Use [`DataPlane::start`] to run it and [`DataPlane::apply`] to hand it each
-//! new [`sluice_model::State`].
+//! Use [`DataPlane::start`] to run it (with the [`DataPlaneEvents`] it
+//! reports to) and [`DataPlane::apply`] to hand it each new
+//! [`sluice_model::State`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -48,24 +62,35 @@ mod connection;
 mod data_plane;
 mod drain;
 mod error;
+mod events;
 mod forward;
 mod going_away;
+mod header_rules;
 mod health;
+mod health_view;
 mod http1;
 mod listener;
 mod local_trouble;
 mod log_limit;
+mod messages;
 mod metrics;
-mod node;
+mod plan;
+#[cfg(test)]
+mod plan_properties;
+mod proxy_body;
+mod published;
 mod routing;
 mod settings;
+mod supervision;
 mod tunnel;
 mod upstream;
 
-pub use data_plane::{BackendStats, DataPlane, DrainReporter, ListenerStatus};
+pub use data_plane::DataPlane;
 pub use error::ProxyError;
-pub use health::{LocalHealth, ProbeReport};
+pub use events::DataPlaneEvents;
+pub use health_view::{LocalHealth, ProbeReport};
 pub use metrics::Metrics;
+pub use published::{BackendStats, ListenerStatus};
 pub use settings::ProxySettings;
 
 #[cfg(test)]

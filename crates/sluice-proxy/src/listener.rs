@@ -16,21 +16,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use ractor::{
-    Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent,
-};
-use sluice_model::{DrainId, UnixMillis};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
+use sluice_model::DrainId;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, warn, Instrument, Span};
 
-use crate::connection::{Connection, ConnectionArgs, ConnectionMessage};
-use crate::drain::now_ms;
+use crate::connection::{Connection, ConnectionArgs};
 use crate::error::ProxyError;
+use crate::messages::{ConnectionMessage, ListenerMessage};
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
-use crate::ProxySettings;
+use crate::settings::ProxySettings;
 
 /// How long past its drain deadline a removed listener's connections have
 /// to finish closing (a tunnel's Close handshake takes at most a second)
@@ -49,8 +47,6 @@ pub(crate) struct ListenerArgs {
 }
 
 pub(crate) struct ListenerState {
-    port: u16,
-    generation: u64,
     metrics: Arc<Metrics>,
     /// The accept task, until the listener drains.
     accept: Option<JoinHandle<()>>,
@@ -61,6 +57,8 @@ pub(crate) struct ListenerState {
     /// The drain, once removed: its id (none when the listener left with
     /// no drain), and whether its deadline came.
     drain: Option<(Option<DrainId>, bool)>,
+    /// `listener{port, generation}`, entered by every handler.
+    span: Span,
 }
 
 impl Drop for ListenerState {
@@ -70,21 +68,6 @@ impl Drop for ListenerState {
             accept.abort();
         }
     }
-}
-
-pub(crate) enum ListenerMessage {
-    /// The listener left the state: stop accepting (answered once the
-    /// socket is closed), end keep-alive, and close what is left at
-    /// `deadline` (at once if it passed, C3).
-    Drain {
-        drain: Option<DrainId>,
-        deadline: UnixMillis,
-        reply: RpcReplyPort<()>,
-    },
-    /// The drain's deadline came (or the drain left the state).
-    Deadline,
-    /// [`STOP_AFTER`] past the deadline: drop what is left.
-    Stop,
 }
 
 /// Binds the listener socket (before the actor exists, so a bind error is an
@@ -127,31 +110,34 @@ impl Actor for Listener {
         myself: ActorRef<Self::Msg>,
         args: ListenerArgs,
     ) -> Result<ListenerState, ActorProcessingErr> {
+        let span = tracing::info_span!("listener", port = args.port, generation = args.generation);
         let listener = TcpListener::from_std(args.socket)?;
-        info!(port = args.port, generation = args.generation, addr = %listener.local_addr()?, "listener accepting");
+        info!(parent: &span, addr = %listener.local_addr()?, "listener accepting");
         let stop_accepting = CancellationToken::new();
         let ending = Arc::new(AtomicBool::new(false));
-        let accept = tokio::spawn(accept_loop(
-            listener,
-            myself.get_cell(),
-            Accepted {
-                port: args.port,
-                generation: args.generation,
-                ending: ending.clone(),
-                stop: stop_accepting.clone(),
-            },
-            args.routes,
-            args.metrics.clone(),
-            args.settings,
-        ));
+        let accept = tokio::spawn(
+            accept_loop(
+                listener,
+                myself.get_cell(),
+                Accepted {
+                    port: args.port,
+                    generation: args.generation,
+                    ending: ending.clone(),
+                    stop: stop_accepting.clone(),
+                },
+                args.routes,
+                args.metrics.clone(),
+                args.settings,
+            )
+            .instrument(span.clone()),
+        );
         Ok(ListenerState {
-            port: args.port,
-            generation: args.generation,
             metrics: args.metrics,
             accept: Some(accept),
             stop_accepting,
             ending,
             drain: None,
+            span,
         })
     }
 
@@ -161,72 +147,10 @@ impl Actor for Listener {
         message: ListenerMessage,
         state: &mut ListenerState,
     ) -> Result<(), ActorProcessingErr> {
-        match message {
-            ListenerMessage::Drain {
-                drain,
-                deadline,
-                reply,
-            } => {
-                if state.drain.is_none() {
-                    state.drain = Some((drain, false));
-                    // The socket closes before the answer: the port can be
-                    // bound again as soon as the caller hears back.
-                    state.stop_accepting.cancel();
-                    if let Some(mut accept) = state.accept.take() {
-                        // It ends at its next turn; one stuck backing off
-                        // after an accept error is cut short.
-                        if tokio::time::timeout(Duration::from_millis(200), &mut accept)
-                            .await
-                            .is_err()
-                        {
-                            accept.abort();
-                            let _ = accept.await;
-                        }
-                    }
-                    state.ending.store(true, Ordering::SeqCst);
-                    let wait = deadline.saturating_sub(now_ms());
-                    info!(
-                        port = state.port,
-                        generation = state.generation,
-                        drain = ?drain,
-                        deadline_in_ms = wait,
-                        "listener removed: not accepting, draining its connections"
-                    );
-                    tell_connections(&myself, || ConnectionMessage::ListenerDraining { drain });
-                    if wait == 0 {
-                        myself.cast(ListenerMessage::Deadline)?;
-                    } else {
-                        myself
-                            .send_after(Duration::from_millis(wait), || ListenerMessage::Deadline);
-                    }
-                    if !has_connections(&myself, None) {
-                        myself.stop(Some("drained".into()));
-                    }
-                }
-                let _ = reply.send(());
-            }
-            ListenerMessage::Deadline => {
-                if let Some((drain, fired)) = &mut state.drain {
-                    if !*fired {
-                        *fired = true;
-                        let drain = *drain;
-                        info!(
-                            port = state.port,
-                            generation = state.generation,
-                            drain = ?drain,
-                            connections = myself.get_children().len(),
-                            "listener drain deadline: closing remaining work"
-                        );
-                        tell_connections(&myself, || ConnectionMessage::ListenerDeadline { drain });
-                        myself.send_after(STOP_AFTER, || ListenerMessage::Stop);
-                    }
-                }
-            }
-            ListenerMessage::Stop => {
-                myself.stop(Some("drain deadline passed".into()));
-            }
-        }
-        Ok(())
+        let span = state.span.clone();
+        handle_message(myself, message, state)
+            .instrument(span)
+            .await
     }
 
     async fn post_stop(
@@ -234,11 +158,7 @@ impl Actor for Listener {
         myself: ActorRef<Self::Msg>,
         state: &mut ListenerState,
     ) -> Result<(), ActorProcessingErr> {
-        debug!(
-            port = state.port,
-            generation = state.generation,
-            "listener stopped"
-        );
+        debug!(parent: &state.span, "listener stopped");
         myself.stop_children(None);
         Ok(())
     }
@@ -252,7 +172,7 @@ impl Actor for Listener {
         let gone = match event {
             SupervisionEvent::ActorFailed(who, err) => {
                 Metrics::inc(&state.metrics.connection_crashes);
-                warn!(port = state.port, connection = %who.get_id(), error = %err, "connection crashed; only it is lost");
+                warn!(parent: &state.span, connection = %who.get_id(), error = %err, "connection crashed; only it is lost");
                 who.get_id()
             }
             SupervisionEvent::ActorTerminated(who, _, _) => who.get_id(),
@@ -260,15 +180,80 @@ impl Actor for Listener {
         };
         // A draining listener ends with its last connection.
         if state.drain.is_some() && !has_connections(&myself, Some(gone)) {
-            info!(
-                port = state.port,
-                generation = state.generation,
-                "listener drained: no connection left"
-            );
+            info!(parent: &state.span, "listener drained: no connection left");
             myself.stop(Some("drained".into()));
         }
         Ok(())
     }
+}
+
+/// The listener's handler, run inside its span.
+async fn handle_message(
+    myself: ActorRef<ListenerMessage>,
+    message: ListenerMessage,
+    state: &mut ListenerState,
+) -> Result<(), ActorProcessingErr> {
+    match message {
+        ListenerMessage::Drain {
+            drain,
+            deadline,
+            reply,
+        } => {
+            if state.drain.is_none() {
+                state.drain = Some((drain, false));
+                // The socket closes before the answer: the port can be
+                // bound again as soon as the caller hears back.
+                state.stop_accepting.cancel();
+                if let Some(mut accept) = state.accept.take() {
+                    // It ends at its next turn; one stuck backing off
+                    // after an accept error is cut short.
+                    if tokio::time::timeout(Duration::from_millis(200), &mut accept)
+                        .await
+                        .is_err()
+                    {
+                        accept.abort();
+                        let _ = accept.await;
+                    }
+                }
+                state.ending.store(true, Ordering::SeqCst);
+                let wait = deadline.saturating_sub(sluice_clock::now_ms());
+                info!(
+                    drain = ?drain,
+                    deadline_in_ms = wait,
+                    "listener removed: not accepting, draining its connections"
+                );
+                tell_connections(&myself, || ConnectionMessage::ListenerDraining { drain });
+                if wait == 0 {
+                    myself.cast(ListenerMessage::Deadline)?;
+                } else {
+                    myself.send_after(Duration::from_millis(wait), || ListenerMessage::Deadline);
+                }
+                if !has_connections(&myself, None) {
+                    myself.stop(Some("drained".into()));
+                }
+            }
+            let _ = reply.send(());
+        }
+        ListenerMessage::Deadline => {
+            if let Some((drain, fired)) = &mut state.drain {
+                if !*fired {
+                    *fired = true;
+                    let drain = *drain;
+                    info!(
+                        drain = ?drain,
+                        connections = myself.get_children().len(),
+                        "listener drain deadline: closing remaining work"
+                    );
+                    tell_connections(&myself, || ConnectionMessage::ListenerDeadline { drain });
+                    myself.send_after(STOP_AFTER, || ListenerMessage::Stop);
+                }
+            }
+        }
+        ListenerMessage::Stop => {
+            myself.stop(Some("drain deadline passed".into()));
+        }
+    }
+    Ok(())
 }
 
 /// What each accepted connection is given by its listener.

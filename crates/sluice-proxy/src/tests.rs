@@ -1,9 +1,12 @@
-//! In-crate tests that need the actors' private messages: supervision.
+//! In-crate tests that need the actors' private messages (supervision) or
+//! a whole data plane (a drain cutting a streaming response). They wait for
+//! the event itself (a connection gone, a drain reported), never a fixed
+//! time.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -12,11 +15,11 @@ use sluice_model::{Command, DrainId, DrainPolicy, State};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::connection::ConnectionMessage;
-use crate::{DataPlane, DrainReporter, ProxySettings};
+use crate::messages::ConnectionMessage;
+use crate::{DataPlane, DataPlaneEvents, ProxySettings};
 
 struct NoReports;
-impl DrainReporter for NoReports {
+impl DataPlaneEvents for NoReports {
     fn drain_finished(&self, _: DrainId, _: &str, _: &str) {}
 }
 
@@ -110,7 +113,14 @@ async fn a_crashing_connection_loses_only_itself() {
         .expect("connection alive");
 
     // Exactly one of the two connections is gone; the other still works.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = std::time::Instant::now();
+    while listener.get_children().len() != 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the crashed connection was not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let (ra, rb) = (get(&mut a).await, get(&mut b).await);
     assert_eq!(
         [ra.is_some(), rb.is_some()].iter().filter(|x| **x).count(),
@@ -122,5 +132,118 @@ async fn a_crashing_connection_loses_only_itself() {
     assert!(get(&mut c).await.unwrap().ends_with("ok"));
     assert_eq!(dp.metrics().connection_crashes.load(Ordering::Relaxed), 1);
     assert_eq!(listener.get_children().len(), 2);
+    dp.stop().await;
+}
+
+/// Sends each `drain_finished` it is told.
+struct Finished(Mutex<tokio::sync::mpsc::UnboundedSender<DrainId>>);
+impl DataPlaneEvents for Finished {
+    fn drain_finished(&self, drain: DrainId, _: &str, _: &str) {
+        let _ = self.0.lock().unwrap().send(drain);
+    }
+}
+
+/// A backend that answers every request with a chunked head and one chunk,
+/// then holds the response open.
+async fn streaming_backend() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+                .await
+                .unwrap();
+            held.push(s);
+        }
+    });
+    addr
+}
+
+// R3 for a response already streaming: at the deadline its connection
+// ends, the backend's work ends with it and the drain is reported.
+#[tokio::test]
+async fn a_drain_deadline_cuts_a_streaming_response_and_the_drain_finishes() {
+    let backend = streaming_backend().await;
+    let port = free_port();
+    let (tx, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    let settings = ProxySettings {
+        node_id: 9002,
+        ..ProxySettings::default()
+    };
+    let dp = DataPlane::start(settings, Arc::new(Finished(Mutex::new(tx))))
+        .await
+        .unwrap();
+    let mut s = State::with_nodes([9002]);
+    for c in [
+        Command::CreateGroup {
+            name: "web".into(),
+            drain: DrainPolicy {
+                enabled: true,
+                timeout_ms: 1_000,
+            },
+            slow_start_ms: None,
+        },
+        Command::AddBackend {
+            group: "web".into(),
+            addr: backend.to_string(),
+            weight: 100,
+            at: 0,
+        },
+        Command::AddListener {
+            port,
+            group: "web".into(),
+            request_timeout_ms: 30_000,
+        },
+    ] {
+        s.apply(&c).unwrap();
+    }
+    dp.apply(Arc::new(s.clone())).await.unwrap();
+
+    let mut client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("first") {
+        let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+            .await
+            .expect("the head and first chunk came")
+            .unwrap();
+        assert!(n > 0, "closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+
+    let removed = Instant::now();
+    s.apply(&Command::RemoveBackend {
+        group: "web".into(),
+        addr: backend.to_string(),
+        at: sluice_clock::now_ms(),
+    })
+    .unwrap();
+    dp.apply(Arc::new(s)).await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest))
+        .await
+        .expect("the connection ended at the deadline")
+        .ok();
+    let cut = removed.elapsed();
+    assert!(
+        cut >= Duration::from_millis(900),
+        "cut before the deadline: {cut:?}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("0\r\n\r\n"),
+        "no clean end"
+    );
+    let drain = tokio::time::timeout(Duration::from_secs(2), finished.recv())
+        .await
+        .expect("the drain was reported finished");
+    assert!(drain.is_some());
     dp.stop().await;
 }

@@ -9,12 +9,16 @@
 //! [`KeepAlive`] lets the connection's owner end keep-alive (each further
 //! response says `Connection: close`) and close a connection that waits for
 //! its next request, with two atomic operations per request.
+//!
+//! A response body may be [`Cuttable`] (a drain deadline): a write that waits
+//! for a client that does not read then ends too, and so does the
+//! connection.
 
 use std::future::{poll_fn, Future};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -124,6 +128,15 @@ pub(crate) enum Ended<U> {
     },
 }
 
+/// A response body that something outside may cut while it is written.
+pub(crate) trait Cuttable {
+    /// Ready once the body is cut; by default never.
+    fn poll_cut(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let _ = cx;
+        Poll::Pending
+    }
+}
+
 /// Serves HTTP/1.1 on `io` until the connection ends. `handle` answers each
 /// request, and may attach an upgrade to a `101` answer.
 pub(crate) async fn serve<B, U, H, F>(
@@ -133,7 +146,7 @@ pub(crate) async fn serve<B, U, H, F>(
     mut handle: H,
 ) -> Ended<U>
 where
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + Cuttable,
     B::Error: std::fmt::Display,
     H: FnMut(Request<RequestBody>) -> F,
     F: Future<Output = (Response<B>, Option<U>)>,
@@ -339,7 +352,7 @@ async fn write_body<B>(
     write: BodyWrite,
 ) -> Result<(), String>
 where
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + Cuttable,
     B::Error: std::fmt::Display,
 {
     let mut out = head;
@@ -359,7 +372,9 @@ where
             None => {
                 // Nothing more for now: send what is here, then wait.
                 if !out.is_empty() {
-                    write_all(io, &out).await.map_err(|e| e.to_string())?;
+                    write_unless_cut(io, &out, body.as_mut())
+                        .await
+                        .map_err(|e| e.to_string())?;
                     out.clear();
                 }
                 poll_fn(|cx| body.as_mut().poll_frame(cx)).await
@@ -380,32 +395,67 @@ where
                 if data.len() <= COALESCE {
                     out.extend_from_slice(&data);
                 } else {
-                    write_all(io, &out).await.map_err(|e| e.to_string())?;
+                    write_unless_cut(io, &out, body.as_mut())
+                        .await
+                        .map_err(|e| e.to_string())?;
                     out.clear();
-                    write_all(io, &data).await.map_err(|e| e.to_string())?;
+                    write_unless_cut(io, &data, body.as_mut())
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
                 if chunked {
                     out.extend_from_slice(b"\r\n");
                 }
                 if out.len() >= FLUSH_AT {
-                    write_all(io, &out).await.map_err(|e| e.to_string())?;
+                    write_unless_cut(io, &out, body.as_mut())
+                        .await
+                        .map_err(|e| e.to_string())?;
                     out.clear();
                 }
             }
             Some(Err(e)) => {
                 // What arrived goes to the client; then the connection
                 // ends, and the client sees an incomplete answer.
-                let _ = write_all(io, &out).await;
+                let _ = write_unless_cut(io, &out, body.as_mut()).await;
                 return Err(e.to_string());
             }
             None => {
                 if chunked {
                     out.extend_from_slice(b"0\r\n\r\n");
                 }
-                return write_all(io, &out).await.map_err(|e| e.to_string());
+                return write_unless_cut(io, &out, body.as_mut())
+                    .await
+                    .map_err(|e| e.to_string());
             }
         }
     }
+}
+
+/// [`write_all`], but a body cut while the client's socket is full ends the
+/// wait (the client is not reading; the connection ends).
+async fn write_unless_cut<B: Cuttable>(
+    io: &TcpStream,
+    mut data: &[u8],
+    mut body: Pin<&mut B>,
+) -> std::io::Result<()> {
+    while !data.is_empty() {
+        match io.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                poll_fn(|cx| {
+                    if body.as_mut().poll_cut(cx).is_ready() {
+                        return Poll::Ready(Err(std::io::Error::other(
+                            "response cut while the client was not reading",
+                        )));
+                    }
+                    io.poll_write_ready(cx)
+                })
+                .await?
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Writes all of `data`, waiting while the client's socket is full.
@@ -470,6 +520,9 @@ mod tests {
         taken: Arc<AtomicUsize>,
         frames: usize,
     }
+
+    impl Cuttable for Endless {}
+    impl Cuttable for http_body_util::Full<Bytes> {}
 
     impl Body for Endless {
         type Data = Bytes;
@@ -578,5 +631,57 @@ mod tests {
             taken < 8 * 1024,
             "{taken} frames of 8 KiB taken while the client read nothing"
         );
+    }
+
+    /// [`Endless`], cut when its token is cancelled.
+    struct CutEndless {
+        body: Endless,
+        cut: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    }
+
+    impl Cuttable for CutEndless {
+        fn poll_cut(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            self.cut.as_mut().poll(cx)
+        }
+    }
+
+    impl Body for CutEndless {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Pin::new(&mut self.body).poll_frame(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cut_body_ends_a_write_waiting_for_a_client_that_does_not_read() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let token = tokio_util::sync::CancellationToken::new();
+        let body = CutEndless {
+            body: Endless {
+                taken: Arc::new(AtomicUsize::new(0)),
+                frames: 32 * 1024,
+            },
+            cut: Box::pin(token.clone().cancelled_owned()),
+        };
+        let write =
+            tokio::spawn(
+                async move { write_body(&server, Vec::new(), body, BodyWrite::Chunked).await },
+            );
+        // Wait until the write is stuck on the full socket, then cut.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!write.is_finished(), "the write waits for the client");
+        token.cancel();
+        let ended = tokio::time::timeout(Duration::from_secs(1), write)
+            .await
+            .expect("the cut ended the write")
+            .unwrap();
+        assert!(ended.is_err(), "{ended:?}");
     }
 }

@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 
-use crate::forward::{connection_tokens, ConnectionToken, MAX_TARGET};
+use crate::header_rules::{connection_tokens, ConnectionToken, MAX_TARGET};
 
 /// Most header lines in a request head (as hyper's server allowed).
 pub(crate) const MAX_HEADERS: usize = 100;

@@ -11,7 +11,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, StatusCode, Version};
 use hyper::body::SizeHint;
 
-use crate::forward::{connection_tokens, ConnectionToken};
+use crate::header_rules::{connection_tokens, ConnectionToken};
 
 /// How the body of a response is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,9 +16,9 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use super::exchange::{Conn, READ_CHUNK};
+use super::conn::{Conn, READ_CHUNK};
+use super::error::UpstreamError;
 use super::pool::UpstreamPool;
-use super::UpstreamError;
 use crate::chunked::{decode, ChunkError, Chunked, Decoded};
 
 /// How a response body is delimited.

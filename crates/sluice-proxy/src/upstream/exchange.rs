@@ -7,7 +7,7 @@
 //! When a request may go out again ([`Failed::resend`]): when the backend
 //! provably never got it (its head could not be written), or when its method
 //! is idempotent (RFC 9110 §9.2.2), no byte of its body was taken from the
-//! client and no byte of an answer arrived. The pool resends at most once.
+//! client and no byte of an answer arrived. `send.rs` resends at most once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,31 +20,27 @@ use hyper::body::Body as _;
 
 use crate::http1::RequestBody;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use super::answer::Answer;
 use super::body::{Framing, UpstreamBody};
+use super::conn::{Conn, READ_CHUNK};
+use super::error::UpstreamError;
+use super::interim::InterimSink;
 use super::pool::UpstreamPool;
-use super::{Answer, InterimSink, Progress, UpstreamError};
+use super::progress::Progress;
 use crate::chunked;
-use crate::forward::{connection_tokens, write_forwarded_headers, ConnectionToken, HOP_BY_HOP};
+use crate::header_rules::{
+    connection_tokens, write_forwarded_headers, ConnectionToken, HOP_BY_HOP,
+};
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 /// Most response header lines accepted.
 const MAX_HEADERS: usize = 100;
-/// Read buffer growth step.
-pub(super) const READ_CHUNK: usize = 8 * 1024;
 /// How long a request with `Expect: 100-continue` waits for the backend's
 /// `100 Continue` (or an early final answer) before its body goes anyway;
 /// curl waits as long before it sends the body unasked.
 const EXPECT_WAIT: Duration = Duration::from_secs(1);
-
-/// An open connection to a backend and the bytes read from it that nobody
-/// consumed yet (empty while idle).
-pub(super) struct Conn {
-    pub io: TcpStream,
-    pub buf: BytesMut,
-}
 
 /// A request ready to go out: its head encoded once, so it can be sent
 /// again on another connection while its body was not taken.

@@ -14,21 +14,19 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::http1::RequestBody;
 use bytes::BytesMut;
-use http::{HeaderValue, Request};
 use tokio::net::TcpStream;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::local_trouble::LocalTrouble;
 use crate::log_limit::{LogLimit, LOG_EVERY};
 
-use super::exchange::{exchange, Conn, Outgoing};
-use super::{Answer, InterimSink, Progress, UpstreamError};
+use super::conn::Conn;
+use super::error::UpstreamError;
 
 /// The idle connections of one backend and how to open new ones.
 pub(crate) struct UpstreamPool {
-    addr: Arc<str>,
+    pub(super) addr: Arc<str>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
@@ -62,47 +60,7 @@ impl UpstreamPool {
         pool
     }
 
-    /// Sends `req` (from the client at `client_ip`) on an idle connection,
-    /// or a new one, and reads the answer's head; a response body may stay
-    /// silent for at most `body_idle` at a time. A request the backend
-    /// provably never got, or an idempotent one nobody answered, goes out
-    /// once more on a new connection ([`exchange`] says which); never a
-    /// third time, and never a `POST` the backend may have received.
-    /// Interim answers go to `interim` (none for an HTTP/1.0 client).
-    pub async fn send(
-        self: &Arc<Self>,
-        req: Request<RequestBody>,
-        client_ip: &HeaderValue,
-        body_idle: Duration,
-        progress: &Progress,
-        interim: Option<&impl InterimSink>,
-    ) -> Result<Answer, UpstreamError> {
-        let mut out = Outgoing::new(req, client_ip, body_idle);
-        // Connecting and resending are rare next to a pooled exchange:
-        // boxed, so the request's own state stays small.
-        let conn = match self.pop_idle() {
-            Some(conn) => conn,
-            None => Box::pin(self.connect()).await?,
-        };
-        let first = {
-            // Pinned where it is made: a future this size is not moved.
-            let exchange = std::pin::pin!(exchange(conn, &mut out, self, progress, interim));
-            exchange.await
-        };
-        match first {
-            Ok(answer) => Ok(answer),
-            Err(f) if f.resend => {
-                debug!(backend = %self.addr, error = %f.error, "request not answered; sending it once more on a new connection");
-                let conn = Box::pin(self.connect()).await?;
-                Box::pin(exchange(conn, &mut out, self, progress, interim))
-                    .await
-                    .map_err(|f| f.error)
-            }
-            Err(f) => Err(f.error),
-        }
-    }
-
-    fn pop_idle(&self) -> Option<Conn> {
+    pub(super) fn pop_idle(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(entry) = idle.pop() {
             if entry.since.elapsed() < self.idle_timeout && still_open(&entry.conn.io) {
@@ -127,7 +85,7 @@ impl UpstreamPool {
         }
     }
 
-    async fn connect(&self) -> Result<Conn, UpstreamError> {
+    pub(super) async fn connect(&self) -> Result<Conn, UpstreamError> {
         let io = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(&*self.addr))
             .await
         {

@@ -1,6 +1,7 @@
-//! The `Node` actor, root of the data plane's supervision tree, and the
-//! plain `Supervisor` under it that keeps `Listeners` and `Backends`: a child
-//! that fails is logged, never taken as a reason to stop.
+//! The data plane's supervision tree: its root, [`DataPlaneSupervisor`]
+//! (one per node), which stops the node if a core actor fails, and the plain
+//! [`Supervisor`] under it that keeps `Listeners` and `Backends`: a child
+//! that fails there is logged, never taken as a reason to stop.
 
 use std::sync::Arc;
 
@@ -8,11 +9,13 @@ use arc_swap::ArcSwap;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::{error, warn};
 
-use crate::applier::{ApplierArgs, ApplierMessage, StateApplier};
-use crate::data_plane::{DrainReporter, Shared};
+use crate::applier::{ApplierArgs, StateApplier};
+use crate::events::DataPlaneEvents;
+use crate::messages::{ApplierMessage, SupervisionMessage};
 use crate::metrics::Metrics;
+use crate::published::Published;
 use crate::routing::RoutingTable;
-use crate::ProxySettings;
+use crate::settings::ProxySettings;
 
 /// Keeps children alive independently: one failing does not stop the rest.
 pub(crate) struct Supervisor {
@@ -41,35 +44,31 @@ impl Actor for Supervisor {
     }
 }
 
-pub(crate) struct Node;
+/// The root of the tree: the `StateApplier` and the two supervisors.
+pub(crate) struct DataPlaneSupervisor;
 
-pub(crate) struct NodeArgs {
+pub(crate) struct SupervisionArgs {
     pub settings: Arc<ProxySettings>,
     pub routes: Arc<ArcSwap<RoutingTable>>,
     pub metrics: Arc<Metrics>,
-    pub reporter: Arc<dyn DrainReporter>,
-    pub shared: Arc<Shared>,
+    pub events: Arc<dyn DataPlaneEvents>,
+    pub published: Arc<Published>,
 }
 
-pub(crate) struct NodeState {
+pub(crate) struct SupervisionState {
     pub applier: ActorRef<ApplierMessage>,
 }
 
-pub(crate) enum NodeMessage {
-    /// Hands out the applier (asked once, at start).
-    Applier(ractor::RpcReplyPort<ActorRef<ApplierMessage>>),
-}
-
-impl Actor for Node {
-    type Msg = NodeMessage;
-    type State = NodeState;
-    type Arguments = NodeArgs;
+impl Actor for DataPlaneSupervisor {
+    type Msg = SupervisionMessage;
+    type State = SupervisionState;
+    type Arguments = SupervisionArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        args: NodeArgs,
-    ) -> Result<NodeState, ActorProcessingErr> {
+        args: SupervisionArgs,
+    ) -> Result<SupervisionState, ActorProcessingErr> {
         let cell = myself.get_cell();
         let (listeners, _) =
             Actor::spawn_linked(None, Supervisor { what: "listeners" }, (), cell.clone()).await?;
@@ -82,25 +81,25 @@ impl Actor for Node {
                 settings: args.settings,
                 routes: args.routes,
                 metrics: args.metrics,
-                reporter: args.reporter,
-                shared: args.shared,
+                events: args.events,
+                published: args.published,
                 listeners_sup: listeners.get_cell(),
                 backends_sup: backends.get_cell(),
             },
             cell,
         )
         .await?;
-        Ok(NodeState { applier })
+        Ok(SupervisionState { applier })
     }
 
     async fn handle(
         &self,
         _myself: ActorRef<Self::Msg>,
-        message: NodeMessage,
-        state: &mut NodeState,
+        message: SupervisionMessage,
+        state: &mut SupervisionState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            NodeMessage::Applier(reply) => {
+            SupervisionMessage::Applier(reply) => {
                 let _ = reply.send(state.applier.clone());
             }
         }
@@ -111,7 +110,7 @@ impl Actor for Node {
         &self,
         myself: ActorRef<Self::Msg>,
         event: SupervisionEvent,
-        _state: &mut NodeState,
+        _state: &mut SupervisionState,
     ) -> Result<(), ActorProcessingErr> {
         // The applier and the two supervisors hold the data plane's whole
         // picture; losing one leaves routing unknowable, so the node stops

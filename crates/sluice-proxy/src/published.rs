@@ -1,0 +1,68 @@
+//! [`Published`]: what the state applier publishes for readers (the admin
+//! API through [`crate::DataPlane`]): each listener's bind, each backend's
+//! live work counters, this node's health views. Not on the request path:
+//! readers and the applier meet under plain mutexes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use crate::backend::BackendRuntime;
+use crate::health_view::LocalHealth;
+
+/// Whether a listener is bound on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerStatus {
+    /// `ip:port` it binds.
+    pub bind: String,
+    /// `listening`, or why not.
+    pub status: String,
+}
+
+impl ListenerStatus {
+    pub(crate) fn listening(addr: std::net::SocketAddr) -> Self {
+        ListenerStatus {
+            bind: addr.to_string(),
+            status: "listening".into(),
+        }
+    }
+}
+
+/// Live work on one backend through this node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackendStats {
+    /// Requests in flight.
+    pub in_flight: u64,
+    /// Open WebSocket tunnels.
+    pub tunnels: u64,
+}
+
+/// A backend by group and address.
+pub(crate) type BackendKey = (Arc<str>, Arc<str>);
+
+/// What the applier publishes for readers (the admin API); not on the
+/// request path.
+#[derive(Default)]
+pub(crate) struct Published {
+    pub(crate) listeners: Mutex<BTreeMap<u16, ListenerStatus>>,
+    pub(crate) backends: Mutex<HashMap<BackendKey, Arc<BackendRuntime>>>,
+    pub(crate) health: Mutex<HashMap<BackendKey, LocalHealth>>,
+}
+
+impl Published {
+    pub(crate) fn publish(
+        &self,
+        listeners: BTreeMap<u16, ListenerStatus>,
+        backends: HashMap<BackendKey, Arc<BackendRuntime>>,
+    ) {
+        *self.listeners.lock().unwrap_or_else(|p| p.into_inner()) = listeners;
+        *self.backends.lock().unwrap_or_else(|p| p.into_inner()) = backends;
+    }
+
+    pub(crate) fn publish_listeners(&self, listeners: BTreeMap<u16, ListenerStatus>) {
+        *self.listeners.lock().unwrap_or_else(|p| p.into_inner()) = listeners;
+    }
+
+    pub(crate) fn publish_health(&self, health: HashMap<BackendKey, LocalHealth>) {
+        *self.health.lock().unwrap_or_else(|p| p.into_inner()) = health;
+    }
+}
