@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_admin::CommandStore;
-use sluice_model::{Command, DrainId, NodeId};
+use sluice_model::{Command, DrainId, ModelError, NodeId};
 use sluice_proxy::{DrainReporter, ProbeReport};
 use sluice_raft::Outcome;
 use tokio::sync::mpsc;
@@ -105,7 +105,7 @@ trait Newest: Clone + PartialEq + Send + 'static {
     fn key(&self) -> Self::Key;
     fn command(&self, node: NodeId) -> Command;
     /// Whether a refusal with `code` is worth a warning.
-    fn worth_a_warning(code: &str) -> bool;
+    fn worth_a_warning(error: &ModelError) -> bool;
 }
 
 impl Newest for ProbeReport {
@@ -129,9 +129,12 @@ impl Newest for ProbeReport {
         }
     }
 
-    fn worth_a_warning(code: &str) -> bool {
+    fn worth_a_warning(error: &ModelError) -> bool {
         // A backend removed meanwhile is no news.
-        code != "backend_not_found" && code != "group_not_found"
+        !matches!(
+            error,
+            ModelError::BackendNotFound { .. } | ModelError::GroupNotFound { .. }
+        )
     }
 }
 
@@ -156,7 +159,7 @@ impl Newest for BindReport {
         }
     }
 
-    fn worth_a_warning(_code: &str) -> bool {
+    fn worth_a_warning(_error: &ModelError) -> bool {
         true
     }
 }
@@ -190,9 +193,9 @@ async fn report_newest<R: Newest>(
         match store.submit_quietly(commands).await {
             Ok(outcomes) => {
                 for (r, outcome) in sent.iter().zip(outcomes) {
-                    if let Outcome::Rejected { message, code, .. } = outcome {
-                        if R::worth_a_warning(&code) {
-                            warn!(node, %message, "{} refused", R::KIND);
+                    if let Outcome::Rejected { error } = outcome {
+                        if R::worth_a_warning(&error) {
+                            warn!(node, message = %error, "{} refused", R::KIND);
                         }
                     }
                     let key = r.key();
@@ -234,9 +237,11 @@ async fn report_drains(
                         match outcome {
                             Outcome::Applied { .. } => {}
                             // Completed already, or never known here.
-                            Outcome::Rejected { code, .. } if code == "drain_not_found" => {}
-                            Outcome::Rejected { message, .. } => {
-                                warn!(node, %drain, %message, "drain report refused")
+                            Outcome::Rejected {
+                                error: ModelError::DrainNotFound { .. },
+                            } => {}
+                            Outcome::Rejected { error } => {
+                                warn!(node, %drain, message = %error, "drain report refused")
                             }
                         }
                     }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_model::{Applied, Command, NodeId, State};
+use sluice_model::{Applied, Command, ModelError, NodeId, State};
 use sluice_proxy::DataPlane;
 use sluice_raft::{ClusterError, Outcome, RaftNode};
 use thiserror::Error;
@@ -30,15 +30,8 @@ pub const APPLIED_PATH: &str = "/v1/cluster/applied";
 pub enum StoreError {
     /// The model refused the command (bad value, unknown name, ...); the
     /// log holds it, the state did not change.
-    #[error("{message}")]
-    Rejected {
-        /// Stable code.
-        code: String,
-        /// Readable sentence.
-        message: String,
-        /// Field at fault.
-        field: Option<String>,
-    },
+    #[error(transparent)]
+    Rejected(ModelError),
     /// Replication failed or has no leader now.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
@@ -144,15 +137,7 @@ impl CommandStore {
                     pending,
                 })
             }
-            Outcome::Rejected {
-                code,
-                message,
-                field,
-            } => Err(StoreError::Rejected {
-                code,
-                message,
-                field,
-            }),
+            Outcome::Rejected { error } => Err(StoreError::Rejected(error)),
         }
     }
 

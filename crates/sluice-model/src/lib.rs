@@ -26,10 +26,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod backends;
 mod command;
+mod drains;
 mod error;
 mod excerpt;
+mod groups;
 mod health;
+mod health_reports;
 mod limits;
 mod listeners;
 mod slow_start;

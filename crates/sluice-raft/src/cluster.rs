@@ -22,18 +22,16 @@ use sluice_model::{Command, State};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::group_commit::{leader_changes, Batcher, CommitLimits};
+use crate::error::ClusterError;
+use crate::group_commit::{Batcher, CommitLimits};
+use crate::leadership::{leader_addr, leader_changes};
 use crate::member_client::MemberClient;
 use crate::network::{Faults, HttpNetwork};
-use crate::{open, Outcome, Raft, RequestId, StateMachineStore};
+use crate::state_machine::StateMachineStore;
+use crate::store::open;
+use crate::types::{Raft, RequestId};
+use crate::wire::{ForwardedWrite, NodeIdentity, WriteOutcome, SELF_PATH};
 
-/// Path on the leader's admin port that takes forwarded writes.
-pub const WRITE_PATH: &str = "/raft/write";
-/// Path on every node's admin port that tells who it is.
-pub const SELF_PATH: &str = "/v1/cluster/self";
-/// Header every call from one member to another carries: a node that gets
-/// a call with it answers from itself and never passes it on (one hop).
-pub const FORWARDED_HEADER: &str = "x-sluice-forwarded";
 /// Longest a write may take on the node that took it, re-sends included:
 /// the admin API then waits up to 2 s for the members to route by it, and
 /// its clients give up after 10 s.
@@ -56,90 +54,6 @@ pub struct ClusterConfig {
     pub snapshot_every: u64,
     /// Test only: lets [`RaftNode::faults`] drop this node's Raft RPCs.
     pub fault_injection: bool,
-}
-
-/// Why a cluster operation failed. It travels from the leader to the
-/// follower that forwarded a write, so it is serializable.
-#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
-pub enum ClusterError {
-    /// The store could not be opened.
-    #[error("cannot open the raft store: {0}")]
-    Open(String),
-    /// Raft refused or failed.
-    #[error("raft: {0}")]
-    Raft(String),
-    /// No leader is known (an election is under way or no quorum); the
-    /// write was not applied and may be retried.
-    #[error("no leader is elected right now (tried for {waited:?}); retry when the cluster has a quorum")]
-    NoLeader {
-        /// How long it waited.
-        waited: Duration,
-    },
-    /// The leader (or a joining node) could not be reached.
-    #[error("cannot reach {addr}: {reason}")]
-    Unreachable {
-        /// Whom.
-        addr: String,
-        /// Why.
-        reason: String,
-    },
-    /// The operation needs an initialised cluster.
-    #[error("this node is not part of an initialised cluster yet (run `sluice cluster init` on the first node, `sluice cluster join` for the others)")]
-    NotInitialized,
-    /// Init on a node that already has a cluster.
-    #[error("this node already belongs to an initialised cluster")]
-    AlreadyInitialized,
-    /// The write reached a leader, but its commit was not confirmed: that
-    /// leader cannot reach a majority, or was replaced and no new leader
-    /// confirmed it in time. It may still be applied.
-    #[error("the write was not confirmed within {waited:?}: the leader cannot reach a majority of the cluster or was replaced; the outcome is unknown (it may still be applied), check the state before retrying")]
-    CommitTimeout {
-        /// How long it waited.
-        waited: Duration,
-    },
-    /// The node is not a member of the cluster.
-    #[error("node {node} is not a member of the cluster")]
-    NodeNotFound {
-        /// The node id asked for.
-        node: u64,
-    },
-}
-
-impl ClusterError {
-    pub(crate) fn raft(e: impl std::fmt::Display) -> Self {
-        ClusterError::Raft(e.to_string())
-    }
-
-    /// Whether trying again later may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            ClusterError::NoLeader { .. }
-                | ClusterError::Unreachable { .. }
-                | ClusterError::CommitTimeout { .. }
-        )
-    }
-}
-
-/// A committed write: the log index it got and what applying it did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WriteOutcome {
-    /// Index of its log entry (shared with the commands batched with it).
-    pub log_index: u64,
-    /// What applying the command did.
-    pub outcome: Outcome,
-}
-
-/// Writes a follower forwards to the leader (body of [`WRITE_PATH`]); the
-/// answer is `Result<Vec<WriteOutcome>, ClusterError>`, one outcome per
-/// command.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ForwardedWrite {
-    /// The commands, unstamped, in order.
-    #[serde(with = "crate::codec::as_json")]
-    pub commands: Vec<Command>,
-    /// One id per command, chosen by the node that took the write.
-    pub ids: Vec<RequestId>,
 }
 
 /// Hands out this process's request ids.
@@ -170,15 +84,6 @@ impl IdSource {
             })
             .collect()
     }
-}
-
-/// Who a node is (answer of `GET /v1/cluster/self`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeIdentity {
-    /// Node id.
-    pub node: u64,
-    /// Advertised admin URL.
-    pub addr: String,
 }
 
 /// One member in [`ClusterStatus`].
@@ -237,24 +142,6 @@ pub struct RaftNode {
     follow: Duration,
     /// Set when fault injection is enabled.
     faults: Option<Faults>,
-}
-
-/// The current leader's id and admin URL, if one is known.
-pub(crate) fn leader_addr(raft: &Raft) -> Option<(u64, String)> {
-    let m = raft.metrics().borrow().clone();
-    let leader = m.current_leader?;
-    if leader == m.id {
-        // Either this node leads (the caller asked `is_leader` first) or its
-        // Raft core stopped and its last metrics still name it: never a
-        // leader to forward to, or a request would loop back to this node.
-        return None;
-    }
-    let addr = m
-        .membership_config
-        .membership()
-        .get_node(&leader)
-        .map(|n| n.addr.clone())?;
-    Some((leader, addr))
 }
 
 impl RaftNode {
@@ -419,9 +306,11 @@ impl RaftNode {
     /// returns once it is committed and applied on the leader.
     pub async fn write(&self, command: Command) -> Result<WriteOutcome, ClusterError> {
         let mut outcomes = self.write_all(vec![command]).await?;
-        outcomes
-            .pop()
-            .ok_or_else(|| ClusterError::Raft("the leader answered no outcome".into()))
+        outcomes.pop().ok_or(ClusterError::Mismatch {
+            what: "outcomes".into(),
+            got: 0,
+            commands: 1,
+        })
     }
 
     /// Proposes `commands` in order, on this node if it leads, else on the
