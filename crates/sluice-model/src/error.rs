@@ -197,3 +197,44 @@ impl ModelError {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refusal crosses the log and the wire as itself: the same variant,
+    /// code, message and field on the other side.
+    #[test]
+    fn errors_survive_serialization() {
+        let errors = [
+            ModelError::OutOfRange {
+                field: "weight".into(),
+                value: "101".into(),
+                range: "0..=100".into(),
+            },
+            ModelError::Invalid {
+                field: "backend".into(),
+                value: "x".into(),
+                expected: "host:port".into(),
+            },
+            ModelError::GroupInUse {
+                group: "web".into(),
+                backends: 2,
+                listeners: vec![80, 81],
+            },
+            ModelError::NothingToUpdate {
+                fields: "weight, maintenance".into(),
+            },
+            ModelError::DrainNotFound { drain: DrainId(7) },
+        ];
+        for e in errors {
+            let json = serde_json::to_string(&e).unwrap();
+            let back: ModelError = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, e, "{json}");
+            assert_eq!(
+                (back.code(), back.to_string(), back.field()),
+                (e.code(), e.to_string(), e.field())
+            );
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! [`RaftNode`]: one node's Raft, its state machine and the cluster
-//! operations built on them — bootstrap, init, join, remove, status — and
-//! the write path: a command is proposed on the leader (batched with the
+//! operations built on them — bootstrap, init, join, remove (the status
+//! view is in `status.rs`) — and the write path: a command is proposed on the leader (batched with the
 //! writes that arrive meanwhile and stamped with the leader's clock, C3; see
 //! [`group_commit`](crate::group_commit)), or forwarded to it from a
 //! follower. Each command gets a [`RequestId`] on the node that took it; a
@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use openraft::{BasicNode, ChangeMembers, ServerState};
-use serde::{Deserialize, Serialize};
 use sluice_model::{Command, State};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -64,6 +63,8 @@ struct IdSource {
     next: AtomicU64,
 }
 
+// === impl IdSource ===
+
 impl IdSource {
     fn new(node: u64) -> Self {
         let boot = sluice_clock::now_ms();
@@ -84,42 +85,6 @@ impl IdSource {
             })
             .collect()
     }
-}
-
-/// One member in [`ClusterStatus`].
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct MemberStatus {
-    /// Node id.
-    pub node: u64,
-    /// Admin URL.
-    pub addr: String,
-    /// `leader`, `follower` or `learner`.
-    pub role: String,
-    /// Log index its data plane runs (asked by the leader), else the last
-    /// index the leader knows it matched.
-    pub last_applied: Option<u64>,
-    /// Entries it is behind the leader (known on the leader only).
-    pub lag: Option<u64>,
-    /// Whether the leader reached it just now (the admin API probes it).
-    pub reachable: bool,
-}
-
-/// The cluster as one node sees it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ClusterStatus {
-    /// The answering node.
-    pub node: u64,
-    /// Current leader, if known.
-    pub leader: Option<u64>,
-    /// Current term.
-    pub term: u64,
-    /// Members, voters first.
-    pub members: Vec<MemberStatus>,
-    /// Why this node's Raft core stopped (a storage error, a panic); absent
-    /// while it runs. A stopped node names no leader and its other fields
-    /// are its last view.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stopped: Option<String>,
 }
 
 /// Why the Raft core whose metrics these are stopped, if it did.
@@ -143,6 +108,8 @@ pub struct RaftNode {
     /// Set when fault injection is enabled.
     faults: Option<Faults>,
 }
+
+// === impl RaftNode ===
 
 impl RaftNode {
     /// Opens the store in `dir` and starts Raft. The state machine holds the
@@ -530,61 +497,6 @@ impl RaftNode {
                 return stop_reason(&rx.borrow())
                     .unwrap_or_else(|| "the Raft core task ended".to_owned());
             }
-        }
-    }
-
-    /// The cluster as this node sees it (the leader sees replication).
-    pub fn status(&self) -> ClusterStatus {
-        let stopped = self.stopped();
-        let m = self.raft.metrics().borrow().clone();
-        // A stopped core's last metrics may still name a leader (itself
-        // included): it follows none.
-        let leader = m.current_leader.filter(|_| stopped.is_none());
-        let membership = m.membership_config.membership().clone();
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let last_log = m.last_log_index.unwrap_or(0);
-        let mut members = Vec::new();
-        for (id, node) in membership.nodes() {
-            let role = if Some(*id) == leader {
-                "leader"
-            } else if voters.contains(id) {
-                "follower"
-            } else {
-                "learner"
-            };
-            let (last_applied, lag, reachable) = if *id == m.id {
-                (
-                    m.last_applied.map(|l| l.index),
-                    m.replication.as_ref().map(|_| 0),
-                    true,
-                )
-            } else if let Some(repl) = &m.replication {
-                let matched = repl.get(id).cloned().flatten().map(|l| l.index);
-                let reachable = matched.is_some_and(|i| last_log.saturating_sub(i) < 1000);
-                (
-                    matched,
-                    Some(last_log.saturating_sub(matched.unwrap_or(0))),
-                    reachable,
-                )
-            } else {
-                (None, None, true)
-            };
-            members.push(MemberStatus {
-                node: *id,
-                addr: node.addr.clone(),
-                role: role.into(),
-                last_applied,
-                lag,
-                reachable,
-            });
-        }
-        members.sort_by_key(|mm| (!voters.contains(&mm.node), mm.node));
-        ClusterStatus {
-            node: m.id,
-            leader,
-            term: m.current_term,
-            members,
-            stopped,
         }
     }
 

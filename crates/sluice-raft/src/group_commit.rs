@@ -88,6 +88,8 @@ pub(crate) struct Batcher {
     queue: mpsc::Sender<Proposal>,
 }
 
+// === impl Batcher ===
+
 impl Batcher {
     /// Batches proposed to `raft` here: the node must lead (else every
     /// caller gets `NoLeader` and forwards or retries).

@@ -32,21 +32,24 @@ pub mod codec;
 mod error;
 pub mod group_commit;
 mod leadership;
+mod legacy_outcome;
 mod log_store;
 mod member_client;
 pub mod network;
 pub mod rpc_server;
 mod state_machine;
+mod status;
 mod store;
 mod transport;
 pub mod types;
 pub mod wire;
 
-pub use cluster::{ClusterConfig, ClusterStatus, MemberStatus, RaftNode, WRITE_LIMIT};
+pub use cluster::{ClusterConfig, RaftNode, WRITE_LIMIT};
 pub use codec::{decode, encode, CodecError};
 pub use error::ClusterError;
 pub use log_store::LogStore;
 pub use state_machine::{LoadError, StateMachineStore, DEDUP_WINDOW};
+pub use status::{ClusterStatus, MemberStatus};
 pub use store::{open, OpenError};
 pub use types::{
     Entry, LogId, LogState, Membership, NodeId, Outcome, Raft, Request, RequestId, Response,

@@ -72,6 +72,8 @@ pub struct Faults {
     hold_entries_to: Arc<RwLock<BTreeSet<u64>>>,
 }
 
+// === impl Faults ===
+
 impl Faults {
     /// From now on, drops every Raft RPC to the nodes in `nodes` (and only
     /// those; an empty set heals).
@@ -142,6 +144,8 @@ pub struct HttpNetwork {
     faults: Faults,
 }
 
+// === impl HttpNetwork ===
+
 impl HttpNetwork {
     /// A network whose RPCs carry `token` and skip the peers `faults` names.
     pub fn new(token: String, faults: Faults) -> Self {
@@ -178,6 +182,8 @@ pub struct PeerClient {
     addr: String,
     net: HttpNetwork,
 }
+
+// === impl PeerClient ===
 
 impl PeerClient {
     /// Posts `req` to `path`; `Ok(Err(e))` is the peer's own Raft error.
