@@ -1,5 +1,5 @@
 //! The server side of the member-to-member protocol ([`crate::wire`]), next
-//! to its clients ([`crate::network`], [`crate::member_client`]): the Raft
+//! to its clients ([`crate::network`], `member_client.rs`): the Raft
 //! RPCs, forwarded writes and the node's identity, as an axum [`Router`]
 //! the admin server merges into its own.
 //!

@@ -1,6 +1,6 @@
 //! The member-to-member contract on the admin port: the paths, the header
 //! that limits a request to one hop, and the bodies a forwarded write and a
-//! node's identity travel in. The client side is [`crate::member_client`]
+//! node's identity travel in. The client side is `member_client.rs`
 //! and [`crate::network`]; the server side is [`crate::rpc_server`].
 
 use serde::{Deserialize, Serialize};
