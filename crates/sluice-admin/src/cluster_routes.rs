@@ -1,12 +1,12 @@
 //! Cluster routes for operators: the JSON cluster operations (`init`,
 //! `join`, `status`, `remove-node`), the applied-index poll members ask
-//! each other, and `/readyz`. (The Raft RPCs and forwarded writes are
-//! served by `sluice_raft::rpc_server`, next to their client.) Operations that must run on the leader are
-//! forwarded to it when this node does not lead. A node whose Raft core
-//! stopped answers `/readyz` and the applied-index poll with 503
-//! `raft_stopped`, and `status` from itself with the reason (N2).
-//! `/v1/debug/faults` is the test-only fault hook; a node without fault
-//! injection answers it 404 like any unknown route.
+//! each other, and `/readyz`. The Raft RPCs and forwarded writes are served
+//! by `sluice_raft::rpc_server`, next to their client. Operations that must
+//! run on the leader are forwarded to it when this node does not lead. A
+//! node whose Raft core stopped answers `/readyz` and the applied-index
+//! poll with 503 `raft_stopped`, and `status` from itself with the reason
+//! (N2). `/v1/debug/faults` is the test-only fault hook; a node without
+//! fault injection answers it 404 like any unknown route.
 
 use std::sync::Arc;
 
