@@ -154,4 +154,21 @@ mod tests {
         h.insert("authorization", "Bearer abc".parse().unwrap());
         check_bearer(&h, "abc").unwrap();
     }
+
+    /// The body the Raft RPC server answers a refused token with too.
+    #[tokio::test]
+    async fn a_refused_token_answers_the_api_error_body() {
+        use axum::response::IntoResponse;
+        let answer = check_bearer(&HeaderMap::new(), "abc")
+            .unwrap_err()
+            .into_response();
+        assert_eq!(answer.status(), 401);
+        let body = axum::body::to_bytes(answer.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            r#"{"error":{"code":"unauthorized","message":"missing bearer token","field":null}}"#
+        );
+    }
 }

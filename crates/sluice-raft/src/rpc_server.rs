@@ -123,3 +123,29 @@ async fn forwarded_write(State(node): Node, headers: HeaderMap, bytes: Bytes) ->
 async fn identity(State(node): Node) -> impl IntoResponse {
     Json(node.identity())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refused token gets the admin API's own error body, byte for byte.
+    #[tokio::test]
+    async fn a_refused_token_answers_like_the_admin_api() {
+        for (e, message) in [
+            (BearerError::Missing, "missing bearer token"),
+            (BearerError::Wrong, "wrong bearer token"),
+        ] {
+            let answer = unauthorized(e);
+            assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+            let body = axum::body::to_bytes(answer.into_body(), 1024)
+                .await
+                .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&body),
+                format!(
+                    r#"{{"error":{{"code":"unauthorized","message":"{message}","field":null}}}}"#
+                )
+            );
+        }
+    }
+}
