@@ -26,7 +26,7 @@
 //! | GET | `/v1/cluster/status` | | `ClusterStatus` |
 //! | DELETE | `/v1/cluster/nodes/{node}` | | `ClusterStatus` |
 //! | GET | `/v1/cluster/self`, `/v1/cluster/applied` | | who this node is; the log index its data plane runs |
-//! | POST | `/raft/append`, `/raft/vote`, `/raft/snapshot`, `/raft/write` | bincode | Raft RPCs and forwarded writes (token) |
+//! | POST | `/raft/append`, `/raft/vote`, `/raft/snapshot`, `/raft/write` | bincode | Raft RPCs and forwarded writes (token; served by `sluice_raft::rpc_server`, merged on this port, as is `/v1/cluster/self`) |
 //! | GET, PUT | `/v1/debug/faults` | `{"drop_raft_to": [2, 3], "hold_entries_to": [4]}` | the same, as now in force: this node's Raft RPCs (append, vote, snapshot) to the `drop_raft_to` ids are dropped, and to the `hold_entries_to` ids only those carrying entries or a snapshot (heartbeats go: they lag, knowing their leader); `[]` heals (token; tests only: `404 no_such_route` unless the node runs with `[debug] fault_injection = true`) |
 //!
 //! Reads answer from the node's own state; add `?consistent=true` for a

@@ -1,4 +1,5 @@
-//! The admin token: where it comes from, and the bearer check on writes.
+//! The admin token: where it comes from, and the bearer check on writes —
+//! the [`Authorized`] extractor a handler takes before its body.
 //!
 //! Precedence (flag, then environment, then config file, as everywhere):
 //! `SLUICE_TOKEN`, then the config file's `[admin] token`, then the token
@@ -6,9 +7,13 @@
 //! start, stores it in `<data_dir>/token` (mode 0600) and says where.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 
+use crate::context::AdminContext;
 use crate::ApiError;
 
 /// Where the node's token came from.
@@ -74,19 +79,29 @@ fn write_private(path: &Path, token: &str) -> std::io::Result<()> {
     std::fs::write(path, token)
 }
 
-/// Checks `Authorization: Bearer <token>` in constant time.
+/// Checks `Authorization: Bearer <token>` in constant time (the cluster's
+/// one check, [`sluice_raft::bearer`]); a refusal is `401 unauthorized`.
 pub fn check_bearer(headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
-    let (a, b) = (given.as_bytes(), token.as_bytes());
-    let same = a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
-    if same {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized("wrong bearer token"))
+    sluice_raft::bearer::check_bearer(headers, token)
+        .map_err(|e| ApiError::unauthorized(e.to_string()))
+}
+
+/// Proof that the request carries this node's bearer token: a handler that
+/// takes it runs only then, else the request is answered `401`. Put it
+/// after the path and query extractors and before the body, the order the
+/// checks have always run in.
+#[derive(Debug, Clone, Copy)]
+pub struct Authorized;
+
+impl FromRequestParts<Arc<AdminContext>> for Authorized {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &Arc<AdminContext>,
+    ) -> Result<Self, Self::Rejection> {
+        check_bearer(&parts.headers, &ctx.token)?;
+        Ok(Authorized)
     }
 }
 
@@ -138,5 +153,22 @@ mod tests {
         );
         h.insert("authorization", "Bearer abc".parse().unwrap());
         check_bearer(&h, "abc").unwrap();
+    }
+
+    /// The body the Raft RPC server answers a refused token with too.
+    #[tokio::test]
+    async fn a_refused_token_answers_the_api_error_body() {
+        use axum::response::IntoResponse;
+        let answer = check_bearer(&HeaderMap::new(), "abc")
+            .unwrap_err()
+            .into_response();
+        assert_eq!(answer.status(), 401);
+        let body = axum::body::to_bytes(answer.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            r#"{"error":{"code":"unauthorized","message":"missing bearer token","field":null}}"#
+        );
     }
 }

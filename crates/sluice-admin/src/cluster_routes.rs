@@ -1,41 +1,34 @@
-//! Cluster routes: the Raft RPC endpoints (bincode, token), forwarded
-//! writes, the JSON cluster operations (`init`, `join`, `status`,
-//! `remove-node`) and `/readyz`. Operations that must run on the leader are
-//! forwarded to it when this node does not lead. A node whose Raft core
-//! stopped answers `/readyz` and the applied-index poll with 503
-//! `raft_stopped`, and `status` from itself with the reason (N2).
-//! `/v1/debug/faults` is the test-only fault hook; a node without fault
-//! injection answers it 404 like any unknown route.
+//! Cluster routes for operators: the JSON cluster operations (`init`,
+//! `join`, `status`, `remove-node`), the applied-index poll members ask
+//! each other, and `/readyz`. The Raft RPCs and forwarded writes are served
+//! by `sluice_raft::rpc_server`, next to their client. Operations that must
+//! run on the leader are forwarded to it when this node does not lead. A
+//! node whose Raft core stopped answers `/readyz` and the applied-index
+//! poll with 503 `raft_stopped`, and `status` from itself with the reason
+//! (N2). `/v1/debug/faults` is the test-only fault hook; a node without
+//! fault injection answers it 404 like any unknown route.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State as AxState};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use sluice_raft::network::paths;
-use sluice_raft::{codec, ClusterError, ClusterStatus, ForwardedWrite, WRITE_PATH};
+use sluice_raft::{ClusterError, ClusterStatus};
 
 use crate::api::JoinNode;
-use crate::auth::check_bearer;
-use crate::routes::AdminContext;
-use crate::store::APPLIED_PATH;
+use crate::applied_path::APPLIED_PATH;
+use crate::auth::Authorized;
+use crate::context::{AdminContext, Ctx};
+use crate::extract::{json_body, refuse_second_hop, relayed};
 use crate::ApiError;
 
-type Ctx = AxState<Arc<AdminContext>>;
-
-/// Routes of the cluster: RPC and operations.
+/// Routes of the cluster's operations.
 pub(crate) fn routes() -> Router<Arc<AdminContext>> {
     Router::new()
-        .route(paths::APPEND, post(append))
-        .route(paths::VOTE, post(vote))
-        .route(paths::SNAPSHOT, post(snapshot))
-        .route(WRITE_PATH, post(forwarded_write))
-        .route(sluice_raft::SELF_PATH, get(identity))
+        .route("/readyz", get(readyz))
         .route(APPLIED_PATH, get(applied))
         .route("/v1/cluster/init", post(init))
         .route("/v1/cluster/join", post(join))
@@ -71,8 +64,7 @@ fn fault_hook(ctx: &AdminContext) -> Result<&sluice_raft::network::Faults, ApiEr
     })
 }
 
-async fn faults(AxState(ctx): Ctx, headers: HeaderMap) -> Result<Json<FaultSet>, ApiError> {
-    check_bearer(&headers, &ctx.token)?;
+async fn faults(AxState(ctx): Ctx, _: Authorized) -> Result<Json<FaultSet>, ApiError> {
     let hook = fault_hook(&ctx)?;
     Ok(Json(FaultSet {
         drop_raft_to: hook.drop_raft_to(),
@@ -82,12 +74,11 @@ async fn faults(AxState(ctx): Ctx, headers: HeaderMap) -> Result<Json<FaultSet>,
 
 async fn set_faults(
     AxState(ctx): Ctx,
-    headers: HeaderMap,
+    _: Authorized,
     bytes: Bytes,
 ) -> Result<Json<FaultSet>, ApiError> {
-    check_bearer(&headers, &ctx.token)?;
     let hook = fault_hook(&ctx)?;
-    let set: FaultSet = crate::routes::json_body(&bytes)?;
+    let set: FaultSet = json_body(&bytes)?;
     tracing::warn!(node = ctx.node_id, drop_raft_to = ?set.drop_raft_to, hold_entries_to = ?set.hold_entries_to, "fault injection: dropping raft RPCs");
     hook.set_drop_raft_to(set.drop_raft_to);
     hook.set_hold_entries_to(set.hold_entries_to);
@@ -95,67 +86,6 @@ async fn set_faults(
         drop_raft_to: hook.drop_raft_to(),
         hold_entries_to: hook.hold_entries_to(),
     }))
-}
-
-fn bincode_answer<T: Serialize>(value: &T) -> Response {
-    match codec::encode(value) {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
-}
-
-/// One bincode RPC: token first, then the body, then `call`'s answer.
-async fn rpc<Req, Resp, F, Fut>(
-    ctx: &AdminContext,
-    headers: &HeaderMap,
-    bytes: &Bytes,
-    call: F,
-) -> Response
-where
-    Req: DeserializeOwned,
-    Resp: Serialize,
-    F: FnOnce(Req) -> Fut,
-    Fut: std::future::Future<Output = Resp>,
-{
-    if let Err(e) = check_bearer(headers, &ctx.token) {
-        return e.into_response();
-    }
-    match codec::decode::<Req>(bytes) {
-        Ok(req) => bincode_answer(&call(req).await),
-        Err(e) => (
-            StatusCode::BAD_REQUEST,
-            format!("undecodable RPC body: {e}"),
-        )
-            .into_response(),
-    }
-}
-
-async fn append(AxState(ctx): Ctx, headers: HeaderMap, bytes: Bytes) -> Response {
-    let raft = ctx.store.node().raft();
-    rpc(&ctx, &headers, &bytes, |req| raft.append_entries(req)).await
-}
-
-async fn vote(AxState(ctx): Ctx, headers: HeaderMap, bytes: Bytes) -> Response {
-    let raft = ctx.store.node().raft();
-    rpc(&ctx, &headers, &bytes, |req| raft.vote(req)).await
-}
-
-async fn snapshot(AxState(ctx): Ctx, headers: HeaderMap, bytes: Bytes) -> Response {
-    let raft = ctx.store.node().raft();
-    rpc(&ctx, &headers, &bytes, |req| raft.install_snapshot(req)).await
-}
-
-/// A write forwarded by a follower: proposed here, where the leader stamps it.
-async fn forwarded_write(AxState(ctx): Ctx, headers: HeaderMap, bytes: Bytes) -> Response {
-    let node = ctx.store.node();
-    rpc(&ctx, &headers, &bytes, |req: ForwardedWrite| async move {
-        node.write_as_leader(req).await
-    })
-    .await
-}
-
-async fn identity(AxState(ctx): Ctx) -> impl IntoResponse {
-    Json(ctx.store.node().identity())
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -179,7 +109,7 @@ fn raft_stopped(why: &str) -> ApiError {
 
 /// `GET /readyz`: 200 while this node's Raft core runs, 503 `raft_stopped`
 /// once it stopped (N2).
-pub(crate) async fn readyz(AxState(ctx): Ctx) -> Response {
+async fn readyz(AxState(ctx): Ctx) -> Response {
     match ctx.store.node().stopped() {
         None => "ok\n".into_response(),
         Some(why) => raft_stopped(&why).into_response(),
@@ -209,30 +139,6 @@ async fn applied(
     ))
 }
 
-impl From<ClusterError> for ApiError {
-    fn from(e: ClusterError) -> Self {
-        let (status, code) = match &e {
-            ClusterError::NoLeader { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no_leader"),
-            ClusterError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "node_unreachable"),
-            ClusterError::NotInitialized => (StatusCode::CONFLICT, "not_initialized"),
-            ClusterError::AlreadyInitialized => (StatusCode::CONFLICT, "already_initialized"),
-            ClusterError::CommitTimeout { .. } => {
-                (StatusCode::SERVICE_UNAVAILABLE, "commit_timeout")
-            }
-            ClusterError::NodeNotFound { .. } => (StatusCode::NOT_FOUND, "node_not_found"),
-            ClusterError::Open(_) | ClusterError::Raft(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "raft_error")
-            }
-        };
-        ApiError {
-            status,
-            code: code.into(),
-            message: e.to_string(),
-            field: None,
-        }
-    }
-}
-
 /// Runs `here` when this node leads, else replays the request on the leader.
 async fn on_leader<F, Fut>(
     ctx: &AdminContext,
@@ -250,34 +156,29 @@ where
     if node.is_leader() {
         return here().await;
     }
-    crate::routes::refuse_second_hop(node, headers)?;
+    refuse_second_hop(node, headers)?;
     let Some((_, leader)) = node.leader() else {
         return Err(ClusterError::NoLeader {
             waited: std::time::Duration::ZERO,
         }
         .into());
     };
-    let (status, bytes) = node
-        .forward_json(&leader, method, path, body)
-        .await
-        .map_err(ApiError::from)?;
-    Ok((
-        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
-        [(header::CONTENT_TYPE, "application/json")],
-        bytes,
-    )
-        .into_response())
+    let (status, bytes) = node.forward_json(&leader, method, path, body).await?;
+    Ok(relayed(status, bytes))
 }
 
-async fn init(AxState(ctx): Ctx, headers: HeaderMap) -> Result<Json<ClusterStatus>, ApiError> {
-    check_bearer(&headers, &ctx.token)?;
+async fn init(AxState(ctx): Ctx, _: Authorized) -> Result<Json<ClusterStatus>, ApiError> {
     ctx.store.node().init().await?;
     Ok(Json(ctx.store.node().status()))
 }
 
-async fn join(AxState(ctx): Ctx, headers: HeaderMap, bytes: Bytes) -> Result<Response, ApiError> {
-    check_bearer(&headers, &ctx.token)?;
-    let req: JoinNode = crate::routes::json_body(&bytes)?;
+async fn join(
+    AxState(ctx): Ctx,
+    headers: HeaderMap,
+    _: Authorized,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let req: JoinNode = json_body(&bytes)?;
     if !(req.addr.starts_with("http://") && req.addr.len() > 7) {
         return Err(ApiError::bad_field(
             "addr",
@@ -304,8 +205,8 @@ async fn remove_node(
     AxState(ctx): Ctx,
     Path(node): Path<u64>,
     headers: HeaderMap,
+    _: Authorized,
 ) -> Result<Response, ApiError> {
-    check_bearer(&headers, &ctx.token)?;
     let c = ctx.clone();
     let path = format!("/v1/cluster/nodes/{node}");
     on_leader(&ctx, &headers, Method::DELETE, &path, None, || async move {

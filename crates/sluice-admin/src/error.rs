@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use sluice_model::ModelError;
+use sluice_raft::ClusterError;
 
 use crate::api::{ErrorBody, ErrorDetail};
 use crate::StoreError;
@@ -64,21 +65,35 @@ impl From<ModelError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Rejected {
-                code,
-                message,
-                field,
-            } => {
-                let status = StatusCode::from_u16(ModelError::status_of_code(&code))
-                    .unwrap_or(StatusCode::BAD_REQUEST);
-                ApiError {
-                    status,
-                    code,
-                    message,
-                    field,
-                }
-            }
+            StoreError::Rejected(e) => e.into(),
             StoreError::Cluster(e) => e.into(),
+        }
+    }
+}
+
+impl From<ClusterError> for ApiError {
+    fn from(e: ClusterError) -> Self {
+        let (status, code) = match &e {
+            ClusterError::NoLeader { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no_leader"),
+            ClusterError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "node_unreachable"),
+            ClusterError::NotInitialized => (StatusCode::CONFLICT, "not_initialized"),
+            ClusterError::AlreadyInitialized => (StatusCode::CONFLICT, "already_initialized"),
+            ClusterError::CommitTimeout { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "commit_timeout")
+            }
+            ClusterError::NodeNotFound { .. } => (StatusCode::NOT_FOUND, "node_not_found"),
+            ClusterError::Open(_)
+            | ClusterError::Raft(_)
+            | ClusterError::ShuttingDown
+            | ClusterError::BadAnswer { .. }
+            | ClusterError::Encode { .. }
+            | ClusterError::Mismatch { .. } => (StatusCode::SERVICE_UNAVAILABLE, "raft_error"),
+        };
+        ApiError {
+            status,
+            code: code.into(),
+            message: e.to_string(),
+            field: None,
         }
     }
 }

@@ -7,17 +7,22 @@
 //!
 //! How: [`CommandStore`] proposes commands through Raft (`sluice-raft`; a
 //! follower forwards to the leader) and answers once every reachable node's
-//! data plane routes by the result; the Raft RPCs and cluster operations are
-//! served on the same port. [`router`] builds the axum router
-//! over an [`AdminContext`]; every write needs the bearer token ([`auth`]).
-//! The JSON bodies live in [`api`], shared with the CLI.
+//! data plane routes by the result. [`router`] builds the axum router over
+//! an [`AdminContext`]: reads (`routes.rs`, with `?consistent=true` handled
+//! by one layer, `consistent.rs`), writes (`writes.rs`), cluster operations
+//! (`cluster_routes.rs`), and the Raft RPC server of `sluice-raft` merged in
+//! on the same port. Every write takes the [`auth::Authorized`] extractor
+//! (the bearer token). The JSON bodies live in [`api`], shared with the CLI.
 #![forbid(unsafe_code)]
 
 pub mod api;
 mod applied_path;
 pub mod auth;
 mod cluster_routes;
+mod consistent;
+mod context;
 mod error;
+mod extract;
 mod metrics;
 mod peer_progress;
 mod routes;
@@ -26,6 +31,7 @@ mod views;
 mod writes;
 
 pub use applied_path::APPLIED_PATH;
+pub use context::AdminContext;
 pub use error::ApiError;
-pub use routes::{router, AdminContext};
+pub use routes::router;
 pub use store::{CommandStore, StoreError, Submitted, PROPAGATION_WAIT};

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_bridge::Bridge;
-use sluice_model::{Applied, Command, NodeId, State};
+use sluice_model::{Applied, Command, ModelError, NodeId, State};
 use sluice_proxy::DataPlane;
 use sluice_raft::{ClusterError, Outcome, RaftNode};
 use thiserror::Error;
@@ -23,22 +23,14 @@ use crate::peer_progress::PeerProgress;
 pub const PROPAGATION_WAIT: Duration = Duration::from_secs(2);
 
 // The cluster routes still name the path from here.
-pub(crate) use crate::applied_path::APPLIED_PATH;
 
 /// Why a command was not applied.
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// The model refused the command (bad value, unknown name, ...); the
     /// log holds it, the state did not change.
-    #[error("{message}")]
-    Rejected {
-        /// Stable code.
-        code: String,
-        /// Readable sentence.
-        message: String,
-        /// Field at fault.
-        field: Option<String>,
-    },
+    #[error(transparent)]
+    Rejected(ModelError),
     /// Replication failed or has no leader now.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
@@ -116,15 +108,7 @@ impl CommandStore {
                     pending,
                 })
             }
-            Outcome::Rejected {
-                code,
-                message,
-                field,
-            } => Err(StoreError::Rejected {
-                code,
-                message,
-                field,
-            }),
+            Outcome::Rejected { error } => Err(StoreError::Rejected(error)),
         }
     }
 

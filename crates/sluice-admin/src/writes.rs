@@ -5,14 +5,14 @@
 //! machine's; checks of the request alone (ranges, unknown fields, an update
 //! that names nothing) are made here, before anything reaches the log.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State as AxState};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
+use sluice_clock::now_ms;
 use sluice_model::{
     validate_port, validate_weight, Applied, BackendStatus, Command, DrainPolicy, ModelError,
     State, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_WEIGHT,
@@ -22,15 +22,13 @@ use crate::api::{
     AddBackend, AddListener, BackendState, BackendView, CreateGroup, DeletedGroup, GroupView,
     ListenerView, SetBackend, UpdateGroup, UpdateListener,
 };
-use crate::auth::check_bearer;
-use crate::routes::{json_body, now_ms, AdminContext};
+use crate::auth::Authorized;
+use crate::context::{AdminContext, ApiResult, Ctx};
+use crate::extract::json_body;
 use crate::views::{
     backend_view, draining_listener_view, group_view, listener_view, own_ramp_view,
 };
 use crate::{ApiError, Submitted};
-
-type Ctx = AxState<Arc<AdminContext>>;
-type ApiResult<T> = Result<T, ApiError>;
 
 /// `201`/`200` as the outcome asks, or `202` when some member did not
 /// route by the write yet.
@@ -109,17 +107,18 @@ fn port_of(raw: &str) -> ApiResult<u16> {
 }
 
 fn nothing_to_update(fields: &'static str) -> ApiError {
-    ApiError::from(ModelError::NothingToUpdate { fields })
+    ApiError::from(ModelError::NothingToUpdate {
+        fields: fields.into(),
+    })
 }
 
 // === groups ===
 
 pub(crate) async fn create_group(
     AxState(ctx): Ctx,
-    headers: HeaderMap,
+    _: Authorized,
     bytes: Bytes,
 ) -> ApiResult<(StatusCode, Json<GroupView>)> {
-    check_bearer(&headers, &ctx.token)?;
     let req: CreateGroup = json_body(&bytes)?;
     let command = Command::CreateGroup {
         name: req.name.clone(),
@@ -137,10 +136,9 @@ pub(crate) async fn create_group(
 pub(crate) async fn update_group(
     AxState(ctx): Ctx,
     Path(group): Path<String>,
-    headers: HeaderMap,
+    _: Authorized,
     bytes: Bytes,
 ) -> ApiResult<(StatusCode, Json<GroupView>)> {
-    check_bearer(&headers, &ctx.token)?;
     let req: UpdateGroup = json_body(&bytes)?;
     if req.drain_enabled.is_none()
         && req.drain_timeout_ms.is_none()
@@ -177,9 +175,8 @@ pub(crate) async fn delete_group(
     AxState(ctx): Ctx,
     Path(group): Path<String>,
     Query(opts): Query<DeleteOptions>,
-    headers: HeaderMap,
+    _: Authorized,
 ) -> ApiResult<(StatusCode, Json<DeletedGroup>)> {
-    check_bearer(&headers, &ctx.token)?;
     let s = ctx
         .store
         .submit(Command::DeleteGroup {
@@ -220,10 +217,9 @@ pub(crate) async fn delete_group(
 pub(crate) async fn add_backend(
     AxState(ctx): Ctx,
     Path(group): Path<String>,
-    headers: HeaderMap,
+    _: Authorized,
     bytes: Bytes,
 ) -> ApiResult<(StatusCode, Json<BackendView>)> {
-    check_bearer(&headers, &ctx.token)?;
     let req: AddBackend = json_body(&bytes)?;
     let weight = match req.weight {
         Some(w) => validate_weight(w)?,
@@ -245,10 +241,9 @@ pub(crate) async fn add_backend(
 pub(crate) async fn set_backend(
     AxState(ctx): Ctx,
     Path((group, addr)): Path<(String, String)>,
-    headers: HeaderMap,
+    _: Authorized,
     bytes: Bytes,
 ) -> ApiResult<(StatusCode, Json<BackendView>)> {
-    check_bearer(&headers, &ctx.token)?;
     let req: SetBackend = json_body(&bytes)?;
     if req.weight.is_none() && req.maintenance.is_none() {
         return Err(nothing_to_update("weight, maintenance"));
@@ -274,9 +269,8 @@ pub(crate) async fn set_backend(
 pub(crate) async fn remove_backend(
     AxState(ctx): Ctx,
     Path((group, addr)): Path<(String, String)>,
-    headers: HeaderMap,
+    _: Authorized,
 ) -> ApiResult<(StatusCode, Json<BackendView>)> {
-    check_bearer(&headers, &ctx.token)?;
     // The leader stamps the removal's time when it proposes the command;
     // the deadline every node closes at is computed from it (C3).
     let s = ctx
@@ -334,10 +328,9 @@ const BIND_WAIT: Duration = Duration::from_secs(2);
 
 pub(crate) async fn add_listener(
     AxState(ctx): Ctx,
-    headers: HeaderMap,
+    _: Authorized,
     bytes: Bytes,
 ) -> ApiResult<(StatusCode, Json<ListenerView>)> {
-    check_bearer(&headers, &ctx.token)?;
     let req: AddListener = json_body(&bytes)?;
     let port = validate_port(req.port)?;
     let s = ctx
@@ -379,10 +372,9 @@ pub(crate) async fn add_listener(
 pub(crate) async fn update_listener(
     AxState(ctx): Ctx,
     Path(port): Path<String>,
-    headers: HeaderMap,
+    _: Authorized,
     bytes: Bytes,
 ) -> ApiResult<(StatusCode, Json<ListenerView>)> {
-    check_bearer(&headers, &ctx.token)?;
     let port = port_of(&port)?;
     let req: UpdateListener = json_body(&bytes)?;
     if req.group.is_none() && req.request_timeout_ms.is_none() {
@@ -403,9 +395,8 @@ pub(crate) async fn update_listener(
 pub(crate) async fn remove_listener(
     AxState(ctx): Ctx,
     Path(port): Path<String>,
-    headers: HeaderMap,
+    _: Authorized,
 ) -> ApiResult<(StatusCode, Json<ListenerView>)> {
-    check_bearer(&headers, &ctx.token)?;
     let port = port_of(&port)?;
     let s = ctx
         .store

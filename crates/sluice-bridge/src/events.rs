@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use sluice_model::{Command, DrainId, NodeId};
+use sluice_model::{Command, DrainId, ModelError, NodeId};
 use sluice_proxy::{DataPlaneEvents, ProbeReport};
 use tokio::sync::mpsc;
 
@@ -141,13 +141,16 @@ impl Event {
         }
     }
 
-    /// Whether the state machine refusing it with `code` is worth a
+    /// Whether the state machine refusing it with `error` is worth a
     /// warning: a drain completed already (or never known here) and a
     /// backend removed meanwhile are no news.
-    pub(crate) fn refusal_is_news(&self, code: &str) -> bool {
+    pub(crate) fn refusal_is_news(&self, error: &ModelError) -> bool {
         match self {
-            Event::DrainFinished(_) => code != "drain_not_found",
-            Event::Health(_) => code != "backend_not_found" && code != "group_not_found",
+            Event::DrainFinished(_) => !matches!(error, ModelError::DrainNotFound { .. }),
+            Event::Health(_) => !matches!(
+                error,
+                ModelError::BackendNotFound { .. } | ModelError::GroupNotFound { .. }
+            ),
             Event::Bind { .. } => true,
         }
     }

@@ -57,9 +57,9 @@ pub(crate) async fn run_reports<W: CommandWriter>(
                 // An answer short of outcomes leaves the rest to a retry.
                 failed = outcomes.len() < sent.len();
                 for (event, outcome) in sent.iter().zip(outcomes) {
-                    if let Outcome::Rejected { code, message, .. } = outcome {
-                        if event.refusal_is_news(&code) {
-                            warn!(%message, "{} refused", event.kind());
+                    if let Outcome::Rejected { error } = outcome {
+                        if event.refusal_is_news(&error) {
+                            warn!(message = %error, "{} refused", event.kind());
                         }
                     }
                     // Newer reports are still in the queue: they go next.
@@ -80,7 +80,7 @@ mod tests {
 
     use std::sync::Mutex;
 
-    use sluice_model::{Applied, Command, DrainId};
+    use sluice_model::{Applied, Command, DrainId, ModelError};
     use sluice_proxy::ProbeReport;
     use sluice_raft::ClusterError;
     use tokio::sync::mpsc;
@@ -124,9 +124,9 @@ mod tests {
 
     fn refused(_: &Command) -> Outcome {
         Outcome::Rejected {
-            code: "stale_report".into(),
-            message: "refused".into(),
-            field: None,
+            error: ModelError::NothingToUpdate {
+                fields: "report".into(),
+            },
         }
     }
 

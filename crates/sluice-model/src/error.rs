@@ -1,32 +1,38 @@
-//! Why a command was refused.
+//! Why a command was refused: [`ModelError`], typed and serializable, so a
+//! refusal crosses the log and the wire as itself and callers match on its
+//! variants.
 
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::DrainId;
 
 /// A command the model refuses. Each variant carries what an operator needs
 /// to fix the call: the field, the value and what is allowed.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[serde(tag = "error", rename_all = "snake_case")]
 pub enum ModelError {
     /// A number outside its allowed range.
     #[error("{field} = {value} is out of range {range}")]
     OutOfRange {
         /// The field at fault.
-        field: &'static str,
+        field: Cow<'static, str>,
         /// The value given.
         value: String,
         /// The allowed range.
-        range: &'static str,
+        range: Cow<'static, str>,
     },
     /// A value of the wrong form.
     #[error("{field} = {value:?} is invalid: expected {expected}")]
     Invalid {
         /// The field at fault.
-        field: &'static str,
+        field: Cow<'static, str>,
         /// The value given.
         value: String,
         /// What is allowed.
-        expected: &'static str,
+        expected: Cow<'static, str>,
     },
     /// No group of that name.
     #[error("group {group:?} does not exist")]
@@ -90,7 +96,7 @@ pub enum ModelError {
     #[error("nothing to update: give at least one of {fields}")]
     NothingToUpdate {
         /// What could have been given.
-        fields: &'static str,
+        fields: Cow<'static, str>,
     },
     /// A node reported a drain the state does not know.
     #[error("drain {drain} does not exist")]
@@ -139,7 +145,7 @@ impl ModelError {
     }
 
     /// The request field at fault, when there is one.
-    pub fn field(&self) -> Option<&'static str> {
+    pub fn field(&self) -> Option<&str> {
         match self {
             ModelError::OutOfRange { field, .. } | ModelError::Invalid { field, .. } => Some(field),
             ModelError::GroupNotFound { .. }
@@ -189,5 +195,46 @@ impl ModelError {
                 | ModelError::GroupDeleting { .. }
                 | ModelError::BackendDraining { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refusal crosses the log and the wire as itself: the same variant,
+    /// code, message and field on the other side.
+    #[test]
+    fn errors_survive_serialization() {
+        let errors = [
+            ModelError::OutOfRange {
+                field: "weight".into(),
+                value: "101".into(),
+                range: "0..=100".into(),
+            },
+            ModelError::Invalid {
+                field: "backend".into(),
+                value: "x".into(),
+                expected: "host:port".into(),
+            },
+            ModelError::GroupInUse {
+                group: "web".into(),
+                backends: 2,
+                listeners: vec![80, 81],
+            },
+            ModelError::NothingToUpdate {
+                fields: "weight, maintenance".into(),
+            },
+            ModelError::DrainNotFound { drain: DrainId(7) },
+        ];
+        for e in errors {
+            let json = serde_json::to_string(&e).unwrap();
+            let back: ModelError = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, e, "{json}");
+            assert_eq!(
+                (back.code(), back.to_string(), back.field()),
+                (e.code(), e.to_string(), e.field())
+            );
+        }
     }
 }

@@ -8,10 +8,14 @@
 //! removal, whose drain deadline is absolute) carries the time the proposer
 //! stamped on it, and `apply` computes the deadline from that.
 //!
-//! How it is used: the admin API validates and builds a [`Command`], the
-//! store (one node today, Raft tomorrow) orders it and calls
-//! [`State::apply`]; the data plane reads the resulting [`State`] and diffs it
-//! against the previous one to start listeners, route, and schedule drains.
+//! How it is used: the admin API validates and builds a [`Command`], Raft
+//! (`sluice-raft`) orders it — the leader gives it its time through
+//! [`Command::stamp`] — and every node calls [`State::apply`], which
+//! dispatches each command to its own function (groups, backends,
+//! listeners, drains, health reports) and never panics: a refusal is a
+//! [`ModelError`], serializable so it crosses the log and the wire typed.
+//! The data plane reads the resulting [`State`] and diffs it against the
+//! previous one to start listeners, route, and schedule drains.
 //!
 //! The drain rules of the design brief that live here: R1 (a draining backend
 //! is never routable), R2 (a drain completes when every node reports it
@@ -26,10 +30,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod backends;
 mod command;
+mod drains;
 mod error;
 mod excerpt;
+mod groups;
 mod health;
+mod health_reports;
 mod limits;
 mod listeners;
 mod slow_start;

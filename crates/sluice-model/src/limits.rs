@@ -42,9 +42,9 @@ pub fn validate_group_name(name: &str) -> Result<(), ModelError> {
         Ok(())
     } else {
         Err(ModelError::Invalid {
-            field: "group",
+            field: "group".into(),
             value: name.to_string(),
-            expected: "1 to 63 of a-z, 0-9, '-', '_', starting with a letter or digit",
+            expected: "1 to 63 of a-z, 0-9, '-', '_', starting with a letter or digit".into(),
         })
     }
 }
@@ -53,9 +53,10 @@ pub fn validate_group_name(name: &str) -> Result<(), ModelError> {
 /// `[v6]:port`; port 1..=65535.
 pub fn validate_backend_addr(addr: &str) -> Result<(), ModelError> {
     let invalid = || ModelError::Invalid {
-        field: "backend",
+        field: "backend".into(),
         value: addr.to_string(),
-        expected: "host:port with port 1..=65535 (e.g. 10.0.0.11:8080, ecs01:8080, [::1]:8080)",
+        expected: "host:port with port 1..=65535 (e.g. 10.0.0.11:8080, ecs01:8080, [::1]:8080)"
+            .into(),
     };
     let (host, port) = addr.rsplit_once(':').ok_or_else(invalid)?;
     let port: u16 = port.parse().map_err(|_| invalid())?;
@@ -83,9 +84,9 @@ pub fn validate_port(port: u32) -> Result<u16, ModelError> {
     match u16::try_from(port) {
         Ok(p) if p > 0 => Ok(p),
         _ => Err(ModelError::OutOfRange {
-            field: "port",
+            field: "port".into(),
             value: port.to_string(),
-            range: "1..=65535",
+            range: "1..=65535".into(),
         }),
     }
 }
@@ -95,9 +96,9 @@ pub fn validate_weight(weight: u32) -> Result<u8, ModelError> {
     match u8::try_from(weight) {
         Ok(w) if w <= MAX_WEIGHT => Ok(w),
         _ => Err(ModelError::OutOfRange {
-            field: "weight",
+            field: "weight".into(),
             value: weight.to_string(),
-            range: "0..=100",
+            range: "0..=100".into(),
         }),
     }
 }
@@ -108,9 +109,9 @@ pub fn validate_drain_timeout(ms: u64) -> Result<(), ModelError> {
         Ok(())
     } else {
         Err(ModelError::OutOfRange {
-            field: "drain_timeout",
+            field: "drain_timeout".into(),
             value: format_ms(ms),
-            range: "0s..=3600s",
+            range: "0s..=3600s".into(),
         })
     }
 }
@@ -146,9 +147,9 @@ fn within(
         Ok(())
     } else {
         Err(ModelError::OutOfRange {
-            field,
+            field: field.into(),
             value: format_ms(ms),
-            range,
+            range: range.into(),
         })
     }
 }
@@ -179,9 +180,9 @@ pub fn validate_health_threshold(field: &'static str, value: u8) -> Result<(), M
         Ok(())
     } else {
         Err(ModelError::OutOfRange {
-            field,
+            field: field.into(),
             value: value.to_string(),
-            range: "1..=10",
+            range: "1..=10".into(),
         })
     }
 }
@@ -194,10 +195,10 @@ pub fn validate_health_check(c: &crate::HealthCheck) -> Result<(), ModelError> {
     validate_health_timeout(c.timeout_ms)?;
     validate_health_threshold("healthy_threshold", c.healthy_threshold)?;
     validate_health_threshold("unhealthy_threshold", c.unhealthy_threshold)?;
-    let range = |field, value: String, range| ModelError::OutOfRange {
-        field,
+    let range = |field: &'static str, value: String, range: &'static str| ModelError::OutOfRange {
+        field: field.into(),
         value,
-        range,
+        range: range.into(),
     };
     if c.port == Some(0) {
         return Err(range("health_port", "0".into(), "1..=65535"));
@@ -205,9 +206,9 @@ pub fn validate_health_check(c: &crate::HealthCheck) -> Result<(), ModelError> {
     let visible = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
     if !c.path.starts_with('/') || c.path.len() > 1024 || !visible(&c.path) {
         return Err(ModelError::Invalid {
-            field: "health_path",
+            field: "health_path".into(),
             value: c.path.clone(),
-            expected: "a path starting with '/', up to 1024 visible ASCII characters",
+            expected: "a path starting with '/', up to 1024 visible ASCII characters".into(),
         });
     }
     if c.status_classes.is_empty() || c.status_classes.iter().any(|k| !(1..=5).contains(k)) {
@@ -218,17 +219,17 @@ pub fn validate_health_check(c: &crate::HealthCheck) -> Result<(), ModelError> {
             .collect::<Vec<_>>()
             .join(",");
         return Err(ModelError::Invalid {
-            field: "health_status",
+            field: "health_status".into(),
             value,
-            expected: "one or more of 1xx, 2xx, 3xx, 4xx, 5xx",
+            expected: "one or more of 1xx, 2xx, 3xx, 4xx, 5xx".into(),
         });
     }
     if let Some(h) = &c.host {
         if h.is_empty() || h.len() > 255 || !visible(h) {
             return Err(ModelError::Invalid {
-                field: "health_host",
+                field: "health_host".into(),
                 value: h.clone(),
-                expected: "1 to 255 visible ASCII characters",
+                expected: "1 to 255 visible ASCII characters".into(),
             });
         }
     }

@@ -42,7 +42,7 @@ impl State {
     ) -> Result<Applied, ModelError> {
         if group.is_none() && request_timeout_ms.is_none() {
             return Err(ModelError::NothingToUpdate {
-                fields: "group, request_timeout_ms",
+                fields: "group, request_timeout_ms".into(),
             });
         }
         if let Some(ms) = request_timeout_ms {

@@ -159,11 +159,8 @@ fn windows_outside_30s_to_900s_are_refused_naming_field_value_and_range() {
         assert!(
             matches!(
                 &e,
-                ModelError::OutOfRange {
-                    field: "slow_start",
-                    range: "30s..=900s",
-                    ..
-                }
+                ModelError::OutOfRange { field, range, .. }
+                    if field == "slow_start" && range == "30s..=900s"
             ),
             "{e:?}"
         );
@@ -184,10 +181,7 @@ fn windows_outside_30s_to_900s_are_refused_naming_field_value_and_range() {
         .unwrap_err();
     assert!(matches!(
         e,
-        ModelError::OutOfRange {
-            field: "slow_start",
-            ..
-        }
+        ModelError::OutOfRange { ref field, .. } if field == "slow_start"
     ));
     assert_eq!(s.groups["web"].slow_start_ms, Some(30_000));
 }

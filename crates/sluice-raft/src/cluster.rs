@@ -1,6 +1,6 @@
 //! [`RaftNode`]: one node's Raft, its state machine and the cluster
-//! operations built on them — bootstrap, init, join, remove, status — and
-//! the write path: a command is proposed on the leader (batched with the
+//! operations built on them — bootstrap, init, join, remove (the status
+//! view is in `status.rs`) — and the write path: a command is proposed on the leader (batched with the
 //! writes that arrive meanwhile and stamped with the leader's clock, C3; see
 //! [`group_commit`](crate::group_commit)), or forwarded to it from a
 //! follower. Each command gets a [`RequestId`] on the node that took it; a
@@ -17,23 +17,20 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use openraft::{BasicNode, ChangeMembers, ServerState};
-use serde::{Deserialize, Serialize};
 use sluice_model::{Command, State};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::group_commit::{leader_changes, Batcher, CommitLimits};
+use crate::error::ClusterError;
+use crate::group_commit::{Batcher, CommitLimits};
+use crate::leadership::{leader_addr, leader_changes};
 use crate::member_client::MemberClient;
 use crate::network::{Faults, HttpNetwork};
-use crate::{open, Outcome, Raft, RequestId, StateMachineStore};
+use crate::state_machine::StateMachineStore;
+use crate::store::open;
+use crate::types::{Raft, RequestId};
+use crate::wire::{ForwardedWrite, NodeIdentity, WriteOutcome, SELF_PATH};
 
-/// Path on the leader's admin port that takes forwarded writes.
-pub const WRITE_PATH: &str = "/raft/write";
-/// Path on every node's admin port that tells who it is.
-pub const SELF_PATH: &str = "/v1/cluster/self";
-/// Header every call from one member to another carries: a node that gets
-/// a call with it answers from itself and never passes it on (one hop).
-pub const FORWARDED_HEADER: &str = "x-sluice-forwarded";
 /// Longest a write may take on the node that took it, re-sends included:
 /// the admin API then waits up to 2 s for the members to route by it, and
 /// its clients give up after 10 s.
@@ -58,90 +55,6 @@ pub struct ClusterConfig {
     pub fault_injection: bool,
 }
 
-/// Why a cluster operation failed. It travels from the leader to the
-/// follower that forwarded a write, so it is serializable.
-#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
-pub enum ClusterError {
-    /// The store could not be opened.
-    #[error("cannot open the raft store: {0}")]
-    Open(String),
-    /// Raft refused or failed.
-    #[error("raft: {0}")]
-    Raft(String),
-    /// No leader is known (an election is under way or no quorum); the
-    /// write was not applied and may be retried.
-    #[error("no leader is elected right now (tried for {waited:?}); retry when the cluster has a quorum")]
-    NoLeader {
-        /// How long it waited.
-        waited: Duration,
-    },
-    /// The leader (or a joining node) could not be reached.
-    #[error("cannot reach {addr}: {reason}")]
-    Unreachable {
-        /// Whom.
-        addr: String,
-        /// Why.
-        reason: String,
-    },
-    /// The operation needs an initialised cluster.
-    #[error("this node is not part of an initialised cluster yet (run `sluice cluster init` on the first node, `sluice cluster join` for the others)")]
-    NotInitialized,
-    /// Init on a node that already has a cluster.
-    #[error("this node already belongs to an initialised cluster")]
-    AlreadyInitialized,
-    /// The write reached a leader, but its commit was not confirmed: that
-    /// leader cannot reach a majority, or was replaced and no new leader
-    /// confirmed it in time. It may still be applied.
-    #[error("the write was not confirmed within {waited:?}: the leader cannot reach a majority of the cluster or was replaced; the outcome is unknown (it may still be applied), check the state before retrying")]
-    CommitTimeout {
-        /// How long it waited.
-        waited: Duration,
-    },
-    /// The node is not a member of the cluster.
-    #[error("node {node} is not a member of the cluster")]
-    NodeNotFound {
-        /// The node id asked for.
-        node: u64,
-    },
-}
-
-impl ClusterError {
-    pub(crate) fn raft(e: impl std::fmt::Display) -> Self {
-        ClusterError::Raft(e.to_string())
-    }
-
-    /// Whether trying again later may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            ClusterError::NoLeader { .. }
-                | ClusterError::Unreachable { .. }
-                | ClusterError::CommitTimeout { .. }
-        )
-    }
-}
-
-/// A committed write: the log index it got and what applying it did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WriteOutcome {
-    /// Index of its log entry (shared with the commands batched with it).
-    pub log_index: u64,
-    /// What applying the command did.
-    pub outcome: Outcome,
-}
-
-/// Writes a follower forwards to the leader (body of [`WRITE_PATH`]); the
-/// answer is `Result<Vec<WriteOutcome>, ClusterError>`, one outcome per
-/// command.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ForwardedWrite {
-    /// The commands, unstamped, in order.
-    #[serde(with = "crate::codec::as_json")]
-    pub commands: Vec<Command>,
-    /// One id per command, chosen by the node that took the write.
-    pub ids: Vec<RequestId>,
-}
-
 /// Hands out this process's request ids.
 #[derive(Debug)]
 struct IdSource {
@@ -149,6 +62,8 @@ struct IdSource {
     boot: u64,
     next: AtomicU64,
 }
+
+// === impl IdSource ===
 
 impl IdSource {
     fn new(node: u64) -> Self {
@@ -170,51 +85,6 @@ impl IdSource {
             })
             .collect()
     }
-}
-
-/// Who a node is (answer of `GET /v1/cluster/self`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeIdentity {
-    /// Node id.
-    pub node: u64,
-    /// Advertised admin URL.
-    pub addr: String,
-}
-
-/// One member in [`ClusterStatus`].
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct MemberStatus {
-    /// Node id.
-    pub node: u64,
-    /// Admin URL.
-    pub addr: String,
-    /// `leader`, `follower` or `learner`.
-    pub role: String,
-    /// Log index its data plane runs (asked by the leader), else the last
-    /// index the leader knows it matched.
-    pub last_applied: Option<u64>,
-    /// Entries it is behind the leader (known on the leader only).
-    pub lag: Option<u64>,
-    /// Whether the leader reached it just now (the admin API probes it).
-    pub reachable: bool,
-}
-
-/// The cluster as one node sees it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ClusterStatus {
-    /// The answering node.
-    pub node: u64,
-    /// Current leader, if known.
-    pub leader: Option<u64>,
-    /// Current term.
-    pub term: u64,
-    /// Members, voters first.
-    pub members: Vec<MemberStatus>,
-    /// Why this node's Raft core stopped (a storage error, a panic); absent
-    /// while it runs. A stopped node names no leader and its other fields
-    /// are its last view.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stopped: Option<String>,
 }
 
 /// Why the Raft core whose metrics these are stopped, if it did.
@@ -239,23 +109,7 @@ pub struct RaftNode {
     faults: Option<Faults>,
 }
 
-/// The current leader's id and admin URL, if one is known.
-pub(crate) fn leader_addr(raft: &Raft) -> Option<(u64, String)> {
-    let m = raft.metrics().borrow().clone();
-    let leader = m.current_leader?;
-    if leader == m.id {
-        // Either this node leads (the caller asked `is_leader` first) or its
-        // Raft core stopped and its last metrics still name it: never a
-        // leader to forward to, or a request would loop back to this node.
-        return None;
-    }
-    let addr = m
-        .membership_config
-        .membership()
-        .get_node(&leader)
-        .map(|n| n.addr.clone())?;
-    Some((leader, addr))
-}
+// === impl RaftNode ===
 
 impl RaftNode {
     /// Opens the store in `dir` and starts Raft. The state machine holds the
@@ -419,9 +273,11 @@ impl RaftNode {
     /// returns once it is committed and applied on the leader.
     pub async fn write(&self, command: Command) -> Result<WriteOutcome, ClusterError> {
         let mut outcomes = self.write_all(vec![command]).await?;
-        outcomes
-            .pop()
-            .ok_or_else(|| ClusterError::Raft("the leader answered no outcome".into()))
+        outcomes.pop().ok_or(ClusterError::Mismatch {
+            what: "outcomes".into(),
+            got: 0,
+            commands: 1,
+        })
     }
 
     /// Proposes `commands` in order, on this node if it leads, else on the
@@ -641,61 +497,6 @@ impl RaftNode {
                 return stop_reason(&rx.borrow())
                     .unwrap_or_else(|| "the Raft core task ended".to_owned());
             }
-        }
-    }
-
-    /// The cluster as this node sees it (the leader sees replication).
-    pub fn status(&self) -> ClusterStatus {
-        let stopped = self.stopped();
-        let m = self.raft.metrics().borrow().clone();
-        // A stopped core's last metrics may still name a leader (itself
-        // included): it follows none.
-        let leader = m.current_leader.filter(|_| stopped.is_none());
-        let membership = m.membership_config.membership().clone();
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let last_log = m.last_log_index.unwrap_or(0);
-        let mut members = Vec::new();
-        for (id, node) in membership.nodes() {
-            let role = if Some(*id) == leader {
-                "leader"
-            } else if voters.contains(id) {
-                "follower"
-            } else {
-                "learner"
-            };
-            let (last_applied, lag, reachable) = if *id == m.id {
-                (
-                    m.last_applied.map(|l| l.index),
-                    m.replication.as_ref().map(|_| 0),
-                    true,
-                )
-            } else if let Some(repl) = &m.replication {
-                let matched = repl.get(id).cloned().flatten().map(|l| l.index);
-                let reachable = matched.is_some_and(|i| last_log.saturating_sub(i) < 1000);
-                (
-                    matched,
-                    Some(last_log.saturating_sub(matched.unwrap_or(0))),
-                    reachable,
-                )
-            } else {
-                (None, None, true)
-            };
-            members.push(MemberStatus {
-                node: *id,
-                addr: node.addr.clone(),
-                role: role.into(),
-                last_applied,
-                lag,
-                reachable,
-            });
-        }
-        members.sort_by_key(|mm| (!voters.contains(&mm.node), mm.node));
-        ClusterStatus {
-            node: m.id,
-            leader,
-            term: m.current_term,
-            members,
-            stopped,
         }
     }
 

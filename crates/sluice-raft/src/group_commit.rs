@@ -12,9 +12,9 @@
 //! [`RequestId`]) with reply slots. One task
 //! takes everything queued (up to [`MAX_BATCH`]) whenever fewer than
 //! [`MAX_IN_FLIGHT`] batches are under way and hands it to the batcher's
-//! sink: [`Batcher::leader`] stamps each removal, addition, finished drain
-//! and health report with the leader's clock (C3: every node computes the
-//! same deadline and slow-start ramp from it) and
+//! sink: [`Batcher::leader`] hands the leader's clock to each command's
+//! [`Command::stamp`] (the model decides which commands carry a time; C3:
+//! every node computes the same deadline and slow-start ramp from it) and
 //! proposes the batch as one [`Request`]; [`Batcher::forwarder`] sends it
 //! to the current leader in one call. Each caller gets its own outcome (and the entry's log
 //! index). A lone write goes out at once: the task never waits to fill a
@@ -34,12 +34,15 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
+use sluice_clock::now_ms;
 use sluice_model::Command;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::cluster::{leader_addr, ClusterError, ForwardedWrite, WriteOutcome};
+use crate::error::ClusterError;
+use crate::leadership::{leader_addr, leader_changes};
 use crate::member_client::MemberClient;
-use crate::{Raft, Request, RequestId};
+use crate::types::{Raft, Request, RequestId};
+use crate::wire::{ForwardedWrite, WriteOutcome};
 
 /// How long a proposal on the leader may wait for its commit.
 #[derive(Debug, Clone, Copy)]
@@ -85,7 +88,7 @@ pub(crate) struct Batcher {
     queue: mpsc::Sender<Proposal>,
 }
 
-use sluice_clock::now_ms;
+// === impl Batcher ===
 
 impl Batcher {
     /// Batches proposed to `raft` here: the node must lead (else every
@@ -120,11 +123,11 @@ impl Batcher {
         commands: Vec<Command>,
     ) -> Result<Vec<WriteOutcome>, ClusterError> {
         if ids.len() != commands.len() {
-            return Err(ClusterError::Raft(format!(
-                "{} request ids for {} commands",
-                ids.len(),
-                commands.len()
-            )));
+            return Err(ClusterError::Mismatch {
+                what: "request ids".into(),
+                got: ids.len(),
+                commands: commands.len(),
+            });
         }
         let answers = ids
             .iter()
@@ -138,12 +141,11 @@ impl Batcher {
 
     async fn propose(&self, id: RequestId, command: Command) -> Result<WriteOutcome, ClusterError> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || ClusterError::Raft("the raft node is shutting down".into());
         self.queue
             .send(Proposal { id, command, reply })
             .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+            .map_err(|_| ClusterError::ShuttingDown)?;
+        answer.await.map_err(|_| ClusterError::ShuttingDown)?
     }
 }
 
@@ -179,10 +181,11 @@ async fn run(sink: Sink, mut queue: mpsc::Receiver<Proposal>) {
                     }
                 }
                 Ok(outcomes) => {
-                    let error = ClusterError::Raft(format!(
-                        "{} outcomes for a batch of {expected} commands",
-                        outcomes.len()
-                    ));
+                    let error = ClusterError::Mismatch {
+                        what: "outcomes".into(),
+                        got: outcomes.len(),
+                        commands: expected,
+                    };
                     for reply in replies {
                         let _ = reply.send(Err(error.clone()));
                     }
@@ -208,7 +211,15 @@ async fn propose(
 ) -> Result<Vec<WriteOutcome>, ClusterError> {
     let at = now_ms();
     let Request { commands, ids } = request;
-    let commands: Vec<Command> = commands.into_iter().map(|c| stamp(c, at)).collect();
+    let commands: Vec<Command> = commands
+        .into_iter()
+        .map(|mut command| {
+            // The model decides which commands carry the leader's time (a
+            // drain's deadline and a slow-start ramp start from it, C3).
+            command.stamp(at);
+            command
+        })
+        .collect();
     tracing::trace!(commands = commands.len(), "proposing a batch");
     let started = Instant::now();
     let write = raft.client_write(Request { commands, ids });
@@ -240,7 +251,7 @@ async fn propose(
                 waited: Duration::ZERO,
             })
         }
-        Err(e) => Err(ClusterError::Raft(e.to_string())),
+        Err(e) => Err(ClusterError::raft(e)),
     }
 }
 
@@ -289,29 +300,4 @@ async fn forward(
             Err(ClusterError::CommitTimeout { waited: started.elapsed() })
         }
     }
-}
-
-/// This node's Raft metrics.
-pub(crate) type Metrics =
-    tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, openraft::BasicNode>>;
-
-/// Resolves once `metrics` names a leader other than `from`, or the Raft
-/// core stops.
-pub(crate) async fn leader_changes(metrics: &mut Metrics, from: Option<u64>) {
-    loop {
-        if metrics.borrow_and_update().current_leader != from {
-            return;
-        }
-        if metrics.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Commands that carry a time get the leader's time now (a drain's
-/// deadline and a slow-start ramp start from it, C3, R6, R10); others pass
-/// unchanged.
-fn stamp(mut command: Command, now: u64) -> Command {
-    command.stamp(now);
-    command
 }

@@ -1,16 +1,21 @@
 //! sluice's replication layer: the openraft type configuration, the sled
-//! storage a node's Raft runs on, and the node's cluster operations.
+//! storage a node's Raft runs on, the member-to-member protocol (client and
+//! server) and the node's cluster operations.
 //!
 //! - [`types`]: [`TypeConfig`] — a log entry carries a [`Request`] (model
 //!   commands in order), applying it answers a [`Response`] (an [`Outcome`]
-//!   per command).
+//!   per command; a refused command carries the model's typed error).
 //! - [`open`]: one sled database per node holding the [`LogStore`] (log,
 //!   vote) and the [`StateMachineStore`] (model state, snapshots).
 //! - [`codec`]: the single bincode encoding used on disk and on the wire.
-//! - [`network`]: Raft RPC over HTTP to the peers' admin ports.
+//! - [`wire`]: the contract between members on the admin port — paths, the
+//!   one-hop header, forwarded writes. Its clients are [`network`] (Raft
+//!   RPCs) and the member client; its server is [`rpc_server`], an axum
+//!   router the admin server merges. [`bearer`] checks the cluster token.
 //! - [`RaftNode`]: init, join, remove, status, and writes from any node;
-//!   [`group_commit`] batches writes into shared entries on the leader and
-//!   into shared forwarded calls on a follower.
+//!   [`group_commit`] batches writes into shared entries on the leader
+//!   (stamped through the model's `Command::stamp`) and into shared
+//!   forwarded calls on a follower. Errors are [`ClusterError`].
 //!
 //! Every write that must survive a crash is flushed to disk before openraft
 //! is told it happened, and the state machine is persisted after each
@@ -21,25 +26,35 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bearer;
 mod cluster;
 pub mod codec;
+mod error;
 pub mod group_commit;
+mod leadership;
+mod legacy_outcome;
 mod log_store;
 mod member_client;
 pub mod network;
+pub mod rpc_server;
 mod state_machine;
+mod status;
 mod store;
+mod transport;
 pub mod types;
+pub mod wire;
 
-pub use cluster::{
-    ClusterConfig, ClusterError, ClusterStatus, ForwardedWrite, MemberStatus, NodeIdentity,
-    RaftNode, WriteOutcome, FORWARDED_HEADER, SELF_PATH, WRITE_PATH,
-};
+pub use cluster::{ClusterConfig, RaftNode, WRITE_LIMIT};
 pub use codec::{decode, encode, CodecError};
+pub use error::ClusterError;
 pub use log_store::LogStore;
 pub use state_machine::{LoadError, StateMachineStore, DEDUP_WINDOW};
+pub use status::{ClusterStatus, MemberStatus};
 pub use store::{open, OpenError};
 pub use types::{
     Entry, LogId, LogState, Membership, NodeId, Outcome, Raft, Request, RequestId, Response,
     Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
+};
+pub use wire::{
+    ForwardedWrite, NodeIdentity, WriteOutcome, FORWARDED_HEADER, SELF_PATH, WRITE_PATH,
 };

@@ -44,6 +44,8 @@ fn key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
+// === impl LogStore ===
+
 impl LogStore {
     /// Opens (creating if absent) the log trees of `db`.
     pub(crate) fn new(db: &sled::Db) -> sled::Result<Self> {
@@ -128,6 +130,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         Ok(entries)
     }
 }
+
+// === impl RaftLogStorage for LogStore ===
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;

@@ -1,77 +1,19 @@
-//! HTTP to another node's admin port, as a member: the cluster token on
-//! every call, a hard timeout, and "no answer" kept apart from an answer.
-//! [`send`] is the one request path (the Raft network uses it too);
-//! [`MemberClient`] carries forwarded writes, joins and the admin API's
-//! probes of other members.
+//! [`MemberClient`]: JSON and forwarded writes to another member's admin
+//! port (through [`crate::transport::send`]), for forwarded writes, joins
+//! and the admin API's probes of other members.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::cluster::{ClusterError, ForwardedWrite, WriteOutcome, WRITE_PATH};
 use crate::codec;
-
-/// A request to another member.
-pub(crate) struct Outgoing<'a> {
-    pub(crate) method: http::Method,
-    pub(crate) url: &'a str,
-    /// The cluster token, sent as a bearer token.
-    pub(crate) token: &'a str,
-    pub(crate) content_type: &'static str,
-    pub(crate) body: Vec<u8>,
-}
-
-/// Why [`send`] got no answer.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum SendError {
-    /// The request could not be built (a bad URL); nothing was sent.
-    #[error("invalid request: {0}")]
-    Invalid(String),
-    /// Sent, but no complete answer came: refused, reset, or timed out.
-    #[error("{0}")]
-    NoAnswer(String),
-}
-
-/// Sends `request` with `client`; the answer's status and whole body, or
-/// why none came within `timeout` (connecting included).
-pub(crate) async fn send(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    request: Outgoing<'_>,
-    timeout: Duration,
-) -> Result<(http::StatusCode, Bytes), SendError> {
-    let req = http::Request::builder()
-        .method(request.method)
-        .uri(request.url)
-        .header(
-            http::header::AUTHORIZATION,
-            format!("Bearer {}", request.token),
-        )
-        .header(http::header::CONTENT_TYPE, request.content_type)
-        .header(crate::cluster::FORWARDED_HEADER, "1")
-        .body(Full::new(Bytes::from(request.body)))
-        .map_err(|e| SendError::Invalid(e.to_string()))?;
-    let exchange = async {
-        let resp = client
-            .request(req)
-            .await
-            .map_err(|e| SendError::NoAnswer(e.to_string()))?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| SendError::NoAnswer(e.to_string()))?
-            .to_bytes();
-        Ok((status, bytes))
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| SendError::NoAnswer(format!("no answer within {timeout:?}")))?
-}
+use crate::error::ClusterError;
+use crate::transport::{send, Outgoing};
+use crate::wire::{ForwardedWrite, WriteOutcome, WRITE_PATH};
 
 /// A pooled HTTP client that authenticates as a cluster member (cheap to
 /// clone).
@@ -123,18 +65,24 @@ impl MemberClient {
         write: ForwardedWrite,
         timeout: Duration,
     ) -> Result<Vec<WriteOutcome>, ClusterError> {
-        let body = codec::encode(&write).map_err(ClusterError::raft)?;
+        let body = codec::encode(&write).map_err(|e| ClusterError::Encode {
+            reason: e.to_string(),
+        })?;
+        let url = format!("{}{WRITE_PATH}", leader.trim_end_matches('/'));
         let (status, bytes) = self
             .exchange(http::Method::POST, leader, WRITE_PATH, body, timeout)
             .await?;
         if !status.is_success() {
-            return Err(ClusterError::Raft(format!(
-                "{leader}{WRITE_PATH} answered {status}: {}",
-                String::from_utf8_lossy(&bytes).trim()
-            )));
+            return Err(ClusterError::BadAnswer {
+                addr: url,
+                answer: format!("{status}: {}", String::from_utf8_lossy(&bytes).trim()),
+            });
         }
         let answer: Result<Vec<WriteOutcome>, ClusterError> =
-            codec::decode(&bytes).map_err(ClusterError::raft)?;
+            codec::decode(&bytes).map_err(|e| ClusterError::BadAnswer {
+                addr: url,
+                answer: format!("an undecodable body: {e}"),
+            })?;
         answer
     }
 }

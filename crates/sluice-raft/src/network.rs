@@ -1,5 +1,6 @@
-//! The Raft network: each RPC is an HTTP `POST` to the peer's admin port
-//! (`/raft/append`, `/raft/vote`, `/raft/snapshot`) with a bincode body
+//! The Raft network (the client side; the server is [`crate::rpc_server`]):
+//! each RPC is an HTTP `POST` to the peer's admin port
+//! ([`paths`]: `/raft/append`, `/raft/vote`, `/raft/snapshot`) with a bincode body
 //! ([`crate::codec`]) and the cluster's bearer token. The answer is the
 //! peer's `Result` encoded the same way.
 //!
@@ -35,18 +36,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec;
-use crate::member_client::{send, Outgoing, SendError};
-use crate::TypeConfig;
-
-/// Path of each RPC on a node's admin port.
-pub mod paths {
-    /// AppendEntries.
-    pub const APPEND: &str = "/raft/append";
-    /// RequestVote.
-    pub const VOTE: &str = "/raft/vote";
-    /// One InstallSnapshot chunk.
-    pub const SNAPSHOT: &str = "/raft/snapshot";
-}
+use crate::transport::{send, Outgoing, SendError};
+use crate::types::TypeConfig;
+use crate::wire::paths;
 
 /// Why an RPC did not get an answer from the peer's Raft.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +71,8 @@ pub struct Faults {
     drop_raft_to: Arc<RwLock<BTreeSet<u64>>>,
     hold_entries_to: Arc<RwLock<BTreeSet<u64>>>,
 }
+
+// === impl Faults ===
 
 impl Faults {
     /// From now on, drops every Raft RPC to the nodes in `nodes` (and only
@@ -150,6 +144,8 @@ pub struct HttpNetwork {
     faults: Faults,
 }
 
+// === impl HttpNetwork ===
+
 impl HttpNetwork {
     /// A network whose RPCs carry `token` and skip the peers `faults` names.
     pub fn new(token: String, faults: Faults) -> Self {
@@ -186,6 +182,8 @@ pub struct PeerClient {
     addr: String,
     net: HttpNetwork,
 }
+
+// === impl PeerClient ===
 
 impl PeerClient {
     /// Posts `req` to `path`; `Ok(Err(e))` is the peer's own Raft error.

@@ -37,6 +37,7 @@ use sluice_model::{Command, State};
 use tokio::sync::watch;
 
 use crate::codec::{decode, encode, CodecError};
+use crate::legacy_outcome::{decode_row, LegacyOutcome};
 use crate::types::{
     Entry, LogId, Outcome, RequestId, Response, Snapshot, SnapshotMeta, StorageError,
     StoredMembership, TypeConfig,
@@ -86,16 +87,39 @@ struct SnapshotImage {
     applied_ids: Vec<(RequestId, Outcome)>,
 }
 
+/// A snapshot made before refusals were typed (see [`LegacyOutcome`]).
+#[derive(Deserialize)]
+struct LegacySnapshotImage {
+    image: Image,
+    applied_ids: Vec<(RequestId, LegacyOutcome)>,
+}
+
+// === impl SnapshotImage ===
+
 impl SnapshotImage {
-    /// Decodes a snapshot; one made before snapshots carried the table is
-    /// the bare image.
+    /// Decodes a snapshot; one made before refusals were typed keeps the
+    /// rows it can (see [`LegacyOutcome`]), one made before snapshots
+    /// carried the table is the bare image.
     fn decode(bytes: &[u8]) -> Result<SnapshotImage, CodecError> {
-        decode::<SnapshotImage>(bytes).or_else(|e| match decode::<Image>(bytes) {
-            Ok(image) => Ok(SnapshotImage {
-                image,
-                applied_ids: Vec::new(),
-            }),
-            Err(_) => Err(e),
+        decode::<SnapshotImage>(bytes).or_else(|e| {
+            if let Ok(old) = decode::<LegacySnapshotImage>(bytes) {
+                let applied_ids = old
+                    .applied_ids
+                    .into_iter()
+                    .filter_map(|(id, outcome)| Some((id, outcome.upgrade()?)))
+                    .collect();
+                return Ok(SnapshotImage {
+                    image: old.image,
+                    applied_ids,
+                });
+            }
+            match decode::<Image>(bytes) {
+                Ok(image) => Ok(SnapshotImage {
+                    image,
+                    applied_ids: Vec::new(),
+                }),
+                Err(_) => Err(e),
+            }
         })
     }
 }
@@ -117,6 +141,8 @@ struct DedupChanges {
     removed: Vec<u64>,
 }
 
+// === impl DedupChanges ===
+
 impl DedupChanges {
     /// Adds these changes to `batch`.
     fn write(self, batch: &mut sled::Batch) -> Result<(), CodecError> {
@@ -136,6 +162,8 @@ fn id_key(n: u64) -> [u8; 11] {
     key[3..].copy_from_slice(&n.to_be_bytes());
     key
 }
+
+// === impl Dedup ===
 
 impl Dedup {
     fn get(&self, id: &RequestId) -> Option<&Outcome> {
@@ -183,11 +211,16 @@ impl Dedup {
     fn load(tree: &sled::Tree) -> Result<Dedup, LoadError> {
         let mut dedup = Dedup::default();
         for item in tree.scan_prefix(ID_PREFIX) {
-            let (key, value) = item?;
+            let (raw_key, value) = item?;
             let mut n = [0u8; 8];
-            n.copy_from_slice(&key[ID_PREFIX.len()..]);
+            n.copy_from_slice(&raw_key[ID_PREFIX.len()..]);
             let key = u64::from_be_bytes(n);
-            let (id, outcome): (RequestId, Outcome) = decode(&value)?;
+            let (id, outcome) = decode_row(&value)?;
+            let Some(outcome) = outcome else {
+                // An old refusal: its outcome is unknown, its row goes.
+                tree.remove(&raw_key)?;
+                continue;
+            };
             dedup.order.push_back((key, id));
             dedup.outcomes.insert(id, outcome);
             dedup.next_key = key + 1;
@@ -204,6 +237,8 @@ struct Data {
     state: Arc<State>,
     dedup: Dedup,
 }
+
+// === impl Data ===
 
 impl Data {
     fn image(&self) -> ImageRef<'_> {
@@ -276,6 +311,8 @@ fn snapshot_batch(meta: &SnapshotMeta, bytes: &[u8]) -> Result<sled::Batch, Code
     batch.insert(KEY_SNAPSHOT_DATA, bytes);
     Ok(batch)
 }
+
+// === impl StateMachineStore ===
 
 impl StateMachineStore {
     /// Opens the `sm` tree of `db` and loads the persisted image, if any.
@@ -426,6 +463,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         })
     }
 }
+
+// === impl RaftStateMachine for StateMachineStore ===
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = StateMachineStore;
@@ -609,5 +648,40 @@ mod tests {
         assert!(sm.apply(Vec::<Entry>::new()).await.unwrap().is_empty());
         assert!(!rx.has_changed().unwrap());
         assert_eq!(sm.last_applied(), None);
+    }
+
+    #[test]
+    fn a_table_written_before_typed_refusals_loads() {
+        use crate::legacy_outcome::LegacyOutcome;
+        use sluice_model::{Applied, DrainId};
+        let id = |seq| RequestId {
+            node: 1,
+            boot: 7,
+            seq,
+        };
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree(SM_TREE).unwrap();
+        let applied = LegacyOutcome::Applied {
+            applied: Applied::DrainCompleted { drain: DrainId(2) },
+            excerpt: None,
+        };
+        let refused = LegacyOutcome::Rejected {
+            code: "drain_not_found".into(),
+            message: "drain d2 does not exist".into(),
+            field: Some("drain".into()),
+        };
+        tree.insert(&id_key(0)[..], encode(&(id(0), applied)).unwrap())
+            .unwrap();
+        tree.insert(&id_key(1)[..], encode(&(id(1), refused)).unwrap())
+            .unwrap();
+
+        let dedup = Dedup::load(&tree).unwrap();
+        assert!(dedup.get(&id(0)).is_some_and(Outcome::is_applied));
+        assert!(dedup.get(&id(1)).is_none(), "an old refusal is forgotten");
+        assert_eq!(dedup.entries().len(), 1);
+        assert!(
+            tree.get(id_key(1)).unwrap().is_none(),
+            "and its row removed"
+        );
     }
 }

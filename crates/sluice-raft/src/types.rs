@@ -17,7 +17,7 @@
 //!
 //! Why a `Rejected` outcome instead of an error: a command the model refuses
 //! is still in a committed log entry; applying it changes nothing, and every
-//! node answers the same. Storage errors (the node cannot go on) are
+//! node answers the same — the model's own [`ModelError`], typed. Storage errors (the node cannot go on) are
 //! openraft's `StorageError`, never an `Outcome`.
 
 use std::fmt;
@@ -141,14 +141,12 @@ pub enum Outcome {
         excerpt: Option<State>,
     },
     /// The model refused the command; the state is unchanged. Carries the
-    /// model error's stable code, its message and the field at fault.
+    /// model's error itself: callers match on its variants, and its code,
+    /// message and field are the same on every node.
     Rejected {
-        /// Stable machine-readable code (`ModelError::code`).
-        code: String,
-        /// Human-readable message.
-        message: String,
-        /// Request field at fault, if any.
-        field: Option<String>,
+        /// Why the model refused it.
+        #[serde(with = "crate::codec::as_json")]
+        error: ModelError,
     },
 }
 
@@ -159,19 +157,9 @@ impl Outcome {
     }
 }
 
-impl From<&ModelError> for Outcome {
-    fn from(e: &ModelError) -> Self {
-        Outcome::Rejected {
-            code: e.code().to_owned(),
-            message: e.to_string(),
-            field: e.field().map(str::to_owned),
-        }
-    }
-}
-
 impl From<ModelError> for Outcome {
-    fn from(e: ModelError) -> Self {
-        Outcome::from(&e)
+    fn from(error: ModelError) -> Self {
+        Outcome::Rejected { error }
     }
 }
 
@@ -184,7 +172,7 @@ impl Outcome {
                 applied,
                 excerpt: state.excerpt(command),
             },
-            Err(e) => Outcome::from(&e),
+            Err(error) => Outcome::Rejected { error },
         }
     }
 }
@@ -196,20 +184,20 @@ mod tests {
     use sluice_model::DrainId;
 
     #[test]
-    fn rejected_carries_code_message_and_field() {
+    fn rejected_carries_the_model_error() {
         let e = ModelError::GroupNotFound {
             group: "web".into(),
         };
         let r = Outcome::from(e.clone());
-        assert_eq!(
-            r,
-            Outcome::Rejected {
-                code: "group_not_found".into(),
-                message: e.to_string(),
-                field: Some("group".into()),
-            }
-        );
+        assert_eq!(r, Outcome::Rejected { error: e.clone() });
         assert!(!r.is_applied());
+        // Code, message and field survive the wire as they were.
+        let Outcome::Rejected { error } = decode::<Outcome>(&encode(&r).unwrap()).unwrap() else {
+            panic!("not a rejection");
+        };
+        assert_eq!(error.code(), "group_not_found");
+        assert_eq!(error.to_string(), e.to_string());
+        assert_eq!(error.field(), Some("group"));
     }
 
     #[test]

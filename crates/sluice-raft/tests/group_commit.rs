@@ -62,7 +62,7 @@ async fn concurrent_writes_share_entries_and_keep_their_own_outcomes() {
         let (i, written) = w.unwrap();
         indexes.insert(written.log_index);
         match (i % 3 == 0, &written.outcome) {
-            (true, Outcome::Rejected { code, .. }) => assert_eq!(code, "group_not_found"),
+            (true, Outcome::Rejected { error }) => assert_eq!(error.code(), "group_not_found"),
             (false, Outcome::Applied { .. }) => {}
             (bad, outcome) => panic!("write {i} (bad group: {bad}) answered {outcome:?}"),
         }

@@ -155,7 +155,7 @@ async fn rejected_command_is_an_applied_entry_that_changes_nothing() {
         .iter()
         .flat_map(|r| &r.outcomes)
         .map(|o| match o {
-            Outcome::Rejected { code, field, .. } => (code.as_str(), field.as_deref()),
+            Outcome::Rejected { error } => (error.code(), error.field()),
             Outcome::Applied { applied, .. } => panic!("applied: {applied:?}"),
         })
         .collect();
@@ -237,7 +237,7 @@ async fn an_entry_applies_its_commands_in_order_and_a_refusal_does_not_stop_the_
     assert_eq!(outcomes.len(), 3, "one outcome per command");
     assert!(outcomes[0].is_applied());
     assert!(
-        matches!(&outcomes[1], Outcome::Rejected { code, .. } if code == "group_not_found"),
+        matches!(&outcomes[1], Outcome::Rejected { error } if error.code() == "group_not_found"),
         "{:?}",
         outcomes[1]
     );
@@ -366,7 +366,7 @@ async fn a_repeated_request_id_is_applied_once_and_answers_its_first_outcome() {
     );
     assert_eq!(again[0], first[0], "a repeat answers the first outcome");
     assert!(
-        matches!(&again[1], Outcome::Rejected { code, .. } if code == "group_exists"),
+        matches!(&again[1], Outcome::Rejected { error } if error.code() == "group_exists"),
         "another id is another write: {:?}",
         again[1]
     );
@@ -455,7 +455,7 @@ async fn the_table_keeps_the_latest_ids_only() {
         .unwrap(),
     );
     assert!(
-        matches!(&got[0], Outcome::Rejected { code, .. } if code == "group_exists"),
+        matches!(&got[0], Outcome::Rejected { error } if error.code() == "group_exists"),
         "{:?}",
         got[0]
     );
