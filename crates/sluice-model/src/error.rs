@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::DrainId;
+use crate::ids::DrainId;
 
 /// A command the model refuses. Each variant carries what an operator needs
 /// to fix the call: the field, the value and what is allowed.

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{NodeId, UnixMillis};
+use crate::ids::{NodeId, UnixMillis};
 
 /// Default probe path (the demo backend answers it).
 pub const DEFAULT_HEALTH_PATH: &str = "/health";

@@ -38,8 +38,10 @@ mod excerpt;
 mod groups;
 mod health;
 mod health_reports;
+mod ids;
 mod limits;
 mod listeners;
+mod ramp;
 mod slow_start;
 mod state;
 mod types;
@@ -51,6 +53,7 @@ pub use health::{
     DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_PATH, DEFAULT_HEALTH_THRESHOLD,
     DEFAULT_HEALTH_TIMEOUT_MS,
 };
+pub use ids::{DrainId, NodeId, UnixMillis};
 pub use limits::{
     validate_backend_addr, validate_drain_timeout, validate_group_name, validate_health_check,
     validate_health_interval, validate_health_threshold, validate_health_timeout, validate_port,
@@ -59,9 +62,9 @@ pub use limits::{
     MAX_HEALTH_TIMEOUT_MS, MAX_REQUEST_TIMEOUT_MS, MAX_SLOW_START_MS, MAX_WEIGHT,
     MIN_HEALTH_INTERVAL_MS, MIN_HEALTH_TIMEOUT_MS, MIN_REQUEST_TIMEOUT_MS, MIN_SLOW_START_MS,
 };
-pub use slow_start::{Ramp, RAMP_SCALE};
+pub use ramp::{Ramp, RAMP_SCALE};
 pub use state::State;
 pub use types::{
-    AfterDrain, Backend, BackendStatus, BindStatus, Drain, DrainCause, DrainId, DrainPolicy, Group,
-    Listener, ListenerDrain, NodeId, UnixMillis,
+    AfterDrain, Backend, BackendStatus, BindStatus, Drain, DrainCause, DrainPolicy, Group,
+    Listener, ListenerDrain,
 };

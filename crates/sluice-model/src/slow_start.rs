@@ -11,36 +11,9 @@
 //! group has finished its ramp (for example because the others fail), so a
 //! ramp never starves a group.
 
-use serde::{Deserialize, Serialize};
-
-use crate::{Backend, BackendStatus, Group, UnixMillis};
-
-/// Effective weights are in units of `1 / RAMP_SCALE` of a backend weight,
-/// so a ramp has finer steps than the weights themselves.
-pub const RAMP_SCALE: u32 = 10;
-
-/// A slow-start ramp, fixed when it starts (a later change of the group's
-/// window does not move it; turning slow start off ends it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ramp {
-    /// When the backend became active (leader's clock).
-    pub from: UnixMillis,
-    /// When it reaches its full weight.
-    pub until: UnixMillis,
-}
-
-impl Ramp {
-    /// `full` scaled by how far along the ramp is at `now`, at least 1.
-    pub fn scale(&self, full: u32, now: UnixMillis) -> u32 {
-        if now >= self.until {
-            return full;
-        }
-        let span = self.until.saturating_sub(self.from).max(1);
-        let elapsed = now.saturating_sub(self.from);
-        let scaled = u64::from(full) * elapsed / span;
-        u32::try_from(scaled).unwrap_or(full).max(1)
-    }
-}
+use crate::ids::UnixMillis;
+use crate::ramp::{Ramp, RAMP_SCALE};
+use crate::types::{Backend, BackendStatus, Group};
 
 impl Backend {
     /// Whether its ramp (if any) is over at `now`.
