@@ -7,7 +7,8 @@
 //!
 //! How: [`CommandStore`] proposes commands through Raft (`sluice-raft`; a
 //! follower forwards to the leader) and answers once every reachable node's
-//! data plane routes by the result. [`router`] builds the axum router over
+//! data plane routes by the result (this node's progress comes from
+//! `sluice-bridge`, the peers' from `peer_progress.rs`). [`router`] builds the axum router over
 //! an [`AdminContext`]: reads (`routes.rs`, with `?consistent=true` handled
 //! by one layer, `consistent.rs`), writes (`writes.rs`), cluster operations
 //! (`cluster_routes.rs`), and the Raft RPC server of `sluice-raft` merged in
