@@ -287,3 +287,43 @@ async fn a_lagging_follower_answers_with_what_the_leader_applied() {
     )
     .await;
 }
+
+/// A committed write names its log entry and the revision right after it;
+/// a refused one names neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_write_names_its_log_index_and_revision() {
+    let node = one_node().await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        http.post(format!("{}{path}", node.admin_url()))
+            .bearer_auth(node.token())
+            .json(&body)
+            .send()
+    };
+    let header = |r: &reqwest::Response, name: &str| -> Option<u64> {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().parse().unwrap())
+    };
+    let first = post("/v1/groups", json!({"name": "web"})).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let (index1, rev1) = (
+        header(&first, "x-sluice-log-index").expect("log index"),
+        header(&first, "x-sluice-revision").expect("revision"),
+    );
+    let second = post("/v1/groups/web/backends", json!({"addr": "127.0.0.1:9"}))
+        .await
+        .unwrap();
+    assert!(second.status().is_success(), "{}", second.status());
+    let (index2, rev2) = (
+        header(&second, "x-sluice-log-index").unwrap(),
+        header(&second, "x-sluice-revision").unwrap(),
+    );
+    assert!(index2 > index1, "{index1} then {index2}");
+    assert!(rev2 > rev1, "{rev1} then {rev2}");
+    assert!(revision(&node).await >= rev2);
+
+    let refused = post("/v1/groups", json!({"name": "web"})).await.unwrap();
+    assert_eq!(refused.status(), 409);
+    assert!(header(&refused, "x-sluice-log-index").is_none());
+}

@@ -34,7 +34,10 @@
 //! a follower are forwarded to the leader. A write's answer is what the
 //! leader applied (N2), whichever node was asked; when some member's data
 //! plane had not applied it yet when the answer was made, the answer is
-//! `202` and names them in `pending_nodes`. Request bodies with an unknown
+//! `202` and names them in `pending_nodes`. A committed write's answer
+//! carries `x-sluice-log-index` (its log entry) and `x-sluice-revision`
+//! (the count of commands applied right after it; a node whose state has
+//! this revision or a later one has applied the write). Request bodies with an unknown
 //! field are refused (`400 unknown_field`), and so are updates that name
 //! nothing to change (`400 nothing_to_update`).
 //!

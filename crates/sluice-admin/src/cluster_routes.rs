@@ -27,14 +27,17 @@ use crate::ApiError;
 
 /// Routes of the cluster's operations.
 pub(crate) fn routes() -> Router<Arc<AdminContext>> {
-    Router::new()
+    let router = Router::new()
         .route("/readyz", get(readyz))
         .route(APPLIED_PATH, get(applied))
         .route("/v1/cluster/init", post(init))
         .route("/v1/cluster/join", post(join))
         .route("/v1/cluster/status", get(status))
         .route("/v1/cluster/nodes/{node}", delete(remove_node))
-        .route(FAULTS_PATH, put(set_faults).get(faults))
+        .route(FAULTS_PATH, put(set_faults).get(faults));
+    #[cfg(feature = "test-clock")]
+    let router = router.merge(crate::debug_clock::routes());
+    router
 }
 
 /// Path of the test-only fault hook.

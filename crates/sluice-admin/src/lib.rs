@@ -22,6 +22,8 @@ pub mod auth;
 mod cluster_routes;
 mod consistent;
 mod context;
+#[cfg(feature = "test-clock")]
+mod debug_clock;
 mod error;
 mod extract;
 mod metrics;

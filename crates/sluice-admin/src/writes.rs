@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State as AxState};
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponseParts, ResponseParts};
 use axum::Json;
 use serde::Deserialize;
 use sluice_clock::now_ms;
@@ -29,6 +30,37 @@ use crate::views::{
     backend_view, draining_listener_view, group_view, listener_view, own_ramp_view,
 };
 use crate::{ApiError, Submitted};
+
+/// The headers of a committed write's answer: `x-sluice-log-index` (its
+/// log entry) and `x-sluice-revision` (the count of commands applied
+/// right after it: a node whose state has this revision or a later one
+/// has applied it).
+pub(crate) struct Committed {
+    log_index: u64,
+    revision: u64,
+}
+
+impl Committed {
+    fn of(s: &Submitted) -> Committed {
+        Committed {
+            log_index: s.log_index,
+            revision: s.excerpt.revision,
+        }
+    }
+}
+
+impl IntoResponseParts for Committed {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
+        static LOG_INDEX: HeaderName = HeaderName::from_static("x-sluice-log-index");
+        static REVISION: HeaderName = HeaderName::from_static("x-sluice-revision");
+        let h = res.headers_mut();
+        h.insert(LOG_INDEX.clone(), HeaderValue::from(self.log_index));
+        h.insert(REVISION.clone(), HeaderValue::from(self.revision));
+        Ok(res)
+    }
+}
 
 /// `201`/`200` as the outcome asks, or `202` when some member did not
 /// route by the write yet.
@@ -118,7 +150,7 @@ pub(crate) async fn create_group(
     AxState(ctx): Ctx,
     _: Authorized,
     bytes: Bytes,
-) -> ApiResult<(StatusCode, Json<GroupView>)> {
+) -> ApiResult<(StatusCode, Committed, Json<GroupView>)> {
     let req: CreateGroup = json_body(&bytes)?;
     let command = Command::CreateGroup {
         name: req.name.clone(),
@@ -130,7 +162,11 @@ pub(crate) async fn create_group(
     };
     let s = ctx.store.submit(command).await?;
     let view = group_answer(&ctx, &s, &req.name)?;
-    Ok((status_of(StatusCode::CREATED, &s), Json(view)))
+    Ok((
+        status_of(StatusCode::CREATED, &s),
+        Committed::of(&s),
+        Json(view),
+    ))
 }
 
 pub(crate) async fn update_group(
@@ -138,7 +174,7 @@ pub(crate) async fn update_group(
     Path(group): Path<String>,
     _: Authorized,
     bytes: Bytes,
-) -> ApiResult<(StatusCode, Json<GroupView>)> {
+) -> ApiResult<(StatusCode, Committed, Json<GroupView>)> {
     let req: UpdateGroup = json_body(&bytes)?;
     if req.drain_enabled.is_none()
         && req.drain_timeout_ms.is_none()
@@ -160,7 +196,7 @@ pub(crate) async fn update_group(
         })
         .await?;
     let view = group_answer(&ctx, &s, &group)?;
-    Ok((status_of(StatusCode::OK, &s), Json(view)))
+    Ok((status_of(StatusCode::OK, &s), Committed::of(&s), Json(view)))
 }
 
 /// `?force=true` on a group's deletion.
@@ -176,7 +212,7 @@ pub(crate) async fn delete_group(
     Path(group): Path<String>,
     Query(opts): Query<DeleteOptions>,
     _: Authorized,
-) -> ApiResult<(StatusCode, Json<DeletedGroup>)> {
+) -> ApiResult<(StatusCode, Committed, Json<DeletedGroup>)> {
     let s = ctx
         .store
         .submit(Command::DeleteGroup {
@@ -209,7 +245,7 @@ pub(crate) async fn delete_group(
         listeners,
         pending_nodes: s.pending.clone(),
     };
-    Ok((status_of(done, &s), Json(answer)))
+    Ok((status_of(done, &s), Committed::of(&s), Json(answer)))
 }
 
 // === backends ===
@@ -219,7 +255,7 @@ pub(crate) async fn add_backend(
     Path(group): Path<String>,
     _: Authorized,
     bytes: Bytes,
-) -> ApiResult<(StatusCode, Json<BackendView>)> {
+) -> ApiResult<(StatusCode, Committed, Json<BackendView>)> {
     let req: AddBackend = json_body(&bytes)?;
     let weight = match req.weight {
         Some(w) => validate_weight(w)?,
@@ -235,7 +271,7 @@ pub(crate) async fn add_backend(
         })
         .await?;
     let view = backend_answer(&ctx, &s, &group, &req.addr)?;
-    Ok((status_of(StatusCode::OK, &s), Json(view)))
+    Ok((status_of(StatusCode::OK, &s), Committed::of(&s), Json(view)))
 }
 
 pub(crate) async fn set_backend(
@@ -243,7 +279,7 @@ pub(crate) async fn set_backend(
     Path((group, addr)): Path<(String, String)>,
     _: Authorized,
     bytes: Bytes,
-) -> ApiResult<(StatusCode, Json<BackendView>)> {
+) -> ApiResult<(StatusCode, Committed, Json<BackendView>)> {
     let req: SetBackend = json_body(&bytes)?;
     if req.weight.is_none() && req.maintenance.is_none() {
         return Err(nothing_to_update("weight, maintenance"));
@@ -260,7 +296,7 @@ pub(crate) async fn set_backend(
         })
         .await?;
     let view = backend_answer(&ctx, &s, &group, &addr)?;
-    Ok((status_of(StatusCode::OK, &s), Json(view)))
+    Ok((status_of(StatusCode::OK, &s), Committed::of(&s), Json(view)))
 }
 
 /// Removal: `202` with the drain the leader started (or goes on with);
@@ -270,7 +306,7 @@ pub(crate) async fn remove_backend(
     AxState(ctx): Ctx,
     Path((group, addr)): Path<(String, String)>,
     _: Authorized,
-) -> ApiResult<(StatusCode, Json<BackendView>)> {
+) -> ApiResult<(StatusCode, Committed, Json<BackendView>)> {
     // The leader stamps the removal's time when it proposes the command;
     // the deadline every node closes at is computed from it (C3).
     let s = ctx
@@ -291,9 +327,13 @@ pub(crate) async fn remove_backend(
         view.drain = None;
         view.in_flight = 0;
         view.tunnels = 0;
-        return Ok((StatusCode::OK, Json(view)));
+        return Ok((StatusCode::OK, Committed::of(&s), Json(view)));
     }
-    Ok((status_of(StatusCode::ACCEPTED, &s), Json(view)))
+    Ok((
+        status_of(StatusCode::ACCEPTED, &s),
+        Committed::of(&s),
+        Json(view),
+    ))
 }
 
 /// Whether this node, which routes by the removal, has since applied the
@@ -330,7 +370,7 @@ pub(crate) async fn add_listener(
     AxState(ctx): Ctx,
     _: Authorized,
     bytes: Bytes,
-) -> ApiResult<(StatusCode, Json<ListenerView>)> {
+) -> ApiResult<(StatusCode, Committed, Json<ListenerView>)> {
     let req: AddListener = json_body(&bytes)?;
     let port = validate_port(req.port)?;
     let s = ctx
@@ -366,7 +406,11 @@ pub(crate) async fn add_listener(
     } else {
         listener_answer(&ctx, &s.excerpt, &s, port)?
     };
-    Ok((status_of(StatusCode::CREATED, &s), Json(view)))
+    Ok((
+        status_of(StatusCode::CREATED, &s),
+        Committed::of(&s),
+        Json(view),
+    ))
 }
 
 pub(crate) async fn update_listener(
@@ -374,7 +418,7 @@ pub(crate) async fn update_listener(
     Path(port): Path<String>,
     _: Authorized,
     bytes: Bytes,
-) -> ApiResult<(StatusCode, Json<ListenerView>)> {
+) -> ApiResult<(StatusCode, Committed, Json<ListenerView>)> {
     let port = port_of(&port)?;
     let req: UpdateListener = json_body(&bytes)?;
     if req.group.is_none() && req.request_timeout_ms.is_none() {
@@ -389,14 +433,14 @@ pub(crate) async fn update_listener(
         })
         .await?;
     let view = listener_answer(&ctx, &s.excerpt, &s, port)?;
-    Ok((status_of(StatusCode::OK, &s), Json(view)))
+    Ok((status_of(StatusCode::OK, &s), Committed::of(&s), Json(view)))
 }
 
 pub(crate) async fn remove_listener(
     AxState(ctx): Ctx,
     Path(port): Path<String>,
     _: Authorized,
-) -> ApiResult<(StatusCode, Json<ListenerView>)> {
+) -> ApiResult<(StatusCode, Committed, Json<ListenerView>)> {
     let port = port_of(&port)?;
     let s = ctx
         .store
@@ -408,5 +452,5 @@ pub(crate) async fn remove_listener(
         .ok_or_else(|| missing(format!("the drain of the listener on port {port}")))?;
     let mut view = draining_listener_view(d);
     view.pending_nodes = s.pending.clone();
-    Ok((StatusCode::ACCEPTED, Json(view)))
+    Ok((StatusCode::ACCEPTED, Committed::of(&s), Json(view)))
 }

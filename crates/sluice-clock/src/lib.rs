@@ -8,9 +8,19 @@
 //! keeps that comparison the same everywhere and gives a fault harness one
 //! seam to shift a node's clock. `clippy.toml` refuses `SystemTime::now`
 //! anywhere else in the product crates.
+//!
+//! Test builds (feature `test-clock`, never in a release) add
+//! [`set_offset_ms`]: every reading is shifted by that many milliseconds,
+//! so a fault harness can skew one node's clock while the containers share
+//! the host's.
 #![forbid(unsafe_code)]
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+#[cfg(feature = "test-clock")]
+mod offset;
+#[cfg(feature = "test-clock")]
+pub use offset::{offset_ms, set_offset_ms};
 
 /// Milliseconds since the Unix epoch (0 for a clock set before 1970).
 pub type UnixMillis = u64;
@@ -18,7 +28,10 @@ pub type UnixMillis = u64;
 /// The wall clock now.
 #[allow(clippy::disallowed_methods)] // the one place that reads it
 pub fn now() -> SystemTime {
-    SystemTime::now()
+    let now = SystemTime::now();
+    #[cfg(feature = "test-clock")]
+    let now = offset::shift(now);
+    now
 }
 
 /// The wall clock now, as Unix milliseconds.

@@ -36,7 +36,7 @@ use crate::messages::{ApplierMessage, BackendMessage, ListenerMessage};
 use crate::metrics::Metrics;
 use crate::plan::{plan, Change};
 use crate::published::{BackendKey, ListenerStatus, Published};
-use crate::routing::{Route, RoutingTable, RAMP_TICK};
+use crate::routing::{Route, RouteOrigin, RoutingTable, RAMP_TICK};
 use crate::settings::ProxySettings;
 
 /// First wait before a failed bind is tried again.
@@ -531,6 +531,10 @@ impl ApplierState {
     /// (R10).
     fn build_routes(&self, new: &State) {
         let now = sluice_clock::now_ms();
+        let origin = RouteOrigin {
+            node: self.args.settings.node_id,
+            revision: new.revision,
+        };
         let previous = self.args.routes.load();
         let mut routes = HashMap::new();
         for l in new.listeners.values() {
@@ -544,6 +548,7 @@ impl ApplierState {
             let route = self.route_over(
                 g,
                 now,
+                origin,
                 l.generation,
                 l.request_timeout_ms,
                 previous.map(|r| &**r),
@@ -557,7 +562,7 @@ impl ApplierState {
             let Some(g) = new.groups.get(&d.group) else {
                 continue;
             };
-            let route = self.route_over(g, now, d.generation, d.request_timeout_ms, None);
+            let route = self.route_over(g, now, origin, d.generation, d.request_timeout_ms, None);
             draining.insert((d.port, d.generation), Arc::new(route));
         }
         self.args
@@ -571,6 +576,7 @@ impl ApplierState {
         &self,
         g: &sluice_model::Group,
         now: u64,
+        origin: RouteOrigin,
         generation: u64,
         request_timeout_ms: u64,
         previous: Option<&Route>,
@@ -591,6 +597,7 @@ impl ApplierState {
             .collect();
         Route::new(
             generation,
+            origin,
             group,
             Duration::from_millis(request_timeout_ms),
             weighted,

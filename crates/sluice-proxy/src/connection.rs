@@ -329,6 +329,8 @@ async fn handle_request(
     let work = backend.start_request();
     let version = req.version();
     let upstream = upstream_request(req, &backend.addr, websocket);
+    #[cfg(feature = "test-headers")]
+    let upstream = crate::test_headers::stamp(upstream, route.origin);
     let progress = Progress::default();
     // RFC 9110 §15.2: no 1xx for an HTTP/1.0 client.
     let interim = (version != http::Version::HTTP_10).then_some(client);

@@ -82,6 +82,8 @@ mod published;
 mod routing;
 mod settings;
 mod supervision;
+#[cfg(feature = "test-headers")]
+mod test_headers;
 mod tunnel;
 mod upstream;
 

@@ -27,10 +27,22 @@ pub(crate) struct RoutingTable {
     pub draining: HashMap<(u16, u64), Arc<Route>>,
 }
 
+/// Where a route came from: the node that built it and the revision of the
+/// replicated state it was built from (the count of commands applied, the
+/// same on every node). Test builds stamp it on forwarded requests, so a
+/// backend can tell which state routed a request to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RouteOrigin {
+    pub node: u64,
+    pub revision: u64,
+}
+
 /// One listener's route.
 pub(crate) struct Route {
     /// The generation of the listener it routes for.
     pub generation: u64,
+    /// The node and state revision it was built from.
+    pub origin: RouteOrigin,
     pub group: Arc<str>,
     pub request_timeout: Duration,
     backends: Vec<Arc<BackendRuntime>>,
@@ -45,6 +57,7 @@ impl Route {
     /// position of `previous` (the route it replaces), if any.
     pub fn new(
         generation: u64,
+        origin: RouteOrigin,
         group: Arc<str>,
         request_timeout: Duration,
         weighted: Vec<(Arc<BackendRuntime>, u32)>,
@@ -53,6 +66,7 @@ impl Route {
         let schedule = smooth_wrr_schedule(&weighted.iter().map(|(_, w)| *w).collect::<Vec<_>>());
         Route {
             generation,
+            origin,
             group,
             request_timeout,
             backends: weighted.into_iter().map(|(b, _)| b).collect(),
