@@ -7,6 +7,7 @@
 //! removal) and [`convergence`] (the nodes agree after the heal). They read
 //! the history only, so each is tested on histories written by hand.
 
+pub mod convergence;
 pub mod drain;
 pub mod register;
 pub mod set;
@@ -113,6 +114,7 @@ pub fn check_all(history: &History, settings: &CheckSettings) -> Vec<Verdict> {
         register::check(history, settings),
         set::check(history),
         drain::check(history, settings),
+        convergence::check(history, settings),
     ]
 }
 
