@@ -540,6 +540,113 @@ mod tests {
         assert_eq!(v.validity, Validity::Valid, "{v:?}");
     }
 
+    /// A linearizable run, simulated: each op takes effect at a random
+    /// point inside its interval, drains end at random moments, some writes
+    /// are indeterminate (applied or not).
+    fn simulate(mut seed: u64) -> Vec<Op> {
+        let mut rand = |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        let keys = ["k:1", "k:2", "k:3"];
+        // (process, invoke, effect, complete, key, action, indeterminate)
+        let mut planned = Vec::new();
+        for process in 0..6u32 {
+            let mut t = 0i64;
+            for _ in 0..60 {
+                let invoke = t + rand(50) as i64;
+                let effect = invoke + 1 + rand(100) as i64;
+                let complete = effect + 1 + rand(100) as i64;
+                t = complete + 1;
+                let key = keys[rand(keys.len() as u64) as usize];
+                let action = match rand(4) {
+                    0 => Action::Add(rand(101) as u8),
+                    1 => Action::Remove,
+                    2 => Action::Reweight(rand(101) as u8),
+                    _ => Action::Read,
+                };
+                let indeterminate = rand(10) == 0;
+                planned.push((
+                    process,
+                    invoke,
+                    effect,
+                    complete,
+                    key,
+                    action,
+                    indeterminate,
+                ));
+            }
+        }
+        planned.sort_by_key(|p| p.2);
+        let mut state: BTreeMap<&str, KeyState> =
+            keys.iter().map(|k| (*k, KeyState::Absent)).collect();
+        let mut ops = Vec::new();
+        for (id, (process, invoke, _, complete, key, action, indeterminate)) in
+            planned.into_iter().enumerate()
+        {
+            let s = state.entry(key).or_insert(KeyState::Absent);
+            if rand(3) == 0 {
+                if let Some(done) = s.reachable().nth(1) {
+                    *s = done;
+                }
+            }
+            let applied = !indeterminate || rand(2) == 0;
+            let (seen, next) = s.apply(action);
+            if applied {
+                *s = next;
+            }
+            let kind = match action {
+                Action::Add(w) => add(key, w),
+                Action::Remove => remove(key),
+                Action::Reweight(w) => reweight(key, w),
+                Action::Read => read(key),
+            };
+            let outcome = if indeterminate { info() } else { ok(seen) };
+            ops.push(op(id as u64, process, invoke, complete, kind, outcome));
+        }
+        ops
+    }
+
+    #[test]
+    fn simulated_linearizable_runs_are_valid() {
+        for seed in [1, 2, 3] {
+            let started = Instant::now();
+            let v = verdict(simulate(seed));
+            assert_eq!(v.validity, Validity::Valid, "seed {seed}: {v:?}");
+            assert_eq!(v.counts["ops"], 360);
+            assert!(started.elapsed() < Duration::from_secs(20));
+        }
+    }
+
+    #[test]
+    fn simulated_run_with_one_impossible_read_is_invalid() {
+        let mut ops = simulate(1);
+        let read = ops
+            .iter_mut()
+            .find(|o| {
+                matches!(o.kind, OpKind::Read { .. })
+                    && matches!(
+                        o.outcome,
+                        Outcome::Ok {
+                            value: Observed::Active { .. }
+                        }
+                    )
+            })
+            .unwrap();
+        // No one ever writes weight 101.
+        read.outcome = active(101);
+        let id = read.id;
+        let v = verdict(ops);
+        assert_eq!(v.validity, Validity::Invalid, "{v:?}");
+        assert!(
+            v.problems[0].contains(&format!("#{id} ")),
+            "{:?}",
+            v.problems
+        );
+    }
+
     #[test]
     fn nothing_recorded_is_unknown() {
         let v = verdict(Vec::new());
