@@ -60,6 +60,7 @@ pub fn check(history: &History, settings: &CheckSettings) -> Verdict {
         "early",
         "late",
         "unchecked",
+        "unexpected_end",
         "deadline_observations",
         "deadlines_changed",
         "hits_checked",
@@ -186,6 +187,7 @@ enum End {
 
 /// A tunnel or a slow request.
 struct Work<'a> {
+    tunnel: bool,
     what: String,
     node: NodeId,
     backend: &'a str,
@@ -197,6 +199,7 @@ struct Work<'a> {
 fn work(history: &History) -> Vec<Work<'_>> {
     let d = &history.drains;
     let tunnels = d.tunnels.iter().map(|t| Work {
+        tunnel: true,
         what: format!("tunnel #{}", t.id),
         node: t.node,
         backend: &t.backend,
@@ -211,6 +214,7 @@ fn work(history: &History) -> Vec<Work<'_>> {
         },
     });
     let requests = d.requests.iter().map(|r| Work {
+        tunnel: false,
         what: format!("request #{}", r.id),
         node: r.node,
         backend: &r.backend,
@@ -317,7 +321,7 @@ impl<'a> Run<'a> {
 
     fn check_work(&mut self, w: &Work<'_>) {
         let history = self.history;
-        let is_tunnel = w.what.starts_with("tunnel");
+        let is_tunnel = w.tunnel;
         self.count(if is_tunnel { "tunnels" } else { "requests" }, 1);
         if w.how == End::ByDrain {
             self.count(
@@ -356,6 +360,7 @@ impl<'a> Run<'a> {
                 return;
             }
             End::Unexpected(what) => {
+                self.count("unexpected_end", 1);
                 self.problems.push(format!("{head}: {what}"));
                 return;
             }
@@ -387,7 +392,7 @@ impl<'a> Run<'a> {
             format!("deadline {}", self.at(deadline))
         } else {
             format!(
-                "deadline {} on a clock {} ms ahead: {}",
+                "deadline {} on a clock offset by {} ms: {}",
                 self.at(deadline),
                 offset / 1_000,
                 self.at(expected)
@@ -807,6 +812,14 @@ mod tests {
     }
 
     #[test]
+    fn close_with_another_code() {
+        let mut h = valid();
+        h.drains.tunnels[0].end = TunnelEnd::Close { code: 1011 };
+        let v = invalid(&h, "closed with code 1011");
+        assert_eq!(v.counts["unexpected_end"], 1);
+    }
+
+    #[test]
     fn drain_close_of_a_backend_never_removed() {
         let mut h = valid();
         h.drains.tunnels[3].end = TunnelEnd::Close { code: 1001 };
@@ -829,7 +842,7 @@ mod tests {
         let v = verdict(&h);
         assert_eq!(v.validity, Validity::Valid, "{v:?}");
         h.drains.tunnels[1].closed = Some(40 * S);
-        invalid(&h, "on a clock 3000 ms ahead");
+        invalid(&h, "on a clock offset by 3000 ms: +37.000s");
     }
 
     #[test]
