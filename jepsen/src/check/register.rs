@@ -129,6 +129,13 @@ impl Model for RegisterModel {
             .iter()
             .flat_map(|s| s.reachable())
             .map(|s| s.apply(op.action))
+            // A removal's answer may come after its drain ended too (the
+            // API then says `removed`): the drain's end within the call.
+            .flat_map(|(seen, s)| {
+                let ended = (op.action == Action::Remove && s != KeyState::Absent)
+                    .then_some((Observed::Absent, KeyState::Absent));
+                std::iter::once((seen, s)).chain(ended)
+            })
             .filter(|(seen, _)| op.output.as_ref().is_none_or(|o| o == seen))
             .map(|(_, s)| s)
             .collect();
@@ -527,6 +534,24 @@ mod tests {
         ]);
         assert_eq!(v.validity, Validity::Invalid, "{v:?}");
         assert!(v.problems[0].contains("#4"), "{:?}", v.problems);
+    }
+
+    #[test]
+    fn a_removal_may_answer_after_its_drain_ended() {
+        let v = verdict(vec![
+            op(1, 1, 0, 10, add(K, 100), active(100)),
+            op(2, 1, 20, 30, remove(K), ok(Observed::Absent)),
+            op(3, 2, 40, 50, read(K), ok(Observed::Absent)),
+        ]);
+        assert_eq!(v.validity, Validity::Valid, "{v:?}");
+
+        // ... but the drain does not come back after it.
+        let v = verdict(vec![
+            op(1, 1, 0, 10, add(K, 100), active(100)),
+            op(2, 1, 20, 30, remove(K), ok(Observed::Absent)),
+            op(3, 2, 40, 50, read(K), ok(Observed::Draining)),
+        ]);
+        assert_eq!(v.validity, Validity::Invalid, "{v:?}");
     }
 
     #[test]
