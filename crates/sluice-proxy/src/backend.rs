@@ -27,6 +27,7 @@ use crate::going_away::GoingAway;
 use crate::messages::BackendMessage;
 use crate::settings::ProxySettings;
 use crate::upstream::UpstreamPool;
+use crate::wall_deadline::until_deadline;
 
 static NEXT_BACKEND_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -227,20 +228,29 @@ impl Actor for Backend {
                     return Ok(());
                 }
                 let started = DrainState::new(drain, deadline);
-                let wait = started.wait_from(sluice_clock::now_ms());
+                let now = sluice_clock::now_ms();
+                let wait = started.wait_from(now);
                 info!(%drain, deadline_in_ms = wait.as_millis() as u64, "drain started");
                 state.drain = Some(started);
                 state.runtime.draining.store(true, Ordering::Release);
-                if wait.is_zero() {
-                    state.shut_all(drain);
-                } else {
-                    myself.send_after(wait, move || BackendMessage::DrainDeadline { drain });
+                match until_deadline(deadline, now) {
+                    None => state.shut_all(drain),
+                    Some(next) => {
+                        myself.send_after(next, move || BackendMessage::DrainDeadline { drain });
+                    }
                 }
                 state.report_if_idle();
             }
             BackendMessage::DrainDeadline { drain } => {
-                if state.drain.is_some_and(|d| d.id == drain) {
-                    state.shut_all(drain);
+                let Some(d) = state.drain.filter(|d| d.id == drain) else {
+                    return Ok(());
+                };
+                // The deadline is on the wall clock: look at it again.
+                match until_deadline(d.deadline, sluice_clock::now_ms()) {
+                    None => state.shut_all(drain),
+                    Some(next) => {
+                        myself.send_after(next, move || BackendMessage::DrainDeadline { drain });
+                    }
                 }
             }
             BackendMessage::WorkEnded => state.report_if_idle(),

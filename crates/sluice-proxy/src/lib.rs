@@ -86,6 +86,7 @@ mod supervision;
 mod test_headers;
 mod tunnel;
 mod upstream;
+mod wall_deadline;
 
 pub use data_plane::DataPlane;
 pub use error::ProxyError;

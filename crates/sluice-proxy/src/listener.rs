@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
-use sluice_model::DrainId;
+use sluice_model::{DrainId, UnixMillis};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +29,7 @@ use crate::messages::{ConnectionMessage, ListenerMessage};
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
 use crate::settings::ProxySettings;
+use crate::wall_deadline::until_deadline;
 
 /// How long past its drain deadline a removed listener's connections have
 /// to finish closing (a tunnel's Close handshake takes at most a second)
@@ -54,9 +55,8 @@ pub(crate) struct ListenerState {
     stop_accepting: CancellationToken,
     /// Set when the listener drains: no response keeps its connection.
     ending: Arc<AtomicBool>,
-    /// The drain, once removed: its id (none when the listener left with
-    /// no drain), and whether its deadline came.
-    drain: Option<(Option<DrainId>, bool)>,
+    /// The drain, once removed.
+    drain: Option<ListenerDrain>,
     /// `listener{port, generation}`, entered by every handler.
     span: Span,
 }
@@ -200,7 +200,11 @@ async fn handle_message(
             reply,
         } => {
             if state.drain.is_none() {
-                state.drain = Some((drain, false));
+                state.drain = Some(ListenerDrain {
+                    id: drain,
+                    deadline,
+                    fired: false,
+                });
                 // The socket closes before the answer: the port can be
                 // bound again as soon as the caller hears back.
                 state.stop_accepting.cancel();
@@ -223,10 +227,11 @@ async fn handle_message(
                     "listener removed: not accepting, draining its connections"
                 );
                 tell_connections(&myself, || ConnectionMessage::ListenerDraining { drain });
-                if wait == 0 {
-                    myself.cast(ListenerMessage::Deadline)?;
-                } else {
-                    myself.send_after(Duration::from_millis(wait), || ListenerMessage::Deadline);
+                match until_deadline(deadline, sluice_clock::now_ms()) {
+                    None => myself.cast(ListenerMessage::Deadline)?,
+                    Some(next) => {
+                        myself.send_after(next, || ListenerMessage::Deadline);
+                    }
                 }
                 if !has_connections(&myself, None) {
                     myself.stop(Some("drained".into()));
@@ -235,10 +240,17 @@ async fn handle_message(
             let _ = reply.send(());
         }
         ListenerMessage::Deadline => {
-            if let Some((drain, fired)) = &mut state.drain {
-                if !*fired {
-                    *fired = true;
-                    let drain = *drain;
+            if let Some(d) = &mut state.drain {
+                // The deadline is on the wall clock: look at it again.
+                if let Some(next) = until_deadline(d.deadline, sluice_clock::now_ms()) {
+                    if !d.fired {
+                        myself.send_after(next, || ListenerMessage::Deadline);
+                    }
+                    return Ok(());
+                }
+                if !d.fired {
+                    d.fired = true;
+                    let drain = d.id;
                     info!(
                         drain = ?drain,
                         connections = myself.get_children().len(),
@@ -254,6 +266,17 @@ async fn handle_message(
         }
     }
     Ok(())
+}
+
+/// A removed listener's drain.
+#[derive(Debug, Clone, Copy)]
+struct ListenerDrain {
+    /// Its id (none when the listener left with no drain).
+    id: Option<DrainId>,
+    /// When what is left is closed (wall clock, Unix ms).
+    deadline: UnixMillis,
+    /// Whether the deadline came.
+    fired: bool,
 }
 
 /// What each accepted connection is given by its listener.

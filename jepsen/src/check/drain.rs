@@ -10,8 +10,10 @@
 //!    node at or past the removal's log index (a node that learns late
 //!    closes at once, C3); a pause of the node in force at that moment
 //!    moves it to the unpause;
-//! 3. a `clock` fault in force on the node at the deadline moves the
-//!    expected close to deadline − offset (the node fires by its own clock);
+//! 3. a node fires by its own clock: under `clock` faults the expected
+//!    close is the first host time its shifted clock reads the deadline
+//!    (deadline − offset while one offset holds; the moment of a step
+//!    that jumps past it);
 //! 4. work through a node that a `kill`, `restart-all` or `membership`
 //!    fault hit while it was open may break (reset, connection error; a
 //!    1001 during a membership change, the node's own drain): counted, not
@@ -31,7 +33,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{at, CheckSettings, Problems, Validity, Verdict};
-use crate::history::{History, Micros, NodeId, Outcome, Removal, TunnelEnd};
+use crate::history::{Fault, History, Micros, NodeId, Outcome, Removal, TunnelEnd};
 
 const INVARIANT: &str = "drains keep their deadline";
 
@@ -101,8 +103,8 @@ pub fn check(history: &History, settings: &CheckSettings) -> Verdict {
         problems: run.problems.into_lines(),
         note: format!(
             "tolerance {} ms each side of the deadline; the bound is max(deadline, \
-             node applied the removal or unpaused) + tolerance, shifted by a clock \
-             fault's offset; breaks during kill/restart-all/membership of the node \
+             node applied the removal or unpaused) + tolerance, the deadline read on \
+             the node's own (possibly shifted) clock; breaks during kill/restart-all/membership of the node \
              counted, not violations; unacknowledged removals checked only for early \
              closes against the earliest reported deadline",
             tol / 1_000
@@ -284,13 +286,42 @@ impl<'a> Run<'a> {
 
     /// The clock offset of `node` in force at `t`, in microseconds.
     fn clock_offset(&self, node: NodeId, t: Micros) -> Micros {
+        self.clock_faults(node)
+            .filter(|f| f.start <= t && t < f.end.unwrap_or(Micros::MAX))
+            .find_map(|f| f.clock_offset_ms)
+            .map_or(0, |ms| ms.saturating_mul(1_000))
+    }
+
+    fn clock_faults(&self, node: NodeId) -> impl Iterator<Item = &Fault> {
         self.history
             .faults
             .iter()
-            .filter(|f| f.kind == "clock" && f.nodes.contains(&node))
-            .filter(|f| f.start <= t && t <= f.end.unwrap_or(Micros::MAX))
-            .find_map(|f| f.clock_offset_ms)
-            .map_or(0, |ms| ms.saturating_mul(1_000))
+            .filter(move |f| f.kind == "clock" && f.nodes.contains(&node))
+    }
+
+    /// When `node`'s own clock first reads `deadline` or later, in host
+    /// time: its clock is the host's plus the offset in force, which
+    /// changes when a `clock` fault starts or heals (a clock stepped
+    /// forward past the deadline fires at the step).
+    fn fires_at(&self, node: NodeId, deadline: Micros) -> Micros {
+        let mut steps: Vec<Micros> = self
+            .clock_faults(node)
+            .flat_map(|f| [Some(f.start), f.end])
+            .flatten()
+            .collect();
+        steps.sort_unstable();
+        steps.dedup();
+        // Pieces of constant offset: [MIN, s1), [s1, s2), ..., [sn, MAX).
+        let mut from = Micros::MIN;
+        for to in steps.into_iter().chain([Micros::MAX]) {
+            let offset = self.clock_offset(node, from.max(Micros::MIN + 1));
+            let t = from.max(deadline.saturating_sub(offset));
+            if t < to {
+                return t;
+            }
+            from = to;
+        }
+        deadline
     }
 
     /// When `node` first answered an applied index at or past `index`.
@@ -386,15 +417,14 @@ impl<'a> Run<'a> {
                 return;
             }
         };
-        let offset = self.clock_offset(w.node, deadline);
-        let expected = deadline.saturating_sub(offset);
-        let shown = if offset == 0 {
+        let expected = self.fires_at(w.node, deadline);
+        let shown = if expected == deadline {
             format!("deadline {}", self.at(deadline))
         } else {
             format!(
-                "deadline {} on a clock offset by {} ms: {}",
+                "deadline {}, which node {}'s shifted clock read at {}",
                 self.at(deadline),
-                offset / 1_000,
+                w.node,
                 self.at(expected)
             )
         };
@@ -842,7 +872,42 @@ mod tests {
         let v = verdict(&h);
         assert_eq!(v.validity, Validity::Valid, "{v:?}");
         h.drains.tunnels[1].closed = Some(40 * S);
-        invalid(&h, "on a clock offset by 3000 ms: +37.000s");
+        invalid(&h, "shifted clock read at +37.000s");
+    }
+
+    #[test]
+    fn a_clock_that_steps_moves_the_close_with_it() {
+        // Deadline 40 s. Node 2's clock is 3 s behind from 5 s to 38 s,
+        // then healed: it reads 40 s at 40 s host time, not at 43 s.
+        let mut h = valid();
+        let mut skew = fault("clock", 2, 5 * S, 38 * S);
+        skew.clock_offset_ms = Some(-3_000);
+        h.faults.push(skew);
+        let v = verdict(&h);
+        assert_eq!(v.validity, Validity::Valid, "{v:?}");
+        h.drains.tunnels[1].closed = Some(42 * S + 500 * MS);
+        invalid(&h, "tunnel #2");
+
+        // 2 s ahead from 37 s on: it reads 40 s at 38 s host time, and a
+        // step that jumps past the deadline fires at the step.
+        let mut h = valid();
+        let mut skew = fault("clock", 2, 37 * S, 60 * S);
+        skew.clock_offset_ms = Some(2_000);
+        h.faults.push(skew);
+        h.drains.tunnels[1].closed = Some(38 * S + 100 * MS);
+        h.drains.requests[1].answered = Some(38 * S + 200 * MS);
+        let v = verdict(&h);
+        assert_eq!(v.validity, Validity::Valid, "{v:?}");
+        let mut skew = fault("clock", 2, 39 * S, 60 * S);
+        skew.clock_offset_ms = Some(5_000);
+        h.faults.pop();
+        h.faults.push(skew);
+        h.drains.tunnels[1].closed = Some(39 * S + 100 * MS);
+        h.drains.requests[1].answered = Some(39 * S + 200 * MS);
+        let v = verdict(&h);
+        assert_eq!(v.validity, Validity::Valid, "{v:?}");
+        h.drains.tunnels[1].closed = Some(37 * S);
+        invalid(&h, "before its deadline");
     }
 
     #[test]
