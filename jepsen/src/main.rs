@@ -77,6 +77,11 @@ struct Args {
     /// Seconds each pool of register keys is used before the next.
     #[arg(long, default_value_t = 20)]
     key_pool_seconds: u64,
+    /// No cluster: check `OUT/history.json` of an earlier run again and
+    /// rewrite its report and timeline (`--time`, `--seed` and
+    /// `--nemesis` are only reported).
+    #[arg(long)]
+    check_only: bool,
 }
 
 /// Three ports, node 1..=3.
@@ -102,6 +107,7 @@ fn parse_ports(s: &str) -> Result<PortTriple, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let check_only = args.check_only;
     let config = Config {
         time: Duration::from_secs(args.time),
         nemesis: args.nemesis.0,
@@ -130,7 +136,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code = runtime.block_on(runner::main(config));
+    let code = if check_only {
+        runner::run::check_only(&config)
+    } else {
+        runtime.block_on(runner::main(config))
+    };
     // Tasks still running (an interrupted run) are dropped with the runtime.
     runtime.shutdown_timeout(Duration::from_secs(1));
     ExitCode::from(code)

@@ -93,7 +93,10 @@ impl Api {
                 headers,
                 body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             },
-            Err(e) => Reply::Unknown(format!("{status}, then the body failed: {}", chain(&e))),
+            Err(e) => Reply::Unknown(format!(
+                "{status}, then the body failed: {}",
+                root_cause(&e)
+            )),
         }
     }
 
@@ -124,27 +127,21 @@ impl Api {
 
 fn classify(e: &reqwest::Error) -> Reply {
     if e.is_connect() {
-        Reply::NotSent(format!("connect: {}", chain(e)))
+        Reply::NotSent(format!("connect: {}", root_cause(e)))
     } else if e.is_timeout() {
         Reply::Unknown("timeout".into())
     } else {
-        Reply::Unknown(chain(e))
+        Reply::Unknown(root_cause(e))
     }
 }
 
-/// The error and its causes, on one line.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let c_s = c.to_string();
-        if !s.contains(&c_s) {
-            s.push_str(": ");
-            s.push_str(&c_s);
-        }
-        cur = c.source();
+/// The innermost cause of `e` ("Connection refused (os error 111)").
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(c) = cur.source() {
+        cur = c;
     }
-    s
+    cur.to_string()
 }
 
 /// The error code of an API error body (`{"error": {"code": ..}}`).

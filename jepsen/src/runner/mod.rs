@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anyhow::Context;
 use sluice_jepsen::check::Validity;
 use sluice_jepsen::history::{History, Micros, NodeId};
 use tokio::sync::watch;
@@ -200,14 +201,17 @@ pub async fn main(config: Config) -> u8 {
     if let Err(e) = docker.down().await {
         eprintln!("sluice-jepsen: teardown failed: {e:#}");
     }
+    exit_status(result.context("the run failed"))
+}
+
+/// 0 valid, 1 invalid, 2 unknown or an error (said on stderr).
+pub fn exit_status(result: anyhow::Result<Validity>) -> u8 {
     match result {
-        Ok(validity) => match validity {
-            Validity::Valid => 0,
-            Validity::Invalid => 1,
-            Validity::Unknown => 2,
-        },
+        Ok(Validity::Valid) => 0,
+        Ok(Validity::Invalid) => 1,
+        Ok(Validity::Unknown) => 2,
         Err(e) => {
-            eprintln!("sluice-jepsen: the run failed: {e:#}");
+            eprintln!("sluice-jepsen: {e:#}");
             2
         }
     }

@@ -196,7 +196,17 @@ impl Nemesis {
                 let n = rng.node();
                 self.describe(index, format!("node {n} ({}) paused", role(n)), vec![n]);
                 let id = self.docker.must_container(n).await?;
-                self.docker.pause(&id).await?;
+                // The cgroup freezer sometimes gives up ("unable to
+                // freeze"); the runtime thaws the container then.
+                let mut paused = self.docker.pause(&id).await;
+                for _ in 0..3 {
+                    if paused.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    paused = self.docker.pause(&id).await;
+                }
+                paused?;
                 Ok(Active::Paused(id))
             }
             FaultKind::Partition => self.partition(rng, index, leader).await,

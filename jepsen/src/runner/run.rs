@@ -163,6 +163,12 @@ pub async fn run(config: &Config, docker: &Docker) -> Result<Validity> {
     let json = serde_json::to_vec_pretty(&history)?;
     std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
 
+    check(config, &history)
+}
+
+/// Checks `history`, writes the report and the timeline, prints the
+/// summary; the combined verdict.
+fn check(config: &Config, history: &History) -> Result<Validity> {
     progress("checking");
     // The rest (the drain tolerance) comes from the history.
     #[allow(clippy::needless_update)]
@@ -171,15 +177,27 @@ pub async fn run(config: &Config, docker: &Docker) -> Result<Validity> {
         convergence_bound: config.convergence_bound,
         ..CheckSettings::default()
     };
-    let verdicts = check::check_all(&history, &settings);
-    let info = run_info(config, &history);
-    report::write_report(&config.out, &info, &history, &verdicts)
+    let verdicts = check::check_all(history, &settings);
+    let info = run_info(config, history);
+    report::write_report(&config.out, &info, history, &verdicts)
         .with_context(|| format!("cannot write the report in {}", config.out.display()))?;
-    timeline::write_timeline(&config.out, &info, &history)
+    timeline::write_timeline(&config.out, &info, history)
         .with_context(|| format!("cannot write the timeline in {}", config.out.display()))?;
     let validity = combined(&verdicts);
-    summary(config, &history, &verdicts, validity);
+    summary(config, history, &verdicts, validity);
     Ok(validity)
+}
+
+/// `--check-only`: checks `OUT/history.json` again; the exit status.
+pub fn check_only(config: &Config) -> u8 {
+    let path = config.out.join("history.json");
+    let history = std::fs::read(&path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .and_then(|b| {
+            serde_json::from_slice::<History>(&b)
+                .with_context(|| format!("{} is not a history", path.display()))
+        });
+    super::exit_status(history.and_then(|h| check(config, &h)))
 }
 
 /// The nemesis list as given.
