@@ -79,10 +79,11 @@ impl Drain {
         self.listener_ports[i.min(2)]
     }
 
-    /// Runs cycles until `stop`; then keeps the tunnels open until the last
-    /// removal's deadline has passed (plus the tolerance), lets the slow
-    /// requests end, and closes what is left.
-    pub async fn run(self, mut stop: Stop) {
+    /// Runs cycles until `stop`; then, once `healed`, keeps the tunnels
+    /// open until every node has applied the last removal and its deadline
+    /// has passed (plus the tolerance), lets the slow requests end, and
+    /// closes what is left.
+    pub async fn run(self, mut stop: Stop, mut healed: Stop) {
         let this = Arc::new(self);
         let watch: Watch = Arc::default();
         let (close_tx, close) = Stop::new();
@@ -97,6 +98,7 @@ impl Drain {
         let cycle = Duration::from_millis(this.drain_timeout_ms + 4000);
         let mut survivors: Vec<String> = Vec::new();
         let mut last_deadline_ms: i64 = 0;
+        let mut last_index: u64 = 0;
         while !stop.is_set() {
             let t0 = Instant::now();
             let mut fresh = Vec::new();
@@ -133,7 +135,10 @@ impl Drain {
             survivors.extend(fresh);
             for b in targets {
                 match this.remove(&mut rng, &b, &watch).await {
-                    Some(deadline) => last_deadline_ms = last_deadline_ms.max(deadline),
+                    Some((deadline, index)) => {
+                        last_deadline_ms = last_deadline_ms.max(deadline);
+                        last_index = last_index.max(index);
+                    }
                     None => survivors.push(b),
                 }
             }
@@ -143,14 +148,35 @@ impl Drain {
                 break;
             }
         }
-        // Let the last drains end with the tunnels open, at most 20 s.
-        let end_ms = last_deadline_ms + this.tolerance_ms + 1500;
+        // Let the last drains end with the tunnels open: after the heal,
+        // until every node shows the last removal applied (at most 20 s)
+        // and its deadline has passed, plus the tolerance and a margin.
+        healed.wait().await;
+        let bound = Instant::now() + Duration::from_secs(20);
+        while !this.applied_everywhere(last_index) && Instant::now() < bound {
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+        let end_ms = (last_deadline_ms).max(now() / 1000) + this.tolerance_ms + 1500;
         let wait_ms = (end_ms - now() / 1000).clamp(0, 20_000);
         tokio::time::sleep(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0))).await;
         while requests.join_next().await.is_some() {}
         let _ = close_tx.send(true);
         while tunnels.join_next().await.is_some() {}
         while background.join_next().await.is_some() {}
+    }
+
+    /// Whether every node's last polled applied index is `index` or later.
+    fn applied_everywhere(&self, index: u64) -> bool {
+        self.rec.with(|h| {
+            NODES.iter().all(|&n| {
+                h.drains
+                    .applied_seen
+                    .iter()
+                    .rev()
+                    .find(|a| a.node == n)
+                    .is_some_and(|a| a.index >= index)
+            })
+        })
     }
 
     /// Adds `addr` to the group through a random node (three tries).
@@ -170,9 +196,9 @@ impl Drain {
     }
 
     /// Removes `b` through a random node and records it; the deadline (or
-    /// the removal's time when it completed at once) if it was
-    /// acknowledged, `None` to try again next cycle.
-    async fn remove(&self, rng: &mut Rng, b: &str, watch: &Watch) -> Option<i64> {
+    /// the removal's time when it completed at once) and the log index if
+    /// it was acknowledged, `None` to try again next cycle.
+    async fn remove(&self, rng: &mut Rng, b: &str, watch: &Watch) -> Option<(i64, u64)> {
         let n = rng.node();
         let invoke = now();
         let reply = self
@@ -215,7 +241,12 @@ impl Drain {
             since: Instant::now(),
             gone_on: BTreeSet::new(),
         });
-        acknowledged.then(|| deadline_ms.unwrap_or(complete / 1000))
+        acknowledged.then(|| {
+            (
+                deadline_ms.unwrap_or(complete / 1000),
+                log_index.unwrap_or(0),
+            )
+        })
     }
 
     /// One tunnel through node `n`, open until the node closes it or `close`.

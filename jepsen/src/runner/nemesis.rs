@@ -130,20 +130,27 @@ impl Nemesis {
                 let active = match self.apply(kind, &mut rng, index).await {
                     Ok(a) => a,
                     Err(e) => {
+                        // Part of it may be in force: undo everything.
+                        let repair = self.heal_all().await;
                         let end = now();
                         self.rec.with(|h| {
                             let f = &mut h.faults[index];
-                            f.detail = format!("{} (not applied: {e:#})", f.detail);
+                            f.detail = format!("{} (failed: {e:#})", f.detail);
+                            for r in &repair {
+                                f.detail += &format!(" (repair: {r})");
+                            }
                             f.end = Some(end);
                         });
-                        eprintln!("sluice-jepsen: nemesis: {} not applied: {e:#}", kind.name());
+                        eprintln!("sluice-jepsen: nemesis: {} failed: {e:#}", kind.name());
                         if !stop.sleep(rng.millis(1000, 2000)).await {
                             break;
                         }
                         continue;
                     }
                 };
-                let held = stop.sleep(rng.millis(4000, 10_000)).await;
+                // A restart of every node is over when they are back: no hold.
+                let held =
+                    matches!(active, Active::Done) || stop.sleep(rng.millis(4000, 10_000)).await;
                 if let Err(e) = self.heal(active).await {
                     eprintln!(
                         "sluice-jepsen: nemesis: healing {} failed: {e:#}",

@@ -71,6 +71,7 @@ pub async fn run(config: &Config, docker: &Docker) -> Result<Validity> {
     rec.with(|h| h.drains.tolerance_ms = config.tolerance_ms);
     let backends = Backends::new(gateway, rec.clone());
     let (stop_tx, stop) = Stop::new();
+    let (healed_tx, healed_signal) = Stop::new();
     let started = now();
     rec.with(|h| h.started = started);
 
@@ -106,7 +107,7 @@ pub async fn run(config: &Config, docker: &Docker) -> Result<Validity> {
             drain_timeout_ms: config.drain_timeout_ms,
             tolerance_ms: config.tolerance_ms,
         }
-        .run(stop.clone()),
+        .run(stop.clone(), healed_signal),
     );
     let nemesis = tokio::spawn(
         Nemesis {
@@ -128,6 +129,7 @@ pub async fn run(config: &Config, docker: &Docker) -> Result<Validity> {
     nemesis.await.context("the nemesis task")?;
     let healed = now();
     rec.with(|h| h.healed = healed);
+    let _ = healed_tx.send(true);
     progress("healed; waiting for the nodes to agree");
 
     let workloads = async {
