@@ -198,8 +198,14 @@ pub async fn main(config: Config) -> u8 {
         s = run::interrupted() => Err(anyhow::anyhow!("interrupted by {s}")),
     };
     progress("tearing down (compose down --volumes)");
-    if let Err(e) = docker.down().await {
-        eprintln!("sluice-jepsen: teardown failed: {e:#}");
+    // A container the daemon was still starting (an interrupted fault)
+    // can keep the network busy for a moment: try again.
+    for attempt in 1..=3 {
+        match docker.down().await {
+            Ok(()) => break,
+            Err(e) if attempt == 3 => eprintln!("sluice-jepsen: teardown failed: {e:#}"),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_secs(2)).await,
+        }
     }
     exit_status(result.context("the run failed"))
 }

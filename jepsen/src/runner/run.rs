@@ -18,6 +18,26 @@ use super::drain::Drain;
 use super::nemesis::Nemesis;
 use super::{admin, collect, net, now, progress, register, set, Config, Recorder, Stop};
 
+/// A spawned task that is aborted when dropped: an interrupted run leaves
+/// nothing acting on the cluster while it is torn down.
+struct Task<T>(tokio::task::JoinHandle<T>);
+
+impl<T: Send + 'static> Task<T> {
+    fn spawn(f: impl std::future::Future<Output = T> + Send + 'static) -> Task<T> {
+        Task(tokio::spawn(f))
+    }
+
+    async fn join(mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Resolves on Ctrl-C or SIGTERM, naming it.
 pub async fn interrupted() -> &'static str {
     let term = async {
@@ -97,7 +117,7 @@ pub async fn run(config: &Config, docker: &Docker) -> Result<Validity> {
             stop.clone(),
         ));
     }
-    let drain = tokio::spawn(
+    let drain = Task::spawn(
         Drain {
             api: api.clone(),
             backends: backends.clone(),
@@ -109,7 +129,7 @@ pub async fn run(config: &Config, docker: &Docker) -> Result<Validity> {
         }
         .run(stop.clone(), healed_signal),
     );
-    let nemesis = tokio::spawn(
+    let nemesis = Task::spawn(
         Nemesis {
             docker: docker.clone(),
             api: api.clone(),
@@ -121,12 +141,12 @@ pub async fn run(config: &Config, docker: &Docker) -> Result<Validity> {
         }
         .run(stop.clone()),
     );
-    let faults_seen = tokio::spawn(report_faults(rec.clone(), stop.clone()));
+    let faults_seen = Task::spawn(report_faults(rec.clone(), stop.clone()));
 
     tokio::time::sleep(config.time).await;
     progress("time is up: stopping the clients, healing");
     let _ = stop_tx.send(true);
-    nemesis.await.context("the nemesis task")?;
+    nemesis.join().await.context("the nemesis task")?;
     let healed = now();
     rec.with(|h| h.healed = healed);
     let _ = healed_tx.send(true);
@@ -134,10 +154,10 @@ pub async fn run(config: &Config, docker: &Docker) -> Result<Validity> {
 
     let workloads = async {
         while clients.join_next().await.is_some() {}
-        let _ = drain.await;
+        let _ = drain.join().await;
     };
     let ((), finals) = tokio::join!(workloads, collect::finals(&api, config.convergence_bound));
-    let _ = faults_seen.await;
+    let _ = faults_seen.join().await;
     match finals.iter().filter_map(|f| f.converged_at).max() {
         Some(t) if finals.len() == super::NODES.len() => progress(&format!(
             "converged {:.1} s after the heal",
