@@ -16,6 +16,17 @@ use runner::Config;
 
 /// Fault-injection test of a sluice cluster in docker: clients, a nemesis,
 /// then the checkers. Exit status 0 valid, 1 invalid, 2 unknown or failed.
+///
+/// Starts docker/compose.yaml's node1..node3 under its own project (its own
+/// network and volumes) with the test build's image, forms the cluster, and
+/// creates groups `reg` and `set` (register and set workloads on the admin
+/// API), and `drain` behind listener :8080 (WebSocket tunnels and slow
+/// requests through every node to backends this process serves on the
+/// network's gateway). Clients reach the nodes on the published ports on
+/// 127.0.0.1; partitions cut node-to-node traffic only. At the end it heals,
+/// waits for the nodes to agree, saves their logs, writes history.json,
+/// report.md and timeline.html, and tears the project down (also on Ctrl-C).
+/// Needs docker with compose, and root for nsenter and iptables.
 #[derive(Debug, Parser)]
 #[command(name = "sluice-jepsen", version)]
 struct Args {
@@ -60,6 +71,12 @@ struct Args {
     #[arg(long, default_value_t = 60)]
     linearizability_timeout: u64,
     /// Milliseconds the drain checker allows on each side of a deadline.
+    /// The nodes share the host's clock, so a close strays from its
+    /// deadline only by timer, scheduling and delivery delays (milliseconds
+    /// when idle, hundreds of ms on a small host running three nodes, docker
+    /// and the clients) and the 100 ms of the applied-index polls; 1000
+    /// covers those and still catches a close one drain timeout early or
+    /// late.
     #[arg(long, default_value_t = 1000)]
     tolerance_ms: i64,
     /// Drain timeout of group `drain` (and `set`), milliseconds.
@@ -144,4 +161,32 @@ fn main() -> ExitCode {
     // Tasks still running (an interrupted run) are dropped with the runtime.
     runtime.shutdown_timeout(Duration::from_secs(1));
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nemesis_lists_parse() {
+        let all = FaultKind::parse_list("all").unwrap();
+        assert_eq!(all, FaultKind::ALL.to_vec());
+        let some = FaultKind::parse_list("partition,kill,kill").unwrap();
+        assert_eq!(some, vec![FaultKind::Kill, FaultKind::Partition]);
+        assert!(FaultKind::parse_list("").unwrap().is_empty());
+        assert!(FaultKind::parse_list("kill,flood").is_err());
+    }
+
+    #[test]
+    fn port_triples_parse() {
+        assert_eq!(parse_ports("1,2,3").unwrap(), [1, 2, 3]);
+        assert!(parse_ports("1,2").is_err());
+        assert!(parse_ports("1,2,x").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
 }
