@@ -13,7 +13,8 @@
 //! Per request: one `ArcSwap` load, one atomic pick, one uncontended
 //! per-connection lock to find this connection's shutdown token for the
 //! chosen backend, and the backend pool's pop and push of an idle upstream
-//! connection. The connection's span (port, peer) is made once, with it.
+//! connection. The connection's span (`connection{peer}` under its
+//! listener's, at debug level) is made once, with it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -61,8 +62,9 @@ pub(crate) struct ConnectionCore {
     cut: AtomicBool,
     /// Lets the listener end keep-alive and close this connection if idle.
     keep_alive: KeepAlive,
-    /// `connection{port, peer}`: the serving task and the tunnel run in it,
-    /// the actor's handlers enter it.
+    /// `connection{peer}` under `listener{port, generation}` (the
+    /// listener's own span when debug logging is off): the serving task and
+    /// the tunnel run in it, the actor's handlers enter it.
     span: Span,
     /// Tasks alive (the HTTP server, tunnels); the actor stops at zero.
     live: AtomicUsize,
@@ -146,6 +148,8 @@ pub(crate) struct ConnectionArgs {
     pub routes: Arc<ArcSwap<RoutingTable>>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<ProxySettings>,
+    /// The accepting listener's span (`listener{port, generation}`).
+    pub listener_span: Span,
 }
 
 pub(crate) struct ConnectionState {
@@ -200,7 +204,16 @@ impl Actor for Connection {
             .connections_open
             .fetch_add(1, Ordering::Relaxed);
         let stream = Arc::new(args.stream);
-        let span = tracing::info_span!("connection", port = args.port, peer = %args.peer);
+        // A span of its own only when debug logging is on: an enabled span
+        // costs ~0.5 KiB per connection held (measured with 9,500 idle
+        // connections); at info the work runs in the listener's span.
+        let span =
+            tracing::debug_span!(parent: &args.listener_span, "connection", peer = %args.peer);
+        let span = if span.is_disabled() {
+            args.listener_span
+        } else {
+            span
+        };
         let ctx = Arc::new(ConnectionCore {
             port: args.port,
             generation: args.generation,

@@ -315,6 +315,7 @@ async fn accept_loop(
             routes: routes.clone(),
             metrics: metrics.clone(),
             settings: settings.clone(),
+            listener_span: tracing::Span::current(),
         };
         if let Err(e) = Actor::spawn_linked(None, Connection, args, supervisor.clone()).await {
             error!(port, error = %e, "could not start a connection actor");

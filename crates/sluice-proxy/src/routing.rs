@@ -32,6 +32,7 @@ pub(crate) struct RoutingTable {
 /// same on every node). Test builds stamp it on forwarded requests, so a
 /// backend can tell which state routed a request to it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(not(feature = "test-headers"), allow(dead_code))]
 pub(crate) struct RouteOrigin {
     pub node: u64,
     pub revision: u64,
@@ -41,7 +42,8 @@ pub(crate) struct RouteOrigin {
 pub(crate) struct Route {
     /// The generation of the listener it routes for.
     pub generation: u64,
-    /// The node and state revision it was built from.
+    /// The node and state revision it was built from (read by test builds).
+    #[cfg_attr(not(feature = "test-headers"), allow(dead_code))]
     pub origin: RouteOrigin,
     pub group: Arc<str>,
     pub request_timeout: Duration,
