@@ -112,9 +112,19 @@ impl Nemesis {
     /// Runs until `stop`, then heals everything.
     pub async fn run(self, mut stop: Stop) {
         let mut rng = Rng::new(self.seed, 0x4000);
+        // Kinds are dealt from a shuffled deck: every kind asked for comes
+        // once before any comes twice, so a short run sees each of them.
+        let mut deck: Vec<FaultKind> = Vec::new();
         if !self.kinds.is_empty() && stop.sleep(self.warmup).await {
             loop {
-                let kind = rng.pick(&self.kinds);
+                if deck.is_empty() {
+                    deck = self.kinds.clone();
+                    for i in (1..deck.len()).rev() {
+                        let j = usize::try_from(rng.next_u64() % (i as u64 + 1)).unwrap_or(0);
+                        deck.swap(i, j);
+                    }
+                }
+                let Some(kind) = deck.pop() else { break };
                 let start = now();
                 let index = self.rec.with(|h| {
                     h.faults.push(Fault {
