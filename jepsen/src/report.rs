@@ -66,6 +66,11 @@ pub fn render(run: &RunInfo, history: &History, verdicts: &[Verdict]) -> String 
     faults(&mut out, history);
     workload(&mut out, history);
     invariants(&mut out, verdicts);
+    let _ = writeln!(
+        out,
+        "## Summary row\n\n{SUMMARY_HEADER}\n{}\n",
+        summary_row(run, history, verdicts)
+    );
     let _ = writeln!(out, "verdict: {verdict}");
     out
 }

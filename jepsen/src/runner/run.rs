@@ -185,12 +185,16 @@ pub async fn run(config: &Config, docker: &Docker) -> Result<Validity> {
     let json = serde_json::to_vec_pretty(&history)?;
     std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
 
-    check(config, &history)
+    let info = run_info(config, &history);
+    let path = config.out.join("run.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&info)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    check(config, &history, &info)
 }
 
 /// Checks `history`, writes the report and the timeline, prints the
 /// summary; the combined verdict.
-fn check(config: &Config, history: &History) -> Result<Validity> {
+fn check(config: &Config, history: &History, info: &RunInfo) -> Result<Validity> {
     progress("checking");
     // The rest (the drain tolerance) comes from the history.
     #[allow(clippy::needless_update)]
@@ -200,17 +204,17 @@ fn check(config: &Config, history: &History) -> Result<Validity> {
         ..CheckSettings::default()
     };
     let verdicts = check::check_all(history, &settings);
-    let info = run_info(config, history);
-    report::write_report(&config.out, &info, history, &verdicts)
+    report::write_report(&config.out, info, history, &verdicts)
         .with_context(|| format!("cannot write the report in {}", config.out.display()))?;
-    timeline::write_timeline(&config.out, &info, history)
+    timeline::write_timeline(&config.out, info, history)
         .with_context(|| format!("cannot write the timeline in {}", config.out.display()))?;
     let validity = combined(&verdicts);
     summary(config, history, &verdicts, validity);
     Ok(validity)
 }
 
-/// `--check-only`: checks `OUT/history.json` again; the exit status.
+/// `--check-only`: checks `OUT/history.json` again, with the run's own
+/// parameters from `OUT/run.json` when it has one; the exit status.
 pub fn check_only(config: &Config) -> u8 {
     let path = config.out.join("history.json");
     let history = std::fs::read(&path)
@@ -219,7 +223,13 @@ pub fn check_only(config: &Config) -> u8 {
             serde_json::from_slice::<History>(&b)
                 .with_context(|| format!("{} is not a history", path.display()))
         });
-    super::exit_status(history.and_then(|h| check(config, &h)))
+    super::exit_status(history.and_then(|h| {
+        let info = std::fs::read(config.out.join("run.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RunInfo>(&b).ok())
+            .unwrap_or_else(|| run_info(config, &h));
+        check(config, &h, &info)
+    }))
 }
 
 /// The nemesis list as given.
