@@ -271,14 +271,8 @@ async fn a_lagging_follower_answers_with_what_the_leader_applied() {
         Duration::from_secs(10),
         "the follower catches up",
         || async {
-            let (s, b) = call(
-                f,
-                "GET",
-                "/v1/groups/web/backends/127.0.0.1:10",
-                Value::Null,
-            )
-            .await;
-            if s == 200 && b["state"] == "draining" {
+            let (s, b) = call(f, "GET", "/v1/groups/later", Value::Null).await;
+            if s == 200 {
                 Ok(())
             } else {
                 Err(format!("{s} {b}"))
@@ -286,6 +280,17 @@ async fn a_lagging_follower_answers_with_what_the_leader_applied() {
         },
     )
     .await;
+    // It applied the removal: the backend drains there, or its drain has
+    // already completed everywhere (nothing held it) and it is gone — the
+    // leader says which, and the follower's own copy agrees.
+    let path = "/v1/groups/web/backends/127.0.0.1:10";
+    let (mine, mine_body) = call(f, "GET", path, Value::Null).await;
+    let (leaders, leaders_body) =
+        call(l, "GET", &format!("{path}?consistent=true"), Value::Null).await;
+    assert!(
+        (mine == 200 && mine_body["state"] == "draining") || (mine == 404 && leaders == 404),
+        "follower: {mine} {mine_body}; leader: {leaders} {leaders_body}"
+    );
 }
 
 /// A committed write names its log entry and the revision right after it;
