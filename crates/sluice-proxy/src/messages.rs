@@ -13,6 +13,8 @@
 //!     no request in flight and no tunnel left: events.drain_finished,
 //!     once per drain and node (R2; at once for an idle backend).
 //! Backend's timer ──DrainDeadline{drain}──▶ Backend               [backend.rs]
+//!     early (the wall clock, read again every ≤ 250 ms, is not there
+//!     yet: wall_deadline.rs): the timer is set again; else it
 //!     cancels each registered connection's token for this backend, once;
 //!     the work wakes on it: a request still waiting answers 500 with
 //!     Connection: close, a response already streaming is cut, a tunnel
