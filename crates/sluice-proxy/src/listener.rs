@@ -220,14 +220,15 @@ async fn handle_message(
                     }
                 }
                 state.ending.store(true, Ordering::SeqCst);
-                let wait = deadline.saturating_sub(sluice_clock::now_ms());
+                let now = sluice_clock::now_ms();
+                let wait = deadline.saturating_sub(now);
                 info!(
                     drain = ?drain,
                     deadline_in_ms = wait,
                     "listener removed: not accepting, draining its connections"
                 );
                 tell_connections(&myself, || ConnectionMessage::ListenerDraining { drain });
-                match until_deadline(deadline, sluice_clock::now_ms()) {
+                match until_deadline(deadline, now) {
                     None => myself.cast(ListenerMessage::Deadline)?,
                     Some(next) => {
                         myself.send_after(next, || ListenerMessage::Deadline);
