@@ -107,6 +107,26 @@ pub enum NodeCommand {
         #[arg(long, value_name = "DURATION", default_value = "2s")]
         timeout: String,
     },
+    /// Drain node ID (sent to any node): not ready at once, new connections
+    /// only for its accept grace, keep-alive ended, what is left closed at
+    /// the deadline. It lasts until `node undrain`, across restarts.
+    Drain {
+        /// Node id.
+        id: u64,
+        /// Time from now to the deadline, 0s..=3600s.
+        #[arg(long, value_name = "DURATION", default_value = "60s")]
+        timeout: String,
+        /// Wait until the node holds nothing (or its deadline passed).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// End node ID's drain: it takes new clients again.
+    Undrain {
+        /// Node id.
+        id: u64,
+    },
+    /// Every member: its drain and what it holds now.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -454,6 +474,15 @@ fn duration_flag_ms(
 /// Checks a drain timeout flag; returns milliseconds.
 pub fn drain_timeout_ms(value: &str) -> Result<u64, UsageError> {
     duration_flag_ms("--drain-timeout", value, validate_drain_timeout)
+}
+
+/// Checks a node drain's `--timeout`; returns milliseconds.
+pub fn node_drain_timeout_ms(value: &str) -> Result<u64, UsageError> {
+    duration_flag_ms(
+        "--timeout",
+        value,
+        sluice_model::validate_node_drain_timeout,
+    )
 }
 
 /// Checks a slow-start flag; returns milliseconds.

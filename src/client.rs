@@ -7,14 +7,15 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sluice_admin::api::{
-    AddBackend, AddListener, BackendState, BackendView, CreateGroup, DeletedGroup, ErrorBody,
-    ErrorDetail, GroupView, ListenerView, SetBackend, UpdateGroup, UpdateListener,
+    AddBackend, AddListener, BackendState, BackendView, CreateGroup, DeletedGroup, DrainNode,
+    ErrorBody, ErrorDetail, GroupView, ListenerView, NodeList, NodeView, SetBackend, UpdateGroup,
+    UpdateListener,
 };
 use sluice_model::NodeId;
 
 use crate::cli::{
-    self, BackendCommand, ClientFlags, ClusterCommand, GroupCommand, ListenerCommand, Output,
-    UsageError,
+    self, BackendCommand, ClientFlags, ClusterCommand, GroupCommand, ListenerCommand, NodeCommand,
+    Output, UsageError,
 };
 use crate::output;
 
@@ -651,6 +652,70 @@ impl Client {
 // === cluster ===
 
 impl Client {
+    pub async fn node(&self, cmd: NodeCommand) -> Result<(), ClientError> {
+        match cmd {
+            NodeCommand::Drain { id, timeout, wait } => {
+                let body = DrainNode {
+                    timeout_ms: Some(cli::node_drain_timeout_ms(&timeout)?),
+                };
+                let path = format!("/v1/nodes/{id}/drain");
+                let n: NodeView = self.call(Method::POST, &path, Some(&body)).await?;
+                self.warn_pending(&n.pending_nodes);
+                if wait {
+                    return self.wait_node_drained(id).await;
+                }
+                if !self.json(&n) {
+                    println!("node {id} draining: {}", output::node_state(&n));
+                }
+            }
+            NodeCommand::Undrain { id } => {
+                let path = format!("/v1/nodes/{id}/undrain");
+                let n: NodeView = self.call(Method::POST, &path, None).await?;
+                self.warn_pending(&n.pending_nodes);
+                if !self.json(&n) {
+                    println!("node {id} takes new clients again");
+                }
+            }
+            NodeCommand::List => {
+                let list: NodeList = self.get("/v1/nodes").await?;
+                if !self.json(&list) {
+                    output::nodes(&list.nodes);
+                }
+            }
+            NodeCommand::Check { timeout } => return self.check(&timeout).await,
+            NodeCommand::Run { .. } => {
+                return Err(UsageError::invalid(
+                    "node run",
+                    "`node run` runs a node; it is not a client command",
+                )
+                .into())
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls `node list` until node `id` holds nothing (its drain finished)
+    /// or its deadline passed; prints the node as it ends.
+    async fn wait_node_drained(&self, id: NodeId) -> Result<(), ClientError> {
+        loop {
+            let list: NodeList = self.get("/v1/nodes").await?;
+            let node = list.nodes.into_iter().find(|n| n.node == id);
+            let done = match node.as_ref().and_then(|n| n.drain.as_ref()) {
+                Some(d) => d.finished || d.remaining_ms == 0,
+                None => true,
+            };
+            if done {
+                if let Some(n) = &node {
+                    if !self.json(n) {
+                        println!("node {id}: {}", output::node_state(n));
+                    }
+                }
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     pub async fn cluster(&self, cmd: ClusterCommand) -> Result<(), ClientError> {
         match cmd {
             ClusterCommand::Init => {

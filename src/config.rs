@@ -27,6 +27,15 @@ impl LogFormat {
     }
 }
 
+/// What a reload changes (field names as in the file).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadChanges {
+    /// Taken at once.
+    pub applied: Vec<&'static str>,
+    /// Taken at the next start.
+    pub need_restart: Vec<&'static str>,
+}
+
 /// The environment variable that, when set, overrides `[log] format`.
 pub const LOG_FORMAT_ENV: &str = "SLUICE_LOG_FORMAT";
 
@@ -38,8 +47,11 @@ pub struct NodeConfig {
     pub data_address: IpAddr,
     /// Tokio worker threads; 0 means one per CPU this process may run on.
     pub worker_threads: usize,
-    /// Longest the stop sequence may take before the process exits anyway.
+    /// A stopping node drains itself for at most this long (N1); the stop
+    /// sequence after it has its own bound.
     pub stop_timeout: Duration,
+    /// How long a draining node still accepts new connections.
+    pub accept_grace: Duration,
     pub admin_listen: SocketAddr,
     /// `[admin] token`; `SLUICE_TOKEN` wins over it, and it wins over the
     /// data dir's token file (`sluice_admin::auth::resolve_token`).
@@ -134,6 +146,7 @@ struct RawNode {
     data_address: Option<String>,
     worker_threads: Option<i64>,
     stop_timeout: Option<String>,
+    accept_grace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +180,45 @@ impl NodeConfig {
     pub fn embedded_default() -> NodeConfig {
         Self::from_raw(RawConfig::default(), "<embedded default>")
             .expect("the embedded default is valid")
+    }
+
+    /// What reloading `new` over `self` changes: the fields a running node
+    /// takes at once (SIGHUP) and those it takes at its next start.
+    pub fn reload_changes(&self, new: &NodeConfig) -> ReloadChanges {
+        let mut changes = ReloadChanges::default();
+        macro_rules! compare {
+            ($list:ident: $($field:ident => $name:literal),* $(,)?) => {
+                $(if self.$field != new.$field {
+                    changes.$list.push($name);
+                })*
+            };
+        }
+        compare!(applied:
+            log_level => "log.level",
+            log_format => "log.format",
+            stop_timeout => "node.stop_timeout",
+        );
+        compare!(need_restart:
+            node_id => "node.id",
+            data_dir => "node.data_dir",
+            data_address => "node.data_address",
+            worker_threads => "node.worker_threads",
+            accept_grace => "node.accept_grace",
+            admin_listen => "admin.listen",
+            token => "admin.token",
+            header_read_timeout => "proxy.header_read_timeout",
+            max_header_bytes => "proxy.max_header_bytes",
+            upstream_connect_timeout => "proxy.upstream_connect_timeout",
+            upstream_idle_timeout => "proxy.upstream_idle_timeout",
+            upstream_max_idle_per_backend => "proxy.upstream_max_idle_per_backend",
+            bootstrap => "cluster.bootstrap",
+            advertise => "cluster.advertise",
+            heartbeat_interval => "cluster.heartbeat_interval",
+            election_timeout => "cluster.election_timeout",
+            snapshot_every => "cluster.snapshot_every",
+            fault_injection => "debug.fault_injection",
+        );
+        changes
     }
 
     /// Reads and validates a config file.
@@ -304,9 +356,16 @@ impl NodeConfig {
             stop_timeout: v.duration(
                 "node.stop_timeout",
                 raw.node.stop_timeout.as_deref(),
-                "10s",
-                (Duration::from_secs(1), Duration::from_secs(300)),
-                "1s..=300s",
+                "30s",
+                (Duration::from_secs(1), Duration::from_secs(3600)),
+                "1s..=3600s",
+            )?,
+            accept_grace: v.duration(
+                "node.accept_grace",
+                raw.node.accept_grace.as_deref(),
+                "3s",
+                (Duration::ZERO, Duration::from_secs(60)),
+                "0s..=60s",
             )?,
             data_dir: PathBuf::from(raw.node.data_dir.unwrap_or_else(|| "./data".into())),
             data_address,
@@ -508,7 +567,11 @@ mod tests {
             ),
             (
                 "[node]\nstop_timeout = \"0s\"",
-                "x.toml: node.stop_timeout = 0s is out of range 1s..=300s",
+                "x.toml: node.stop_timeout = 0s is out of range 1s..=3600s",
+            ),
+            (
+                "[node]\naccept_grace = \"2m\"",
+                "x.toml: node.accept_grace = 2m is out of range 0s..=60s",
             ),
             ("[node]\ndata_address = \"local\"", "x.toml: node.data_address = \"local\" is invalid: expected an IP address (e.g. 127.0.0.1, 0.0.0.0)"),
             ("[admin]\nlisten = \"nope\"", "x.toml: admin.listen = \"nope\" is invalid: expected ip:port (e.g. 127.0.0.1:7070)"),

@@ -6,14 +6,14 @@ mod cli;
 mod client;
 mod config;
 mod log_format;
+mod logging;
 mod node;
 mod output;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, NodeCommand, Output};
-use crate::config::{LogFormat, NodeConfig, LOG_FORMAT_ENV};
+use crate::config::{NodeConfig, LOG_FORMAT_ENV};
 
 /// jemalloc, whose background thread gives freed pages back to the OS a
 /// few seconds after a load ends: glibc's malloc kept what a connection
@@ -24,9 +24,9 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() {
     let cli = Cli::try_parse().unwrap_or_else(|e| refuse_args(e));
     let code = match cli.command {
-        Command::Node(NodeCommand::Run { config }) => {
-            let loaded = match config {
-                Some(path) => NodeConfig::load(&path),
+        Command::Node(NodeCommand::Run { config: path }) => {
+            let loaded = match &path {
+                Some(path) => NodeConfig::load(path),
                 None => Ok(NodeConfig::embedded_default()),
             };
             let env_format = std::env::var(LOG_FORMAT_ENV).ok();
@@ -40,9 +40,9 @@ fn main() {
                     std::process::exit(2);
                 }
             };
-            init_logging(&config);
+            let log = logging::init(&config);
             let runtime = runtime(config.worker_threads);
-            match runtime.block_on(node::run(config)) {
+            match runtime.block_on(node::run(config, node::Reload { file: path, log })) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -60,7 +60,7 @@ fn main() {
                     Command::Listener(c) => client.listener(c).await,
                     Command::Cluster(c) => client.cluster(c).await,
                     Command::Node(NodeCommand::Check { timeout }) => client.check(&timeout).await,
-                    Command::Node(NodeCommand::Run { .. }) => unreachable!("handled above"),
+                    Command::Node(c) => client.node(c).await,
                 }
             });
             match result {
@@ -142,23 +142,5 @@ fn runtime(workers: usize) -> tokio::runtime::Runtime {
             eprintln!("error: cannot start the async runtime: {e}");
             std::process::exit(1);
         }
-    }
-}
-
-fn init_logging(config: &NodeConfig) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    // Every line names the node (`log_format`).
-    match config.log_format {
-        LogFormat::Text => builder
-            .event_format(log_format::NodeText::new(config.node_id))
-            .init(),
-        LogFormat::Json => builder
-            .json()
-            .event_format(log_format::NodeJson::new(config.node_id))
-            .init(),
     }
 }

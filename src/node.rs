@@ -5,16 +5,29 @@
 //! bind reports fed back as commands), and the admin API (which also serves
 //! the Raft RPCs).
 //!
-//! Stopping is bounded by `node.stop_timeout`: the admin API stops taking
-//! connections and its open requests get half of it, then Raft and the data
-//! plane stop; what is still running when it runs out is logged and the
-//! process exits anyway (a watchdog thread makes sure of it). A node whose
-//! Raft core stopped (openraft stops it for good on a storage error such as
-//! a full disk) reports not ready, logs the cause once and stops the same
-//! way, exiting with [`EXIT_RAFT_STOPPED`] (75) so that its supervisor
-//! restarts it: a new process reopens the store and replays it (C5).
+//! SIGTERM or Ctrl-C drains the node first (N1): the data plane drains at
+//! once on its own word (not ready, accept grace, keep-alive ended, the
+//! deadline `node.stop_timeout` away) and the drain is proposed to the
+//! cluster as this process's stop, so that the other members show it; when
+//! the cluster does not answer the node drains alone (C4). The node goes on
+//! when it holds nothing after the grace, at the deadline (plus the
+//! listeners' time to send their 500s and Close frames), or at a second
+//! signal (which moves the deadline to now). Then the admin API stops taking
+//! connections and its open requests get half of [`STOP_REST`], and Raft
+//! (flushing its store) and the data plane stop within the rest; what is
+//! still running then is logged and the process exits anyway (a watchdog
+//! thread makes sure of it). SIGHUP reloads the config file's log level and
+//! format and the stop timeout, and names the changes that need a restart.
+//!
+//! A node whose Raft core stopped (openraft stops it for good on a storage
+//! error such as a full disk) reports not ready, logs the cause once and
+//! stops within `node.stop_timeout`, exiting with [`EXIT_RAFT_STOPPED`] (75)
+//! so that its supervisor restarts it: a new process reopens the store and
+//! replays it (C5).
 
 use std::future::IntoFuture;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +35,7 @@ use anyhow::Context;
 use sluice_admin::auth::{self, TokenSource};
 use sluice_admin::{router, AdminContext, CommandStore};
 use sluice_bridge::Bridge;
+use sluice_model::{Command, NodeDrainReason};
 use sluice_proxy::{DataPlane, ProxySettings};
 use sluice_raft::{ClusterConfig, RaftNode};
 use tokio::sync::{oneshot, watch};
@@ -29,12 +43,21 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::config::NodeConfig;
+use crate::logging::LogReload;
 
-/// Runs a node until Ctrl-C or SIGTERM (then returns), or until its Raft
-/// core stops (then the process exits with [`EXIT_RAFT_STOPPED`]); either
-/// way the stop takes at most `node.stop_timeout`.
-pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+/// What SIGHUP works with: the config file the node started from (none:
+/// the embedded default) and the log subscriber's handle.
+pub struct Reload {
+    pub file: Option<PathBuf>,
+    pub log: LogReload,
+}
+
+/// Runs a node until Ctrl-C or SIGTERM (then it drains and returns), or
+/// until its Raft core stops (then the process exits with
+/// [`EXIT_RAFT_STOPPED`]).
+pub async fn run(config: NodeConfig, reload: Reload) -> anyhow::Result<()> {
     let node = config.node_id;
+    let incarnation = new_incarnation();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let (token, source) = auth::resolve_token(
@@ -64,6 +87,8 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         upstream_connect_timeout: config.upstream_connect_timeout,
         upstream_idle_timeout: config.upstream_idle_timeout,
         upstream_max_idle_per_backend: config.upstream_max_idle_per_backend,
+        incarnation,
+        accept_grace: config.accept_grace,
     };
     let (events, event_queue) = sluice_bridge::events();
     let data_plane = Arc::new(
@@ -101,7 +126,7 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let app = router(Arc::new(AdminContext {
         node_id: node,
         token,
-        store,
+        store: store.clone(),
     }));
     let (stop_admin, admin_stopping) = oneshot::channel::<()>();
     let mut admin_server = tokio::spawn(
@@ -119,7 +144,13 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
         dp.stopped().await;
         let _ = dp_stopped_tx.send(true);
     });
-    info!(admin = %config.admin_listen, advertise = %config.advertise, data_address = %config.data_address, "sluice node ready");
+    info!(admin = %config.admin_listen, advertise = %config.advertise, data_address = %config.data_address, incarnation, "sluice node ready");
+    let stop_timeout = Arc::new(AtomicU64::new(config.stop_timeout.as_millis() as u64));
+    tokio::spawn(reload_on_sighup(
+        reload,
+        config.clone(),
+        stop_timeout.clone(),
+    ));
 
     let cause = tokio::select! {
         _ = shutdown_signal() => Stop::Signal,
@@ -133,11 +164,9 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     };
     // A finished task must not be awaited again.
     let admin_server = (!matches!(cause, Stop::AdminEnded(_))).then_some(admin_server);
+    let stop_timeout = Duration::from_millis(stop_timeout.load(Ordering::Relaxed));
     let code = match &cause {
-        Stop::Signal => {
-            info!(stop_timeout = %humantime::format_duration(config.stop_timeout), "shutting down");
-            0
-        }
+        Stop::Signal => 0,
         Stop::RaftStopped(why) => {
             // /readyz answers 503 `raft_stopped` from now on.
             error!(
@@ -153,21 +182,32 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
             1
         }
     };
-    // Whatever hangs below (or dropping the runtime after it), the process
-    // ends shortly after its stop timeout.
-    arm_watchdog(config.stop_timeout + WATCHDOG_MARGIN, code.max(1));
-    let mut limit = config.stop_timeout;
-    if matches!(cause, Stop::RaftStopped(_)) {
-        // Up, not ready, for a quarter of the stop timeout: health checks
-        // and `cluster status` see why before the node goes away; the data
-        // plane keeps routing by its last state meanwhile (C4).
-        let grace = config.stop_timeout / 4;
-        tokio::select! {
-            _ = tokio::time::sleep(grace) => {}
-            _ = shutdown_signal() => info!("stopping at once on request"),
+    let limit = match &cause {
+        Stop::Signal => {
+            // Whatever hangs below (or dropping the runtime after it), the
+            // process ends shortly after its drain and stop bounds.
+            arm_watchdog(stop_timeout + DRAIN_CLOSE + STOP_REST + WATCHDOG_MARGIN, 1);
+            drain_to_stop(&store, &data_plane, incarnation, stop_timeout).await;
+            STOP_REST
         }
-        limit -= grace;
-    }
+        Stop::RaftStopped(_) => {
+            arm_watchdog(stop_timeout + WATCHDOG_MARGIN, code);
+            // Up, not ready, for a quarter of the stop timeout: health
+            // checks and `cluster status` see why before the node goes
+            // away; the data plane keeps routing by its last state
+            // meanwhile (C4).
+            let grace = stop_timeout / 4;
+            tokio::select! {
+                _ = tokio::time::sleep(grace) => {}
+                _ = shutdown_signal() => info!("stopping at once on request"),
+            }
+            stop_timeout - grace
+        }
+        Stop::Failed(_) | Stop::AdminEnded(_) => {
+            arm_watchdog(stop_timeout + WATCHDOG_MARGIN, code.max(1));
+            stop_timeout
+        }
+    };
     let still_running = stop_within(
         limit,
         StopParts {
@@ -181,12 +221,13 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
     .await;
     if !still_running.is_empty() {
         error!(
-            stop_timeout = %humantime::format_duration(config.stop_timeout),
+            waited = %humantime::format_duration(limit),
             still_running = %still_running.join(", "),
-            "the node did not stop within its stop timeout; exiting anyway"
+            "the node did not stop in time; exiting anyway"
         );
         std::process::exit(code.max(1));
     }
+    info!(exit_code = code, "node stopped");
     match cause {
         Stop::Signal => Ok(()),
         Stop::RaftStopped(_) => std::process::exit(EXIT_RAFT_STOPPED),
@@ -198,9 +239,170 @@ pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
 /// a full disk): restart it (EX_TEMPFAIL).
 pub const EXIT_RAFT_STOPPED: i32 = 75;
 
-/// How long after the stop timeout the watchdog ends the process when the
-/// stop sequence itself is wedged.
+/// How long after its bounds the watchdog ends the process when the stop
+/// sequence itself is wedged.
 const WATCHDOG_MARGIN: Duration = Duration::from_secs(1);
+
+/// After a stopping node's drain: the bound on stopping the admin API, Raft
+/// (which flushes its store) and the data plane.
+pub const STOP_REST: Duration = Duration::from_secs(5);
+
+/// Past the drain deadline: the listeners' time to send their 500s and
+/// Close frames before the node goes on stopping.
+const DRAIN_CLOSE: Duration = Duration::from_secs(2);
+
+/// Longest a stopping node waits for the cluster to record its stop before
+/// it drains on its own word alone (it drains from the start either way).
+const RECORD_STOP_WITHIN: Duration = Duration::from_secs(3);
+
+/// Longest a drained, stopping node waits for the cluster to show it
+/// drained.
+const REPORT_DRAINED_WITHIN: Duration = Duration::from_secs(1);
+
+/// A number that tells this process from the node's earlier and later ones:
+/// a stop recorded by one of them does not drain this one.
+fn new_incarnation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // Seeded from the OS's randomness per process.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(sluice_clock::now_ms());
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// A stopping node's drain (N1): drains the data plane at once with the
+/// deadline `timeout` away, has the cluster record it as this process's
+/// stop (in the background: without an answer the node drains alone, C4),
+/// and returns when the node holds nothing after its accept grace, when the
+/// deadline passed (plus [`DRAIN_CLOSE`]), or at once after a second signal
+/// (which moves the deadline to now first).
+async fn drain_to_stop(
+    store: &Arc<CommandStore>,
+    data_plane: &Arc<DataPlane>,
+    incarnation: u64,
+    timeout: Duration,
+) {
+    let timeout_ms = timeout.as_millis() as u64;
+    let deadline = sluice_clock::now_ms() + timeout_ms;
+    info!(
+        stop_timeout = %humantime::format_duration(timeout),
+        "stopping: draining this node (not ready, accepting for the grace, closing what is left at the deadline)"
+    );
+    if let Err(e) = data_plane.drain_locally(deadline).await {
+        warn!(error = %e, "could not drain the data plane; stopping without a drain");
+        return;
+    }
+    let record = store.clone();
+    let node = store.node().id();
+    tokio::spawn(async move {
+        let proposed = record.submit(Command::DrainNode {
+            node,
+            timeout_ms,
+            reason: NodeDrainReason::Stopping,
+            incarnation: Some(incarnation),
+            at: 0,
+        });
+        match tokio::time::timeout(RECORD_STOP_WITHIN, proposed).await {
+            Ok(Ok(s)) => info!(applied = ?s.applied, "the cluster recorded this node's stop"),
+            Ok(Err(e)) => {
+                warn!(error = %e, "the cluster did not record this node's stop; draining on its own")
+            }
+            Err(_) => warn!(
+                waited = ?RECORD_STOP_WITHIN,
+                "the cluster did not record this node's stop in time; draining on its own"
+            ),
+        }
+    });
+    let mut drain = data_plane.watch_node_drain();
+    let finished = drain.wait_for(|d| d.is_some_and(|d| d.finished));
+    let hard_stop = tokio::time::sleep(timeout + DRAIN_CLOSE);
+    tokio::select! {
+        _ = finished => {
+            info!("drained: no client connection left");
+            // The other members show "drained" before the node goes (its
+            // report is on its way); a short wait, skipped without a
+            // cluster.
+            let me = store.node().id();
+            let recorded = async {
+                let mut applied = store.bridge().applied();
+                loop {
+                    let state = store.current();
+                    match state.node_drains.get(&me) {
+                        Some(d) if d.finished => return,
+                        Some(_) => {}
+                        None => return,
+                    }
+                    if applied.changed().await.is_err() {
+                        return;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(REPORT_DRAINED_WITHIN, recorded).await;
+        }
+        _ = hard_stop => info!("drain deadline passed; stopping with what is left closed"),
+        _ = shutdown_signal() => {
+            info!("second stop signal: closing what is left now");
+            if data_plane.drain_locally(sluice_clock::now_ms()).await.is_ok() {
+                let mut drain = data_plane.watch_node_drain();
+                let _ = tokio::time::timeout(
+                    DRAIN_CLOSE,
+                    drain.wait_for(|d| d.is_some_and(|d| d.finished)),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// Reloads the config file on each SIGHUP: the log level and format and
+/// the stop timeout take effect at once; other changes are named as
+/// needing a restart. A file that fails validation changes nothing.
+async fn reload_on_sighup(reload: Reload, mut current: NodeConfig, stop_timeout: Arc<AtomicU64>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            warn!("cannot listen for SIGHUP; reloading is off");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let Some(path) = &reload.file else {
+                info!("SIGHUP: this node runs the embedded default config; nothing to reload");
+                continue;
+            };
+            let env_format = std::env::var(crate::config::LOG_FORMAT_ENV).ok();
+            let loaded = NodeConfig::load(path).and_then(|mut c| {
+                c.override_log_format(env_format.as_deref())?;
+                Ok(c)
+            });
+            let new = match loaded {
+                Ok(c) => c,
+                Err(e) => {
+                    error!(error = %e, "SIGHUP: config not reloaded; the node runs as before");
+                    continue;
+                }
+            };
+            if let Err(e) = reload.log.set(&new.log_level, new.log_format) {
+                error!(error = %e, "SIGHUP: could not change the log settings");
+                continue;
+            }
+            stop_timeout.store(new.stop_timeout.as_millis() as u64, Ordering::Relaxed);
+            let changes = current.reload_changes(&new);
+            info!(
+                file = %path.display(),
+                log_level = %new.log_level,
+                log_format = ?new.log_format,
+                stop_timeout = %humantime::format_duration(new.stop_timeout),
+                applied = %changes.applied.join(", "),
+                need_restart = %changes.need_restart.join(", "),
+                "SIGHUP: config reloaded"
+            );
+            current = new;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (reload, current, stop_timeout);
+}
 
 /// Why a node stops.
 enum Stop {

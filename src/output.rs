@@ -2,8 +2,10 @@
 //! `--output json`.
 
 use sluice_admin::api::{
-    BackendView, DeletedGroup, DrainView, GroupView, HealthView, ListenerView,
+    BackendView, DeletedGroup, DrainView, GroupView, HealthView, ListenerView, NodeView,
+    OwnDrainView,
 };
+use sluice_raft::MemberHolds;
 
 /// Prints rows under headers, columns aligned.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
@@ -315,6 +317,65 @@ pub fn group_written(verb: &str, g: &GroupView) {
     );
 }
 
+/// `3 connections, 1 request, 2 tunnels`.
+pub fn holds(h: &MemberHolds) -> String {
+    let n = |count: u64, one: &str, many: &str| {
+        format!("{count} {}", if count == 1 { one } else { many })
+    };
+    format!(
+        "{}, {}, {}",
+        n(h.connections, "connection", "connections"),
+        n(h.requests, "request", "requests"),
+        n(h.tunnels, "tunnel", "tunnels")
+    )
+}
+
+/// `d7 (operator) until 12:31:05.123 UTC (12.4s left)`, `… drained`.
+pub fn own_drain(d: &OwnDrainView) -> String {
+    let reason = serde_json::to_value(d.reason)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let state = if d.finished {
+        "drained".to_string()
+    } else {
+        format!("{} left", span(d.remaining_ms))
+    };
+    format!(
+        "{} ({reason}) until {} UTC, {state}",
+        d.drain,
+        clock(d.deadline_ms)
+    )
+}
+
+/// A node's drain and holds, one line.
+pub fn node_state(n: &NodeView) -> String {
+    let drain = n
+        .drain
+        .as_ref()
+        .map_or("takes clients".to_string(), own_drain);
+    match &n.holds {
+        Some(h) => format!("{drain}; holds {}", holds(h)),
+        None => format!("{drain}; unreachable"),
+    }
+}
+
+/// `node list`.
+pub fn nodes(nodes: &[NodeView]) {
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.node.to_string(),
+                n.addr.clone(),
+                n.drain.as_ref().map_or("-".to_string(), own_drain),
+                n.holds.as_ref().map_or("unreachable".to_string(), holds),
+            ]
+        })
+        .collect();
+    table(&["NODE", "ADDR", "DRAIN", "HOLDS"], &rows);
+}
+
 pub fn cluster_status(st: &serde_json::Value) {
     let show = |v: &serde_json::Value| match v {
         serde_json::Value::Null => "-".to_string(),
@@ -347,15 +408,50 @@ pub fn cluster_status(st: &serde_json::Value) {
                             "no"
                         }
                         .to_string(),
+                        member_drain(m),
                     ]
                 })
                 .collect()
         })
         .unwrap_or_default();
     table(
-        &["NODE", "ADDR", "ROLE", "APPLIED", "LAG", "REACHABLE"],
+        &[
+            "NODE",
+            "ADDR",
+            "ROLE",
+            "APPLIED",
+            "LAG",
+            "REACHABLE",
+            "DRAIN",
+        ],
         &rows,
     );
+}
+
+/// A member's own drain in `cluster status`: `stopping until 12:31:05.123
+/// UTC, holds 2 connections, …`, or `-`.
+fn member_drain(m: &serde_json::Value) -> String {
+    let Ok(d) = serde_json::from_value::<sluice_model::NodeDrain>(m["drain"].clone()) else {
+        return "-".to_string();
+    };
+    let reason = if d.reason == sluice_model::NodeDrainReason::Stopping {
+        "stopping"
+    } else {
+        "draining"
+    };
+    let state = if d.finished {
+        "drained".to_string()
+    } else {
+        match serde_json::from_value::<MemberHolds>(m["holds"].clone()) {
+            Ok(h) => format!("holds {}", holds(&h)),
+            Err(_) => "holds ?".to_string(),
+        }
+    };
+    format!(
+        "{reason} ({}) until {} UTC, {state}",
+        d.drain,
+        clock(d.deadline)
+    )
 }
 
 #[cfg(test)]

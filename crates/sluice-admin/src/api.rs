@@ -4,7 +4,7 @@
 //!
 //! | method | path | body | answer |
 //! |---|---|---|---|
-//! | GET | `/livez`, `/readyz` | | `200 ok` (no token) |
+//! | GET | `/livez`, `/readyz` | | `200 ok` (no token); `/readyz` is 503 `draining` while the node drains itself, 503 `raft_stopped` once its Raft core stopped |
 //! | GET | `/metrics` | | Prometheus text |
 //! | GET | `/v1/groups` | | `[GroupView]` |
 //! | POST | `/v1/groups` | [`CreateGroup`] | `201 GroupView` |
@@ -21,6 +21,9 @@
 //! | PATCH | `/v1/listeners/{port}` | [`UpdateListener`] | `ListenerView` |
 //! | DELETE | `/v1/listeners/{port}` | | `202 ListenerView` (draining) |
 //! | GET | `/v1/state` | | the whole replicated `State` |
+//! | GET | `/v1/nodes` | | [`NodeList`]: each member, its own drain, what it holds |
+//! | POST | `/v1/nodes/{node}/drain` | [`DrainNode`] | `202 NodeView` (draining; N1) |
+//! | POST | `/v1/nodes/{node}/undrain` | | `NodeView` (409 `node_not_draining`) |
 //! | POST | `/v1/cluster/init` | | `ClusterStatus` (this node alone) |
 //! | POST | `/v1/cluster/join` | [`JoinNode`] | `NodeIdentity` of the new voter |
 //! | GET | `/v1/cluster/status` | | `ClusterStatus` |
@@ -45,7 +48,8 @@
 //! Every error is `{"error": {"code", "message", "field"}}` ([`ErrorBody`]).
 
 use serde::{Deserialize, Serialize};
-use sluice_model::{DrainId, HealthCheck, HealthCheckUpdate, NodeId, UnixMillis};
+use sluice_model::{DrainId, HealthCheck, HealthCheckUpdate, NodeDrainReason, NodeId, UnixMillis};
+use sluice_raft::MemberHolds;
 
 /// Body of `POST /v1/groups`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -364,4 +368,60 @@ pub struct ErrorDetail {
 pub struct JoinNode {
     /// Admin URL of the node to add, e.g. `http://127.0.0.2:7072`.
     pub addr: String,
+}
+
+/// Body of `POST /v1/nodes/{node}/drain`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainNode {
+    /// Time from now to the deadline in ms, 0..=3_600_000 (default
+    /// [`DEFAULT_NODE_DRAIN_TIMEOUT_MS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// A node drain's timeout when none is given: 60 s.
+pub const DEFAULT_NODE_DRAIN_TIMEOUT_MS: u64 = 60_000;
+
+/// `GET /v1/nodes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeList {
+    /// Every member, by id.
+    pub nodes: Vec<NodeView>,
+}
+
+/// One member node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// Node id.
+    pub node: NodeId,
+    /// Admin URL.
+    pub addr: String,
+    /// Whether it answered just now.
+    pub reachable: bool,
+    /// Its own drain (N1), `null` when it takes clients.
+    pub drain: Option<OwnDrainView>,
+    /// What it holds, as it answered just now (`null`: unreachable).
+    pub holds: Option<MemberHolds>,
+    /// Members that did not apply the write yet (write answers only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_nodes: Vec<NodeId>,
+}
+
+/// A node's own drain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnDrainView {
+    /// Drain id.
+    pub drain: DrainId,
+    /// `operator` (`node drain`, until `node undrain`) or `stopping`
+    /// (SIGTERM).
+    pub reason: NodeDrainReason,
+    /// When it started.
+    pub started_ms: UnixMillis,
+    /// When the node closes what it still holds.
+    pub deadline_ms: UnixMillis,
+    /// Time left until the deadline when this answer was made.
+    pub remaining_ms: u64,
+    /// Whether the node reported holding nothing any more.
+    pub finished: bool,
 }

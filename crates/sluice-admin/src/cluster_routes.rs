@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use sluice_raft::{ClusterError, ClusterStatus};
+use sluice_raft::{ClusterError, ClusterStatus, MemberHolds};
 
 use crate::api::JoinNode;
 use crate::applied_path::APPLIED_PATH;
@@ -110,13 +110,54 @@ fn raft_stopped(why: &str) -> ApiError {
     }
 }
 
-/// `GET /readyz`: 200 while this node's Raft core runs, 503 `raft_stopped`
-/// once it stopped (N2).
+/// `GET /readyz`: 200 while this node's Raft core runs and it does not
+/// drain itself; 503 `raft_stopped` once its core stopped (N2), 503
+/// `draining` from the moment it drains (N1) so that whatever balances
+/// over the nodes stops sending it new clients.
 async fn readyz(AxState(ctx): Ctx) -> Response {
-    match ctx.store.node().stopped() {
-        None => "ok\n".into_response(),
-        Some(why) => raft_stopped(&why).into_response(),
+    if let Some(why) = ctx.store.node().stopped() {
+        return raft_stopped(&why).into_response();
     }
+    match ctx.store.data_plane().node_drain() {
+        None => "ok\n".into_response(),
+        Some(d) => ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "draining".into(),
+            message: format!(
+                "this node drains itself ({}): it takes no new clients and closes what it holds in {} ms",
+                d.drain.map_or("on its own".to_owned(), |id| format!("drain {id}")),
+                d.deadline.saturating_sub(sluice_clock::now_ms())
+            ),
+            field: None,
+        }
+        .into_response(),
+    }
+}
+
+/// What this node holds now, as members and the node list show it.
+pub(crate) fn holds_of(ctx: &AdminContext) -> MemberHolds {
+    let h = ctx.store.data_plane().holds();
+    MemberHolds {
+        connections: h.connections,
+        requests: h.requests,
+        tunnels: h.tunnels,
+    }
+}
+
+/// Asks member `addr` for its applied index and what it holds, within
+/// half a second; `None` when it does not answer.
+pub(crate) async fn probe_member(ctx: &AdminContext, addr: &str) -> Option<(u64, MemberHolds)> {
+    let probe = ctx
+        .store
+        .node()
+        .get_json::<serde_json::Value>(addr, APPLIED_PATH);
+    let v = tokio::time::timeout(std::time::Duration::from_millis(500), probe)
+        .await
+        .ok()?
+        .ok()?;
+    let applied = v["applied"].as_u64()?;
+    let holds = serde_json::from_value(v["holds"].clone()).unwrap_or_default();
+    Some((applied, holds))
 }
 
 /// The log index this node's data plane runs; with `?at_least=N`, a long
@@ -137,9 +178,10 @@ async fn applied(
             why = node.wait_stopped() => return Err(raft_stopped(&why)),
         }
     }
-    Ok(Json(
-        serde_json::json!({ "applied": ctx.store.applied_index() }),
-    ))
+    Ok(Json(serde_json::json!({
+        "applied": ctx.store.applied_index(),
+        "holds": holds_of(&ctx),
+    })))
 }
 
 /// Runs `here` when this node leads, else replays the request on the leader.
@@ -232,25 +274,24 @@ async fn status(AxState(ctx): Ctx, headers: HeaderMap) -> Json<ClusterStatus> {
     }
     if node.is_leader() {
         let me = node.id();
-        let mine_applied = ctx.store.applied_index();
         let probes = mine.members.iter().map(|m| {
             let addr = m.addr.clone();
             let is_me = m.node == me;
+            let ctx = &ctx;
             async move {
                 if is_me {
-                    return Some(mine_applied);
+                    return Some((ctx.store.applied_index(), holds_of(ctx)));
                 }
-                let probe = node.get_json::<serde_json::Value>(&addr, APPLIED_PATH);
-                match tokio::time::timeout(std::time::Duration::from_millis(500), probe).await {
-                    Ok(Ok(v)) => v["applied"].as_u64(),
-                    _ => None,
-                }
+                probe_member(ctx, &addr).await
             }
         });
-        let applied = futures_util::future::join_all(probes).await;
-        for (m, a) in mine.members.iter_mut().zip(applied) {
+        let answers = futures_util::future::join_all(probes).await;
+        let state = ctx.store.current();
+        for (m, a) in mine.members.iter_mut().zip(answers) {
             m.reachable = a.is_some();
-            m.last_applied = a.or(m.last_applied);
+            m.last_applied = a.map(|(applied, _)| applied).or(m.last_applied);
+            m.holds = a.map(|(_, holds)| holds);
+            m.drain = state.node_drains.get(&m.node).cloned();
         }
     } else if let (Some((_, leader)), false) = (
         node.leader(),

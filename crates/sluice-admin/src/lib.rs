@@ -27,6 +27,7 @@ mod debug_clock;
 mod error;
 mod extract;
 mod metrics;
+mod node_routes;
 mod peer_progress;
 mod routes;
 mod store;

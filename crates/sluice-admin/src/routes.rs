@@ -65,6 +65,7 @@ pub fn router(ctx: Arc<AdminContext>) -> Router {
             patch(update_listener).delete(remove_listener),
         )
         .merge(crate::cluster_routes::routes())
+        .merge(crate::node_routes::routes(ctx.clone()))
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,

@@ -41,7 +41,7 @@ pub(crate) struct Committed {
 }
 
 impl Committed {
-    fn of(s: &Submitted) -> Committed {
+    pub(crate) fn of(s: &Submitted) -> Committed {
         Committed {
             log_index: s.log_index,
             revision: s.excerpt.revision,

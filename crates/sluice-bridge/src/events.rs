@@ -43,6 +43,14 @@ impl DataPlaneEvents for EventSink {
             outcome,
         });
     }
+
+    fn node_drain_finished(&self, drain: DrainId) {
+        let _ = self.tx.send(Event::NodeDrainFinished(drain));
+    }
+
+    fn earlier_process_stopping(&self, incarnation: u64) {
+        let _ = self.tx.send(Event::Restarted { incarnation });
+    }
 }
 
 // === impl EventQueue ===
@@ -71,6 +79,11 @@ pub(crate) enum Event {
         generation: u64,
         outcome: Result<(), String>,
     },
+    /// This node, draining itself, holds nothing any more (N1).
+    NodeDrainFinished(DrainId),
+    /// This node's process `incarnation` runs while the state holds a stop
+    /// of an earlier one.
+    Restarted { incarnation: u64 },
 }
 
 /// What a newer report replaces an older one by: the newest health view of
@@ -81,6 +94,8 @@ pub(crate) enum EventKey {
     Drain(DrainId),
     Health { group: String, backend: String },
     Bind(u16),
+    NodeDrain,
+    Restarted,
 }
 
 // === impl Event ===
@@ -94,6 +109,8 @@ impl Event {
                 backend: r.backend.clone(),
             },
             Event::Bind { port, .. } => EventKey::Bind(*port),
+            Event::NodeDrainFinished(_) => EventKey::NodeDrain,
+            Event::Restarted { .. } => EventKey::Restarted,
         }
     }
 
@@ -129,6 +146,14 @@ impl Event {
                     Err(reason) => reason.clone(),
                 },
             },
+            Event::NodeDrainFinished(drain) => Command::NodeDrainFinished {
+                node,
+                drain: *drain,
+            },
+            Event::Restarted { incarnation } => Command::NodeRestarted {
+                node,
+                incarnation: *incarnation,
+            },
         }
     }
 
@@ -138,6 +163,8 @@ impl Event {
             Event::DrainFinished(_) => "drain report",
             Event::Health(_) => "health report",
             Event::Bind { .. } => "listener report",
+            Event::NodeDrainFinished(_) => "node drain report",
+            Event::Restarted { .. } => "restart report",
         }
     }
 
@@ -151,7 +178,7 @@ impl Event {
                 error,
                 ModelError::BackendNotFound { .. } | ModelError::GroupNotFound { .. }
             ),
-            Event::Bind { .. } => true,
+            Event::Bind { .. } | Event::NodeDrainFinished(_) | Event::Restarted { .. } => true,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DrainId, DrainPolicy, HealthCheckUpdate, NodeId, UnixMillis};
+use crate::{DrainId, DrainPolicy, HealthCheckUpdate, NodeDrainReason, NodeId, UnixMillis};
 
 /// One change to the state. Commands are what the log replicates; applying
 /// the same commands in the same order gives the same state everywhere.
@@ -166,6 +166,42 @@ pub enum Command {
         /// Stamped by the leader; a flip to unhealthy drains from it (R6).
         at: UnixMillis,
     },
+    /// Drain a node (N1): it stops taking new clients and closes what it
+    /// still holds at `at + timeout_ms`.
+    DrainNode {
+        /// The node.
+        node: NodeId,
+        /// Time from `at` to the deadline, 0..=3600 s.
+        timeout_ms: u64,
+        /// An operator's drain or the node's own stop.
+        reason: NodeDrainReason,
+        /// The stopping process (stopping drains only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        incarnation: Option<u64>,
+        /// Stamped by the leader; the deadline is computed from it (C3).
+        #[serde(default)]
+        at: UnixMillis,
+    },
+    /// End a node's drain: it takes new clients again.
+    UndrainNode {
+        /// The node.
+        node: NodeId,
+    },
+    /// A node's process started: a stopping drain left by an earlier
+    /// process of the node ends.
+    NodeRestarted {
+        /// The node.
+        node: NodeId,
+        /// The new process.
+        incarnation: u64,
+    },
+    /// A draining node holds no client connection any more.
+    NodeDrainFinished {
+        /// The node.
+        node: NodeId,
+        /// Its drain.
+        drain: DrainId,
+    },
     /// The set of nodes whose reports a drain waits for.
     SetNodes {
         /// Every member node.
@@ -183,6 +219,7 @@ impl Command {
             | Command::RemoveListener { at, .. }
             | Command::DeleteGroup { at, .. }
             | Command::DrainFinished { at, .. }
+            | Command::DrainNode { at, .. }
             | Command::HealthReport { at, .. } => Some(*at),
             _ => None,
         }
@@ -198,6 +235,7 @@ impl Command {
             | Command::RemoveListener { at, .. }
             | Command::DeleteGroup { at, .. }
             | Command::DrainFinished { at, .. }
+            | Command::DrainNode { at, .. }
             | Command::HealthReport { at, .. } => *at = now,
             _ => {}
         }

@@ -30,6 +30,8 @@ impl State {
     /// complete now.
     pub(crate) fn set_nodes(&mut self, nodes: &[NodeId]) -> Result<Applied, ModelError> {
         self.nodes = nodes.iter().copied().collect();
+        let members = &self.nodes;
+        self.node_drains.retain(|n, _| members.contains(n));
         let ids: Vec<DrainId> = self.drains.keys().copied().collect();
         for id in ids {
             self.complete_if_finished(id, None);

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::ids::DrainId;
+use crate::ids::{DrainId, NodeId};
 
 /// A command the model refuses. Each variant carries what an operator needs
 /// to fix the call: the field, the value and what is allowed.
@@ -98,6 +98,18 @@ pub enum ModelError {
         /// What could have been given.
         fields: Cow<'static, str>,
     },
+    /// No member node with that id.
+    #[error("node {node} is not a member of the cluster")]
+    NodeNotFound {
+        /// The id asked for.
+        node: NodeId,
+    },
+    /// The node does not drain.
+    #[error("node {node} is not draining")]
+    NodeNotDraining {
+        /// The node.
+        node: NodeId,
+    },
     /// A node reported a drain the state does not know.
     #[error("drain {drain} does not exist")]
     DrainNotFound {
@@ -141,6 +153,8 @@ impl ModelError {
             ModelError::GroupDeleting { .. } => "group_deleting",
             ModelError::BackendDraining { .. } => "backend_draining",
             ModelError::NothingToUpdate { .. } => "nothing_to_update",
+            ModelError::NodeNotFound { .. } => "node_not_found",
+            ModelError::NodeNotDraining { .. } => "node_not_draining",
         }
     }
 
@@ -158,6 +172,7 @@ impl ModelError {
             ModelError::BackendNotFound { .. } => Some("backend"),
             ModelError::ListenerExists { .. } => Some("port"),
             ModelError::DrainNotFound { .. } => Some("drain"),
+            ModelError::NodeNotFound { .. } | ModelError::NodeNotDraining { .. } => Some("node"),
         }
     }
 
@@ -170,6 +185,7 @@ impl ModelError {
                 | ModelError::BackendNotFound { .. }
                 | ModelError::DrainNotFound { .. }
                 | ModelError::ListenerNotFound { .. }
+                | ModelError::NodeNotFound { .. }
         )
     }
 
@@ -180,7 +196,7 @@ impl ModelError {
         match code {
             c if c.ends_with("_not_found") => 404,
             c if c.ends_with("_exists") => 409,
-            "group_in_use" | "group_deleting" | "backend_draining" => 409,
+            "group_in_use" | "group_deleting" | "backend_draining" | "node_not_draining" => 409,
             _ => 400,
         }
     }
@@ -194,6 +210,7 @@ impl ModelError {
                 | ModelError::GroupInUse { .. }
                 | ModelError::GroupDeleting { .. }
                 | ModelError::BackendDraining { .. }
+                | ModelError::NodeNotDraining { .. }
         )
     }
 }

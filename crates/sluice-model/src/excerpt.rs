@@ -17,6 +17,7 @@ impl State {
             listeners: BTreeMap::new(),
             drains: BTreeMap::new(),
             listener_drains: BTreeMap::new(),
+            node_drains: BTreeMap::new(),
             nodes: self.nodes.clone(),
             next_drain: self.next_drain,
             revision: self.revision,
@@ -61,8 +62,15 @@ impl State {
                     out.listener_drains.insert(d.id, d.clone());
                 }
             }
+            Command::DrainNode { node, .. } | Command::UndrainNode { node } => {
+                if let Some(d) = self.node_drains.get(node) {
+                    out.node_drains.insert(*node, d.clone());
+                }
+            }
             Command::ListenerReport { .. }
             | Command::DrainFinished { .. }
+            | Command::NodeRestarted { .. }
+            | Command::NodeDrainFinished { .. }
             | Command::HealthReport { .. }
             | Command::SetNodes { .. } => return None,
         }

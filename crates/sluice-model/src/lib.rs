@@ -41,6 +41,7 @@ mod health_reports;
 mod ids;
 mod limits;
 mod listeners;
+mod nodes;
 mod ramp;
 mod slow_start;
 mod state;
@@ -56,12 +57,14 @@ pub use health::{
 pub use ids::{DrainId, NodeId, UnixMillis};
 pub use limits::{
     validate_backend_addr, validate_drain_timeout, validate_group_name, validate_health_check,
-    validate_health_interval, validate_health_threshold, validate_health_timeout, validate_port,
-    validate_request_timeout, validate_slow_start, validate_weight, DEFAULT_DRAIN_TIMEOUT_MS,
-    DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_WEIGHT, MAX_DRAIN_TIMEOUT_MS, MAX_HEALTH_INTERVAL_MS,
-    MAX_HEALTH_TIMEOUT_MS, MAX_REQUEST_TIMEOUT_MS, MAX_SLOW_START_MS, MAX_WEIGHT,
-    MIN_HEALTH_INTERVAL_MS, MIN_HEALTH_TIMEOUT_MS, MIN_REQUEST_TIMEOUT_MS, MIN_SLOW_START_MS,
+    validate_health_interval, validate_health_threshold, validate_health_timeout,
+    validate_node_drain_timeout, validate_port, validate_request_timeout, validate_slow_start,
+    validate_weight, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_WEIGHT,
+    MAX_DRAIN_TIMEOUT_MS, MAX_HEALTH_INTERVAL_MS, MAX_HEALTH_TIMEOUT_MS, MAX_REQUEST_TIMEOUT_MS,
+    MAX_SLOW_START_MS, MAX_WEIGHT, MIN_HEALTH_INTERVAL_MS, MIN_HEALTH_TIMEOUT_MS,
+    MIN_REQUEST_TIMEOUT_MS, MIN_SLOW_START_MS,
 };
+pub use nodes::{NodeDrain, NodeDrainReason};
 pub use ramp::{Ramp, RAMP_SCALE};
 pub use state::State;
 pub use types::{

@@ -116,6 +116,19 @@ pub fn validate_drain_timeout(ms: u64) -> Result<(), ModelError> {
     }
 }
 
+/// A node drain's timeout: 0..=3600 s.
+pub fn validate_node_drain_timeout(ms: u64) -> Result<(), ModelError> {
+    if ms <= MAX_DRAIN_TIMEOUT_MS {
+        Ok(())
+    } else {
+        Err(ModelError::OutOfRange {
+            field: "timeout".into(),
+            value: format_ms(ms),
+            range: "0s..=3600s".into(),
+        })
+    }
+}
+
 /// A slow-start window: 30..=900 s.
 pub fn validate_slow_start(ms: u64) -> Result<(), ModelError> {
     within(

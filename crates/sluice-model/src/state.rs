@@ -1,6 +1,7 @@
 //! The replicated state and the pure `apply` that changes it: one line per
 //! command, dispatched to the command's function (`groups.rs`,
-//! `backends.rs`, `listeners.rs`, `drains.rs`, `health_reports.rs`).
+//! `backends.rs`, `listeners.rs`, `drains.rs`, `health_reports.rs`,
+//! `nodes.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Applied, BackendStatus, Command, Drain, DrainId, Group, Listener, ListenerDrain, ModelError,
-    NodeHealth, NodeId,
+    NodeDrain, NodeHealth, NodeId,
 };
 
 /// Everything the cluster agrees on.
@@ -24,6 +25,9 @@ pub struct State {
     /// state with the first leader-stamped command at or past its deadline.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub listener_drains: BTreeMap<DrainId, ListenerDrain>,
+    /// Nodes that drain themselves (N1), by node.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_drains: BTreeMap<NodeId, NodeDrain>,
     /// Member nodes: a drain completes when all of them finished.
     pub nodes: BTreeSet<NodeId>,
     /// Id the next drain gets.
@@ -39,6 +43,7 @@ impl Default for State {
             listeners: BTreeMap::new(),
             drains: BTreeMap::new(),
             listener_drains: BTreeMap::new(),
+            node_drains: BTreeMap::new(),
             nodes: BTreeSet::new(),
             next_drain: 1,
             revision: 0,
@@ -142,6 +147,20 @@ impl State {
                     at: *at,
                 },
             ),
+            Command::DrainNode {
+                node,
+                timeout_ms,
+                reason,
+                incarnation,
+                at,
+            } => self.drain_node(*node, *timeout_ms, *reason, *incarnation, *at),
+            Command::UndrainNode { node } => self.undrain_node(*node),
+            Command::NodeRestarted { node, incarnation } => {
+                Ok(self.node_restarted(*node, *incarnation))
+            }
+            Command::NodeDrainFinished { node, drain } => {
+                Ok(self.node_drain_finished(*node, *drain))
+            }
             Command::SetNodes { nodes } => self.set_nodes(nodes),
         }
     }

@@ -22,7 +22,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus};
-use sluice_model::{BackendStatus, BindStatus, DrainId, State};
+use std::sync::atomic::Ordering;
+
+use sluice_model::{BackendStatus, BindStatus, DrainId, NodeDrainReason, State, UnixMillis};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn, Instrument, Span};
@@ -35,7 +37,7 @@ use crate::listener::{bind, Listener, ListenerArgs};
 use crate::messages::{ApplierMessage, BackendMessage, ListenerMessage};
 use crate::metrics::Metrics;
 use crate::plan::{plan, Change};
-use crate::published::{BackendKey, ListenerStatus, Published};
+use crate::published::{BackendKey, ListenerStatus, NodeDrainStatus, Published};
 use crate::routing::{Route, RouteOrigin, RoutingTable, RAMP_TICK};
 use crate::settings::ProxySettings;
 
@@ -43,6 +45,8 @@ use crate::settings::ProxySettings;
 pub(crate) const BIND_RETRY_FIRST: Duration = Duration::from_secs(2);
 /// Longest wait between attempts to bind a port that stays taken.
 pub(crate) const BIND_RETRY_MAX: Duration = Duration::from_secs(30);
+/// How often a draining node looks whether it holds nothing yet.
+const NODE_DRAIN_CHECK: Duration = Duration::from_millis(100);
 /// Longest wait for a removed listener to close its socket.
 const CLOSE_SOCKET_WITHIN: Duration = Duration::from_secs(2);
 
@@ -104,6 +108,22 @@ pub(crate) struct ApplierState {
     local: HashMap<BackendKey, LocalHealth>,
     /// Whether a [`ApplierMessage::RampTick`] is on its way.
     ticking: bool,
+    /// This node's own drain as it runs (N1).
+    node_drain: Option<RunningNodeDrain>,
+    /// The deadline of a drain this node started on its own (a stop).
+    local_drain: Option<UnixMillis>,
+    /// Whether a [`ApplierMessage::NodeDrainCheck`] is on its way.
+    checking_node_drain: bool,
+    /// The previous process's stop this process asked to clear.
+    cleared_stop: Option<DrainId>,
+}
+
+/// This node's drain as the applier runs it.
+#[derive(Debug, Clone, Copy)]
+struct RunningNodeDrain {
+    status: NodeDrainStatus,
+    /// The drain whose end was reported (`NodeDrainFinished`).
+    reported: Option<DrainId>,
 }
 
 impl Actor for StateApplier {
@@ -132,6 +152,10 @@ impl Actor for StateApplier {
             probers: HashMap::new(),
             local: HashMap::new(),
             ticking: false,
+            node_drain: None,
+            local_drain: None,
+            checking_node_drain: false,
+            cleared_stop: None,
         })
     }
 
@@ -173,9 +197,16 @@ async fn handle_message(
                 state.last = Some(new.clone());
                 state.run_probers(&new, &myself);
                 state.tick_while_ramping(&myself);
+                state.sync_node_drain(&myself);
             }
             let _ = reply.send(());
         }
+        ApplierMessage::DrainLocally { deadline, reply } => {
+            state.local_drain = Some(state.local_drain.map_or(deadline, |d| d.min(deadline)));
+            state.sync_node_drain(&myself);
+            let _ = reply.send(());
+        }
+        ApplierMessage::NodeDrainCheck => state.check_node_drain(&myself),
         ApplierMessage::RetryBinds => {
             state.retry_at = None;
             state.retry_binds(&myself).await;
@@ -218,6 +249,141 @@ async fn handle_message(
 }
 
 impl ApplierState {
+    /// The drain this node should run: the replicated one for this node (if
+    /// it applies to this process), or the one it started on its own, with
+    /// the earlier deadline when both exist.
+    fn wanted_node_drain(&self) -> Option<(Option<DrainId>, UnixMillis)> {
+        let settings = &self.args.settings;
+        let replicated = self
+            .last
+            .as_ref()
+            .and_then(|s| s.node_drains.get(&settings.node_id))
+            .filter(|d| d.applies_to(settings.incarnation))
+            .map(|d| (d.drain, d.deadline));
+        match (replicated, self.local_drain) {
+            (Some((id, deadline)), local) => {
+                Some((Some(id), local.map_or(deadline, |l| l.min(deadline))))
+            }
+            (None, Some(local)) => Some((None, local)),
+            (None, None) => None,
+        }
+    }
+
+    /// Starts, changes or ends this node's drain to match what is wanted
+    /// ([`Self::wanted_node_drain`]), telling every running listener.
+    fn sync_node_drain(&mut self, myself: &ActorRef<ApplierMessage>) {
+        let settings = &self.args.settings;
+        let earlier_stop = self
+            .last
+            .as_ref()
+            .and_then(|s| s.node_drains.get(&settings.node_id))
+            .filter(|d| {
+                d.reason == NodeDrainReason::Stopping && !d.applies_to(settings.incarnation)
+            })
+            .map(|d| d.drain);
+        if let Some(drain) = earlier_stop.filter(|d| self.cleared_stop != Some(*d)) {
+            self.cleared_stop = Some(drain);
+            info!(drain = ?drain, "the state holds the stop of this node's previous process; clearing it");
+            self.args
+                .events
+                .earlier_process_stopping(settings.incarnation);
+        }
+        let wanted = self.wanted_node_drain();
+        let now = sluice_clock::now_ms();
+        match (self.node_drain.as_mut(), wanted) {
+            (None, None) => return,
+            (Some(_), None) => {
+                self.node_drain = None;
+                info!("node drain ended: accepting and keeping connections alive again");
+                for r in self.listeners.values() {
+                    let _ = r.actor.cast(ListenerMessage::NodeUndrain);
+                }
+            }
+            (None, Some((drain, deadline))) => {
+                let grace = self.args.settings.accept_grace.as_millis() as u64;
+                let status = NodeDrainStatus {
+                    drain,
+                    deadline,
+                    accept_until: now.saturating_add(grace).min(deadline),
+                    finished: false,
+                };
+                info!(
+                    drain = ?drain,
+                    deadline_in_ms = deadline.saturating_sub(now),
+                    accept_grace_ms = status.accept_until.saturating_sub(now),
+                    "node drains: not ready, accepting during the grace, closing what is left at the deadline"
+                );
+                self.node_drain = Some(RunningNodeDrain {
+                    status,
+                    reported: None,
+                });
+                self.tell_listeners_node_drain();
+                if !self.checking_node_drain {
+                    self.checking_node_drain = true;
+                    myself.send_after(NODE_DRAIN_CHECK, || ApplierMessage::NodeDrainCheck);
+                }
+            }
+            (Some(running), Some((drain, deadline))) => {
+                let s = &mut running.status;
+                if s.drain == drain && s.deadline == deadline {
+                    return;
+                }
+                s.drain = drain;
+                if s.deadline != deadline {
+                    s.deadline = deadline;
+                    s.accept_until = s.accept_until.min(deadline);
+                    info!(drain = ?drain, deadline_in_ms = deadline.saturating_sub(now), "node drain deadline changed");
+                    self.tell_listeners_node_drain();
+                }
+            }
+        }
+        self.publish_node_drain();
+    }
+
+    fn tell_listeners_node_drain(&self) {
+        let Some(running) = self.node_drain else {
+            return;
+        };
+        for r in self.listeners.values() {
+            let _ = r.actor.cast(ListenerMessage::NodeDrain {
+                deadline: running.status.deadline,
+                accept_until: running.status.accept_until,
+            });
+        }
+    }
+
+    /// While draining: finished once the grace is over and no client
+    /// connection is left; the replicated drain's end is reported once.
+    fn check_node_drain(&mut self, myself: &ActorRef<ApplierMessage>) {
+        let Some(running) = self.node_drain.as_mut() else {
+            self.checking_node_drain = false;
+            return;
+        };
+        let open = self.args.metrics.connections_open.load(Ordering::Relaxed);
+        let s = &mut running.status;
+        if !s.finished && open == 0 && sluice_clock::now_ms() >= s.accept_until {
+            s.finished = true;
+            info!(drain = ?s.drain, "node drained: no client connection left");
+        }
+        myself.send_after(NODE_DRAIN_CHECK, || ApplierMessage::NodeDrainCheck);
+        self.publish_node_drain();
+    }
+
+    /// Publishes the node drain for readers, and reports a finished
+    /// replicated drain once.
+    fn publish_node_drain(&mut self) {
+        if let Some(running) = self.node_drain.as_mut() {
+            if let (true, Some(drain)) = (running.status.finished, running.status.drain) {
+                if running.reported != Some(drain) {
+                    running.reported = Some(drain);
+                    self.args.events.node_drain_finished(drain);
+                }
+            }
+        }
+        self.args
+            .published
+            .publish_node_drain(self.node_drain.map(|r| r.status));
+    }
     /// Schedules the next [`ApplierMessage::RampTick`] if some group's
     /// effective weights still change with time.
     fn tick_while_ramping(&mut self, myself: &ActorRef<ApplierMessage>) {
@@ -372,6 +538,12 @@ impl ApplierState {
         let addr = SocketAddr::new(self.args.settings.data_address, port);
         let outcome = match self.start_listener(port, generation, addr).await {
             Ok(actor) => {
+                if let Some(running) = self.node_drain {
+                    let _ = actor.cast(ListenerMessage::NodeDrain {
+                        deadline: running.status.deadline,
+                        accept_until: running.status.accept_until,
+                    });
+                }
                 self.listeners
                     .insert(port, RunningListener { generation, actor });
                 self.failed_binds.remove(&port);

@@ -17,7 +17,7 @@
 //! listener's, at debug level) is made once, with it.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -31,7 +31,7 @@ use tracing::{debug, Instrument, Span};
 
 use crate::backend::{BackendRuntime, WorkGuard};
 use crate::client_socket::ClientSocket;
-use crate::error::ForwardError;
+use crate::error::{DrainCause, ForwardError};
 use crate::forward::{
     check_request, downstream_response, error_response, is_websocket_upgrade, switching_response,
     upstream_request,
@@ -57,9 +57,10 @@ pub(crate) struct ConnectionCore {
     metrics: Arc<Metrics>,
     me: ActorRef<ConnectionMessage>,
     registered: Mutex<Vec<Registration>>,
-    /// The listener's drain deadline came: every token, even one made
-    /// later, is cancelled (set and read under `registered`'s lock).
-    cut: AtomicBool,
+    /// The listener's or the node's drain deadline came (`CUT_*`): every
+    /// token, even one made later, is cancelled (set and read under
+    /// `registered`'s lock).
+    cut: AtomicU8,
     /// Lets the listener end keep-alive and close this connection if idle.
     keep_alive: KeepAlive,
     /// `connection{peer}` under `listener{port, generation}` (the
@@ -77,6 +78,12 @@ pub(crate) struct ConnectionCore {
     tunnel: Mutex<Option<AbortHandle>>,
 }
 
+/// [`ConnectionCore::cut`]: not cut, cut by the listener's drain, by the
+/// node's.
+const NOT_CUT: u8 = 0;
+const CUT_BY_LISTENER: u8 = 1;
+const CUT_BY_NODE: u8 = 2;
+
 struct Registration {
     backend: u64,
     token: CancellationToken,
@@ -92,7 +99,7 @@ impl ConnectionCore {
             return r.token.clone();
         }
         let token = CancellationToken::new();
-        if self.cut.load(Ordering::Acquire) {
+        if self.cut.load(Ordering::Acquire) != NOT_CUT {
             token.cancel();
         }
         let actor = backend.actor.get().cloned();
@@ -110,6 +117,16 @@ impl ConnectionCore {
             actor,
         });
         token
+    }
+
+    /// Which drain cut this connection's work: its listener's or its
+    /// node's when one came, else the backend's own.
+    fn cut_cause(&self) -> DrainCause {
+        match self.cut.load(Ordering::Acquire) {
+            CUT_BY_NODE => DrainCause::Node,
+            CUT_BY_LISTENER => DrainCause::Listener,
+            _ => DrainCause::Backend,
+        }
     }
 
     fn task_started(&self) {
@@ -223,7 +240,7 @@ impl Actor for Connection {
             metrics: args.metrics,
             me: myself,
             registered: Mutex::new(Vec::new()),
-            cut: AtomicBool::new(false),
+            cut: AtomicU8::new(NOT_CUT),
             keep_alive: KeepAlive::new(args.ending),
             span,
             live: AtomicUsize::new(1),
@@ -253,14 +270,15 @@ impl Actor for Connection {
                     state.ctx.stop_serving();
                 }
             }
-            ConnectionMessage::ListenerDeadline { drain } => {
+            ConnectionMessage::ListenerDeadline { drain, node } => {
                 {
                     let regs = state
                         .ctx
                         .registered
                         .lock()
                         .unwrap_or_else(|p| p.into_inner());
-                    state.ctx.cut.store(true, Ordering::Release);
+                    let cut = if node { CUT_BY_NODE } else { CUT_BY_LISTENER };
+                    state.ctx.cut.store(cut, Ordering::Release);
                     // Every waiting request, streaming response and tunnel
                     // wakes on its token, as at a backend's deadline.
                     for r in regs.iter() {
@@ -359,7 +377,10 @@ async fn handle_request(
         ));
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => Err(ForwardError::DrainDeadline { backend: backend.addr.to_string() }),
+            _ = shutdown.cancelled() => Err(ForwardError::DrainDeadline {
+                backend: backend.addr.to_string(),
+                cause: ctx.cut_cause(),
+            }),
             r = tokio::time::timeout(route.request_timeout, send) => match r {
                 Ok(Ok(resp)) => Ok(resp),
                 Ok(Err(UpstreamError::ClientBody { source })) => Err(ForwardError::BadRequestBody { source }),

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use ractor::{Actor, ActorRef};
-use sluice_model::State;
+use sluice_model::{State, UnixMillis};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::ProxyError;
@@ -14,7 +15,7 @@ use crate::events::DataPlaneEvents;
 use crate::health_view::LocalHealth;
 use crate::messages::{ApplierMessage, SupervisionMessage};
 use crate::metrics::Metrics;
-use crate::published::{BackendStats, ListenerStatus, Published};
+use crate::published::{BackendStats, Holds, ListenerStatus, NodeDrainStatus, Published};
 use crate::routing::RoutingTable;
 use crate::settings::ProxySettings;
 use crate::supervision::{DataPlaneSupervisor, SupervisionArgs};
@@ -102,6 +103,50 @@ impl DataPlane {
             .unwrap_or_else(|p| p.into_inner())
             .get(&port)
             .cloned()
+    }
+
+    /// Drains this node until `deadline` (Unix ms) whatever the replicated
+    /// state says: a stop that starts before, or without, the cluster
+    /// recording it (C4). The earlier deadline wins over a replicated one.
+    /// Returns once every listener was told.
+    pub async fn drain_locally(&self, deadline: UnixMillis) -> Result<(), ProxyError> {
+        ractor::call!(self.applier, |reply| ApplierMessage::DrainLocally {
+            deadline,
+            reply
+        })
+        .map_err(|e| ProxyError::actor("state applier", e))
+    }
+
+    /// This node's own drain, while it runs (N1).
+    pub fn node_drain(&self) -> Option<NodeDrainStatus> {
+        *self.published.node_drain.borrow()
+    }
+
+    /// Follows this node's own drain.
+    pub fn watch_node_drain(&self) -> watch::Receiver<Option<NodeDrainStatus>> {
+        self.published.node_drain.subscribe()
+    }
+
+    /// What this node holds now: client connections, requests in flight and
+    /// tunnels (summed over its backends).
+    pub fn holds(&self) -> Holds {
+        let (requests, tunnels) = self
+            .published
+            .backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .fold((0, 0), |(r, t), b| {
+                (
+                    r + b.in_flight.load(Ordering::Relaxed),
+                    t + b.tunnels.load(Ordering::Relaxed),
+                )
+            });
+        Holds {
+            connections: self.metrics.connections_open.load(Ordering::Relaxed),
+            requests,
+            tunnels,
+        }
     }
 
     /// The node's counters.

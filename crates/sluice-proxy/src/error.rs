@@ -5,6 +5,27 @@ use std::net::SocketAddr;
 
 use thiserror::Error;
 
+/// What drained, when a drain deadline cut a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainCause {
+    /// The backend was removed (or failed its health checks).
+    Backend,
+    /// The listener was removed.
+    Listener,
+    /// This node drains itself (N1).
+    Node,
+}
+
+impl std::fmt::Display for DrainCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DrainCause::Backend => "backend drained",
+            DrainCause::Listener => "listener drained",
+            DrainCause::Node => "node drained",
+        })
+    }
+}
+
 /// Why the data plane could not do something.
 #[derive(Debug, Error)]
 pub enum ProxyError {
@@ -69,9 +90,10 @@ pub(crate) enum ForwardError {
     /// (upstream; 504, R9).
     #[error("backend {backend} did not answer within {timeout_ms} ms")]
     Timeout { backend: String, timeout_ms: u64 },
-    /// The backend's drain deadline came before the answer (500, R3).
-    #[error("backend {backend} closed by drain deadline")]
-    DrainDeadline { backend: String },
+    /// A drain deadline came before the answer (500, R3): the backend's,
+    /// the listener's or this node's own (`cause`).
+    #[error("backend {backend} closed by a drain deadline ({cause})")]
+    DrainDeadline { backend: String, cause: DrainCause },
     /// The request breaks HTTP/1.1 in a way sluice must refuse (downstream;
     /// 400).
     #[error("bad request: {reason}")]

@@ -33,4 +33,20 @@ pub trait DataPlaneEvents: Send + Sync + 'static {
     fn listener_bound(&self, port: u16, generation: u64, outcome: Result<(), String>) {
         let _ = (port, generation, outcome);
     }
+
+    /// Runs on the state applier once this node, draining itself under
+    /// `drain`, holds no client connection and accepts no more (N1). It
+    /// must not block: hand it to a task that logs it
+    /// (`NodeDrainFinished`). The default drops it.
+    fn node_drain_finished(&self, drain: DrainId) {
+        let _ = drain;
+    }
+
+    /// Runs on the state applier when the replicated state holds a drain
+    /// that an earlier process of this node started as it stopped: this
+    /// process (`incarnation`) does not run it, and the report clears it
+    /// (`NodeRestarted`). It must not block. The default drops it.
+    fn earlier_process_stopping(&self, incarnation: u64) {
+        let _ = incarnation;
+    }
 }

@@ -9,7 +9,7 @@ use http::{Method, Request, Response, Version};
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::WorkGuard;
-use crate::error::ForwardError;
+use crate::error::{DrainCause, ForwardError};
 use crate::header_rules::{strip_hop_by_hop, MAX_TARGET};
 use crate::http1::RequestBody;
 use crate::proxy_body::ProxyBody;
@@ -20,10 +20,15 @@ use crate::upstream::UpstreamBody;
 pub(crate) fn error_response(err: &ForwardError, close: bool) -> Response<ProxyBody> {
     let status = err.status();
     let body = match err {
-        ForwardError::DrainDeadline { backend } => format!(
-            "{} {}: backend {backend} was removed and its connection-draining deadline passed before it answered\n",
+        ForwardError::DrainDeadline { backend, cause } => format!(
+            "{} {}: {} and its connection-draining deadline passed before backend {backend} answered\n",
             status.as_u16(),
             status.canonical_reason().unwrap_or(""),
+            match cause {
+                DrainCause::Backend => "the backend was removed",
+                DrainCause::Listener => "this listener was removed",
+                DrainCause::Node => "this sluice node is draining itself (stopping or taken out of service)",
+            }
         ),
         other => format!(
             "{} {}: {other}\n",

@@ -93,7 +93,7 @@ pub use error::ProxyError;
 pub use events::DataPlaneEvents;
 pub use health_view::{LocalHealth, ProbeReport};
 pub use metrics::Metrics;
-pub use published::{BackendStats, ListenerStatus};
+pub use published::{BackendStats, Holds, ListenerStatus, NodeDrainStatus};
 pub use settings::ProxySettings;
 
 #[cfg(test)]

@@ -9,6 +9,12 @@
 //! tells each connection to end what is left (R3). Its connections get
 //! [`STOP_AFTER`] past the deadline to send their 500s and Close frames;
 //! whatever remains then is dropped.
+//!
+//! A node that drains itself (N1) drains every listener alike, except that
+//! the socket stays open for the node's accept grace (connections already
+//! on their way are served, one request each) and closes with the idle
+//! connections when it ends. The listener stays up through the drain; when
+//! the node's drain ends it binds its port again and accepts.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +42,9 @@ use crate::wall_deadline::until_deadline;
 /// before they are dropped.
 pub(crate) const STOP_AFTER: Duration = Duration::from_secs(2);
 
+/// Wait between attempts to bind a port again after a node drain.
+const REBIND_EVERY: Duration = Duration::from_secs(1);
+
 pub(crate) struct Listener;
 
 pub(crate) struct ListenerArgs {
@@ -57,8 +66,145 @@ pub(crate) struct ListenerState {
     ending: Arc<AtomicBool>,
     /// The drain, once removed.
     drain: Option<ListenerDrain>,
+    /// The node's own drain, while it lasts (N1).
+    node_drain: Option<NodeDrainTimes>,
+    /// What the accept loop needs (again, after a node drain ends).
+    serving: Serving,
     /// `listener{port, generation}`, entered by every handler.
     span: Span,
+}
+
+/// What a listener serves with.
+struct Serving {
+    addr: SocketAddr,
+    port: u16,
+    generation: u64,
+    routes: Arc<ArcSwap<RoutingTable>>,
+    metrics: Arc<Metrics>,
+    settings: Arc<ProxySettings>,
+}
+
+/// The node's drain as one listener runs it.
+#[derive(Debug, Clone, Copy)]
+struct NodeDrainTimes {
+    /// When the socket closes (wall clock, Unix ms).
+    accept_until: UnixMillis,
+    /// When what is left is closed.
+    deadline: UnixMillis,
+    /// Whether the socket closed.
+    grace_ended: bool,
+    /// Whether the deadline came.
+    fired: bool,
+}
+
+// === impl ListenerState ===
+
+impl ListenerState {
+    /// Runs an accept loop on `listener`.
+    fn start_accepting(&mut self, myself: &ActorRef<ListenerMessage>, listener: TcpListener) {
+        self.stop_accepting = CancellationToken::new();
+        let accept = tokio::spawn(
+            accept_loop(
+                listener,
+                myself.get_cell(),
+                Accepted {
+                    port: self.serving.port,
+                    generation: self.serving.generation,
+                    ending: self.ending.clone(),
+                    stop: self.stop_accepting.clone(),
+                },
+                self.serving.routes.clone(),
+                self.serving.metrics.clone(),
+                self.serving.settings.clone(),
+            )
+            .instrument(self.span.clone()),
+        );
+        self.accept = Some(accept);
+    }
+
+    /// Ends the accept loop; the socket is closed when this returns.
+    async fn stop_accepting(&mut self) {
+        self.stop_accepting.cancel();
+        if let Some(mut accept) = self.accept.take() {
+            // It ends at its next turn; one stuck backing off after an
+            // accept error is cut short.
+            if tokio::time::timeout(Duration::from_millis(200), &mut accept)
+                .await
+                .is_err()
+            {
+                accept.abort();
+                let _ = accept.await;
+            }
+        }
+    }
+
+    /// Binds the port again and accepts, after a node drain closed the
+    /// socket; tried again every [`REBIND_EVERY`] while the port is taken.
+    fn rebind(&mut self, myself: &ActorRef<ListenerMessage>) {
+        if self.accept.is_some() || self.drain.is_some() || self.node_drain.is_some() {
+            return;
+        }
+        let addr = self.serving.addr;
+        let bound = bind(addr).and_then(|socket| {
+            TcpListener::from_std(socket).map_err(|source| ProxyError::Bind { addr, source })
+        });
+        match bound {
+            Ok(listener) => {
+                self.start_accepting(myself, listener);
+                info!("node drain ended: accepting again");
+            }
+            Err(e) => {
+                warn!(error = %e, retry_in = ?REBIND_EVERY, "node drain ended but the port cannot be bound again");
+                myself.send_after(REBIND_EVERY, || ListenerMessage::Rebind);
+            }
+        }
+    }
+
+    /// The node drain's steps whose time came; the timer is set again for
+    /// the next one.
+    async fn node_drain_tick(&mut self, myself: &ActorRef<ListenerMessage>) {
+        let Some(mut times) = self.node_drain else {
+            return;
+        };
+        let now = sluice_clock::now_ms();
+        if !times.grace_ended && now >= times.accept_until {
+            times.grace_ended = true;
+            self.stop_accepting().await;
+            info!(
+                connections = myself.get_children().len(),
+                "node drains: accept grace over, socket closed, idle connections closing"
+            );
+            tell_connections(myself, || ConnectionMessage::ListenerDraining {
+                drain: None,
+            });
+        }
+        if !times.fired && now >= times.deadline {
+            times.fired = true;
+            info!(
+                connections = myself.get_children().len(),
+                "node drain deadline: closing remaining work"
+            );
+            tell_connections(myself, || ConnectionMessage::ListenerDeadline {
+                drain: None,
+                node: true,
+            });
+            myself.send_after(STOP_AFTER, || ListenerMessage::NodeDrainTick);
+        } else if times.fired {
+            // STOP_AFTER past the deadline: what is left is dropped.
+            myself.stop_children(None);
+        }
+        self.node_drain = Some(times);
+        let next = [
+            (!times.grace_ended).then_some(times.accept_until),
+            (!times.fired).then_some(times.deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if let Some(next) = next.and_then(|at| until_deadline(at, now)) {
+            myself.send_after(next, || ListenerMessage::NodeDrainTick);
+        }
+    }
 }
 
 impl Drop for ListenerState {
@@ -112,33 +258,27 @@ impl Actor for Listener {
     ) -> Result<ListenerState, ActorProcessingErr> {
         let span = tracing::info_span!("listener", port = args.port, generation = args.generation);
         let listener = TcpListener::from_std(args.socket)?;
-        info!(parent: &span, addr = %listener.local_addr()?, "listener accepting");
-        let stop_accepting = CancellationToken::new();
-        let ending = Arc::new(AtomicBool::new(false));
-        let accept = tokio::spawn(
-            accept_loop(
-                listener,
-                myself.get_cell(),
-                Accepted {
-                    port: args.port,
-                    generation: args.generation,
-                    ending: ending.clone(),
-                    stop: stop_accepting.clone(),
-                },
-                args.routes,
-                args.metrics.clone(),
-                args.settings,
-            )
-            .instrument(span.clone()),
-        );
-        Ok(ListenerState {
-            metrics: args.metrics,
-            accept: Some(accept),
-            stop_accepting,
-            ending,
+        let addr = listener.local_addr()?;
+        info!(parent: &span, %addr, "listener accepting");
+        let mut state = ListenerState {
+            metrics: args.metrics.clone(),
+            accept: None,
+            stop_accepting: CancellationToken::new(),
+            ending: Arc::new(AtomicBool::new(false)),
             drain: None,
+            node_drain: None,
+            serving: Serving {
+                addr,
+                port: args.port,
+                generation: args.generation,
+                routes: args.routes,
+                metrics: args.metrics,
+                settings: args.settings,
+            },
             span,
-        })
+        };
+        state.start_accepting(&myself, listener);
+        Ok(state)
     }
 
     async fn handle(
@@ -207,18 +347,9 @@ async fn handle_message(
                 });
                 // The socket closes before the answer: the port can be
                 // bound again as soon as the caller hears back.
-                state.stop_accepting.cancel();
-                if let Some(mut accept) = state.accept.take() {
-                    // It ends at its next turn; one stuck backing off
-                    // after an accept error is cut short.
-                    if tokio::time::timeout(Duration::from_millis(200), &mut accept)
-                        .await
-                        .is_err()
-                    {
-                        accept.abort();
-                        let _ = accept.await;
-                    }
-                }
+                state.stop_accepting().await;
+                // The listener's own drain takes over from the node's.
+                state.node_drain = None;
                 state.ending.store(true, Ordering::SeqCst);
                 let now = sluice_clock::now_ms();
                 let wait = deadline.saturating_sub(now);
@@ -257,7 +388,10 @@ async fn handle_message(
                         connections = myself.get_children().len(),
                         "listener drain deadline: closing remaining work"
                     );
-                    tell_connections(&myself, || ConnectionMessage::ListenerDeadline { drain });
+                    tell_connections(&myself, || ConnectionMessage::ListenerDeadline {
+                        drain,
+                        node: false,
+                    });
                     myself.send_after(STOP_AFTER, || ListenerMessage::Stop);
                 }
             }
@@ -265,6 +399,50 @@ async fn handle_message(
         ListenerMessage::Stop => {
             myself.stop(Some("drain deadline passed".into()));
         }
+        ListenerMessage::NodeDrain {
+            deadline,
+            accept_until,
+        } => {
+            if state.drain.is_some() {
+                // Removed: its own drain runs.
+                return Ok(());
+            }
+            let times = match state.node_drain {
+                Some(t) => NodeDrainTimes {
+                    deadline,
+                    accept_until: accept_until.min(t.accept_until),
+                    ..t
+                },
+                None => {
+                    info!(
+                        deadline_in_ms = deadline.saturating_sub(sluice_clock::now_ms()),
+                        "node drains: ending keep-alive"
+                    );
+                    NodeDrainTimes {
+                        accept_until,
+                        deadline,
+                        grace_ended: false,
+                        fired: false,
+                    }
+                }
+            };
+            state.ending.store(true, Ordering::SeqCst);
+            state.node_drain = Some(times);
+            state.node_drain_tick(&myself).await;
+        }
+        ListenerMessage::NodeDrainTick => state.node_drain_tick(&myself).await,
+        ListenerMessage::NodeUndrain => {
+            let Some(times) = state.node_drain.take() else {
+                return Ok(());
+            };
+            state.ending.store(false, Ordering::SeqCst);
+            if times.grace_ended {
+                state.rebind(&myself);
+            } else {
+                info!("node drain ended: keeping connections alive again");
+            }
+        }
+        ListenerMessage::Rebind => state.rebind(&myself),
     }
     Ok(())
 }

@@ -30,6 +30,11 @@
 //! Listener ──ListenerDraining──▶ Connection` (keep-alive ends, idle ones
 //! close), then at its deadline `Listener ──ListenerDeadline──▶ Connection`
 //! (every token of the connection cancelled, as at a backend's deadline).
+//!
+//! A node that drains itself (N1) tells every listener `NodeDrain`: the
+//! listener ends keep-alive at once, keeps accepting for the node's accept
+//! grace, then closes its socket and sends `ListenerDraining`; at the
+//! deadline `ListenerDeadline`, as above. `NodeUndrain` undoes it.
 
 use std::sync::Arc;
 
@@ -60,6 +65,14 @@ pub(crate) enum ApplierMessage {
     RampTick,
     /// Time to try failed binds again.
     RetryBinds,
+    /// Drain this node until `deadline` whatever the replicated state says
+    /// (a stop, fail-static: C4); answered once the listeners were told.
+    DrainLocally {
+        deadline: UnixMillis,
+        reply: RpcReplyPort<()>,
+    },
+    /// While the node drains: time to see whether it holds nothing yet.
+    NodeDrainCheck,
 }
 
 /// What a `Backend` handles.
@@ -88,10 +101,11 @@ pub(crate) enum ConnectionMessage {
     /// The listener was removed and drains (its `ending` flag is set): an
     /// idle connection closes now, a busy one after its response.
     ListenerDraining { drain: Option<DrainId> },
-    /// The listener's drain deadline came: a request still waiting gets
+    /// The listener's drain deadline came (or its node's: `node`): a
+    /// request still waiting gets
     /// `500` with `Connection: close`, a tunnel Close 1001 on both sides, a
     /// response already streaming is cut (R3).
-    ListenerDeadline { drain: Option<DrainId> },
+    ListenerDeadline { drain: Option<DrainId>, node: bool },
     /// Crash on purpose (supervision tests).
     #[cfg(any(test, feature = "test-hooks"))]
     Panic,
@@ -111,4 +125,20 @@ pub(crate) enum ListenerMessage {
     Deadline,
     /// `STOP_AFTER` past the deadline: drop what is left.
     Stop,
+    /// This node drains itself (N1): end keep-alive, accept until
+    /// `accept_until`, then close the socket and the idle connections;
+    /// at `deadline` end what is left. Sent again when the drain's
+    /// deadline changes.
+    NodeDrain {
+        deadline: UnixMillis,
+        accept_until: UnixMillis,
+    },
+    /// The node drain's timer: its accept grace or its deadline may have
+    /// come.
+    NodeDrainTick,
+    /// The node's drain ended: accept (bind again if the socket closed)
+    /// and keep connections alive again.
+    NodeUndrain,
+    /// Try again to bind the port after a node drain ended.
+    Rebind,
 }

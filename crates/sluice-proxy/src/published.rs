@@ -6,6 +6,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use sluice_model::{DrainId, UnixMillis};
+use tokio::sync::watch;
+
 use crate::backend::BackendRuntime;
 use crate::health_view::LocalHealth;
 
@@ -36,6 +39,32 @@ pub struct BackendStats {
     pub tunnels: u64,
 }
 
+/// This node's own drain as its data plane runs it (N1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeDrainStatus {
+    /// The replicated drain; `None` while only this node knows (a stop
+    /// whose drain the cluster has not recorded, or could not: C4).
+    pub drain: Option<DrainId>,
+    /// When what is left is closed (Unix ms).
+    pub deadline: UnixMillis,
+    /// When the listeners stop accepting (Unix ms).
+    pub accept_until: UnixMillis,
+    /// Whether the node accepts no more and holds no client connection.
+    pub finished: bool,
+}
+
+/// What this node holds now: client connections, requests in flight and
+/// WebSocket tunnels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holds {
+    /// Open client connections.
+    pub connections: u64,
+    /// Requests in flight to backends.
+    pub requests: u64,
+    /// Open WebSocket tunnels.
+    pub tunnels: u64,
+}
+
 /// A backend by group and address.
 pub(crate) type BackendKey = (Arc<str>, Arc<str>);
 
@@ -46,9 +75,18 @@ pub(crate) struct Published {
     pub(crate) listeners: Mutex<BTreeMap<u16, ListenerStatus>>,
     pub(crate) backends: Mutex<HashMap<BackendKey, Arc<BackendRuntime>>>,
     pub(crate) health: Mutex<HashMap<BackendKey, LocalHealth>>,
+    pub(crate) node_drain: watch::Sender<Option<NodeDrainStatus>>,
 }
 
 impl Published {
+    pub(crate) fn publish_node_drain(&self, status: Option<NodeDrainStatus>) {
+        self.node_drain.send_if_modified(|now| {
+            let changed = *now != status;
+            *now = status;
+            changed
+        });
+    }
+
     pub(crate) fn publish(
         &self,
         listeners: BTreeMap<u16, ListenerStatus>,

@@ -25,6 +25,12 @@ pub struct ProxySettings {
     pub upstream_idle_timeout: Duration,
     /// Idle pooled connections kept per backend.
     pub upstream_max_idle_per_backend: usize,
+    /// This process among the node's processes: a drain the node's previous
+    /// process started as it stopped does not apply to this one.
+    pub incarnation: u64,
+    /// How long a draining node still accepts new connections (those on
+    /// their way when its readiness flipped), N1.
+    pub accept_grace: Duration,
 }
 
 impl Default for ProxySettings {
@@ -37,6 +43,8 @@ impl Default for ProxySettings {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_idle_timeout: Duration::from_secs(90),
             upstream_max_idle_per_backend: 1024,
+            incarnation: 0,
+            accept_grace: Duration::from_secs(3),
         }
     }
 }

@@ -49,7 +49,7 @@ pub use codec::{decode, encode, CodecError};
 pub use error::ClusterError;
 pub use log_store::LogStore;
 pub use state_machine::{LoadError, StateMachineStore, DEDUP_WINDOW};
-pub use status::{ClusterStatus, MemberStatus};
+pub use status::{ClusterStatus, MemberHolds, MemberStatus};
 pub use store::{open, OpenError};
 pub use types::{
     Entry, LogId, LogState, Membership, NodeId, Outcome, Raft, Request, RequestId, Response,

@@ -24,6 +24,23 @@ pub struct MemberStatus {
     pub lag: Option<u64>,
     /// Whether the leader reached it just now (the admin API probes it).
     pub reachable: bool,
+    /// Its own drain, if it drains (N1; filled in by the admin API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<sluice_model::NodeDrain>,
+    /// What it holds, as it answered just now (filled in by the admin API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holds: Option<MemberHolds>,
+}
+
+/// What a member holds: client connections, requests in flight, tunnels.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MemberHolds {
+    /// Open client connections.
+    pub connections: u64,
+    /// Requests in flight to backends.
+    pub requests: u64,
+    /// Open WebSocket tunnels.
+    pub tunnels: u64,
 }
 
 /// The cluster as one node sees it.
@@ -90,6 +107,8 @@ impl RaftNode {
                 last_applied,
                 lag,
                 reachable,
+                drain: None,
+                holds: None,
             });
         }
         members.sort_by_key(|mm| (!voters.contains(&mm.node), mm.node));
