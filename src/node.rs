@@ -294,7 +294,7 @@ async fn drain_to_stop(
     }
     let record = store.clone();
     let node = store.node().id();
-    tokio::spawn(async move {
+    let recording = tokio::spawn(async move {
         let proposed = record.submit(Command::DrainNode {
             node,
             timeout_ms,
@@ -351,6 +351,12 @@ async fn drain_to_stop(
                 .await;
             }
         }
+    }
+    if !recording.is_finished() {
+        recording.abort();
+        warn!(
+            "the cluster did not record this node's stop before it drained; it drained on its own"
+        );
     }
 }
 

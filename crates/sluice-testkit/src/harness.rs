@@ -60,6 +60,8 @@ pub struct NodeOptions {
     pub extra_toml: String,
     /// `[node] stop_timeout` (`None`: left out, the node's default).
     pub stop_timeout: Option<String>,
+    /// `[node] accept_grace` (`None`: left out, the node's default).
+    pub accept_grace: Option<String>,
     /// Size in MiB of a tmpfs mounted on the data dir, in a mount namespace
     /// of the node's own (`unshare`; Linux, root): the mount ends with the
     /// process, so a restart starts from an empty data dir. `None`: the
@@ -81,6 +83,7 @@ impl NodeOptions {
             worker_threads: None,
             extra_toml: String::new(),
             stop_timeout: None,
+            accept_grace: None,
             tmpfs_data_dir_mib: None,
             max_open_files: None,
         }
@@ -449,7 +452,12 @@ fn render_config(opts: &NodeOptions, data_dir: &Path) -> String {
         .stop_timeout
         .as_ref()
         .map(|t| format!("stop_timeout = {}\n", toml_string(t)))
-        .unwrap_or_default();
+        .unwrap_or_default()
+        + &opts
+            .accept_grace
+            .as_ref()
+            .map(|t| format!("accept_grace = {}\n", toml_string(t)))
+            .unwrap_or_default();
     let mut toml = format!(
         "[node]\nid = {}\ndata_dir = {}\ndata_address = {}\n{workers}{stop}[admin]\nlisten = {}\ntoken = {}\n",
         opts.node_id,
@@ -605,6 +613,7 @@ mod tests {
             worker_threads: None,
             extra_toml: "[cluster]\npeers = []".into(),
             stop_timeout: None,
+            accept_grace: None,
             tmpfs_data_dir_mib: None,
             max_open_files: None,
         };

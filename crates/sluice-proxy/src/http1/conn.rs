@@ -95,12 +95,14 @@ impl KeepAlive {
     }
 
     /// The server starts waiting for a request: false when it is to close
-    /// instead.
-    fn idle(&self) -> bool {
+    /// instead. A new connection waits for its first request even when
+    /// keep-alive ends (a draining node still accepts during its grace and
+    /// serves each such connection once).
+    fn idle(&self, first: bool) -> bool {
         self.phase
             .compare_exchange(BUSY, IDLE, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
-            && !self.ending.load(Ordering::SeqCst)
+            && (first || !self.ending.load(Ordering::SeqCst))
     }
 
     /// A request's first bytes came: false when the owner closed the
@@ -154,14 +156,16 @@ where
     let mut buf = BytesMut::new();
     let timer = tokio::time::sleep(limits.header_read_timeout);
     let mut timer = pin!(timer);
+    let mut first = true;
     loop {
         timer
             .as_mut()
             .reset(Instant::now() + limits.header_read_timeout);
         let idle = buf.is_empty();
-        if idle && !owner.idle() {
+        if idle && !owner.idle(first) {
             return Ended::Closed;
         }
+        first = false;
         let waiting = idle.then_some(owner);
         let head = match read_head(&io, &mut buf, limits, timer.as_mut(), waiting).await {
             Ok(head) => head,
@@ -604,12 +608,15 @@ mod tests {
         assert!(!keep_alive.close_if_idle(), "closed once");
         // A server that read a request's first bytes is busy.
         let busy = KeepAlive::new(Arc::new(AtomicBool::new(false)));
-        assert!(busy.idle());
+        assert!(busy.idle(false));
         assert!(busy.busy());
         assert!(!busy.close_if_idle());
-        // One that goes idle after `ending` was set closes by itself.
-        let late = KeepAlive::new(ending);
-        assert!(!late.idle());
+        // One that goes idle after `ending` was set closes by itself,
+        // unless it waits for its first request (it is served once).
+        let late = KeepAlive::new(ending.clone());
+        assert!(!late.idle(false));
+        let new = KeepAlive::new(ending);
+        assert!(new.idle(true));
     }
 
     #[tokio::test]
