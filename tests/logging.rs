@@ -72,7 +72,9 @@ async fn every_text_line_names_the_node() {
             "no line from {target}: {lines:#?}"
         );
     }
-    assert!(lines.iter().any(|l| l.contains("stopping: draining this node")));
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("stopping: draining this node")));
     assert!(lines.iter().any(|l| l.contains("node stopped exit_code=0")));
 }
 

@@ -64,10 +64,9 @@ pub use limits::{
     MAX_SLOW_START_MS, MAX_WEIGHT, MIN_HEALTH_INTERVAL_MS, MIN_HEALTH_TIMEOUT_MS,
     MIN_REQUEST_TIMEOUT_MS, MIN_SLOW_START_MS,
 };
-pub use nodes::{NodeDrain, NodeDrainReason};
 pub use ramp::{Ramp, RAMP_SCALE};
 pub use state::State;
 pub use types::{
     AfterDrain, Backend, BackendStatus, BindStatus, Drain, DrainCause, DrainPolicy, Group,
-    Listener, ListenerDrain,
+    Listener, ListenerDrain, NodeDrain, NodeDrainReason,
 };

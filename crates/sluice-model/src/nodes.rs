@@ -8,50 +8,8 @@
 //! process's incarnation, the node's next process ignores it and clears it
 //! ([`Command::NodeRestarted`](crate::Command::NodeRestarted)).
 
-use serde::{Deserialize, Serialize};
-
 use crate::limits::validate_node_drain_timeout;
-use crate::{Applied, DrainId, ModelError, NodeId, State, UnixMillis};
-
-/// Why a node drains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeDrainReason {
-    /// `node drain`: until `node undrain`.
-    Operator,
-    /// The node stops (SIGTERM or Ctrl-C).
-    Stopping,
-}
-
-/// A node's drain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeDrain {
-    /// Its id (one sequence with backend and listener drains).
-    pub drain: DrainId,
-    /// Why.
-    pub reason: NodeDrainReason,
-    /// The stopping process (stopping drains only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub incarnation: Option<u64>,
-    /// When it started (stamped by the leader).
-    pub started: UnixMillis,
-    /// When the node closes what it still holds.
-    pub deadline: UnixMillis,
-    /// Whether the node reported that it holds no client connection.
-    pub finished: bool,
-}
-
-impl NodeDrain {
-    /// Whether the node's process `incarnation` runs this drain: an
-    /// operator's drain applies to every process, a stopping one only to
-    /// the process that stops.
-    pub fn applies_to(&self, incarnation: u64) -> bool {
-        match self.reason {
-            NodeDrainReason::Operator => true,
-            NodeDrainReason::Stopping => self.incarnation == Some(incarnation),
-        }
-    }
-}
+use crate::{Applied, DrainId, ModelError, NodeDrain, NodeDrainReason, NodeId, State, UnixMillis};
 
 impl State {
     /// [`Command::DrainNode`](crate::Command::DrainNode). Draining a node

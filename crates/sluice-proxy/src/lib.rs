@@ -32,6 +32,12 @@
 //! closes with Close 1001 on both sides (tunnel/). A crashed `Connection`
 //! loses only itself.
 //!
+//! The node's own drain (N1) is the applier's too: the replicated drain of
+//! this node (for this process) or one started by [`DataPlane::drain_locally`]
+//! (a stop); every `Listener` ends keep-alive, accepts for the accept grace,
+//! then closes its socket and idle connections, and at the deadline ends
+//! what is left as above. [`DataPlane::node_drain`] says how far it got.
+//!
 //! Logs carry where they come from: spans `state_applier{node}`,
 //! `listener{port, generation}`, `backend{group, addr}` (with the drain id
 //! on each drain line), `connection{port, peer}` (made once per connection,
