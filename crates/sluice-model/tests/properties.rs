@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use sluice_model::{
-    BackendStatus, Command, DrainId, DrainPolicy, HealthCheckUpdate, State, UnixMillis, RAMP_SCALE,
+    BackendStatus, Command, DrainId, DrainPolicy, HealthCheckUpdate, NodeDrainReason, State,
+    UnixMillis, RAMP_SCALE,
 };
 
 const GROUPS: [&str; 2] = ["web", "api"];
@@ -131,6 +132,29 @@ fn command() -> impl Strategy<Value = Command> {
             }),
         (prop::sample::select(&PORTS[..]), 0u64..100_000)
             .prop_map(|(port, at)| Command::RemoveListener { port, at }),
+        (
+            1u64..=4,
+            0u64..5_000,
+            proptest::option::of(0u64..3),
+            0u64..100_000
+        )
+            .prop_map(|(node, timeout_ms, stopping, at)| Command::DrainNode {
+                node,
+                timeout_ms,
+                reason: match stopping {
+                    Some(_) => NodeDrainReason::Stopping,
+                    None => NodeDrainReason::Operator,
+                },
+                incarnation: stopping,
+                at,
+            }),
+        (1u64..=4).prop_map(|node| Command::UndrainNode { node }),
+        (1u64..=4, 0u64..3)
+            .prop_map(|(node, incarnation)| Command::NodeRestarted { node, incarnation }),
+        (1u64..=4, 1u64..20).prop_map(|(node, d)| Command::NodeDrainFinished {
+            node,
+            drain: DrainId(d)
+        }),
     ]
 }
 
@@ -151,6 +175,24 @@ fn check_invariants(s: &State) {
             }
         }
     }
+    let mut ids: Vec<DrainId> = s.drains.keys().copied().collect();
+    for (node, d) in &s.node_drains {
+        // Only members drain; a node drain's id is one of its own.
+        assert!(s.nodes.contains(node), "node {node} is not a member");
+        // A stop may bring an operator's drain's deadline earlier, even
+        // before its start (stamped by a leader whose clock is behind).
+        assert!(d.deadline >= d.started || d.reason == NodeDrainReason::Stopping);
+        assert!(d.drain.0 < s.next_drain);
+        assert_eq!(
+            d.incarnation.is_some(),
+            d.reason == NodeDrainReason::Stopping
+        );
+        ids.push(d.drain);
+    }
+    let all = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "drain ids are unique");
     for d in s.drains.values() {
         let b = &s.groups[&d.group].backends[&d.backend];
         assert_eq!(b.status, BackendStatus::Draining { drain: d.id });
@@ -250,6 +292,12 @@ proptest! {
                 // R7: once fixed, a deadline never moves.
                 let first = *deadlines.entry(d.id).or_insert(d.deadline);
                 prop_assert_eq!(first, d.deadline);
+            }
+            for d in s.node_drains.values() {
+                // A node drain's deadline only ever comes earlier (a stop
+                // during an operator's drain).
+                let first = *deadlines.entry(d.drain).or_insert(d.deadline);
+                prop_assert!(d.deadline <= first);
             }
         }
     }
