@@ -38,6 +38,29 @@ const STOP: Duration = Duration::from_secs(4);
 /// Its accept grace.
 const GRACE: Duration = Duration::from_millis(1500);
 
+/// Polls `node`'s log for up to 5 s until `check` accepts it.
+async fn wait_log(node: &NodeProcess, what: &str, check: impl Fn(&str) -> Result<(), String>) {
+    poll(Duration::from_secs(5), what, || {
+        let verdict = check(&node.log());
+        async move { verdict }
+    })
+    .await;
+}
+
+/// Waits (off the runtime) up to `within` for `node` to exit; its status,
+/// `None` if it still runs.
+async fn exited(
+    mut node: NodeProcess,
+    within: Duration,
+) -> (NodeProcess, Option<std::process::ExitStatus>) {
+    tokio::task::spawn_blocking(move || {
+        let exit = node.wait_exit(within).unwrap();
+        (node, exit)
+    })
+    .await
+    .unwrap()
+}
+
 /// A GET of `url` in a task of its own.
 fn spawn_get(
     url: String,
@@ -115,7 +138,7 @@ async fn stopping_node() -> (NodeProcess, String, sluice_testkit::DemoBackend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_the_node_then_it_exits_cleanly() {
-    let (mut node, listen, be) = stopping_node().await;
+    let (node, listen, be) = stopping_node().await;
     let base = format!("http://{listen}");
 
     // An idle keep-alive client, a kept-alive client that will send again
@@ -219,13 +242,7 @@ async fn sigterm_drains_the_node_then_it_exits_cleanly() {
     .await
     .expect("the backend got Close 1001");
 
-    let exit = tokio::task::spawn_blocking(move || {
-        let exit = node.wait_exit(Duration::from_secs(10)).unwrap();
-        (node, exit)
-    })
-    .await
-    .unwrap();
-    let (node, exit) = exit;
+    let (node, exit) = exited(node, Duration::from_secs(10)).await;
     assert!(exit.is_some_and(|e| e.success()), "exit: {exit:?}");
     let log = node.log();
     assert!(
@@ -237,7 +254,7 @@ async fn sigterm_drains_the_node_then_it_exits_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigterm_cuts_the_drain_short_and_a_restart_clears_the_stop() {
-    let (mut node, listen, be) = stopping_node().await;
+    let (node, listen, be) = stopping_node().await;
     let long = spawn_get(format!("http://{listen}/?delay=30s"));
     be.wait_for(
         |e| matches!(e, BackendEvent::RequestStarted { .. }),
@@ -257,13 +274,7 @@ async fn a_second_sigterm_cuts_the_drain_short_and_a_restart_clears_the_stop() {
         "cut {:?} after the second signal",
         second.elapsed()
     );
-    let exit = tokio::task::spawn_blocking(move || {
-        let exit = node.wait_exit(Duration::from_secs(8)).unwrap();
-        (node, exit)
-    })
-    .await
-    .unwrap();
-    let (mut node, exit) = exit;
+    let (mut node, exit) = exited(node, Duration::from_secs(8)).await;
     assert!(exit.is_some_and(|e| e.success()), "exit: {exit:?}");
 
     // Restarted, the node serves at once and clears its stop.
@@ -407,13 +418,7 @@ async fn a_node_cut_off_from_its_cluster_still_drains_on_sigterm() {
     let (code, headers, _) = slow.await.unwrap().expect("the slow request");
     assert_eq!(code, 200);
     assert_eq!(headers["connection"], "close");
-    let (node, exit) = tokio::task::spawn_blocking(move || {
-        let mut node = node;
-        let exit = node.wait_exit(Duration::from_secs(12)).unwrap();
-        (node, exit)
-    })
-    .await
-    .unwrap();
+    let (node, exit) = exited(node, Duration::from_secs(12)).await;
     assert!(exit.is_some_and(|e| e.success()), "exit: {exit:?}");
     let log = node.log();
     assert!(
@@ -443,14 +448,10 @@ async fn sighup_reloads_the_log_level_and_the_node_keeps_serving() {
     // An invalid file changes nothing.
     std::fs::write(node.config_path(), config.replace("\"info\"", "\"[[\"")).unwrap();
     node.signal("HUP").unwrap();
-    poll(Duration::from_secs(5), "the refusal logged", || {
-        let log = node.log();
-        async move {
-            match log.contains("SIGHUP: config not reloaded") {
-                true => Ok(()),
-                false => Err("not yet".into()),
-            }
-        }
+    wait_log(&node, "the refusal logged", |log| {
+        log.contains("SIGHUP: config not reloaded")
+            .then_some(())
+            .ok_or("not yet".into())
     })
     .await;
     let (code, ..) = http_get(&url, Duration::from_secs(2)).await.unwrap();
@@ -462,27 +463,20 @@ async fn sighup_reloads_the_log_level_and_the_node_keeps_serving() {
     )
     .unwrap();
     node.signal("HUP").unwrap();
-    poll(Duration::from_secs(5), "the reload logged", || {
-        let log = node.log();
-        async move {
-            match log.lines().find(|l| l.contains("SIGHUP: config reloaded")) {
-                Some(l) if l.contains("applied=log.level") => Ok(()),
-                Some(l) => Err(l.to_owned()),
-                None => Err("not yet".into()),
-            }
+    wait_log(&node, "the reload logged", |log| {
+        match log.lines().find(|l| l.contains("SIGHUP: config reloaded")) {
+            Some(l) if l.contains("applied=log.level") => Ok(()),
+            Some(l) => Err(l.to_owned()),
+            None => Err("not yet".into()),
         }
     })
     .await;
     let (code, ..) = http_get(&url, Duration::from_secs(2)).await.unwrap();
     assert_eq!(code, 200);
-    poll(Duration::from_secs(5), "debug lines", || {
-        let log = node.log();
-        async move {
-            match log.contains(" DEBUG ") {
-                true => Ok(()),
-                false => Err("none yet".into()),
-            }
-        }
+    wait_log(&node, "debug lines", |log| {
+        log.contains(" DEBUG ")
+            .then_some(())
+            .ok_or("none yet".into())
     })
     .await;
     assert!(node.pid().is_some());

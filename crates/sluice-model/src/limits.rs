@@ -105,24 +105,21 @@ pub fn validate_weight(weight: u32) -> Result<u8, ModelError> {
 
 /// A drain timeout: 0..=3600 s.
 pub fn validate_drain_timeout(ms: u64) -> Result<(), ModelError> {
-    if ms <= MAX_DRAIN_TIMEOUT_MS {
-        Ok(())
-    } else {
-        Err(ModelError::OutOfRange {
-            field: "drain_timeout".into(),
-            value: format_ms(ms),
-            range: "0s..=3600s".into(),
-        })
-    }
+    drain_timeout_within("drain_timeout", ms)
 }
 
 /// A node drain's timeout: 0..=3600 s.
 pub fn validate_node_drain_timeout(ms: u64) -> Result<(), ModelError> {
+    drain_timeout_within("timeout", ms)
+}
+
+/// `ms` as the timeout `field` of a drain: 0..=3600 s.
+fn drain_timeout_within(field: &'static str, ms: u64) -> Result<(), ModelError> {
     if ms <= MAX_DRAIN_TIMEOUT_MS {
         Ok(())
     } else {
         Err(ModelError::OutOfRange {
-            field: "timeout".into(),
+            field: field.into(),
             value: format_ms(ms),
             range: "0s..=3600s".into(),
         })
