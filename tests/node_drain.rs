@@ -36,7 +36,7 @@ use tokio::net::TcpStream;
 /// Stop timeout of the stopping node.
 const STOP: Duration = Duration::from_secs(4);
 /// Its accept grace.
-const GRACE: Duration = Duration::from_millis(1500);
+const GRACE: Duration = Duration::from_millis(2000);
 
 /// Polls `node`'s log for up to 5 s until `check` accepts it.
 async fn wait_log(node: &NodeProcess, what: &str, check: impl Fn(&str) -> Result<(), String>) {
