@@ -16,13 +16,20 @@
 //!    three nodes hold the same `/v1/state`;
 //! 4. the nodes' logs are JSON, ecs01 logged the Closes it got, the nodes
 //!    are `healthy` by the image's HEALTHCHECK (`sluice node check`);
-//! 5. `docker/cluster down` leaves no container, network, volume or image
+//! 5. the rolling upgrade of docs/rolling-upgrade.md under load:
+//!    `sluice-load` runs twice at once, on the host through the published
+//!    listener ports and in a container on the project's network against
+//!    node1..node3:8080 directly, while `docker/cluster upgrade` drains,
+//!    stops, replaces and undrains each node in turn. No request fails, no
+//!    tunnel is reset, tunnels are told (Close 1001), every node exits 0,
+//!    comes back on the new image and serves again;
+//! 6. `docker/cluster down` leaves no container, network, volume or image
 //!    of the project behind. The project is also taken down (and checked)
 //!    when the test fails half-way.
 //!
 //! Needs Docker Engine and `docker compose` or `docker-compose`; without
 //! them the test fails and says so. It takes about 35 s, half of it
-//! `docker/cluster up`.
+//! `docker/cluster up`, plus the upgrade (about 10 s a node).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
@@ -35,7 +42,7 @@ use common::cluster::poll;
 use common::tunnel::{assert_drained, assert_spread, wait_echoing, Pinger};
 use common::{now_ms, BIN};
 use serde_json::Value;
-use sluice_testkit::{free_port, WsClient};
+use sluice_testkit::{free_port, http_get, WsClient};
 
 /// Drain timeout of group `web` in this test.
 const DRAIN_MS: u64 = 4_000;
@@ -43,6 +50,8 @@ const DRAIN_MS: u64 = 4_000;
 const TOKEN: &str = "docker-e2e-token-0123456789";
 /// Upper bound of one CLI call.
 const CLI_LIMIT: Duration = Duration::from_secs(20);
+/// Each node's drain timeout in the rolling upgrade.
+const UPGRADE_DRAIN: &str = "4s";
 
 // ---------------------------------------------------------------------------
 // The compose project: started by `docker/cluster up`, always taken down.
@@ -155,6 +164,29 @@ impl Project {
         format!("ws://127.0.0.1:{}/", self.listener[node as usize - 1])
     }
 
+    fn http_url(&self, node: u64) -> String {
+        format!("http://127.0.0.1:{}/", self.listener[node as usize - 1])
+    }
+
+    /// The image `docker/cluster upgrade` builds when given none.
+    fn next_image(&self) -> String {
+        format!("{}-next", self.image)
+    }
+
+    /// The compose network the containers share.
+    fn network(&self) -> String {
+        let (ok, out, err) = docker(&[
+            "inspect",
+            "--format",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+            &self.container("node1"),
+        ]);
+        assert!(ok, "docker inspect: {err}");
+        let nets: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(nets.len(), 1, "networks of node1: {nets:?}");
+        nets[0].to_string()
+    }
+
     /// The container of compose service `service`.
     fn container(&self, service: &str) -> String {
         let (ok, out, err) = docker(&[
@@ -175,12 +207,14 @@ impl Project {
     /// image if it still exists.
     fn leftovers(&self) -> Vec<String> {
         let label = format!("label=com.docker.compose.project={}", self.name);
+        let next = self.next_image();
         let mut left = Vec::new();
         for (what, args) in [
             ("container", vec!["ps", "-aq", "--filter", &label]),
             ("network", vec!["network", "ls", "-q", "--filter", &label]),
             ("volume", vec!["volume", "ls", "-q", "--filter", &label]),
             ("image", vec!["image", "ls", "-q", &self.image]),
+            ("image", vec!["image", "ls", "-q", &next]),
         ] {
             let (ok, out, err) = docker(&args);
             if !ok {
@@ -225,6 +259,7 @@ impl Project {
             docker(&["volume", "rm", "-f", &id]);
         }
         docker(&["image", "rm", "-f", &self.image]);
+        docker(&["image", "rm", "-f", &self.next_image()]);
     }
 }
 
@@ -383,11 +418,201 @@ async fn leader(p: &Project, asked: u64) -> Result<u64, String> {
 }
 
 // ---------------------------------------------------------------------------
+// sluice-load, the load generator of the rolling upgrade.
+
+/// A running `sluice-load`, its report on stdout, its progress on stderr.
+struct Load {
+    what: &'static str,
+    child: std::process::Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    /// Stops it: the stop file (on the host) or SIGTERM (in a container).
+    stop: LoadStop,
+}
+
+enum LoadStop {
+    File(PathBuf),
+    Container(String),
+}
+
+const LOAD_HTTP_WORKERS: &str = "4";
+const LOAD_WS_SESSIONS: &str = "3";
+
+impl Load {
+    fn spawn(what: &'static str, mut cmd: Command, dir: &Path, stop: LoadStop) -> Load {
+        let stdout = dir.join(format!("{what}.json"));
+        let stderr = dir.join(format!("{what}.err"));
+        let child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        Load {
+            what,
+            child,
+            stdout,
+            stderr,
+            stop,
+        }
+    }
+
+    /// On the host, through the listener ports docker publishes.
+    fn on_host(p: &Project, dir: &Path) -> Load {
+        let stop = dir.join("stop-host");
+        let mut cmd = Command::new(Path::new(BIN).with_file_name("sluice-load"));
+        for n in 1..=3 {
+            cmd.args(["--target", &p.http_url(n)]);
+        }
+        cmd.args(["--http-workers", LOAD_HTTP_WORKERS])
+            .args(["--ws-sessions", LOAD_WS_SESSIONS])
+            .args(["--progress", "5s"])
+            .arg("--stop-file")
+            .arg(&stop);
+        Load::spawn("host", cmd, dir, LoadStop::File(stop))
+    }
+
+    /// In a container on the project's network (the image's libraries, the
+    /// host's binary mounted), against each node's listener directly: no
+    /// docker proxy in between, so a refused connect is a refused connect.
+    fn in_network(p: &Project, dir: &Path) -> Load {
+        let name = format!("{}-load", p.name);
+        let bin = Path::new(BIN).with_file_name("sluice-load");
+        let mut cmd = Command::new("docker");
+        cmd.args(["run", "--rm", "--name", &name])
+            // Taken down with the project if the test fails half-way.
+            .args(["--label", &format!("com.docker.compose.project={}", p.name)])
+            .args(["--network", &p.network()])
+            .arg("--volume")
+            .arg(format!("{}:/usr/local/bin/sluice-load:ro", bin.display()))
+            .args(["--entrypoint", "/usr/local/bin/sluice-load", &p.image]);
+        for n in 1..=3 {
+            cmd.args(["--target", &format!("http://node{n}:8080/")]);
+        }
+        cmd.args(["--http-workers", LOAD_HTTP_WORKERS])
+            .args(["--ws-sessions", LOAD_WS_SESSIONS])
+            .args(["--progress", "5s"]);
+        Load::spawn("network", cmd, dir, LoadStop::Container(name))
+    }
+
+    /// Stops it and returns its report.
+    fn finish(mut self) -> Value {
+        match &self.stop {
+            LoadStop::File(f) => std::fs::write(f, b"").unwrap(),
+            LoadStop::Container(name) => {
+                let (ok, _, err) = docker(&["kill", "--signal", "TERM", name]);
+                assert!(ok, "docker kill --signal TERM {name}: {err}");
+            }
+        }
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                panic!(
+                    "sluice-load ({}) did not end within 30 s of its stop:\n{}",
+                    self.what,
+                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+        let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        assert!(
+            status.success(),
+            "sluice-load ({}) exited {status}:\n{err}",
+            self.what
+        );
+        eprintln!("sluice-load ({}):\n{err}", self.what);
+        serde_json::from_str(&out).unwrap_or_else(|e| {
+            panic!(
+                "sluice-load ({}) report is not JSON ({e}):\n{out}",
+                self.what
+            )
+        })
+    }
+}
+
+/// The counts every rolling upgrade must show, wherever the load ran.
+fn assert_upgrade_report(what: &str, r: &Value) {
+    let (h, w) = (&r["http"], &r["websocket"]);
+    let n = |v: &Value, k: &str| {
+        v[k].as_u64()
+            .unwrap_or_else(|| panic!("{what}: no {k} in {r}"))
+    };
+    eprintln!(
+        "rolling upgrade, load {what}: http sent {} ok {} told_close {} refused {} idle_closed {} \
+         new_closed {} failed {} | ws opened {} closed_1001 {} closed_other {} reset {} stalled {} \
+         echo_lost {} connect_refused {} connect_failed {} | by backend {} | {} s",
+        n(h, "sent"),
+        n(h, "ok"),
+        n(h, "told_close"),
+        n(h, "refused"),
+        n(h, "idle_closed"),
+        n(h, "new_closed"),
+        n(h, "failed"),
+        n(w, "opened"),
+        n(w, "closed_1001"),
+        n(w, "closed_other"),
+        n(w, "reset"),
+        n(w, "stalled"),
+        n(w, "echo_lost"),
+        n(w, "connect_refused"),
+        n(w, "connect_failed"),
+        h["by_backend"],
+        r["seconds"],
+    );
+    assert_eq!(
+        n(h, "failed"),
+        0,
+        "{what}: failed requests: {}",
+        h["failures"]
+    );
+    assert_eq!(
+        n(h, "sent"),
+        n(h, "ok") + n(h, "idle_closed") + n(h, "new_closed") + n(h, "failed"),
+        "{what}: every request sent ends once: {h}"
+    );
+    assert!(
+        n(h, "sent") >= 1_000,
+        "{what}: only {} requests sent",
+        n(h, "sent")
+    );
+    assert_eq!(n(w, "reset"), 0, "{what}: tunnels reset: {}", w["failures"]);
+    assert_eq!(
+        n(w, "stalled"),
+        0,
+        "{what}: tunnels stalled: {}",
+        w["failures"]
+    );
+    assert_eq!(n(w, "closed_other"), 0, "{what}: {}", w["failures"]);
+    assert!(
+        n(w, "closed_1001") >= 1,
+        "{what}: no tunnel was told to go: {w}"
+    );
+    assert_eq!(
+        n(w, "opened"),
+        n(w, "closed_1001")
+            + n(w, "closed_other")
+            + n(w, "reset")
+            + n(w, "stalled")
+            + n(w, "closed_by_client"),
+        "{what}: every tunnel ends once: {w}"
+    );
+    for t in r["targets"].as_array().unwrap() {
+        assert!(t["http_ok"].as_u64() > Some(0), "{what}: {t}");
+    }
+}
+
+// ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_cluster_walkthrough_and_leader_kill() {
     require_docker();
-    for b in ["sluice-demo-backend", "sluice-demo-client"] {
+    for b in ["sluice-demo-backend", "sluice-demo-client", "sluice-load"] {
         let path: PathBuf = Path::new(BIN).with_file_name(b);
         assert!(
             path.exists(),
@@ -566,7 +791,98 @@ async fn docker_cluster_walkthrough_and_leader_kill() {
         .await;
     }
 
-    // 5. Everything goes.
+    // 5. The rolling upgrade under load.
+    let (ok, _, err) = sluice(&p.admin_url(2), &["backend", "add", "web", "ecs01:8080"]).await;
+    assert!(ok, "backend add: {err}");
+    let dir = tempfile::tempdir().unwrap();
+    let loads = [
+        Load::on_host(&p, dir.path()),
+        Load::in_network(&p, dir.path()),
+    ];
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let started = Instant::now();
+    let (ok, out, err) =
+        tokio::task::block_in_place(|| p.cluster(&["upgrade", "--drain-timeout", UPGRADE_DRAIN]));
+    assert!(ok, "docker/cluster upgrade failed:\n{out}\n{err}");
+    eprintln!(
+        "docker/cluster upgrade took {:?}:\n{out}",
+        started.elapsed()
+    );
+    for n in 1..=3 {
+        for line in [
+            format!("$ sluice node drain {n} --timeout {UPGRADE_DRAIN}"),
+            format!("node{n} stopped after"),
+            format!("node{n} upgraded in"),
+        ] {
+            assert!(
+                out.contains(&line),
+                "`upgrade` did not print {line:?}:\n{out}"
+            );
+        }
+        // The operator's drain should outlive the restart (then `upgrade`
+        // undrains the node once it caught up); a stop recorded over it
+        // makes the restart clear it, and `upgrade` says so.
+        let undrained = format!("$ sluice node undrain {n}");
+        let cleared = format!("node{n}: its drain ended with the restart");
+        assert!(
+            out.contains(&undrained) || out.contains(&cleared),
+            "`upgrade` neither undrained node{n} nor found it undrained:\n{out}"
+        );
+        if out.contains(&cleared) {
+            eprintln!("NOTE: node{n}'s operator drain did not survive its restart");
+        }
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("node{n} stopped after"))
+                    && l.ends_with("(exit code 0)")),
+            "node{n} did not exit 0:\n{out}"
+        );
+        let (ok, image, err) = docker(&[
+            "inspect",
+            "--format",
+            "{{.Config.Image}}",
+            &p.container(&format!("node{n}")),
+        ]);
+        assert!(ok, "docker inspect: {err}");
+        assert_eq!(image.trim(), p.next_image(), "node{n}'s image");
+    }
+    // The load goes on a while on the upgraded cluster.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let reports = tokio::task::block_in_place(|| loads.map(Load::finish));
+    for (what, r) in ["host", "network"].iter().zip(&reports) {
+        assert_upgrade_report(what, r);
+    }
+    // Directly against the listeners, nothing was dropped unanswered.
+    let direct = &reports[1];
+    assert_eq!(direct["http"]["new_closed"], 0, "{}", direct["http"]);
+    assert_eq!(
+        direct["websocket"]["connect_failed"], 0,
+        "{}",
+        direct["websocket"]
+    );
+    // Every node is back: a member, ready, and its listener serves.
+    for n in 1..=3 {
+        let (status, headers, _) = http_get(&p.http_url(n), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "through node{n} after the upgrade");
+        assert!(headers.contains_key("x-backend"), "{headers:?}");
+    }
+    let s = json(&p.admin_url(1), &["cluster", "status"]).await;
+    let members = s["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{s}");
+    assert!(members.iter().all(|m| m["reachable"] == true), "{s}");
+    // The new containers run with the settings of the old ones (the test
+    // runs `upgrade` without SLUICE_LOG_FORMAT): their logs are still JSON.
+    let (ok, logs, err) = docker(&["logs", &p.container("node2")]);
+    assert!(ok, "docker logs: {err}");
+    let first = logs.lines().next().expect("the new node2 logged nothing");
+    assert!(
+        serde_json::from_str::<Value>(first).is_ok(),
+        "the new node2 does not log JSON: {first}"
+    );
+
+    // 6. Everything goes.
     let started = Instant::now();
     let result = tokio::task::block_in_place(|| p.take_down());
     result.unwrap_or_else(|e| panic!("{e}"));

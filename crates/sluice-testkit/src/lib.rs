@@ -9,6 +9,8 @@
 //!   benchmarks.
 //! - [`client`]: [`WsClient`] and [`http_get`], small clients whose calls
 //!   always end within a timeout.
+//! - [`load`]: the load generator of the rolling-upgrade demonstration
+//!   (the `sluice-load` binary), which counts every outcome exactly.
 //! - [`scripted`]: raw-socket peers for protocol tests: a
 //!   [`ScriptedBackend`] that misbehaves as each test scripts it, and a
 //!   [`RawClient`] that sends bytes as they are.
@@ -23,6 +25,7 @@
 pub mod backend;
 pub mod client;
 pub mod harness;
+pub mod load;
 pub mod scripted;
 
 pub use backend::{BackendEvent, DemoBackend, DemoBackendConfig, Recorded};
