@@ -303,7 +303,9 @@ async fn drain_to_stop(
             at: 0,
         });
         match tokio::time::timeout(RECORD_STOP_WITHIN, proposed).await {
-            Ok(Ok(s)) => info!(applied = ?s.applied, "the cluster recorded this node's stop"),
+            Ok(Ok(s)) => {
+                info!(applied = ?s.applied, "the cluster recorded this node's stop (or the drain it was in)")
+            }
             Ok(Err(e)) => {
                 warn!(error = %e, "the cluster did not record this node's stop; draining on its own")
             }

@@ -13,8 +13,13 @@ use crate::{Applied, DrainId, ModelError, NodeDrain, NodeDrainReason, NodeId, St
 
 impl State {
     /// [`Command::DrainNode`](crate::Command::DrainNode). Draining a node
-    /// that drains keeps its drain; a stopping drain over an operator's
-    /// takes the earlier deadline and belongs to the stopping process.
+    /// that drains keeps its drain and deadline, with two exceptions: an
+    /// operator's drain asked while the node stops makes the drain the
+    /// operator's (it outlives the stopping process), and a stop of another
+    /// process replaces an earlier process's stop. A stop during an
+    /// operator's drain changes nothing here: the node drains until its own
+    /// stop deadline anyway, and the operator's drain must survive the
+    /// restart.
     pub(crate) fn drain_node(
         &mut self,
         node: NodeId,
@@ -29,12 +34,18 @@ impl State {
         }
         let deadline = at.saturating_add(timeout_ms);
         if let Some(d) = self.node_drains.get_mut(&node) {
-            let stopping_anew = reason == NodeDrainReason::Stopping
-                && !(d.reason == NodeDrainReason::Stopping && d.incarnation == incarnation);
-            if stopping_anew {
-                d.reason = NodeDrainReason::Stopping;
-                d.incarnation = incarnation;
-                d.deadline = d.deadline.min(deadline);
+            match (d.reason, reason) {
+                (NodeDrainReason::Stopping, NodeDrainReason::Operator) => {
+                    d.reason = NodeDrainReason::Operator;
+                    d.incarnation = None;
+                }
+                (NodeDrainReason::Stopping, NodeDrainReason::Stopping)
+                    if d.incarnation != incarnation =>
+                {
+                    d.incarnation = incarnation;
+                    d.deadline = d.deadline.min(deadline);
+                }
+                _ => {}
             }
             return Ok(Applied::Draining {
                 drain: d.drain,
@@ -168,16 +179,31 @@ mod tests {
     }
 
     #[test]
-    fn a_stop_during_an_operator_drain_takes_the_earlier_deadline_and_its_process() {
+    fn an_operator_drain_outlives_a_stop_and_takes_over_a_stop() {
         let mut s = State::with_nodes([1, 2]);
         s.apply(&drain(2, 60_000, 0)).unwrap();
         s.apply(&stop(2, 10_000, 77, 1_000)).unwrap();
         let d = &s.node_drains[&2];
         assert_eq!(
             (d.reason, d.incarnation, d.deadline),
-            (NodeDrainReason::Stopping, Some(77), 11_000)
+            (NodeDrainReason::Operator, None, 60_000)
         );
-        assert!(d.applies_to(77) && !d.applies_to(78));
+        assert!(d.applies_to(78), "the next process still drains");
+        // An operator drains a stopping node: the drain becomes theirs.
+        let mut s = State::with_nodes([1, 2]);
+        s.apply(&stop(2, 10_000, 77, 0)).unwrap();
+        s.apply(&drain(2, 60_000, 1_000)).unwrap();
+        let d = &s.node_drains[&2];
+        assert_eq!(
+            (d.reason, d.incarnation, d.deadline),
+            (NodeDrainReason::Operator, None, 10_000)
+        );
+        // The stop of the node's next process replaces the earlier one.
+        let mut s = State::with_nodes([1, 2]);
+        s.apply(&stop(2, 10_000, 77, 0)).unwrap();
+        s.apply(&stop(2, 5_000, 78, 1_000)).unwrap();
+        let d = &s.node_drains[&2];
+        assert_eq!((d.incarnation, d.deadline), (Some(78), 6_000));
     }
 
     #[test]

@@ -110,8 +110,9 @@ pub(crate) struct ApplierState {
     ticking: bool,
     /// This node's own drain as it runs (N1).
     node_drain: Option<RunningNodeDrain>,
-    /// The deadline of a drain this node started on its own (a stop).
-    local_drain: Option<UnixMillis>,
+    /// The start and deadline of a drain this node started on its own (a
+    /// stop).
+    local_drain: Option<(UnixMillis, UnixMillis)>,
     /// Whether a [`ApplierMessage::NodeDrainCheck`] is on its way.
     checking_node_drain: bool,
     /// The previous process's stop this process asked to clear.
@@ -192,18 +193,26 @@ async fn handle_message(
     match message {
         ApplierMessage::Apply(new, reply) => {
             if state.revision.is_none_or(|r| new.revision >= r) {
+                // The node's drain first: a listener bound by this state
+                // starts drained, and one restored with a drained node
+                // closes its socket at once when the drain's grace is over.
+                state.sync_node_drain(Some(&new), &myself);
                 state.apply(&new, &myself).await?;
                 state.revision = Some(new.revision);
                 state.last = Some(new.clone());
                 state.run_probers(&new, &myself);
                 state.tick_while_ramping(&myself);
-                state.sync_node_drain(&myself);
             }
             let _ = reply.send(());
         }
         ApplierMessage::DrainLocally { deadline, reply } => {
-            state.local_drain = Some(state.local_drain.map_or(deadline, |d| d.min(deadline)));
-            state.sync_node_drain(&myself);
+            let now = sluice_clock::now_ms();
+            state.local_drain = Some(match state.local_drain {
+                Some((started, d)) => (started, d.min(deadline)),
+                None => (now, deadline),
+            });
+            let last = state.last.clone();
+            state.sync_node_drain(last.as_deref(), &myself);
             let _ = reply.send(());
         }
         ApplierMessage::NodeDrainCheck => state.check_node_drain(&myself),
@@ -252,30 +261,31 @@ impl ApplierState {
     /// The drain this node should run: the replicated one for this node (if
     /// it applies to this process), or the one it started on its own, with
     /// the earlier deadline when both exist.
-    fn wanted_node_drain(&self) -> Option<(Option<DrainId>, UnixMillis)> {
+    /// Returns the drain's id, start and deadline.
+    fn wanted_node_drain(
+        &self,
+        state: Option<&State>,
+    ) -> Option<(Option<DrainId>, UnixMillis, UnixMillis)> {
         let settings = &self.args.settings;
-        let replicated = self
-            .last
-            .as_ref()
+        let replicated = state
             .and_then(|s| s.node_drains.get(&settings.node_id))
             .filter(|d| d.applies_to(settings.incarnation))
-            .map(|d| (d.drain, d.deadline));
+            .map(|d| (d.drain, d.started, d.deadline));
         match (replicated, self.local_drain) {
-            (Some((id, deadline)), local) => {
-                Some((Some(id), local.map_or(deadline, |l| l.min(deadline))))
+            (Some((id, started, deadline)), Some((l_started, l_deadline))) => {
+                Some((Some(id), started.min(l_started), deadline.min(l_deadline)))
             }
-            (None, Some(local)) => Some((None, local)),
+            (Some((id, started, deadline)), None) => Some((Some(id), started, deadline)),
+            (None, Some((started, deadline))) => Some((None, started, deadline)),
             (None, None) => None,
         }
     }
 
     /// Starts, changes or ends this node's drain to match what is wanted
     /// ([`Self::wanted_node_drain`]), telling every running listener.
-    fn sync_node_drain(&mut self, myself: &ActorRef<ApplierMessage>) {
+    fn sync_node_drain(&mut self, state: Option<&State>, myself: &ActorRef<ApplierMessage>) {
         let settings = &self.args.settings;
-        let earlier_stop = self
-            .last
-            .as_ref()
+        let earlier_stop = state
             .and_then(|s| s.node_drains.get(&settings.node_id))
             .filter(|d| {
                 d.reason == NodeDrainReason::Stopping && !d.applies_to(settings.incarnation)
@@ -288,7 +298,7 @@ impl ApplierState {
                 .events
                 .earlier_process_stopping(settings.incarnation);
         }
-        let wanted = self.wanted_node_drain();
+        let wanted = self.wanted_node_drain(state);
         let now = sluice_clock::now_ms();
         match (self.node_drain.as_mut(), wanted) {
             (None, None) => return,
@@ -299,12 +309,14 @@ impl ApplierState {
                     let _ = r.actor.cast(ListenerMessage::NodeUndrain);
                 }
             }
-            (None, Some((drain, deadline))) => {
+            (None, Some((drain, started, deadline))) => {
+                // The grace counts from the drain's start: a node that
+                // restarts drained accepts nothing.
                 let grace = self.args.settings.accept_grace.as_millis() as u64;
                 let status = NodeDrainStatus {
                     drain,
                     deadline,
-                    accept_until: now.saturating_add(grace).min(deadline),
+                    accept_until: started.saturating_add(grace).min(deadline),
                     finished: false,
                 };
                 info!(
@@ -323,7 +335,7 @@ impl ApplierState {
                     myself.send_after(NODE_DRAIN_CHECK, || ApplierMessage::NodeDrainCheck);
                 }
             }
-            (Some(running), Some((drain, deadline))) => {
+            (Some(running), Some((drain, _, deadline))) => {
                 let s = &mut running.status;
                 if s.drain == drain && s.deadline == deadline {
                     return;

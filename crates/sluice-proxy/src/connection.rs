@@ -17,7 +17,7 @@
 //! listener's, at debug level) is made once, with it.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -36,7 +36,7 @@ use crate::forward::{
     check_request, downstream_response, error_response, is_websocket_upgrade, switching_response,
     upstream_request,
 };
-use crate::http1::{self, Ended, KeepAlive, RequestBody};
+use crate::http1::{self, Ended, KeepAlive, RequestBody, WindDown};
 use crate::messages::{BackendMessage, ConnectionMessage};
 use crate::metrics::Metrics;
 use crate::proxy_body::ProxyBody;
@@ -160,8 +160,8 @@ pub(crate) struct ConnectionArgs {
     pub peer: SocketAddr,
     pub port: u16,
     pub generation: u64,
-    /// The listener's flag that ends keep-alive on all its connections.
-    pub ending: Arc<AtomicBool>,
+    /// The listener's say over keep-alive on all its connections.
+    pub wind_down: Arc<WindDown>,
     pub routes: Arc<ArcSwap<RoutingTable>>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<ProxySettings>,
@@ -241,7 +241,7 @@ impl Actor for Connection {
             me: myself,
             registered: Mutex::new(Vec::new()),
             cut: AtomicU8::new(NOT_CUT),
-            keep_alive: KeepAlive::new(args.ending),
+            keep_alive: KeepAlive::new(args.wind_down),
             span,
             live: AtomicUsize::new(1),
             serve: Mutex::new(None),

@@ -17,7 +17,6 @@
 //! the node's drain ends it binds its port again and accepts.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +30,7 @@ use tracing::{debug, error, info, warn, Instrument, Span};
 
 use crate::connection::{Connection, ConnectionArgs};
 use crate::error::ProxyError;
+use crate::http1::WindDown;
 use crate::messages::{ConnectionMessage, ListenerMessage};
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
@@ -62,8 +62,8 @@ pub(crate) struct ListenerState {
     accept: Option<JoinHandle<()>>,
     /// Ends the accept task (and so closes the socket).
     stop_accepting: CancellationToken,
-    /// Set when the listener drains: no response keeps its connection.
-    ending: Arc<AtomicBool>,
+    /// Ends keep-alive and closes idle connections as the listener drains.
+    wind_down: Arc<WindDown>,
     /// The drain, once removed.
     drain: Option<ListenerDrain>,
     /// The node's own drain, while it lasts (N1).
@@ -110,7 +110,7 @@ impl ListenerState {
                 Accepted {
                     port: self.serving.port,
                     generation: self.serving.generation,
-                    ending: self.ending.clone(),
+                    wind_down: self.wind_down.clone(),
                     stop: self.stop_accepting.clone(),
                 },
                 self.serving.routes.clone(),
@@ -169,6 +169,7 @@ impl ListenerState {
         let now = sluice_clock::now_ms();
         if !times.grace_ended && now >= times.accept_until {
             times.grace_ended = true;
+            self.wind_down.close_idle();
             self.stop_accepting().await;
             info!(
                 connections = myself.get_children().len(),
@@ -264,7 +265,7 @@ impl Actor for Listener {
             metrics: args.metrics.clone(),
             accept: None,
             stop_accepting: CancellationToken::new(),
-            ending: Arc::new(AtomicBool::new(false)),
+            wind_down: Arc::new(WindDown::default()),
             drain: None,
             node_drain: None,
             serving: Serving {
@@ -350,7 +351,7 @@ async fn handle_message(
                 state.stop_accepting().await;
                 // The listener's own drain takes over from the node's.
                 state.node_drain = None;
-                state.ending.store(true, Ordering::SeqCst);
+                state.wind_down.close_idle();
                 let now = sluice_clock::now_ms();
                 let wait = deadline.saturating_sub(now);
                 info!(
@@ -426,7 +427,9 @@ async fn handle_message(
                     }
                 }
             };
-            state.ending.store(true, Ordering::SeqCst);
+            if !times.grace_ended {
+                state.wind_down.end_keep_alive();
+            }
             state.node_drain = Some(times);
             state.node_drain_tick(&myself).await;
         }
@@ -435,7 +438,7 @@ async fn handle_message(
             let Some(times) = state.node_drain.take() else {
                 return Ok(());
             };
-            state.ending.store(false, Ordering::SeqCst);
+            state.wind_down.open();
             if times.grace_ended {
                 state.rebind(&myself);
             } else {
@@ -462,7 +465,7 @@ struct ListenerDrain {
 struct Accepted {
     port: u16,
     generation: u64,
-    ending: Arc<AtomicBool>,
+    wind_down: Arc<WindDown>,
     /// Ends the loop (the listener drains).
     stop: CancellationToken,
 }
@@ -513,7 +516,7 @@ async fn accept_loop(
             peer,
             port,
             generation: accepted.generation,
-            ending: accepted.ending.clone(),
+            wind_down: accepted.wind_down.clone(),
             routes: routes.clone(),
             metrics: metrics.clone(),
             settings: settings.clone(),

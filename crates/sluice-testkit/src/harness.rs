@@ -184,6 +184,12 @@ impl NodeProcess {
     }
 
     fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
+        self.spawn_and_wait_for(&[200])
+    }
+
+    /// Starts the process and waits until `/readyz` answers one of
+    /// `statuses`.
+    fn spawn_and_wait_for(&mut self, statuses: &[u16]) -> anyhow::Result<()> {
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -237,7 +243,7 @@ impl NodeProcess {
             .spawn()
             .with_context(|| format!("spawning {}", self.bin.display()))?;
         self.child = Some(child);
-        if let Err(e) = self.wait_ready() {
+        if let Err(e) = self.wait_ready(statuses) {
             self.kill();
             return Err(e.context(format!(
                 "node {} did not become ready; log tail ({}):\n{}",
@@ -249,7 +255,7 @@ impl NodeProcess {
         Ok(())
     }
 
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
+    fn wait_ready(&mut self, statuses: &[u16]) -> anyhow::Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(child) = self.child.as_mut() {
@@ -258,7 +264,7 @@ impl NodeProcess {
                 }
             }
             let last = match probe_status(self.opts.admin, "/readyz") {
-                Ok(200) => return Ok(()),
+                Ok(status) if statuses.contains(&status) => return Ok(()),
                 Ok(status) => format!("/readyz answered {status}"),
                 Err(e) => format!("/readyz: {e}"),
             };
@@ -413,6 +419,13 @@ impl NodeProcess {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
         self.spawn_and_wait()
+    }
+
+    /// [`NodeProcess::restart`] for a node that drains (N1): waits until
+    /// `/readyz` answers, 200 or 503.
+    pub fn restart_drained(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn_and_wait_for(&[200, 503])
     }
 }
 

@@ -16,7 +16,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -66,27 +66,66 @@ const IDLE: u8 = 1;
 /// The owner closed the connection while it was idle.
 const CLOSED: u8 = 2;
 
+/// A listener's say over the keep-alive of all its connections: open;
+/// ending (each further response says `Connection: close`, a connection
+/// that goes idle still waits for its next request); or closing (a
+/// connection that goes idle closes too).
+#[derive(Debug, Default)]
+pub(crate) struct WindDown(AtomicU8);
+
+/// [`WindDown`]'s states.
+const OPEN: u8 = 0;
+const ENDING: u8 = 1;
+const CLOSING: u8 = 2;
+
+impl WindDown {
+    /// Keep-alive as usual.
+    pub(crate) fn open(&self) {
+        self.0.store(OPEN, Ordering::SeqCst);
+    }
+
+    /// No further response keeps its connection; idle ones may still ask
+    /// once more (a node drain's accept grace).
+    pub(crate) fn end_keep_alive(&self) {
+        self.0.store(ENDING, Ordering::SeqCst);
+    }
+
+    /// As [`WindDown::end_keep_alive`], and a connection that goes idle
+    /// closes (the owner closes those idle now with
+    /// [`KeepAlive::close_if_idle`]).
+    pub(crate) fn close_idle(&self) {
+        self.0.store(CLOSING, Ordering::SeqCst);
+    }
+
+    fn ending(&self) -> bool {
+        self.0.load(Ordering::SeqCst) >= ENDING
+    }
+
+    fn closing(&self) -> bool {
+        self.0.load(Ordering::SeqCst) >= CLOSING
+    }
+}
+
 /// What a connection's server and its owner share about keep-alive (see
 /// the module docs).
 pub(crate) struct KeepAlive {
     phase: AtomicU8,
-    /// Set once for every connection of a listener that drains: no further
-    /// response keeps its connection.
-    ending: Arc<AtomicBool>,
+    /// The listener's, shared by all its connections.
+    wind_down: Arc<WindDown>,
 }
 
 impl KeepAlive {
-    /// A connection's, under the listener-wide `ending` flag.
-    pub(crate) fn new(ending: Arc<AtomicBool>) -> KeepAlive {
+    /// A connection's, under its listener's [`WindDown`].
+    pub(crate) fn new(wind_down: Arc<WindDown>) -> KeepAlive {
         KeepAlive {
             phase: AtomicU8::new(BUSY),
-            ending,
+            wind_down,
         }
     }
 
-    /// For the owner, after setting `ending`: true when the connection
-    /// waits for a request with no byte of it, and is now to be closed
-    /// (the owner stops its server). Otherwise the server sees `ending`
+    /// For the owner, after [`WindDown::close_idle`]: true when the
+    /// connection waits for a request with no byte of it, and is now to be
+    /// closed (the owner stops its server). Otherwise the server sees it
     /// when its response is under way or as it next goes idle.
     pub(crate) fn close_if_idle(&self) -> bool {
         self.phase
@@ -95,14 +134,14 @@ impl KeepAlive {
     }
 
     /// The server starts waiting for a request: false when it is to close
-    /// instead. A new connection waits for its first request even when
-    /// keep-alive ends (a draining node still accepts during its grace and
-    /// serves each such connection once).
+    /// instead. A new connection waits for its first request even when idle
+    /// ones close (it was accepted during a node drain's grace, and is
+    /// served once).
     fn idle(&self, first: bool) -> bool {
         self.phase
             .compare_exchange(BUSY, IDLE, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
-            && (first || !self.ending.load(Ordering::SeqCst))
+            && (first || !self.wind_down.closing())
     }
 
     /// A request's first bytes came: false when the owner closed the
@@ -114,7 +153,7 @@ impl KeepAlive {
     }
 
     fn ending(&self) -> bool {
-        self.ending.load(Ordering::SeqCst)
+        self.wind_down.ending()
     }
 }
 
@@ -579,12 +618,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_ending_listener_closes_after_the_next_answer() {
-        let ending = Arc::new(AtomicBool::new(false));
-        let keep_alive = Arc::new(KeepAlive::new(ending.clone()));
+        let wind_down = Arc::new(WindDown::default());
+        let keep_alive = Arc::new(KeepAlive::new(wind_down.clone()));
         let (mut client, task) = ok_server(keep_alive.clone()).await;
         let first = exchange(&mut client).await;
         assert!(!first.contains("connection: close"), "{first}");
-        ending.store(true, Ordering::SeqCst);
+        wind_down.end_keep_alive();
         // The server already waits for the next request, but hears nothing
         // of `ending` until then: a busy one is told by its answer.
         let second = exchange(&mut client).await;
@@ -597,25 +636,30 @@ mod tests {
 
     #[tokio::test]
     async fn only_an_idle_connection_is_closed_at_once() {
-        let ending = Arc::new(AtomicBool::new(false));
-        let keep_alive = Arc::new(KeepAlive::new(ending.clone()));
+        let wind_down = Arc::new(WindDown::default());
+        let keep_alive = Arc::new(KeepAlive::new(wind_down.clone()));
         let (mut client, _task) = ok_server(keep_alive.clone()).await;
         exchange(&mut client).await;
         // Waiting for its next request with no byte of it: idle.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        ending.store(true, Ordering::SeqCst);
+        wind_down.close_idle();
         assert!(keep_alive.close_if_idle());
         assert!(!keep_alive.close_if_idle(), "closed once");
         // A server that read a request's first bytes is busy.
-        let busy = KeepAlive::new(Arc::new(AtomicBool::new(false)));
+        let busy = KeepAlive::new(Arc::new(WindDown::default()));
         assert!(busy.idle(false));
         assert!(busy.busy());
         assert!(!busy.close_if_idle());
-        // One that goes idle after `ending` was set closes by itself,
+        // While keep-alive only ends, one that goes idle waits for its
+        // next request (answered with close).
+        let ending = Arc::new(WindDown::default());
+        ending.end_keep_alive();
+        assert!(KeepAlive::new(ending).idle(false));
+        // Once idle ones close, one that goes idle closes by itself,
         // unless it waits for its first request (it is served once).
-        let late = KeepAlive::new(ending.clone());
+        let late = KeepAlive::new(wind_down.clone());
         assert!(!late.idle(false));
-        let new = KeepAlive::new(ending);
+        let new = KeepAlive::new(wind_down);
         assert!(new.idle(true));
     }
 

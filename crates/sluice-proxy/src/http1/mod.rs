@@ -18,4 +18,4 @@ mod request;
 mod response;
 
 pub(crate) use body::{RequestBody, RequestBodyError};
-pub(crate) use conn::{serve, write_all, Cuttable, Ended, KeepAlive, Limits};
+pub(crate) use conn::{serve, write_all, Cuttable, Ended, KeepAlive, Limits, WindDown};
