@@ -62,6 +62,17 @@ async fn exited(
     .unwrap()
 }
 
+/// Polls `url` for up to 3 s until it answers 200.
+async fn wait_serving(url: &str, what: &str) {
+    poll(Duration::from_secs(3), what, || async move {
+        match http_get(url, Duration::from_secs(1)).await {
+            Ok((200, ..)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
 /// A GET of `url` in a task of its own.
 fn spawn_get(
     url: String,
@@ -337,16 +348,7 @@ async fn an_operator_drain_outlives_a_stop_and_a_restart() {
     .await;
     common::cli_ok(&node, &["node", "undrain", "1"]).await;
     assert_eq!(readyz(&node).await, 200);
-    poll(Duration::from_secs(3), "serving again", || {
-        let url = format!("http://{listen}/");
-        async move {
-            match http_get(&url, Duration::from_secs(1)).await {
-                Ok((200, ..)) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await;
+    wait_serving(&format!("http://{listen}/"), "serving again").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -429,16 +431,7 @@ async fn node_drain_through_another_node_is_the_same_everywhere_and_undrain_rest
     let back = sluice_json(cluster.node(3), &["node", "undrain", "2"]).await;
     assert!(back["drain"].is_null(), "{back}");
     assert_eq!(readyz(cluster.node(2)).await, 200);
-    poll(Duration::from_secs(3), "node 2 serves again", || {
-        let url = cluster.url(2, "/");
-        async move {
-            match http_get(&url, Duration::from_secs(1)).await {
-                Ok((200, ..)) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await;
+    wait_serving(&cluster.url(2, "/"), "node 2 serves again").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
