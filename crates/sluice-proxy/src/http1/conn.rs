@@ -134,14 +134,14 @@ impl KeepAlive {
     }
 
     /// The server starts waiting for a request: false when it is to close
-    /// instead. A new connection waits for its first request even when idle
-    /// ones close (it was accepted during a node drain's grace, and is
-    /// served once).
-    fn idle(&self, first: bool) -> bool {
+    /// instead (idle connections close). While keep-alive only ends (a node
+    /// drain's accept grace) a connection waits for its next request, a new
+    /// one for its first.
+    fn idle(&self) -> bool {
         self.phase
             .compare_exchange(BUSY, IDLE, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
-            && (first || !self.wind_down.closing())
+            && !self.wind_down.closing()
     }
 
     /// A request's first bytes came: false when the owner closed the
@@ -195,16 +195,14 @@ where
     let mut buf = BytesMut::new();
     let timer = tokio::time::sleep(limits.header_read_timeout);
     let mut timer = pin!(timer);
-    let mut first = true;
     loop {
         timer
             .as_mut()
             .reset(Instant::now() + limits.header_read_timeout);
         let idle = buf.is_empty();
-        if idle && !owner.idle(first) {
+        if idle && !owner.idle() {
             return Ended::Closed;
         }
-        first = false;
         let waiting = idle.then_some(owner);
         let head = match read_head(&io, &mut buf, limits, timer.as_mut(), waiting).await {
             Ok(head) => head,
@@ -647,20 +645,17 @@ mod tests {
         assert!(!keep_alive.close_if_idle(), "closed once");
         // A server that read a request's first bytes is busy.
         let busy = KeepAlive::new(Arc::new(WindDown::default()));
-        assert!(busy.idle(false));
+        assert!(busy.idle());
         assert!(busy.busy());
         assert!(!busy.close_if_idle());
-        // While keep-alive only ends, one that goes idle waits for its
-        // next request (answered with close).
+        // While keep-alive only ends, one that goes idle (or a new one)
+        // waits for its next request (answered with close).
         let ending = Arc::new(WindDown::default());
         ending.end_keep_alive();
-        assert!(KeepAlive::new(ending).idle(false));
-        // Once idle ones close, one that goes idle closes by itself,
-        // unless it waits for its first request (it is served once).
-        let late = KeepAlive::new(wind_down.clone());
-        assert!(!late.idle(false));
-        let new = KeepAlive::new(wind_down);
-        assert!(new.idle(true));
+        assert!(KeepAlive::new(ending).idle());
+        // Once idle ones close, one that goes idle closes by itself.
+        let late = KeepAlive::new(wind_down);
+        assert!(!late.idle());
     }
 
     #[tokio::test]
