@@ -58,6 +58,8 @@ pub struct Reload {
 pub async fn run(config: NodeConfig, reload: Reload) -> anyhow::Result<()> {
     let node = config.node_id;
     let incarnation = new_incarnation();
+    // Heard from now on: a stop asked while the node starts is kept.
+    let mut signals = StopSignals::new();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let (token, source) = auth::resolve_token(
@@ -153,7 +155,7 @@ pub async fn run(config: NodeConfig, reload: Reload) -> anyhow::Result<()> {
     ));
 
     let cause = tokio::select! {
-        _ = shutdown_signal() => Stop::Signal,
+        _ = signals.recv() => Stop::Signal,
         why = raft.wait_stopped() => Stop::RaftStopped(why),
         r = &mut admin_server => Stop::AdminEnded(match r {
             Ok(Ok(())) => "the admin server ended".to_owned(),
@@ -187,7 +189,7 @@ pub async fn run(config: NodeConfig, reload: Reload) -> anyhow::Result<()> {
             // Whatever hangs below (or dropping the runtime after it), the
             // process ends shortly after its drain and stop bounds.
             arm_watchdog(stop_timeout + DRAIN_CLOSE + STOP_REST + WATCHDOG_MARGIN, 1);
-            drain_to_stop(&store, &data_plane, incarnation, stop_timeout).await;
+            drain_to_stop(&store, &data_plane, incarnation, stop_timeout, &mut signals).await;
             STOP_REST
         }
         Stop::RaftStopped(_) => {
@@ -199,7 +201,7 @@ pub async fn run(config: NodeConfig, reload: Reload) -> anyhow::Result<()> {
             let grace = stop_timeout / 4;
             tokio::select! {
                 _ = tokio::time::sleep(grace) => {}
-                _ = shutdown_signal() => info!("stopping at once on request"),
+                _ = signals.recv() => info!("stopping at once on request"),
             }
             stop_timeout - grace
         }
@@ -281,6 +283,7 @@ async fn drain_to_stop(
     data_plane: &Arc<DataPlane>,
     incarnation: u64,
     timeout: Duration,
+    signals: &mut StopSignals,
 ) {
     let timeout_ms = timeout.as_millis() as u64;
     let deadline = sluice_clock::now_ms() + timeout_ms;
@@ -342,7 +345,7 @@ async fn drain_to_stop(
             let _ = tokio::time::timeout(REPORT_DRAINED_WITHIN, recorded).await;
         }
         _ = hard_stop => info!("drain deadline passed; stopping with what is left closed"),
-        _ = shutdown_signal() => {
+        _ = signals.recv() => {
             info!("second stop signal: closing what is left now");
             if data_plane.drain_locally(sluice_clock::now_ms()).await.is_ok() {
                 let mut drain = data_plane.watch_node_drain();
@@ -490,23 +493,49 @@ fn arm_watchdog(after: Duration, code: i32) {
     });
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM and SIGINT (Ctrl-C), heard from the moment this is made: a
+/// second signal that comes while the first is handled is not lost.
+struct StopSignals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn new() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            StopSignals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    /// The next stop signal.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = next(&mut self.term) => {}
+                _ = next(&mut self.int) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

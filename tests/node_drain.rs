@@ -62,6 +62,18 @@ async fn exited(
     .unwrap()
 }
 
+/// Polls `node`'s `/readyz` for up to 500 ms until it answers 503 (the
+/// node drains).
+async fn wait_not_ready(node: &NodeProcess) {
+    poll(Duration::from_millis(500), "readyz 503", || async move {
+        match readyz(node).await {
+            503 => Ok(()),
+            s => Err(format!("{s}")),
+        }
+    })
+    .await;
+}
+
 /// Polls `url` for up to 3 s until it answers 200.
 async fn wait_serving(url: &str, what: &str) {
     poll(Duration::from_secs(3), what, || async move {
@@ -175,20 +187,7 @@ async fn sigterm_drains_the_node_then_it_exits_cleanly() {
     let signalled = Instant::now();
     let signalled_ms = now_ms();
     node.signal("TERM").unwrap();
-    poll(
-        Duration::from_millis(500),
-        "readyz 503 after SIGTERM",
-        || {
-            let node = &node;
-            async move {
-                match readyz(node).await {
-                    503 => Ok(()),
-                    s => Err(format!("{s}")),
-                }
-            }
-        },
-    )
-    .await;
+    wait_not_ready(&node).await;
 
     // During the grace: a request on a kept-alive connection is answered
     // and told to close; a new connection is still served, once.
@@ -275,7 +274,7 @@ async fn a_second_sigterm_cuts_the_drain_short_and_a_restart_clears_the_stop() {
     .await
     .expect("the request reached the backend");
     node.signal("TERM").unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_not_ready(&node).await;
     let second = Instant::now();
     node.signal("TERM").unwrap();
     let (status, headers, _) = long.await.unwrap().expect("the long request");
@@ -454,8 +453,7 @@ async fn a_node_cut_off_from_its_cluster_still_drains_on_sigterm() {
     cluster.kill(2).await;
     let node = cluster.nodes.remove(2);
     node.signal("TERM").unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(readyz(&node).await, 503);
+    wait_not_ready(&node).await;
     let (code, headers, _) = slow.await.unwrap().expect("the slow request");
     assert_eq!(code, 200);
     assert_eq!(headers["connection"], "close");
