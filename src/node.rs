@@ -147,11 +147,12 @@ pub async fn run(config: NodeConfig, reload: Reload) -> anyhow::Result<()> {
         let _ = dp_stopped_tx.send(true);
     });
     info!(admin = %config.admin_listen, advertise = %config.advertise, data_address = %config.data_address, incarnation, "sluice node ready");
-    let stop_timeout = Arc::new(AtomicU64::new(config.stop_timeout.as_millis() as u64));
+    // Milliseconds; SIGHUP may change it.
+    let stop_timeout_ms = Arc::new(AtomicU64::new(config.stop_timeout.as_millis() as u64));
     tokio::spawn(reload_on_sighup(
         reload,
         config.clone(),
-        stop_timeout.clone(),
+        stop_timeout_ms.clone(),
     ));
 
     let cause = tokio::select! {
@@ -166,7 +167,7 @@ pub async fn run(config: NodeConfig, reload: Reload) -> anyhow::Result<()> {
     };
     // A finished task must not be awaited again.
     let admin_server = (!matches!(cause, Stop::AdminEnded(_))).then_some(admin_server);
-    let stop_timeout = Duration::from_millis(stop_timeout.load(Ordering::Relaxed));
+    let stop_timeout = Duration::from_millis(stop_timeout_ms.load(Ordering::Relaxed));
     let code = match &cause {
         Stop::Signal => 0,
         Stop::RaftStopped(why) => {
