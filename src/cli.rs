@@ -93,7 +93,8 @@ pub enum ClusterCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
-    /// Run a node until Ctrl-C or SIGTERM.
+    /// Run a node. SIGTERM or Ctrl-C drains it (up to node.stop_timeout),
+    /// then it exits 0; SIGHUP reloads its log settings and stop timeout.
     Run {
         /// Node config (TOML); without it the embedded default is used
         /// (admin on 127.0.0.1:7070, data in ./data).

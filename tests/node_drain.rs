@@ -85,6 +85,22 @@ async fn wait_serving(url: &str, what: &str) {
     .await;
 }
 
+/// Starts the stopped `node` again (off the runtime) and waits until it is
+/// ready, or, when it is `drained`, until `/readyz` answers at all.
+async fn restarted(mut node: NodeProcess, drained: bool) -> NodeProcess {
+    tokio::task::spawn_blocking(move || {
+        let started = if drained {
+            node.restart_drained()
+        } else {
+            node.restart()
+        };
+        started.expect("restart");
+        node
+    })
+    .await
+    .unwrap()
+}
+
 /// A GET of `url` in a task of its own.
 fn spawn_get(
     url: String,
@@ -285,16 +301,11 @@ async fn a_second_sigterm_cuts_the_drain_short_and_a_restart_clears_the_stop() {
         "cut {:?} after the second signal",
         second.elapsed()
     );
-    let (mut node, exit) = exited(node, Duration::from_secs(8)).await;
+    let (node, exit) = exited(node, Duration::from_secs(8)).await;
     assert!(exit.is_some_and(|e| e.success()), "exit: {exit:?}");
 
     // Restarted, the node serves at once and clears its stop.
-    let node = tokio::task::spawn_blocking(move || {
-        node.restart().expect("restart");
-        node
-    })
-    .await
-    .unwrap();
+    let node = restarted(node, false).await;
     let (status, ..) = http_get(&format!("http://{listen}/"), Duration::from_secs(5))
         .await
         .expect("served after the restart");
@@ -318,14 +329,9 @@ async fn an_operator_drain_outlives_a_stop_and_a_restart() {
     let drained = common::cli_json(&node, &["node", "drain", "1", "--timeout", "60s"]).await;
     assert_eq!(drained["drain"]["reason"], "operator", "{drained}");
     node.signal("TERM").unwrap();
-    let (mut node, exit) = exited(node, Duration::from_secs(10)).await;
+    let (node, exit) = exited(node, Duration::from_secs(10)).await;
     assert!(exit.is_some_and(|e| e.success()), "exit: {exit:?}");
-    let node = tokio::task::spawn_blocking(move || {
-        node.restart_drained().expect("restart");
-        node
-    })
-    .await
-    .unwrap();
+    let node = restarted(node, true).await;
     // Still drained: not ready, its port closed at once (the drain's grace
     // was over long ago), the same drain listed.
     assert_eq!(readyz(&node).await, 503);
