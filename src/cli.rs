@@ -369,8 +369,13 @@ pub enum ListenerCommand {
         /// Time a backend has to answer before the client gets 504, 1s..=600s.
         #[arg(long, value_name = "DURATION", default_value = "60s")]
         request_timeout: String,
+        /// Terminate TLS with these certificates (names given to `cert
+        /// add`, comma-separated): SNI picks among them, the first answers
+        /// clients that send no name. Without it the listener is plain TCP.
+        #[arg(long, value_name = "CERT[,CERT]", value_delimiter = ',')]
+        tls: Vec<String>,
     },
-    /// Change a listener's group or request timeout (at least one);
+    /// Change a listener's group, request timeout or TLS (at least one);
     /// requests already under way keep the settings they started with.
     Update {
         /// TCP port, 1..=65535.
@@ -381,6 +386,18 @@ pub enum ListenerCommand {
         /// Time a backend has to answer before the client gets 504, 1s..=600s.
         #[arg(long, value_name = "DURATION")]
         request_timeout: Option<String>,
+        /// Terminate TLS with these certificates from now on (comma-separated
+        /// names); established connections keep their session.
+        #[arg(
+            long,
+            value_name = "CERT[,CERT]",
+            value_delimiter = ',',
+            conflicts_with = "plain"
+        )]
+        tls: Option<Vec<String>>,
+        /// Stop terminating TLS: new connections are plain TCP.
+        #[arg(long)]
+        plain: bool,
     },
     /// Remove a listener: it stops accepting at once; its open connections
     /// get until its group's drain deadline.

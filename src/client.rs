@@ -493,6 +493,7 @@ impl Client {
                 port,
                 group,
                 request_timeout,
+                tls,
             } => {
                 let port = cli::port("--port", port)?;
                 cli::group(&group)?;
@@ -500,6 +501,7 @@ impl Client {
                     port,
                     group,
                     request_timeout_ms: Some(cli::request_timeout_ms(&request_timeout)?),
+                    tls,
                 };
                 let l: ListenerView = self
                     .call(Method::POST, "/v1/listeners", Some(&body))
@@ -542,6 +544,8 @@ impl Client {
                 port,
                 group,
                 request_timeout,
+                tls,
+                plain,
             } => {
                 let port = cli::port("PORT", port)?;
                 if let Some(g) = &group {
@@ -553,11 +557,12 @@ impl Client {
                         .as_deref()
                         .map(cli::request_timeout_ms)
                         .transpose()?,
+                    tls: if plain { Some(Vec::new()) } else { tls },
                 };
-                if body.group.is_none() && body.request_timeout_ms.is_none() {
+                if body.group.is_none() && body.request_timeout_ms.is_none() && body.tls.is_none() {
                     return Err(UsageError::nothing_to_update(format!(
-                        "listener update {port}: nothing to change; give --group and/or \
-                         --request-timeout"
+                        "listener update {port}: nothing to change; give --group, \
+                         --request-timeout, --tls or --plain"
                     ))
                     .into());
                 }

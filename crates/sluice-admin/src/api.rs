@@ -108,6 +108,9 @@ pub struct AddListener {
     /// Request timeout in ms, 1_000..=600_000 (default 60_000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout_ms: Option<u64>,
+    /// Certificates (by name) it terminates TLS with; none: plain TCP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<String>,
 }
 
 /// Body of `PATCH /v1/groups/{group}/backends/{addr}`: at least one field.
@@ -132,6 +135,9 @@ pub struct UpdateListener {
     /// Request timeout in ms, 1_000..=600_000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout_ms: Option<u64>,
+    /// Certificates it terminates TLS with from now on; empty: plain TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Vec<String>>,
 }
 
 /// Answer of `DELETE /v1/groups/{group}`.

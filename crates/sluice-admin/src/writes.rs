@@ -379,6 +379,7 @@ pub(crate) async fn add_listener(
             port,
             group: req.group,
             request_timeout_ms: req.request_timeout_ms.unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS),
+            tls: req.tls,
         })
         .await?;
     let generation = s
@@ -421,8 +422,8 @@ pub(crate) async fn update_listener(
 ) -> ApiResult<(StatusCode, Committed, Json<ListenerView>)> {
     let port = port_of(&port)?;
     let req: UpdateListener = json_body(&bytes)?;
-    if req.group.is_none() && req.request_timeout_ms.is_none() {
-        return Err(nothing_to_update("group, request_timeout_ms"));
+    if req.group.is_none() && req.request_timeout_ms.is_none() && req.tls.is_none() {
+        return Err(nothing_to_update("group, request_timeout_ms, tls"));
     }
     let s = ctx
         .store
@@ -430,6 +431,7 @@ pub(crate) async fn update_listener(
             port,
             group: req.group,
             request_timeout_ms: req.request_timeout_ms,
+            tls: req.tls,
         })
         .await?;
     let view = listener_answer(&ctx, &s.excerpt, &s, port)?;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DrainId, DrainPolicy, HealthCheckUpdate, NodeDrainReason, NodeId, UnixMillis};
+use crate::{Cert, DrainId, DrainPolicy, HealthCheckUpdate, NodeDrainReason, NodeId, UnixMillis};
 
 /// One change to the state. Commands are what the log replicates; applying
 /// the same commands in the same order gives the same state everywhere.
@@ -65,6 +65,9 @@ pub enum Command {
         group: String,
         /// Request timeout (R9).
         request_timeout_ms: u64,
+        /// Certificates it terminates TLS with; empty: plain TCP.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tls: Vec<String>,
     },
     /// Change a listener's group or request timeout; requests already under
     /// way keep the settings they started with.
@@ -77,6 +80,10 @@ pub enum Command {
         /// New request timeout, if given (R9).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_timeout_ms: Option<u64>,
+        /// New certificates, if given; empty: plain TCP from now on. New
+        /// connections use them, established ones keep their session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tls: Option<Vec<String>>,
     },
     /// Remove a listener: its port stops accepting at once and its
     /// connections drain like a backend's, closed at the group's deadline.
@@ -201,6 +208,22 @@ pub enum Command {
         node: NodeId,
         /// Its drain.
         drain: DrainId,
+    },
+    /// Store a certificate, or replace the one of that name: every node
+    /// serves it on its next handshakes; established sessions go on.
+    AddCert {
+        /// The certificate, key and what its leaf says.
+        cert: Cert,
+    },
+    /// Replace a certificate that exists.
+    UpdateCert {
+        /// The certificate, key and what its leaf says.
+        cert: Cert,
+    },
+    /// Remove a certificate; refused while a listener uses it.
+    RemoveCert {
+        /// Its name.
+        name: String,
     },
     /// The set of nodes whose reports a drain waits for.
     SetNodes {

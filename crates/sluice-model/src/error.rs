@@ -110,12 +110,35 @@ pub enum ModelError {
         /// The node.
         node: NodeId,
     },
+    /// No certificate of that name.
+    #[error("certificate {cert:?} does not exist")]
+    CertNotFound {
+        /// The name asked for.
+        cert: String,
+    },
+    /// Listeners still terminate TLS with the certificate.
+    #[error(
+        "certificate {cert:?} is used by the listeners on ports {}: change or remove them first",
+        ports(listeners)
+    )]
+    CertInUse {
+        /// The certificate.
+        cert: String,
+        /// Ports of the listeners that use it.
+        listeners: Vec<u16>,
+    },
     /// A node reported a drain the state does not know.
     #[error("drain {drain} does not exist")]
     DrainNotFound {
         /// The drain.
         drain: DrainId,
     },
+}
+
+/// "80, 443".
+fn ports(listeners: &[u16]) -> String {
+    let ports: Vec<String> = listeners.iter().map(u16::to_string).collect();
+    ports.join(", ")
 }
 
 /// "2 backends and the listener on port 80", for [`ModelError::GroupInUse`].
@@ -155,6 +178,8 @@ impl ModelError {
             ModelError::NothingToUpdate { .. } => "nothing_to_update",
             ModelError::NodeNotFound { .. } => "node_not_found",
             ModelError::NodeNotDraining { .. } => "node_not_draining",
+            ModelError::CertNotFound { .. } => "cert_not_found",
+            ModelError::CertInUse { .. } => "cert_in_use",
         }
     }
 
@@ -173,6 +198,7 @@ impl ModelError {
             ModelError::ListenerExists { .. } => Some("port"),
             ModelError::DrainNotFound { .. } => Some("drain"),
             ModelError::NodeNotFound { .. } | ModelError::NodeNotDraining { .. } => Some("node"),
+            ModelError::CertNotFound { .. } | ModelError::CertInUse { .. } => Some("cert"),
         }
     }
 
@@ -186,6 +212,7 @@ impl ModelError {
                 | ModelError::DrainNotFound { .. }
                 | ModelError::ListenerNotFound { .. }
                 | ModelError::NodeNotFound { .. }
+                | ModelError::CertNotFound { .. }
         )
     }
 
@@ -196,7 +223,8 @@ impl ModelError {
         match code {
             c if c.ends_with("_not_found") => 404,
             c if c.ends_with("_exists") => 409,
-            "group_in_use" | "group_deleting" | "backend_draining" | "node_not_draining" => 409,
+            "group_in_use" | "group_deleting" | "backend_draining" | "node_not_draining"
+            | "cert_in_use" => 409,
             _ => 400,
         }
     }
@@ -211,6 +239,7 @@ impl ModelError {
                 | ModelError::GroupDeleting { .. }
                 | ModelError::BackendDraining { .. }
                 | ModelError::NodeNotDraining { .. }
+                | ModelError::CertInUse { .. }
         )
     }
 }

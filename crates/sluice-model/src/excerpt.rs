@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{BackendStatus, Command, Group, State};
+use crate::{BackendStatus, Cert, Command, Group, SecretPem, State};
 
 impl State {
     /// The objects `command` touched, with the drains and member nodes their
@@ -18,6 +18,7 @@ impl State {
             drains: BTreeMap::new(),
             listener_drains: BTreeMap::new(),
             node_drains: BTreeMap::new(),
+            certs: BTreeMap::new(),
             nodes: self.nodes.clone(),
             next_drain: self.next_drain,
             revision: self.revision,
@@ -65,6 +66,27 @@ impl State {
             Command::DrainNode { node, .. } | Command::UndrainNode { node } => {
                 if let Some(d) = self.node_drains.get(node) {
                     out.node_drains.insert(*node, d.clone());
+                }
+            }
+            Command::AddCert {
+                cert: Cert { name, .. },
+            }
+            | Command::UpdateCert {
+                cert: Cert { name, .. },
+            }
+            | Command::RemoveCert { name } => {
+                // Without its key: an answer never carries it.
+                if let Some(c) = self.certs.get(name) {
+                    let shown = Cert {
+                        key_pem: SecretPem(String::new()),
+                        ..c.clone()
+                    };
+                    out.certs.insert(name.clone(), shown);
+                }
+                for port in self.listeners_using(name) {
+                    if let Some(l) = self.listeners.get(&port) {
+                        out.listeners.insert(port, l.clone());
+                    }
                 }
             }
             Command::ListenerReport { .. }

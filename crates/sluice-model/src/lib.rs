@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 mod backends;
+mod certs;
 mod command;
 mod drains;
 mod error;
@@ -47,6 +48,7 @@ mod slow_start;
 mod state;
 mod types;
 
+pub use certs::{validate_cert_name, MAX_CHAIN_PEM, MAX_KEY_PEM, MAX_LISTENER_CERTS};
 pub use command::{Applied, Command};
 pub use error::ModelError;
 pub use health::{
@@ -67,6 +69,6 @@ pub use limits::{
 pub use ramp::{Ramp, RAMP_SCALE};
 pub use state::State;
 pub use types::{
-    AfterDrain, Backend, BackendStatus, BindStatus, Drain, DrainCause, DrainPolicy, Group,
-    Listener, ListenerDrain, NodeDrain, NodeDrainReason,
+    AfterDrain, Backend, BackendStatus, BindStatus, Cert, CertInfo, Drain, DrainCause, DrainPolicy,
+    Group, Listener, ListenerDrain, NodeDrain, NodeDrainReason, SecretPem,
 };

@@ -13,10 +13,12 @@ impl State {
         port: u16,
         group: &str,
         request_timeout_ms: u64,
+        tls: &[String],
     ) -> Result<Applied, ModelError> {
         validate_request_timeout(request_timeout_ms)?;
         validate_port(u32::from(port))?;
         self.live_group_mut(group)?;
+        self.check_listener_certs(tls)?;
         if self.listeners.contains_key(&port) {
             return Err(ModelError::ListenerExists { port });
         }
@@ -29,6 +31,7 @@ impl State {
                 // The revision this command gives the state.
                 generation: self.revision + 1,
                 nodes: Default::default(),
+                tls: tls.to_vec(),
             },
         );
         Ok(Applied::Done)
@@ -39,11 +42,15 @@ impl State {
         port: u16,
         group: Option<&str>,
         request_timeout_ms: Option<u64>,
+        tls: Option<&[String]>,
     ) -> Result<Applied, ModelError> {
-        if group.is_none() && request_timeout_ms.is_none() {
+        if group.is_none() && request_timeout_ms.is_none() && tls.is_none() {
             return Err(ModelError::NothingToUpdate {
-                fields: "group, request_timeout_ms".into(),
+                fields: "group, request_timeout_ms, tls".into(),
             });
+        }
+        if let Some(tls) = tls {
+            self.check_listener_certs(tls)?;
         }
         if let Some(ms) = request_timeout_ms {
             validate_request_timeout(ms)?;
@@ -60,6 +67,9 @@ impl State {
         }
         if let Some(ms) = request_timeout_ms {
             l.request_timeout_ms = ms;
+        }
+        if let Some(tls) = tls {
+            l.tls = tls.to_vec();
         }
         Ok(Applied::Done)
     }

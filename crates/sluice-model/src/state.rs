@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Applied, BackendStatus, Command, Drain, DrainId, Group, Listener, ListenerDrain, ModelError,
-    NodeDrain, NodeHealth, NodeId,
+    Applied, BackendStatus, Cert, Command, Drain, DrainId, Group, Listener, ListenerDrain,
+    ModelError, NodeDrain, NodeHealth, NodeId,
 };
 
 /// Everything the cluster agrees on.
@@ -28,6 +28,9 @@ pub struct State {
     /// Nodes that drain themselves (N1), by node.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_drains: BTreeMap<NodeId, NodeDrain>,
+    /// Certificates by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub certs: BTreeMap<String, Cert>,
     /// Member nodes: a drain completes when all of them finished.
     pub nodes: BTreeSet<NodeId>,
     /// Id the next drain gets.
@@ -44,6 +47,7 @@ impl Default for State {
             drains: BTreeMap::new(),
             listener_drains: BTreeMap::new(),
             node_drains: BTreeMap::new(),
+            certs: BTreeMap::new(),
             nodes: BTreeSet::new(),
             next_drain: 1,
             revision: 0,
@@ -111,12 +115,14 @@ impl State {
                 port,
                 group,
                 request_timeout_ms,
-            } => self.add_listener(*port, group, *request_timeout_ms),
+                tls,
+            } => self.add_listener(*port, group, *request_timeout_ms, tls),
             Command::UpdateListener {
                 port,
                 group,
                 request_timeout_ms,
-            } => self.update_listener(*port, group.as_deref(), *request_timeout_ms),
+                tls,
+            } => self.update_listener(*port, group.as_deref(), *request_timeout_ms, tls.as_deref()),
             Command::RemoveListener { port, at } => self.remove_listener(*port, *at),
             Command::ListenerReport {
                 port,
@@ -162,6 +168,9 @@ impl State {
                 Ok(self.node_drain_finished(*node, *drain))
             }
             Command::SetNodes { nodes } => self.set_nodes(nodes),
+            Command::AddCert { cert } => self.put_cert(cert, false),
+            Command::UpdateCert { cert } => self.put_cert(cert, true),
+            Command::RemoveCert { name } => self.remove_cert(name),
         }
     }
 

@@ -202,6 +202,10 @@ pub struct Listener {
     /// Each node's last bind attempt.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub nodes: BTreeMap<NodeId, BindStatus>,
+    /// Certificates it terminates TLS with, by name (SNI picks among them;
+    /// the first is for clients that send no name). Empty: plain TCP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<String>,
 }
 
 /// A node's last attempt to bind a listener.
@@ -270,5 +274,54 @@ impl NodeDrain {
             NodeDrainReason::Operator => true,
             NodeDrainReason::Stopping => self.incarnation == Some(incarnation),
         }
+    }
+}
+
+/// A certificate and its private key, replicated like groups and listeners
+/// so every node serves the same one. The key never leaves the state through
+/// a view: [`SecretPem`] prints as its length only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cert {
+    /// Its name, as listeners refer to it.
+    pub name: String,
+    /// The certificate chain as PEM, leaf first.
+    pub chain_pem: String,
+    /// The leaf's private key as PEM.
+    pub key_pem: SecretPem,
+    /// What the chain says, read once by the node that took the upload.
+    pub info: CertInfo,
+    /// The state's revision when this chain was stored: a replacement has a
+    /// higher one.
+    pub version: u64,
+}
+
+/// What an operator wants to know of a certificate, read from its leaf.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertInfo {
+    /// The leaf's subject, as a distinguished name.
+    pub subject: String,
+    /// Its subject alternative names (DNS names and IP addresses).
+    pub sans: Vec<String>,
+    /// Its issuer, as a distinguished name.
+    pub issuer: String,
+    /// Valid from (Unix ms).
+    pub not_before: UnixMillis,
+    /// Valid until (Unix ms).
+    pub not_after: UnixMillis,
+    /// SHA-256 of the leaf's DER, lowercase hex.
+    pub fingerprint_sha256: String,
+    /// Certificates in the chain, the leaf included.
+    pub chain_len: usize,
+}
+
+/// A private key as PEM. Its `Debug` shows only its length, so a logged
+/// command or state never prints it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretPem(pub String);
+
+impl std::fmt::Debug for SecretPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretPem(<{} bytes>)", self.0.len())
     }
 }

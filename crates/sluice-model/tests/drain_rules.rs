@@ -169,6 +169,7 @@ fn refused_commands_say_why() {
             port: 80,
             group: "nope".into(),
             request_timeout_ms: 60_000,
+            tls: vec![],
         })
         .unwrap_err();
     assert_eq!(e.code(), "group_not_found");

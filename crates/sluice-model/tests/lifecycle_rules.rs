@@ -32,6 +32,7 @@ fn setup() -> State {
         port: 8080,
         group: "web".into(),
         request_timeout_ms: 5_000,
+        tls: vec![],
     })
     .unwrap();
     s
@@ -67,6 +68,7 @@ fn a_removed_listener_drains_to_the_groups_deadline_and_frees_its_port() {
         port: 8080,
         group: "web".into(),
         request_timeout_ms: 5_000,
+        tls: vec![],
     })
     .unwrap();
     assert_eq!(s.listener_drains.len(), 1);
@@ -136,6 +138,7 @@ fn listener_update_changes_group_and_timeout_and_refuses_nothing() {
         port: 8080,
         group: Some("api".into()),
         request_timeout_ms: Some(9_000),
+        tls: None,
     })
     .unwrap();
     assert_eq!(s.listeners[&8080].group, "api");
@@ -145,6 +148,7 @@ fn listener_update_changes_group_and_timeout_and_refuses_nothing() {
             port: 8080,
             group: None,
             request_timeout_ms: None,
+            tls: None,
         })
         .unwrap_err();
     assert_eq!(e.code(), "nothing_to_update");
@@ -153,6 +157,7 @@ fn listener_update_changes_group_and_timeout_and_refuses_nothing() {
             port: 8080,
             group: Some("nope".into()),
             request_timeout_ms: None,
+            tls: None,
         })
         .unwrap_err();
     assert_eq!(e.code(), "group_not_found");
@@ -161,6 +166,7 @@ fn listener_update_changes_group_and_timeout_and_refuses_nothing() {
             port: 8080,
             group: None,
             request_timeout_ms: Some(5),
+            tls: None,
         })
         .unwrap_err();
     assert_eq!(e.code(), "out_of_range");
@@ -218,6 +224,7 @@ fn force_drains_listeners_and_backends_then_the_group_goes() {
             port: 8081,
             group: "web".into(),
             request_timeout_ms: 5_000,
+            tls: vec![],
         })
         .unwrap_err();
     assert_eq!(e.code(), "group_deleting");
@@ -368,6 +375,7 @@ fn the_excerpt_holds_what_the_command_touched_and_nothing_else() {
         port: 9090,
         group: "web".into(),
         request_timeout_ms: 5_000,
+        tls: vec![],
     };
     s.apply(&add).unwrap();
     let x = s.excerpt(&add).unwrap();

@@ -119,6 +119,7 @@ fn command() -> impl Strategy<Value = Command> {
                 port,
                 group,
                 request_timeout_ms: 1_000,
+                tls: vec![],
             }
         }),
         (
@@ -129,6 +130,7 @@ fn command() -> impl Strategy<Value = Command> {
                 port,
                 group,
                 request_timeout_ms: None,
+                tls: None,
             }),
         (prop::sample::select(&PORTS[..]), 0u64..100_000)
             .prop_map(|(port, at)| Command::RemoveListener { port, at }),

@@ -916,6 +916,7 @@ mod tests {
                 port,
                 group: "web".into(),
                 request_timeout_ms: 30_000,
+                tls: vec![],
             },
         ] {
             s.apply(&c).unwrap();

@@ -147,11 +147,13 @@ fn command() -> impl Strategy<Value = Command> {
             port,
             group,
             request_timeout_ms: 5_000,
+            tls: vec![],
         }),
         (port(), group()).prop_map(|(port, group)| Command::UpdateListener {
             port,
             group: Some(group),
             request_timeout_ms: None,
+            tls: None,
         }),
         port().prop_map(|port| Command::RemoveListener { port, at: 0 }),
         (group(), any::<bool>()).prop_map(|(name, force)| Command::DeleteGroup {

@@ -94,6 +94,7 @@ async fn a_crashing_connection_loses_only_itself() {
             port,
             group: "web".into(),
             request_timeout_ms: 5_000,
+            tls: vec![],
         },
     ] {
         s.apply(&c).unwrap();
@@ -197,6 +198,7 @@ async fn a_drain_deadline_cuts_a_streaming_response_and_the_drain_finishes() {
             port,
             group: "web".into(),
             request_timeout_ms: 30_000,
+            tls: vec![],
         },
     ] {
         s.apply(&c).unwrap();
