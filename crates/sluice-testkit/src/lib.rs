@@ -14,6 +14,8 @@
 //! - [`scripted`]: raw-socket peers for protocol tests: a
 //!   [`ScriptedBackend`] that misbehaves as each test scripts it, and a
 //!   [`RawClient`] that sends bytes as they are.
+//! - [`tls`]: [`TestCa`], a certificate authority made up per test that
+//!   issues leaf certificates (valid, expired, not yet valid) as PEM.
 //!
 //! Why a crate of its own: the end-to-end tests, the docker demo and both
 //! benchmarks (`sluice-bench`) need the same backends and the same way of
@@ -27,9 +29,11 @@ pub mod client;
 pub mod harness;
 pub mod load;
 pub mod scripted;
+pub mod tls;
 
 pub use backend::{BackendEvent, DemoBackend, DemoBackendConfig, Recorded};
 pub use client::{http_get, WsClient, WsEvent};
 pub use harness::{free_port, NodeOptions, NodeProcess};
 pub use hyper::HeaderMap;
 pub use scripted::{BackendConn, RawClient, RawRequest, RawResponse, ScriptedBackend};
+pub use tls::{write_pair, TestCa};
