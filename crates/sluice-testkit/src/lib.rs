@@ -11,6 +11,8 @@
 //!   always end within a timeout.
 //! - [`load`]: the load generator of the rolling-upgrade demonstration
 //!   (the `sluice-load` binary), which counts every outcome exactly.
+//! - [`tls`]: a CA made on the spot and the node certificates it signs,
+//!   for clusters whose admin and Raft traffic is TLS.
 //! - [`scripted`]: raw-socket peers for protocol tests: a
 //!   [`ScriptedBackend`] that misbehaves as each test scripts it, and a
 //!   [`RawClient`] that sends bytes as they are.
@@ -27,6 +29,7 @@ pub mod client;
 pub mod harness;
 pub mod load;
 pub mod scripted;
+pub mod tls;
 
 pub use backend::{BackendEvent, DemoBackend, DemoBackendConfig, Recorded};
 pub use client::{http_get, WsClient, WsEvent};
