@@ -838,10 +838,40 @@ fn root_cause(e: &reqwest::Error) -> String {
     let text = cause.to_string();
     match tls {
         Some(t) => tls_line(t, &text),
-        None if text.contains("invalid HTTP version") => {
-            format!("{text} (the node's admin port may speak TLS: use an https:// --node)")
-        }
-        None => text,
+        None => tls_text_line(&text).unwrap_or(text),
+    }
+}
+
+/// [`tls_line`] for a rustls error that came as text only (the client's
+/// connector may keep its message and drop its type).
+fn tls_text_line(text: &str) -> Option<String> {
+    use rustls::CertificateError as C;
+    let certificate = |e: C| Some(tls_line(&rustls::Error::InvalidCertificate(e), text));
+    if text.contains("invalid peer certificate: UnknownIssuer")
+        || text.contains("invalid peer certificate: BadSignature")
+    {
+        certificate(C::UnknownIssuer)
+    } else if text.contains("invalid peer certificate: NotValidForName")
+        || text.contains("certificate not valid for name")
+    {
+        certificate(C::NotValidForName)
+    } else if text.contains("invalid peer certificate: Expired")
+        || text.contains("certificate expired")
+    {
+        certificate(C::Expired)
+    } else if text.contains("invalid peer certificate") {
+        certificate(C::BadEncoding)
+    } else if text.contains("received corrupt message") {
+        Some(tls_line(
+            &rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+            text,
+        ))
+    } else if text.contains("invalid HTTP version") {
+        Some(format!(
+            "{text} (the node's admin port may speak TLS: use an https:// --node)"
+        ))
+    } else {
+        None
     }
 }
 

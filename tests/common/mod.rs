@@ -41,13 +41,16 @@ pub use sluice_clock::now_ms;
 
 /// Runs the CLI against `node` without blocking the test's runtime.
 pub async fn cli(node: &NodeProcess, args: &[&str]) -> Output {
-    tokio::process::Command::new(BIN)
+    let mut command = tokio::process::Command::new(BIN);
+    command
         .args(args)
         .env("SLUICE_NODE", node.admin_url())
-        .env("SLUICE_TOKEN", node.token())
-        .output()
-        .await
-        .expect("run sluice")
+        .env("SLUICE_TOKEN", node.token());
+    // A node with TLS: its members' CA, as `--ca` would give it.
+    if let Some(ca) = node.ca_file() {
+        command.env("SLUICE_CA", ca);
+    }
+    command.output().await.expect("run sluice")
 }
 
 /// Runs the CLI and insists it succeeded; returns stdout.
