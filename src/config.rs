@@ -630,6 +630,43 @@ mod tests {
     }
 
     #[test]
+    fn the_docker_tls_configs_load_with_certificates_in_place() {
+        use sluice_testkit::tls::TestCa;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new(dir.path(), "demo").unwrap();
+        std::fs::copy(ca.ca_file(), dir.path().join("ca.pem")).unwrap();
+        for i in 1..=3u64 {
+            ca.issue(&format!("node{i}"), &[&format!("node{i}"), "127.0.0.1"])
+                .unwrap();
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("docker/config/tls/node{i}.toml"));
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("/etc/sluice/tls", &dir.path().display().to_string());
+            let c = NodeConfig::parse(&text, "x.toml").unwrap();
+            assert_eq!(c.node_id, i);
+            assert_eq!(c.advertise, format!("https://node{i}:7070"));
+            assert_eq!(
+                c.admin_tls.unwrap().cert,
+                dir.path().join(format!("node{i}.pem"))
+            );
+            // Everything else as in the plain file.
+            let plain = NodeConfig::load(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("docker/config/node{i}.toml")),
+            )
+            .unwrap();
+            assert_eq!(
+                NodeConfig {
+                    admin_tls: None,
+                    advertise: plain.advertise.clone(),
+                    ..c
+                },
+                plain
+            );
+        }
+    }
+
+    #[test]
     fn every_bad_value_names_file_field_value_and_range() {
         let cases = [
             ("[node]\nid = 0", "x.toml: node.id = 0 is out of range 1.."),

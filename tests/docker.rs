@@ -142,6 +142,9 @@ impl Project {
             .env("SLUICE_DOCKER_IMAGE", &self.image)
             .env("SLUICE_TOKEN", TOKEN)
             .env("SLUICE_DRAIN_TIMEOUT", format!("{}ms", DRAIN_MS))
+            // The walkthrough in plain HTTP (`up --plain`): encrypted
+            // cluster traffic is tests/cluster_tls.rs's.
+            .env("SLUICE_DOCKER_TLS", "off")
             .env_remove("SLUICE_LOG_FORMAT");
         for i in 0..3 {
             cmd.env(
