@@ -229,7 +229,7 @@ async fn join(
         .addr
         .strip_prefix(scheme)
         .and_then(|r| r.strip_prefix("://"));
-    if !host.is_some_and(|h| !h.is_empty()) {
+    if host.is_none_or(str::is_empty) {
         return Err(ApiError::bad_field(
             "addr",
             format!("addr = {:?} is invalid: expected the new node's admin URL, e.g. {scheme}://127.0.0.2:7072", req.addr),
