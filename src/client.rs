@@ -161,6 +161,10 @@ fn http_client(node: &str, ca: Option<&std::path::Path>) -> Result<reqwest::Clie
             return Err(bad_ca(ca, "holds no PEM certificate".into()));
         }
         builder = builder.tls_certs_only(certs);
+    } else if !node.starts_with("https://") {
+        // No TLS will be spoken: skip loading the system's roots, which a
+        // container FROM scratch does not have.
+        builder = builder.tls_certs_only(Vec::new());
     }
     builder.build().map_err(|e| match ca {
         Some(ca) => bad_ca(

@@ -614,6 +614,8 @@ fn assert_upgrade_report(what: &str, r: &Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_cluster_walkthrough_and_leader_kill() {
+    // reqwest takes the process's rustls provider (ring).
+    sluice_testkit::tls::install_crypto_provider();
     require_docker();
     for b in ["sluice-demo-backend", "sluice-demo-client", "sluice-load"] {
         let path: PathBuf = Path::new(BIN).with_file_name(b);

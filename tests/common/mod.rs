@@ -193,6 +193,7 @@ pub async fn wait_removed(node: &NodeProcess, addr: &str, within: Duration) -> b
 }
 
 pub fn http_client() -> reqwest::Client {
+    sluice_testkit::tls::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(256)
