@@ -36,6 +36,10 @@ pub struct ClientFlags {
     /// Bearer token for writes (default: the node's generated ./data/token, if present).
     #[arg(long, global = true, env = "SLUICE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// CA certificate (PEM) that signs the nodes' certificates: the only
+    /// trust root for an https:// --node (default: the system's roots).
+    #[arg(long, global = true, env = "SLUICE_CA", value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
     /// Output format of every command.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -82,7 +86,7 @@ pub enum ClusterCommand {
     Init,
     /// Add the node whose admin URL is ADDR (run against any member).
     Join {
-        /// Admin URL of the node to add, e.g. http://127.0.0.2:7072
+        /// Admin URL of the node to add, e.g. http://127.0.0.2:7072 (https:// when the cluster runs TLS)
         addr: String,
     },
     /// Leader, term, and each member's role, applied index, lag, reachability.

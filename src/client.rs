@@ -138,18 +138,57 @@ fn segment(s: &str) -> String {
     out
 }
 
+/// The HTTP(S) client: with `ca`, that CA is the only trust root; without
+/// it, https:// uses the system's (rustls-platform-verifier). TLS is
+/// rustls with ring.
+fn http_client(node: &str, ca: Option<&std::path::Path>) -> Result<reqwest::Client, ClientError> {
+    sluice_raft::tls::install_default_provider();
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    let bad_ca = |ca: &std::path::Path, why: String| {
+        ClientError::from(UsageError::invalid(
+            "--ca",
+            format!("--ca {}: {why}", ca.display()),
+        ))
+    };
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).map_err(|e| bad_ca(ca, format!("cannot read it: {e}")))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            bad_ca(
+                ca,
+                format!("not a PEM certificate file: {}", error_chain(&e)),
+            )
+        })?;
+        if certs.is_empty() {
+            return Err(bad_ca(ca, "holds no PEM certificate".into()));
+        }
+        builder = builder.tls_certs_only(certs);
+    } else if !node.starts_with("https://") {
+        // No TLS will be spoken: skip loading the system's roots, which a
+        // container FROM scratch does not have.
+        builder = builder.tls_certs_only(Vec::new());
+    }
+    builder.build().map_err(|e| match ca {
+        Some(ca) => bad_ca(
+            ca,
+            format!("not a usable CA certificate: {}", error_chain(&e)),
+        ),
+        None => ClientError::Unreachable {
+            node: node.to_owned(),
+            reason: format!("cannot set up TLS: {}", error_chain(&e)),
+        },
+    })
+}
+
 impl Client {
-    pub fn new(flags: ClientFlags) -> Client {
-        Client {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
-            node: flags.node.trim_end_matches('/').to_string(),
+    pub fn new(flags: ClientFlags) -> Result<Client, ClientError> {
+        let node = flags.node.trim_end_matches('/').to_string();
+        Ok(Client {
+            http: http_client(&node, flags.ca.as_deref())?,
+            node,
             token: flags.token.or_else(default_token),
             output: flags.output,
             consistent: flags.consistent,
-        }
+        })
     }
 
     async fn call<T: DeserializeOwned>(
@@ -791,11 +830,11 @@ impl Client {
                 }
             }
             ClusterCommand::Join { addr } => {
-                if !addr.starts_with("http://") {
+                if !(addr.starts_with("http://") || addr.starts_with("https://")) {
                     return Err(UsageError::invalid(
                         "ADDR",
                         format!(
-                            "ADDR = {addr:?} is invalid: expected the new node's admin URL, e.g. http://127.0.0.2:7072"
+                            "ADDR = {addr:?} is invalid: expected the new node's admin URL, e.g. http://127.0.0.2:7072 (https:// when the cluster runs TLS)"
                         ),
                     )
                     .into());
@@ -851,14 +890,101 @@ fn live_line(b: &BackendView) -> Option<String> {
 
 fn root_cause(e: &reqwest::Error) -> String {
     let mut cause: &dyn std::error::Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
+    let mut tls = None;
+    loop {
+        tls = tls.or_else(|| rustls_error(cause));
+        match cause.source() {
+            Some(next) => cause = next,
+            None => break,
+        }
     }
     if e.is_timeout() {
-        "timed out after 10s".into()
-    } else {
-        cause.to_string()
+        return "timed out after 10s".into();
     }
+    let text = cause.to_string();
+    match tls {
+        Some(t) => tls_line(t, &text),
+        None => tls_text_line(&text).unwrap_or(text),
+    }
+}
+
+/// [`tls_line`] for a rustls error that came as text only (the client's
+/// connector may keep its message and drop its type).
+fn tls_text_line(text: &str) -> Option<String> {
+    use rustls::CertificateError as C;
+    let certificate = |e: C| Some(tls_line(&rustls::Error::InvalidCertificate(e), text));
+    if text.contains("invalid peer certificate: UnknownIssuer")
+        || text.contains("invalid peer certificate: BadSignature")
+    {
+        certificate(C::UnknownIssuer)
+    } else if text.contains("invalid peer certificate: NotValidForName")
+        || text.contains("certificate not valid for name")
+    {
+        certificate(C::NotValidForName)
+    } else if text.contains("invalid peer certificate: Expired")
+        || text.contains("certificate expired")
+    {
+        certificate(C::Expired)
+    } else if text.contains("invalid peer certificate") {
+        certificate(C::BadEncoding)
+    } else if text.contains("received corrupt message") {
+        Some(tls_line(
+            &rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+            text,
+        ))
+    } else if text.contains("invalid HTTP version") {
+        Some(format!(
+            "{text} (the node's admin port may speak TLS: use an https:// --node)"
+        ))
+    } else {
+        None
+    }
+}
+
+/// The rustls error `e` is or wraps (inside an `io::Error`, whose
+/// `source()` skips it).
+fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    e.downcast_ref::<rustls::Error>().or_else(|| {
+        e.downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    })
+}
+
+/// A TLS failure, said as what the operator should do about it.
+fn tls_line(e: &rustls::Error, text: &str) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => format!(
+            "certificate not trusted ({text}): pass --ca FILE (or SLUICE_CA) with the CA that signs the nodes' certificates"
+        ),
+        rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => format!(
+            "certificate does not name this host ({text}): --node must use a DNS name or IP address in the node's certificate"
+        ),
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            format!("certificate expired ({text})")
+        }
+        rustls::Error::InvalidCertificate(_) => format!("certificate refused: {text}"),
+        rustls::Error::InvalidMessage(_) => format!(
+            "TLS handshake failed ({text}): the node's admin port may speak plain HTTP: use an http:// --node"
+        ),
+        _ => format!("TLS failed: {text}"),
+    }
+}
+
+/// An error and its sources, one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// Request bodies as JSON, behind one object-safe trait.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use sluice_raft::tls::{MemberTls, MemberTlsFiles, TlsFile};
 use thiserror::Error;
 
 /// Log line format.
@@ -56,6 +57,9 @@ pub struct NodeConfig {
     /// `[admin] token`; `SLUICE_TOKEN` wins over it, and it wins over the
     /// data dir's token file (`sluice_admin::auth::resolve_token`).
     pub token: Option<String>,
+    /// `[admin.tls]`: the admin API and the members' traffic over TLS
+    /// (checked at load: readable, PEM, key matching, accepted by the CA).
+    pub admin_tls: Option<MemberTlsFiles>,
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
     pub upstream_connect_timeout: Duration,
@@ -95,6 +99,15 @@ pub enum ConfigError {
         field: &'static str,
         value: String,
         expected: &'static str,
+    },
+    #[error("{file}: {field} is missing: [admin.tls] needs cert, key and ca together, or none of them for plain HTTP")]
+    TlsIncomplete { file: String, field: &'static str },
+    #[error("{file}: {field} = {value} is invalid: {reason}")]
+    TlsFile {
+        file: String,
+        field: &'static str,
+        value: String,
+        reason: String,
     },
     #[error("{var} = {value} is invalid: expected {expected}")]
     Env {
@@ -154,6 +167,16 @@ struct RawNode {
 struct RawAdmin {
     listen: Option<String>,
     token: Option<String>,
+    tls: Option<RawAdminTls>,
+}
+
+/// `[admin.tls]`: all three files or none.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdminTls {
+    cert: Option<String>,
+    key: Option<String>,
+    ca: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -206,6 +229,7 @@ impl NodeConfig {
             accept_grace => "node.accept_grace",
             admin_listen => "admin.listen",
             token => "admin.token",
+            admin_tls => "admin.tls",
             header_read_timeout => "proxy.header_read_timeout",
             max_header_bytes => "proxy.max_header_bytes",
             upstream_connect_timeout => "proxy.upstream_connect_timeout",
@@ -282,10 +306,13 @@ impl NodeConfig {
                 expected: "error, warn, info, debug, trace or a tracing filter directive",
             });
         }
+        let admin_tls = admin_tls(raw.admin.tls, file)?;
+        let scheme = if admin_tls.is_some() { "https" } else { "http" };
         let advertise = match raw.cluster.advertise {
             Some(url) => {
                 let ok = url
-                    .strip_prefix("http://")
+                    .strip_prefix(scheme)
+                    .and_then(|rest| rest.strip_prefix("://"))
                     .and_then(|rest| rest.trim_end_matches('/').rsplit_once(':'))
                     .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
                 if !ok {
@@ -293,7 +320,11 @@ impl NodeConfig {
                         file: file.to_string(),
                         field: "cluster.advertise",
                         value: format!("{url:?}"),
-                        expected: "the admin URL other nodes reach this one at, http://host:port",
+                        expected: if admin_tls.is_some() {
+                            "the admin URL other nodes reach this one at, https://host:port ([admin.tls] is set)"
+                        } else {
+                            "the admin URL other nodes reach this one at, http://host:port (https:// needs [admin.tls])"
+                        },
                     });
                 }
                 url.trim_end_matches('/').to_string()
@@ -303,10 +334,10 @@ impl NodeConfig {
                     file: file.to_string(),
                     field: "cluster.advertise",
                     value: "(unset)".into(),
-                    expected: "an http://host:port URL: admin.listen is a wildcard address, so peers need to be told where to reach this node",
+                    expected: "an http(s)://host:port URL: admin.listen is a wildcard address, so peers need to be told where to reach this node",
                 })
             }
-            None => format!("http://{admin_listen}"),
+            None => format!("{scheme}://{admin_listen}"),
         };
         let heartbeat_interval = v.duration(
             "cluster.heartbeat_interval",
@@ -371,6 +402,7 @@ impl NodeConfig {
             data_address,
             admin_listen,
             token,
+            admin_tls,
             header_read_timeout: v.duration(
                 "proxy.header_read_timeout",
                 raw.proxy.header_read_timeout.as_deref(),
@@ -428,6 +460,46 @@ impl NodeConfig {
         })?;
         Ok(())
     }
+}
+
+/// `[admin.tls]`, all three files or none, each checked by loading them.
+fn admin_tls(raw: Option<RawAdminTls>, file: &str) -> Result<Option<MemberTlsFiles>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let (cert, key, ca) = match (raw.cert, raw.key, raw.ca) {
+        (None, None, None) => return Ok(None),
+        (Some(cert), Some(key), Some(ca)) => (cert, key, ca),
+        (cert, key, _) => {
+            let field = if cert.is_none() {
+                "admin.tls.cert"
+            } else if key.is_none() {
+                "admin.tls.key"
+            } else {
+                "admin.tls.ca"
+            };
+            return Err(ConfigError::TlsIncomplete {
+                file: file.to_string(),
+                field,
+            });
+        }
+    };
+    let files = MemberTlsFiles {
+        cert: PathBuf::from(cert),
+        key: PathBuf::from(key),
+        ca: PathBuf::from(ca),
+    };
+    MemberTls::load(&files).map_err(|e| ConfigError::TlsFile {
+        file: file.to_string(),
+        field: match e.file() {
+            TlsFile::Cert => "admin.tls.cert",
+            TlsFile::Key => "admin.tls.key",
+            TlsFile::Ca => "admin.tls.ca",
+        },
+        value: format!("{:?}", e.path().display().to_string()),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(files))
 }
 
 struct Validator<'a> {
@@ -558,6 +630,43 @@ mod tests {
     }
 
     #[test]
+    fn the_docker_tls_configs_load_with_certificates_in_place() {
+        use sluice_testkit::MemberCa;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = MemberCa::new(dir.path(), "demo").unwrap();
+        std::fs::copy(ca.ca_file(), dir.path().join("ca.pem")).unwrap();
+        for i in 1..=3u64 {
+            ca.issue(&format!("node{i}"), &[&format!("node{i}"), "127.0.0.1"])
+                .unwrap();
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("docker/config/tls/node{i}.toml"));
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("/etc/sluice/tls", &dir.path().display().to_string());
+            let c = NodeConfig::parse(&text, "x.toml").unwrap();
+            assert_eq!(c.node_id, i);
+            assert_eq!(c.advertise, format!("https://node{i}:7070"));
+            assert_eq!(
+                c.admin_tls.unwrap().cert,
+                dir.path().join(format!("node{i}.pem"))
+            );
+            // Everything else as in the plain file.
+            let plain = NodeConfig::load(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("docker/config/node{i}.toml")),
+            )
+            .unwrap();
+            assert_eq!(
+                NodeConfig {
+                    admin_tls: None,
+                    advertise: plain.advertise.clone(),
+                    ..c
+                },
+                plain
+            );
+        }
+    }
+
+    #[test]
     fn every_bad_value_names_file_field_value_and_range() {
         let cases = [
             ("[node]\nid = 0", "x.toml: node.id = 0 is out of range 1.."),
@@ -584,8 +693,12 @@ mod tests {
             ("[proxy]\nupstream_max_idle_per_backend = -1", "x.toml: proxy.upstream_max_idle_per_backend = -1 is out of range 0..=100000"),
             ("[log]\nformat = \"xml\"", "x.toml: log.format = \"xml\" is invalid: expected \"text\" or \"json\""),
             ("[log]\nlevel = \"[[\"", "x.toml: log.level = \"[[\" is invalid: expected error, warn, info, debug, trace or a tracing filter directive"),
-            ("[cluster]\nadvertise = \"127.0.0.1:7070\"", "x.toml: cluster.advertise = \"127.0.0.1:7070\" is invalid: expected the admin URL other nodes reach this one at, http://host:port"),
-            ("[admin]\nlisten = \"0.0.0.0:7070\"", "x.toml: cluster.advertise = (unset) is invalid: expected an http://host:port URL: admin.listen is a wildcard address, so peers need to be told where to reach this node"),
+            ("[cluster]\nadvertise = \"127.0.0.1:7070\"", "x.toml: cluster.advertise = \"127.0.0.1:7070\" is invalid: expected the admin URL other nodes reach this one at, http://host:port (https:// needs [admin.tls])"),
+            ("[cluster]\nadvertise = \"https://127.0.0.1:7070\"", "x.toml: cluster.advertise = \"https://127.0.0.1:7070\" is invalid: expected the admin URL other nodes reach this one at, http://host:port (https:// needs [admin.tls])"),
+            ("[admin.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"", "x.toml: admin.tls.ca is missing: [admin.tls] needs cert, key and ca together, or none of them for plain HTTP"),
+            ("[admin.tls]\nca = \"ca.pem\"", "x.toml: admin.tls.cert is missing: [admin.tls] needs cert, key and ca together, or none of them for plain HTTP"),
+            ("[admin.tls]\ncert = \"c.pem\"\nca = \"ca.pem\"", "x.toml: admin.tls.key is missing: [admin.tls] needs cert, key and ca together, or none of them for plain HTTP"),
+            ("[admin]\nlisten = \"0.0.0.0:7070\"", "x.toml: cluster.advertise = (unset) is invalid: expected an http(s)://host:port URL: admin.listen is a wildcard address, so peers need to be told where to reach this node"),
             ("[cluster]\nheartbeat_interval = \"1ms\"", "x.toml: cluster.heartbeat_interval = 1ms is out of range 20ms..=5s"),
             ("[cluster]\nelection_timeout = \"200ms\"\nheartbeat_interval = \"100ms\"", "x.toml: cluster.election_timeout = 200ms is invalid: expected at least 3 x cluster.heartbeat_interval"),
             ("[cluster]\nsnapshot_every = 5", "x.toml: cluster.snapshot_every = 5 is out of range 100..=1000000"),
@@ -594,6 +707,126 @@ mod tests {
             let got = NodeConfig::parse(text, "x.toml").unwrap_err().to_string();
             assert_eq!(got, want, "for {text:?}");
         }
+    }
+
+    /// `[admin.tls]` naming `cert`, `key` and `ca`.
+    fn tls_config(cert: &Path, key: &Path, ca: &Path) -> String {
+        format!(
+            "[admin.tls]\ncert = {:?}\nkey = {:?}\nca = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string(),
+            ca.display().to_string()
+        )
+    }
+
+    #[test]
+    fn tls_files_are_checked_at_load() {
+        use sluice_testkit::MemberCa;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = MemberCa::new(dir.path(), "members").unwrap();
+        let one = ca.issue("node1", &["127.0.0.1", "localhost"]).unwrap();
+        let two = ca.issue("node2", &["127.0.0.1"]).unwrap();
+        let stranger = MemberCa::new(dir.path(), "other")
+            .unwrap()
+            .issue("node4", &["127.0.0.1"])
+            .unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate\n").unwrap();
+        let missing = dir.path().join("missing.pem");
+
+        let c = NodeConfig::parse(&tls_config(&one.cert, &one.key, &one.ca), "x.toml").unwrap();
+        assert_eq!(
+            c.advertise, "https://127.0.0.1:7070",
+            "TLS advertises https"
+        );
+        assert_eq!(
+            c.admin_tls,
+            Some(MemberTlsFiles {
+                cert: one.cert.clone(),
+                key: one.key.clone(),
+                ca: one.ca.clone()
+            })
+        );
+        let with_advertise = |advertise: &str| {
+            format!(
+                "{}[cluster]\nadvertise = {advertise:?}\n",
+                tls_config(&one.cert, &one.key, &one.ca)
+            )
+        };
+        let c = NodeConfig::parse(&with_advertise("https://node1:7070/"), "x.toml").unwrap();
+        assert_eq!(c.advertise, "https://node1:7070");
+        assert_eq!(
+            NodeConfig::parse(&with_advertise("http://node1:7070"), "x.toml")
+                .unwrap_err()
+                .to_string(),
+            "x.toml: cluster.advertise = \"http://node1:7070\" is invalid: expected the admin URL other nodes reach this one at, https://host:port ([admin.tls] is set)"
+        );
+
+        let shown = |p: &Path| format!("{:?}", p.display().to_string());
+        let cases = [
+            (
+                tls_config(&missing, &one.key, &one.ca),
+                format!(
+                    "x.toml: admin.tls.cert = {} is invalid: cannot read it: No such file or directory (os error 2)",
+                    shown(&missing)
+                ),
+            ),
+            (
+                tls_config(&one.cert, &two.key, &one.ca),
+                format!(
+                    "x.toml: admin.tls.key = {} is invalid: this key does not match the certificate in {}",
+                    shown(&two.key),
+                    one.cert.display()
+                ),
+            ),
+            (
+                tls_config(&garbage, &one.key, &one.ca),
+                format!(
+                    "x.toml: admin.tls.cert = {} is invalid: holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                    shown(&garbage)
+                ),
+            ),
+            (
+                tls_config(&one.cert, &garbage, &one.ca),
+                format!(
+                    "x.toml: admin.tls.key = {} is invalid: holds no PEM private key (-----BEGIN PRIVATE KEY-----, RSA or EC)",
+                    shown(&garbage)
+                ),
+            ),
+            (
+                tls_config(&one.cert, &one.key, &garbage),
+                format!(
+                    "x.toml: admin.tls.ca = {} is invalid: holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                    shown(&garbage)
+                ),
+            ),
+            (
+                tls_config(&one.cert, &one.key, &missing),
+                format!(
+                    "x.toml: admin.tls.ca = {} is invalid: cannot read it: No such file or directory (os error 2)",
+                    shown(&missing)
+                ),
+            ),
+        ];
+        for (text, want) in cases {
+            let got = NodeConfig::parse(&text, "x.toml").unwrap_err().to_string();
+            assert_eq!(got, want, "for {text:?}");
+        }
+        // A certificate the members' CA did not sign.
+        let got = NodeConfig::parse(
+            &tls_config(&stranger.cert, &stranger.key, &one.ca),
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            got.starts_with(&format!(
+                "x.toml: admin.tls.cert = {} is invalid: the CA in {} does not accept this certificate: ",
+                shown(&stranger.cert),
+                one.ca.display()
+            )),
+            "{got}"
+        );
     }
 
     #[test]

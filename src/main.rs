@@ -52,19 +52,22 @@ fn main() {
         }
         command => {
             let output = cli.client.output;
-            let client = client::Client::new(cli.client);
-            let result = runtime(0).block_on(async {
-                match command {
-                    Command::Group(c) => client.group(c).await,
-                    Command::Backend(c) => client.backend(c).await,
-                    Command::Listener(c) => client.listener(c).await,
-                    Command::Cluster(c) => client.cluster(c).await,
-                    Command::Cert(c) => client.cert(c).await,
-                    Command::Node(NodeCommand::Check { timeout }) => client.check(&timeout).await,
-                    Command::Node(c) => client.node(c).await,
-                }
+            let result = client::Client::new(cli.client).map(|client| {
+                runtime(0).block_on(async {
+                    match command {
+                        Command::Group(c) => client.group(c).await,
+                        Command::Backend(c) => client.backend(c).await,
+                        Command::Listener(c) => client.listener(c).await,
+                        Command::Cluster(c) => client.cluster(c).await,
+                        Command::Cert(c) => client.cert(c).await,
+                        Command::Node(NodeCommand::Check { timeout }) => {
+                            client.check(&timeout).await
+                        }
+                        Command::Node(c) => client.node(c).await,
+                    }
+                })
             });
-            match result {
+            match result.and_then(|r| r) {
                 Ok(()) => 0,
                 Err(e) => {
                     match output {

@@ -3,7 +3,8 @@
 //! ([`sluice_bridge`]: the restored state applied to the data plane before
 //! any listener accepts traffic, C5, and the data plane's drain, health and
 //! bind reports fed back as commands), and the admin API (which also serves
-//! the Raft RPCs).
+//! the Raft RPCs; over TLS only when the config has `[admin.tls]`, and then
+//! the members talk to each other over TLS too).
 //!
 //! SIGTERM or Ctrl-C drains the node first (N1): the data plane drains at
 //! once on its own word (not ready, accept grace, keep-alive ended, the
@@ -25,7 +26,6 @@
 //! so that its supervisor restarts it: a new process reopens the store and
 //! replays it (C5).
 
-use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -37,6 +37,7 @@ use sluice_admin::{router, AdminContext, CommandStore};
 use sluice_bridge::Bridge;
 use sluice_model::{Command, NodeDrainReason};
 use sluice_proxy::{DataPlane, ProxySettings};
+use sluice_raft::tls::MemberTls;
 use sluice_raft::{ClusterConfig, RaftNode};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -75,6 +76,17 @@ pub async fn run(config: NodeConfig, reload: Reload) -> anyhow::Result<()> {
         TokenSource::Env => info!("admin token taken from SLUICE_TOKEN"),
         TokenSource::Config => info!("admin token taken from the config file"),
     }
+    // Checked at load already; loaded again for this process's configs.
+    let tls = match &config.admin_tls {
+        Some(files) => Some(MemberTls::load(files).map_err(|e| {
+            anyhow::anyhow!(
+                "admin.tls.{} = {}: {e}",
+                e.file().field(),
+                e.path().display()
+            )
+        })?),
+        None => None,
+    };
     // The admin port first: a node that cannot be administered does not start.
     let admin = tokio::net::TcpListener::bind(config.admin_listen)
         .await
@@ -108,6 +120,7 @@ pub async fn run(config: NodeConfig, reload: Reload) -> anyhow::Result<()> {
                 election_timeout: config.election_timeout,
                 snapshot_every: config.snapshot_every,
                 fault_injection: config.fault_injection,
+                tls: tls.clone(),
             },
         )
         .await
@@ -130,13 +143,14 @@ pub async fn run(config: NodeConfig, reload: Reload) -> anyhow::Result<()> {
         store: store.clone(),
     }));
     let (stop_admin, admin_stopping) = oneshot::channel::<()>();
-    let mut admin_server = tokio::spawn(
-        axum::serve(admin, app)
-            .with_graceful_shutdown(async {
-                let _ = admin_stopping.await;
-            })
-            .into_future(),
-    );
+    let mut admin_server = tokio::spawn(sluice_admin::serve(
+        admin,
+        app,
+        tls.as_ref().map(MemberTls::server_config),
+        async {
+            let _ = admin_stopping.await;
+        },
+    ));
     // The data plane's own stop is awaited once, here; `dp_stopped` tells
     // everyone else.
     let (dp_stopped_tx, mut dp_stopped) = watch::channel(false);
@@ -145,7 +159,7 @@ pub async fn run(config: NodeConfig, reload: Reload) -> anyhow::Result<()> {
         dp.stopped().await;
         let _ = dp_stopped_tx.send(true);
     });
-    info!(admin = %config.admin_listen, advertise = %config.advertise, data_address = %config.data_address, incarnation, "sluice node ready");
+    info!(admin = %config.admin_listen, advertise = %config.advertise, admin_tls = tls.is_some(), data_address = %config.data_address, incarnation, "sluice node ready");
     // Milliseconds; SIGHUP may change it.
     let stop_timeout_ms = Arc::new(AtomicU64::new(config.stop_timeout.as_millis() as u64));
     tokio::spawn(reload_on_sighup(

@@ -142,6 +142,9 @@ impl Project {
             .env("SLUICE_DOCKER_IMAGE", &self.image)
             .env("SLUICE_TOKEN", TOKEN)
             .env("SLUICE_DRAIN_TIMEOUT", format!("{}ms", DRAIN_MS))
+            // The walkthrough in plain HTTP (`up --plain`): encrypted
+            // cluster traffic is tests/cluster_tls.rs's.
+            .env("SLUICE_DOCKER_TLS", "off")
             .env_remove("SLUICE_LOG_FORMAT");
         for i in 0..3 {
             cmd.env(
@@ -611,6 +614,8 @@ fn assert_upgrade_report(what: &str, r: &Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_cluster_walkthrough_and_leader_kill() {
+    // reqwest takes the process's rustls provider (ring).
+    sluice_testkit::member_tls::install_crypto_provider();
     require_docker();
     for b in ["sluice-demo-backend", "sluice-demo-client", "sluice-load"] {
         let path: PathBuf = Path::new(BIN).with_file_name(b);

@@ -70,11 +70,15 @@ pub async fn sluice_json(node: &NodeProcess, args: &[&str]) -> Value {
 
 /// Runs the CLI against `node` with another token (`SLUICE_TOKEN`).
 pub async fn sluice_with_token(node: &NodeProcess, token: &str, args: &[&str]) -> Output {
-    let run = tokio::process::Command::new(BIN)
+    let mut command = tokio::process::Command::new(BIN);
+    command
         .args(args)
         .env("SLUICE_NODE", node.admin_url())
-        .env("SLUICE_TOKEN", token)
-        .output();
+        .env("SLUICE_TOKEN", token);
+    if let Some(ca) = node.ca_file() {
+        command.env("SLUICE_CA", ca);
+    }
+    let run = command.output();
     tokio::time::timeout(CLI_LIMIT, run)
         .await
         .unwrap_or_else(|_| panic!("sluice {args:?} on node {} hung", node.node_id()))

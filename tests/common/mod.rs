@@ -41,13 +41,16 @@ pub use sluice_clock::now_ms;
 
 /// Runs the CLI against `node` without blocking the test's runtime.
 pub async fn cli(node: &NodeProcess, args: &[&str]) -> Output {
-    tokio::process::Command::new(BIN)
+    let mut command = tokio::process::Command::new(BIN);
+    command
         .args(args)
         .env("SLUICE_NODE", node.admin_url())
-        .env("SLUICE_TOKEN", node.token())
-        .output()
-        .await
-        .expect("run sluice")
+        .env("SLUICE_TOKEN", node.token());
+    // A node with TLS: its members' CA, as `--ca` would give it.
+    if let Some(ca) = node.ca_file() {
+        command.env("SLUICE_CA", ca);
+    }
+    command.output().await.expect("run sluice")
 }
 
 /// Runs the CLI and insists it succeeded; returns stdout.
@@ -190,6 +193,7 @@ pub async fn wait_removed(node: &NodeProcess, addr: &str, within: Duration) -> b
 }
 
 pub fn http_client() -> reqwest::Client {
+    sluice_testkit::member_tls::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(256)

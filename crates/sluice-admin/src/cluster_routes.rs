@@ -224,10 +224,15 @@ async fn join(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     let req: JoinNode = json_body(&bytes)?;
-    if !(req.addr.starts_with("http://") && req.addr.len() > 7) {
+    let scheme = ctx.store.node().member_scheme();
+    let host = req
+        .addr
+        .strip_prefix(scheme)
+        .and_then(|r| r.strip_prefix("://"));
+    if host.is_none_or(str::is_empty) {
         return Err(ApiError::bad_field(
             "addr",
-            format!("addr = {:?} is invalid: expected the new node's admin URL, e.g. http://127.0.0.2:7072", req.addr),
+            format!("addr = {:?} is invalid: expected the new node's admin URL, e.g. {scheme}://127.0.0.2:7072", req.addr),
         ));
     }
     let body = serde_json::json!({ "addr": req.addr });

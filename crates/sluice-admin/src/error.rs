@@ -99,7 +99,8 @@ impl From<ClusterError> for ApiError {
             | ClusterError::ShuttingDown
             | ClusterError::BadAnswer { .. }
             | ClusterError::Encode { .. }
-            | ClusterError::Mismatch { .. } => (StatusCode::SERVICE_UNAVAILABLE, "raft_error"),
+            | ClusterError::Mismatch { .. }
+            | ClusterError::Tls { .. } => (StatusCode::SERVICE_UNAVAILABLE, "raft_error"),
         };
         ApiError {
             status,

@@ -15,6 +15,8 @@
 //! an upload with `sluice-tls` before it proposes), and the Raft RPC server of `sluice-raft` merged in
 //! on the same port. Every write takes the [`auth::Authorized`] extractor
 //! (the bearer token). The JSON bodies live in [`api`], shared with the CLI.
+//! [`serve`] serves the router in plain HTTP or TLS; over TLS the routes
+//! only members call need a member's certificate (`member_only.rs`).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -28,10 +30,12 @@ mod context;
 mod debug_clock;
 mod error;
 mod extract;
+mod member_only;
 mod metrics;
 mod node_routes;
 mod peer_progress;
 mod routes;
+mod serve;
 mod store;
 mod views;
 mod writes;
@@ -39,5 +43,7 @@ mod writes;
 pub use applied_path::APPLIED_PATH;
 pub use context::AdminContext;
 pub use error::ApiError;
+pub use member_only::PeerCertificate;
 pub use routes::router;
+pub use serve::serve;
 pub use store::{CommandStore, StoreError, Submitted, PROPAGATION_WAIT};

@@ -39,6 +39,8 @@ impl Answer {
 impl Admin {
     /// A client keeping up to `idle_per_host` idle connections per node.
     pub fn new(token: &str, idle_per_host: usize) -> anyhow::Result<Admin> {
+        // reqwest takes the process's rustls provider (ring).
+        sluice_testkit::member_tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .no_proxy()
             .tcp_nodelay(true)

@@ -28,6 +28,7 @@ use crate::member_client::MemberClient;
 use crate::network::{Faults, HttpNetwork};
 use crate::state_machine::StateMachineStore;
 use crate::store::open;
+use crate::tls::MemberTls;
 use crate::types::{Raft, RequestId};
 use crate::wire::{ForwardedWrite, NodeIdentity, WriteOutcome, SELF_PATH};
 
@@ -53,6 +54,9 @@ pub struct ClusterConfig {
     pub snapshot_every: u64,
     /// Test only: lets [`RaftNode::faults`] drop this node's Raft RPCs.
     pub fault_injection: bool,
+    /// `[admin.tls]`: members talk to each other over TLS, each presenting
+    /// its certificate; `None`: plain HTTP.
+    pub tls: Option<MemberTls>,
 }
 
 /// Hands out this process's request ids.
@@ -129,7 +133,10 @@ impl RaftNode {
         .validate()
         .map_err(ClusterError::raft)?;
         let faults = Faults::default();
-        let network = HttpNetwork::new(config.token.clone(), faults.clone());
+        let network = HttpNetwork::new(config.token.clone(), config.tls.as_ref(), faults.clone())
+            .map_err(|e| ClusterError::Tls {
+            reason: e.to_string(),
+        })?;
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
@@ -139,7 +146,7 @@ impl RaftNode {
         )
         .await
         .map_err(ClusterError::raft)?;
-        let peers = MemberClient::new(config.token.clone());
+        let peers = MemberClient::new(config.token.clone(), config.tls.as_ref())?;
         // The longest election timeout is twice the shortest.
         let election_max = config.election_timeout * 2;
         let limits = CommitLimits {
@@ -188,6 +195,16 @@ impl RaftNode {
     /// The fault hook, when fault injection is enabled (tests only).
     pub fn faults(&self) -> Option<&Faults> {
         self.faults.as_ref()
+    }
+
+    /// The scheme of every member's admin URL: `https` when the cluster's
+    /// traffic is TLS, else `http`.
+    pub fn member_scheme(&self) -> &'static str {
+        if self.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The token Raft RPCs and forwarded writes must carry.

@@ -79,6 +79,12 @@ pub enum ClusterError {
         /// How many commands.
         commands: usize,
     },
+    /// The member client's TLS could not be set up.
+    #[error("cannot set up TLS to the other members: {reason}")]
+    Tls {
+        /// rustls's reason.
+        reason: String,
+    },
 }
 
 impl ClusterError {

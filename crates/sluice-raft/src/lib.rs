@@ -11,7 +11,9 @@
 //! - [`wire`]: the contract between members on the admin port — paths, the
 //!   one-hop header, forwarded writes. Its clients are [`network`] (Raft
 //!   RPCs) and the member client; its server is [`rpc_server`], an axum
-//!   router the admin server merges. [`bearer`] checks the cluster token.
+//!   router the admin server merges. [`bearer`] checks the cluster token;
+//!   [`tls`] is a member's TLS identity when the cluster's traffic is
+//!   encrypted (`transport.rs` sends over it, the admin server serves it).
 //! - [`RaftNode`]: init, join, remove, status, and writes from any node;
 //!   [`group_commit`] batches writes into shared entries on the leader
 //!   (stamped through the model's `Command::stamp`) and into shared
@@ -40,6 +42,7 @@ pub mod rpc_server;
 mod state_machine;
 mod status;
 mod store;
+pub mod tls;
 mod transport;
 pub mod types;
 pub mod wire;

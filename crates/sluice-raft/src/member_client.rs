@@ -5,30 +5,27 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use crate::codec;
 use crate::error::ClusterError;
-use crate::transport::{send, Outgoing};
+use crate::tls::MemberTls;
+use crate::transport::{Outgoing, Transport};
 use crate::wire::{ForwardedWrite, WriteOutcome, WRITE_PATH};
 
-/// A pooled HTTP client that authenticates as a cluster member (cheap to
-/// clone).
+/// A pooled HTTP(S) client that authenticates as a cluster member: the
+/// token, and with TLS this node's certificate (cheap to clone).
 #[derive(Clone)]
 pub(crate) struct MemberClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Transport,
     token: String,
 }
 
 impl MemberClient {
-    pub(crate) fn new(token: String) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        let http = Client::builder(TokioExecutor::new()).build(connector);
-        MemberClient { http, token }
+    pub(crate) fn new(token: String, tls: Option<&MemberTls>) -> Result<Self, ClusterError> {
+        let http = Transport::new(tls, Duration::from_secs(2)).map_err(|e| ClusterError::Tls {
+            reason: e.to_string(),
+        })?;
+        Ok(MemberClient { http, token })
     }
 
     /// One exchange: `method` on `base+path` with the token; the answer's
@@ -49,7 +46,8 @@ impl MemberClient {
             content_type: "application/json",
             body,
         };
-        send(&self.http, request, timeout)
+        self.http
+            .send(request, timeout)
             .await
             .map_err(|e| ClusterError::Unreachable {
                 addr: url.clone(),

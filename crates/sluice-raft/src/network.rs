@@ -18,11 +18,6 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -36,7 +31,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec;
-use crate::transport::{send, Outgoing, SendError};
+use crate::tls::MemberTls;
+use crate::transport::{Outgoing, SendError, Transport};
 use crate::types::TypeConfig;
 use crate::wire::paths;
 
@@ -136,10 +132,10 @@ fn held(target: u64) -> TransportError {
 /// so this paces the retries (about one heartbeat).
 const HELD_PACE: Duration = Duration::from_millis(100);
 
-/// Makes one [`PeerClient`] per peer; all share one pooled HTTP client.
+/// Makes one [`PeerClient`] per peer; all share one pooled HTTP(S) client.
 #[derive(Clone)]
 pub struct HttpNetwork {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Transport,
     token: String,
     faults: Faults,
 }
@@ -147,20 +143,18 @@ pub struct HttpNetwork {
 // === impl HttpNetwork ===
 
 impl HttpNetwork {
-    /// A network whose RPCs carry `token` and skip the peers `faults` names.
-    pub fn new(token: String, faults: Faults) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(1)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
-        HttpNetwork {
-            client,
+    /// A network whose RPCs carry `token` (over TLS with `tls`, presenting
+    /// this node's certificate) and skip the peers `faults` names.
+    pub fn new(
+        token: String,
+        tls: Option<&MemberTls>,
+        faults: Faults,
+    ) -> Result<Self, rustls::Error> {
+        Ok(HttpNetwork {
+            client: Transport::new(tls, Duration::from_secs(1))?,
             token,
             faults,
-        }
+        })
     }
 }
 
@@ -218,7 +212,10 @@ impl PeerClient {
             content_type: "application/octet-stream",
             body,
         };
-        let (status, bytes) = send(&self.net.client, request, ttl)
+        let (status, bytes) = self
+            .net
+            .client
+            .send(request, ttl)
             .await
             .map_err(|e| match e {
                 SendError::Invalid(reason) => refused(reason),

@@ -21,6 +21,7 @@ async fn one_node(dir: &std::path::Path) -> Arc<RaftNode> {
             election_timeout: Duration::from_millis(500),
             snapshot_every: 1000,
             fault_injection: false,
+            tls: None,
         },
     )
     .await

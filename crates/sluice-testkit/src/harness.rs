@@ -8,8 +8,10 @@
 //! How: every [`NodeProcess`] owns a temporary directory holding its config
 //! (`node<id>.toml`), its data directory and its log (`node.log`, stdout and
 //! stderr together). Readiness is `GET /readyz` answering 200, probed with a
-//! plain HTTP/1.1 request over a `std` TCP stream every 25 ms. The CLI runs
-//! with `SLUICE_NODE` / `SLUICE_TOKEN` in its environment, so no flag
+//! plain HTTP/1.1 request over a `std` TCP stream every 25 ms (over TLS,
+//! trusting the members' CA, when the node has [`NodeOptions::tls`]). The
+//! CLI runs with `SLUICE_NODE` / `SLUICE_TOKEN` (and `SLUICE_CA`, the
+//! `--ca` flag's variable, with TLS) in its environment, so no flag
 //! placement matters. Everything here is blocking (`std::process`), so it
 //! works from sync and async tests alike.
 
@@ -24,6 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
+
+use crate::member_tls::NodeTls;
 
 /// How long [`NodeProcess::start`] waits for `/readyz`.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -70,6 +74,10 @@ pub struct NodeOptions {
     /// The process's open-file limit (soft and hard), set by starting it
     /// through `prlimit --nofile=N:N --` (`None`: inherited).
     pub max_open_files: Option<u64>,
+    /// `[admin.tls]`: the admin API and Raft over TLS (`None`: plain HTTP).
+    /// A cluster member's advertise URL must be `https://` with it: see
+    /// [`NodeOptions::cluster_member_tls`].
+    pub tls: Option<NodeTls>,
 }
 
 impl NodeOptions {
@@ -86,6 +94,7 @@ impl NodeOptions {
             accept_grace: None,
             tmpfs_data_dir_mib: None,
             max_open_files: None,
+            tls: None,
         }
     }
 
@@ -93,11 +102,24 @@ impl NodeOptions {
     /// [`member_data_address`], the shared `token`, no bootstrap, and
     /// [`CLUSTER_HEARTBEAT`] / [`CLUSTER_ELECTION_TIMEOUT`].
     pub fn cluster_member(id: u64, token: &str) -> NodeOptions {
+        Self::member(id, token, None)
+    }
+
+    /// [`NodeOptions::cluster_member`] whose admin and Raft traffic is TLS
+    /// with `tls` (its certificate must name 127.0.0.1): it advertises
+    /// `https://`.
+    pub fn cluster_member_tls(id: u64, token: &str, tls: NodeTls) -> NodeOptions {
+        Self::member(id, token, Some(tls))
+    }
+
+    fn member(id: u64, token: &str, tls: Option<NodeTls>) -> NodeOptions {
         let mut opts = NodeOptions::local(id);
         opts.data_address = member_data_address(id);
         opts.token = token.to_owned();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        opts.tls = tls;
         opts.extra_toml = format!(
-            "[cluster]\nbootstrap = false\nadvertise = \"http://{}\"\n\
+            "[cluster]\nbootstrap = false\nadvertise = \"{scheme}://{}\"\n\
              heartbeat_interval = \"{CLUSTER_HEARTBEAT}\"\nelection_timeout = \"{CLUSTER_ELECTION_TIMEOUT}\"\n",
             opts.admin
         );
@@ -160,6 +182,8 @@ impl NodeProcess {
     /// `bin node run --config <file>` and waits until `/readyz` answers 200.
     /// On failure the process is killed and the error carries the log tail.
     pub fn start(bin: &Path, opts: NodeOptions) -> anyhow::Result<NodeProcess> {
+        // The tests' reqwest clients take the process's default provider.
+        crate::member_tls::install_crypto_provider();
         let dir = tempfile::Builder::new()
             .prefix(&format!("sluice-node{}-", opts.node_id))
             .tempdir()
@@ -263,7 +287,11 @@ impl NodeProcess {
                     bail!("node process exited early with {status}");
                 }
             }
-            let last = match probe_status(self.opts.admin, "/readyz") {
+            let probe = match &self.opts.tls {
+                None => probe_status(self.opts.admin, "/readyz").map_err(anyhow::Error::from),
+                Some(tls) => probe_status_tls(self.opts.admin, &tls.ca, "/readyz"),
+            };
+            let last = match probe {
                 Ok(status) if statuses.contains(&status) => return Ok(()),
                 Ok(status) => format!("/readyz answered {status}"),
                 Err(e) => format!("/readyz: {e}"),
@@ -278,9 +306,20 @@ impl NodeProcess {
         }
     }
 
-    /// `http://<admin address>`.
+    /// `http://<admin address>` (`https://` with TLS).
     pub fn admin_url(&self) -> String {
-        format!("http://{}", self.opts.admin)
+        let scheme = if self.opts.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.opts.admin)
+    }
+
+    /// The members' CA file when the node runs with TLS: what the CLI
+    /// takes as `--ca` (`SLUICE_CA`).
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.opts.tls.as_ref().map(|t| t.ca.as_path())
     }
 
     /// The admin address.
@@ -335,14 +374,16 @@ impl NodeProcess {
     /// set in its environment). Killed after 60 s; the output then says so
     /// on stderr.
     pub fn cli(&self, args: &[&str]) -> Output {
-        run_with_timeout(
-            Command::new(&self.bin)
-                .args(args)
-                .env("SLUICE_NODE", self.admin_url())
-                .env("SLUICE_TOKEN", &self.opts.token),
-            CLI_TIMEOUT,
-        )
-        .unwrap_or_else(|e| panic!("running {} {args:?}: {e:#}", self.bin.display()))
+        let mut command = Command::new(&self.bin);
+        command
+            .args(args)
+            .env("SLUICE_NODE", self.admin_url())
+            .env("SLUICE_TOKEN", &self.opts.token);
+        if let Some(ca) = self.ca_file() {
+            command.env("SLUICE_CA", ca);
+        }
+        run_with_timeout(&mut command, CLI_TIMEOUT)
+            .unwrap_or_else(|e| panic!("running {} {args:?}: {e:#}", self.bin.display()))
     }
 
     /// Like [`NodeProcess::cli`], but panics (with stdout and stderr) unless
@@ -479,6 +520,14 @@ fn render_config(opts: &NodeOptions, data_dir: &Path) -> String {
         toml_string(&opts.admin.to_string()),
         toml_string(&opts.token),
     );
+    if let Some(tls) = &opts.tls {
+        toml.push_str(&format!(
+            "[admin.tls]\ncert = {}\nkey = {}\nca = {}\n",
+            toml_string(&tls.cert.to_string_lossy()),
+            toml_string(&tls.key.to_string_lossy()),
+            toml_string(&tls.ca.to_string_lossy()),
+        ));
+    }
     if !opts.extra_toml.is_empty() {
         toml.push_str(&opts.extra_toml);
         if !opts.extra_toml.ends_with('\n') {
@@ -535,6 +584,32 @@ fn probe_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
             ),
         )
     })
+}
+
+/// [`probe_status`] over TLS, trusting only the CA in `ca` and presenting
+/// no certificate; the server is verified as `addr`'s IP address.
+fn probe_status_tls(addr: SocketAddr, ca: &Path, path: &str) -> anyhow::Result<u16> {
+    let config = crate::member_tls::client_config(ca)?;
+    let name = rustls::pki_types::ServerName::from(addr.ip());
+    let conn = rustls::ClientConnection::new(config, name)?;
+    let timeout = Duration::from_millis(500);
+    let tcp = TcpStream::connect_timeout(&addr, timeout)?;
+    tcp.set_read_timeout(Some(timeout))?;
+    tcp.set_write_timeout(Some(timeout))?;
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
+    stream.flush()?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 512];
+    while !head.windows(2).any(|w| w == b"\r\n") {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    parse_status_line(&head).ok_or_else(|| anyhow!("not an HTTP response over TLS"))
 }
 
 /// `HTTP/1.1 200 OK\r\n...` -> 200.
@@ -629,6 +704,7 @@ mod tests {
             accept_grace: None,
             tmpfs_data_dir_mib: None,
             max_open_files: None,
+            tls: None,
         };
         let text = render_config(&opts, Path::new("/tmp/x\\y/data"));
         assert_eq!(

@@ -11,6 +11,9 @@
 //!   always end within a timeout.
 //! - [`load`]: the load generator of the rolling-upgrade demonstration
 //!   (the `sluice-load` binary), which counts every outcome exactly.
+//! - [`member_tls`]: [`MemberCa`], a CA made on the spot and the node
+//!   certificates it signs as files, for clusters whose admin and Raft
+//!   traffic is TLS.
 //! - [`scripted`]: raw-socket peers for protocol tests: a
 //!   [`ScriptedBackend`] that misbehaves as each test scripts it, and a
 //!   [`RawClient`] that sends bytes as they are.
@@ -28,6 +31,7 @@ pub mod backend;
 pub mod client;
 pub mod harness;
 pub mod load;
+pub mod member_tls;
 pub mod scripted;
 pub mod tls;
 
@@ -35,5 +39,6 @@ pub use backend::{BackendEvent, DemoBackend, DemoBackendConfig, Recorded};
 pub use client::{http_get, WsClient, WsEvent};
 pub use harness::{free_port, NodeOptions, NodeProcess};
 pub use hyper::HeaderMap;
+pub use member_tls::{MemberCa, NodeTls};
 pub use scripted::{BackendConn, RawClient, RawRequest, RawResponse, ScriptedBackend};
 pub use tls::{write_pair, TestCa};

@@ -44,8 +44,16 @@ pub enum Reply {
     Unknown(String),
 }
 
+/// Installs ring as the process's rustls provider, which reqwest takes
+/// when the workspace builds it with TLS (a no-op when one is installed).
+pub fn install_crypto_provider() {
+    let _ =
+        rustls::crypto::CryptoProvider::install_default(rustls::crypto::ring::default_provider());
+}
+
 impl Api {
     pub fn new(token: &str, ports: [u16; 3]) -> anyhow::Result<Api> {
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)

@@ -417,6 +417,7 @@ impl Drain {
 /// A client for requests through the listeners: one connection per
 /// request (a drain closes the connection with its answer).
 fn slow_client() -> reqwest::Client {
+    super::clients::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(Duration::from_secs(1))

@@ -258,6 +258,7 @@ pub async fn run(cluster: &BenchCluster, rounds: usize) -> anyhow::Result<Propag
         .await?;
 
     let mut probes = Vec::new();
+    sluice_testkit::member_tls::install_crypto_provider();
     for (i, addr) in addrs.iter().enumerate() {
         let http = reqwest::Client::builder()
             .no_proxy()
