@@ -75,6 +75,7 @@ mod header_rules;
 mod health;
 mod health_view;
 mod http1;
+mod http2;
 mod listener;
 mod local_trouble;
 mod log_limit;
