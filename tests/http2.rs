@@ -8,6 +8,8 @@
 //! - A backend removed with a drain timeout: its slow stream gets `500` at
 //!   the deadline while a stream on the same connection to another backend,
 //!   started before the deadline and finishing after it, completes.
+//! - A listener's removal sends GOAWAY; its stream in flight gets `500` at
+//!   the deadline and the connection closes.
 //! - A node drain (SIGTERM) sends GOAWAY: the stream in flight completes,
 //!   the client cannot open a new one, the node exits 0.
 //! - A CONNECT (with `:authority` or without) is refused with `405`, a
@@ -54,15 +56,38 @@ type Client = SendRequest<http_body_util::combinators::BoxBody<Bytes, Infallible
 
 /// An h2c connection with prior knowledge to `listen`.
 async fn connect(listen: &str) -> Client {
+    connect_watched(listen).await.0
+}
+
+/// [`connect`], with the task that ends when the connection does.
+async fn connect_watched(listen: &str) -> (Client, tokio::task::JoinHandle<()>) {
     let tcp = TcpStream::connect(listen).await.unwrap();
     let (send, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
             .await
             .expect("HTTP/2 handshake");
-    tokio::spawn(async move {
+    let ended = tokio::spawn(async move {
         let _ = conn.await;
     });
-    send
+    (send, ended)
+}
+
+/// Polls until a new stream on `client` is refused (GOAWAY came), for at
+/// most `within`; a stream the client sent before it arrived is served.
+async fn wait_refused(client: &Client, listen: &str, within: Duration) {
+    poll(within, "a new stream refused", || {
+        let client = client.clone();
+        let listen = listen.to_string();
+        async move {
+            let late = send(&client, request(Method::GET, &listen, "/late", empty()));
+            match tokio::time::timeout(Duration::from_secs(1), late).await {
+                Ok(Err(_)) => Ok(()),
+                Ok(Ok((status, ..))) => Err(format!("still served: {status}")),
+                Err(_) => Err("no answer within 1 s".to_string()),
+            }
+        }
+    })
+    .await;
 }
 
 fn empty() -> http_body_util::combinators::BoxBody<Bytes, Infallible> {
@@ -392,27 +417,13 @@ async fn a_node_drain_sends_goaway_and_lets_the_stream_in_flight_finish() {
 
     let signalled = Instant::now();
     node.signal("TERM").unwrap();
-    // GOAWAY: the client may open no new stream on this connection. (A
-    // stream sent before the GOAWAY arrived is still answered.)
-    let refused = poll(Duration::from_secs(2), "a new stream refused", || {
-        let client = client.clone();
-        let listen = listen.clone();
-        async move {
-            let late = send(&client, request(Method::GET, &listen, "/late", empty()));
-            match tokio::time::timeout(Duration::from_secs(1), late).await {
-                Ok(Err(e)) => Ok(e),
-                Ok(Ok((status, ..))) => Err(format!("still served: {status}")),
-                Err(_) => Err("no answer within 1 s".to_string()),
-            }
-        }
-    })
-    .await;
+    // GOAWAY: the client may open no new stream on this connection.
+    wait_refused(&client, &listen, Duration::from_secs(2)).await;
     assert!(
         signalled.elapsed() < Duration::from_secs(2),
         "GOAWAY came {:?} after SIGTERM",
         signalled.elapsed()
     );
-    drop(refused);
 
     // The stream in flight completes.
     let (status, _, body) = in_flight.await.unwrap();
@@ -431,6 +442,47 @@ async fn a_node_drain_sends_goaway_and_lets_the_stream_in_flight_finish() {
         "exit: {exit:?}\n{}",
         node.log()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_listener_sends_goaway_and_ends_its_streams_at_the_deadline() {
+    const DRAIN: Duration = Duration::from_secs(2);
+    let b = backend("b1", Duration::ZERO).await;
+    let (node, listen) = node_over(&[&b.addr().to_string()], "60s", "2s").await;
+    let (client, conn) = connect_watched(&listen).await;
+    let slow = {
+        let (client, listen) = (client.clone(), listen.clone());
+        tokio::spawn(async move {
+            let r = get(&client, &listen, "/?delay=30s").await;
+            (r, Instant::now())
+        })
+    };
+    b.wait_for(
+        |e| matches!(e, BackendEvent::RequestStarted { .. }),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("the stream reached the backend");
+    let port = listen.rsplit(':').next().unwrap().to_string();
+    let removed_at = Instant::now();
+    cli_ok(&node, &["listener", "remove", &port]).await;
+    wait_refused(&client, &listen, Duration::from_secs(1)).await;
+
+    // The stream in flight runs until the listener's deadline, then 500.
+    let ((status, headers, body), cut_at) = slow.await.unwrap();
+    let after = cut_at - removed_at;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body:?}");
+    assert_eq!(headers["x-sluice-error"], "drain_deadline");
+    assert!(String::from_utf8_lossy(&body).contains("this listener was removed"));
+    assert!(
+        after >= DRAIN - Duration::from_millis(100) && after < DRAIN + Duration::from_millis(800),
+        "500 came {after:?} after the removal, drain timeout {DRAIN:?}"
+    );
+    // With its last stream answered, the connection closes.
+    tokio::time::timeout(Duration::from_secs(3), conn)
+        .await
+        .expect("the connection closed after its last stream")
+        .unwrap();
 }
 
 /// How a stream read by hand ended.
