@@ -10,6 +10,8 @@
 //!   started before the deadline and finishing after it, completes.
 //! - A listener's removal sends GOAWAY; its stream in flight gets `500` at
 //!   the deadline and the connection closes.
+//! - A connection with no stream open for the header read timeout closes;
+//!   a stream open longer keeps it.
 //! - A node drain (SIGTERM) sends GOAWAY: the stream in flight completes,
 //!   the client cannot open a new one, the node exits 0.
 //! - A CONNECT (with `:authority` or without) is refused with `405`, a
@@ -483,6 +485,37 @@ async fn a_removed_listener_sends_goaway_and_ends_its_streams_at_the_deadline() 
         .await
         .expect("the connection closed after its last stream")
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_closes_after_the_header_read_timeout() {
+    let b = backend("b1", Duration::ZERO).await;
+    let mut opts = NodeOptions::local(1);
+    opts.extra_toml = "[proxy]\nheader_read_timeout = \"1s\"\n".into();
+    let addr = b.addr().to_string();
+    let (_node, listen) = node_with(
+        opts,
+        &["--drain-timeout", "1s"],
+        &["--no-health-checks"],
+        &[&addr],
+        "60s",
+    )
+    .await;
+    let (client, mut conn) = connect_watched(&listen).await;
+    // A stream open longer than the timeout keeps the connection.
+    let (status, _, _) = get(&client, &listen, "/?delay=2500ms").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!conn.is_finished(), "closed under an open stream");
+    let answered = Instant::now();
+    tokio::time::timeout(Duration::from_secs(4), &mut conn)
+        .await
+        .expect("the idle connection closed")
+        .unwrap();
+    let idle = answered.elapsed();
+    assert!(
+        idle >= Duration::from_millis(900),
+        "closed {idle:?} after its last stream, timeout 1 s"
+    );
 }
 
 /// How a stream read by hand ended.

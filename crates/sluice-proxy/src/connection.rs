@@ -1,9 +1,11 @@
 //! The `Connection` actor: one per client connection. It serves HTTP/1.1 on
 //! the socket ([`crate::http1`]: keep-alive, upgrades), or HTTP/2 once the
 //! client opens with its preface ([`crate::http2`]: each stream answered
-//! by the same request path), in a task of its own and handles its listener's lifecycle messages: `ListenerDraining` ends
-//! keep-alive (an idle connection closes at once) and `ListenerDeadline`
-//! ends all of its work as a backend's deadline does.
+//! by the same request path), in a task of its own and handles its
+//! listener's lifecycle messages: `ListenerDraining` ends keep-alive (an
+//! idle connection closes at once; an HTTP/2 one hears it from its
+//! `WindDown` and sends GOAWAY) and `ListenerDeadline` ends all of its work
+//! as a backend's deadline does.
 //!
 //! A draining backend needs no message here: the connection registered a
 //! token with it (once, the first time it sent the backend work), and at the
@@ -320,7 +322,8 @@ async fn serve(ctx: Arc<ConnectionCore>, stream: Arc<TcpStream>, settings: Arc<P
             leftover,
         } => spawn_tunnel(&ctx, (io, leftover), upgrade),
         // h2c with prior knowledge: the HTTP/2 server reads the preface
-        // the HTTP/1 server found.
+        // the HTTP/1 server found. Boxed: an HTTP/1 connection's task does
+        // not carry the HTTP/2 server's state.
         Ended::Http2 { io, read } => {
             Box::pin(serve_http2(&ctx, http2::Rewind::new(read, io), &settings)).await
         }
