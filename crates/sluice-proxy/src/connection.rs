@@ -1,8 +1,11 @@
 //! The `Connection` actor: one per client connection. It serves HTTP/1.1 on
-//! the socket ([`crate::http1`]: keep-alive, upgrades) in a task of its own
-//! and handles its listener's lifecycle messages: `ListenerDraining` ends
-//! keep-alive (an idle connection closes at once) and `ListenerDeadline`
-//! ends all of its work as a backend's deadline does.
+//! the socket ([`crate::http1`]: keep-alive, upgrades), or HTTP/2 once the
+//! client opens with its preface ([`crate::http2`]: each stream answered
+//! by the same request path), in a task of its own and handles its
+//! listener's lifecycle messages: `ListenerDraining` ends keep-alive (an
+//! idle connection closes at once; an HTTP/2 one hears it from its
+//! `WindDown` and sends GOAWAY) and `ListenerDeadline` ends all of its work
+//! as a backend's deadline does.
 //!
 //! A draining backend needs no message here: the connection registered a
 //! token with it (once, the first time it sent the backend work), and at the
@@ -37,6 +40,7 @@ use crate::forward::{
     upstream_request,
 };
 use crate::http1::{self, Ended, KeepAlive, RequestBody, WindDown};
+use crate::http2;
 use crate::messages::{BackendMessage, ConnectionMessage};
 use crate::metrics::Metrics;
 use crate::proxy_body::ProxyBody;
@@ -306,20 +310,61 @@ async fn serve(ctx: Arc<ConnectionCore>, stream: Arc<TcpStream>, settings: Arc<P
     let client = ClientSocket::new(&stream);
     let handler_ctx = ctx.clone();
     let ended = http1::serve(stream, limits, &ctx.keep_alive, |req| {
-        handle_request(handler_ctx.clone(), req, &client)
+        handle_request(handler_ctx.clone(), req, Some(&client))
     })
     .await;
     drop(client);
-    if let Ended::Upgraded {
-        upgrade,
-        io,
-        leftover,
-    } = ended
-    {
-        spawn_tunnel(&ctx, (io, leftover), upgrade);
+    match ended {
+        Ended::Closed => {}
+        Ended::Upgraded {
+            upgrade,
+            io,
+            leftover,
+        } => spawn_tunnel(&ctx, (io, leftover), upgrade),
+        // h2c with prior knowledge: the HTTP/2 server reads the preface
+        // the HTTP/1 server found. Boxed: an HTTP/1 connection's task does
+        // not carry the HTTP/2 server's state.
+        Ended::Http2 { io, read } => {
+            Box::pin(serve_http2(&ctx, http2::Rewind::new(read, io), &settings)).await
+        }
     }
     if ctx.take_serve().is_some() {
         ctx.task_ended();
+    }
+}
+
+/// Serves HTTP/2 on `io` (h2c after its preface, or a TLS stream that
+/// agreed on `h2`): every stream is answered by [`handle_request`]
+/// concurrently; a stream to a backend whose drain deadline passes gets
+/// `500` and the others go on; the listener's wind-down sends GOAWAY.
+pub(crate) async fn serve_http2<I>(ctx: &Arc<ConnectionCore>, io: I, settings: &ProxySettings)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = http1::Limits {
+        header_read_timeout: settings.header_read_timeout,
+        max_head: settings.max_header_bytes,
+    };
+    let handler_ctx = ctx.clone();
+    http2::serve(io, limits, ctx.keep_alive.wind_down(), move |req| {
+        answer_stream(handler_ctx.clone(), req)
+    })
+    .await;
+}
+
+/// One HTTP/2 stream's answer. Interim answers are not passed on (hyper's
+/// HTTP/2 server cannot send a `1xx`), and no stream upgrades: HTTP/2
+/// forbids `Connection` and `Upgrade`, so a `101` is a backend's error.
+async fn answer_stream(ctx: Arc<ConnectionCore>, req: Request<RequestBody>) -> Response<ProxyBody> {
+    match handle_request(ctx.clone(), req, None).await {
+        (resp, None) => resp,
+        (_, Some(start)) => {
+            let source = UpstreamError::Invalid {
+                reason: "101 Switching Protocols on an HTTP/2 stream",
+            };
+            let backend = start.backend.addr.to_string();
+            fail(&ctx, ForwardError::Upstream { backend, source })
+        }
     }
 }
 
@@ -332,11 +377,11 @@ struct TunnelStart {
 }
 
 /// Answers one request: checked, routed, forwarded; a `101` comes with
-/// what its tunnel needs.
+/// what its tunnel needs. Interim answers go to `client` (HTTP/1.1 only).
 async fn handle_request(
     ctx: Arc<ConnectionCore>,
     req: Request<RequestBody>,
-    client: &ClientSocket,
+    client: Option<&ClientSocket>,
 ) -> (Response<ProxyBody>, Option<TunnelStart>) {
     if let Err(e) = check_request(&req) {
         return (fail(&ctx, e), None);
@@ -364,7 +409,7 @@ async fn handle_request(
     let upstream = crate::test_headers::stamp(upstream, route.origin);
     let progress = Progress::default();
     // RFC 9110 §15.2: no 1xx for an HTTP/1.0 client.
-    let interim = (version != http::Version::HTTP_10).then_some(client);
+    let interim = client.filter(|_| version != http::Version::HTTP_10);
     let answer = {
         // Pinned where it is made: the exchange's state is large, and moving
         // it into the timeout and the select would copy it each time.

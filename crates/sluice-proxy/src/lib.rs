@@ -1,5 +1,6 @@
-//! sluice's data plane: listeners that accept client connections, route each
-//! request by an immutable routing snapshot, forward it over pooled upstream
+//! sluice's data plane: listeners that accept client connections (HTTP/1.1,
+//! or HTTP/2 with prior knowledge: `http2/`), route each request by an
+//! immutable routing snapshot, forward it over pooled upstream HTTP/1.1
 //! connections, relay WebSocket tunnels, and drain backends on command.
 //!
 //! Why actors: a drain is a lifecycle event that has to reach exactly the
@@ -75,6 +76,7 @@ mod header_rules;
 mod health;
 mod health_view;
 mod http1;
+mod http2;
 mod listener;
 mod local_trouble;
 mod log_limit;

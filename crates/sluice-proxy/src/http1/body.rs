@@ -3,14 +3,15 @@
 //! read buffer while it lives (bytes past the head are its first bytes) and
 //! hands it back when dropped, with whether it was read to its end: bytes
 //! after it are the next request, and a body left unread means the
-//! connection cannot carry another one.
+//! connection cannot carry another one. An HTTP/2 stream's body
+//! ([`crate::http2`]) is read by hyper's server and passed through.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use hyper::body::{Body, Frame, SizeHint};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use thiserror::Error;
 use tokio::net::TcpStream;
 
@@ -32,6 +33,10 @@ pub(crate) enum RequestBodyError {
     /// Reading the client's socket failed.
     #[error("reading the request body failed: {source}")]
     Io { source: std::io::Error },
+    /// The HTTP/2 stream's body failed (the client reset the stream, or
+    /// its frames broke the protocol).
+    #[error("reading the HTTP/2 request body failed: {source}")]
+    Stream { source: hyper::Error },
 }
 
 /// Where a body hands the read buffer back: the buffer, and whether the
@@ -39,12 +44,15 @@ pub(crate) enum RequestBodyError {
 pub(crate) type BufferHome = Arc<Mutex<Option<(BytesMut, bool)>>>;
 
 /// A request body (possibly none). Boxed while reading: requests without
-/// a body, the most, carry one pointer through the upstream side.
-pub(crate) struct RequestBody {
-    reading: Option<Box<Reading>>,
+/// a body, the most, carry two words through the upstream side.
+pub(crate) enum RequestBody {
+    Empty,
+    Http1(Box<Reading>),
+    /// An HTTP/2 stream's body.
+    Http2(Box<Incoming>),
 }
 
-struct Reading {
+pub(crate) struct Reading {
     io: Arc<TcpStream>,
     buf: BytesMut,
     state: State,
@@ -66,7 +74,12 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 impl RequestBody {
     /// A request without a body.
     pub fn empty() -> RequestBody {
-        RequestBody { reading: None }
+        RequestBody::Empty
+    }
+
+    /// An HTTP/2 stream's body, as hyper's server hands it over.
+    pub fn http2(body: Incoming) -> RequestBody {
+        RequestBody::Http2(Box::new(body))
     }
 
     /// A body framed as `framing`, read from `io` after the bytes already
@@ -83,15 +96,13 @@ impl RequestBody {
             BodyFraming::Length(n) => State::Length(n),
             BodyFraming::Chunked => State::Chunked(Chunked::Size),
         };
-        RequestBody {
-            reading: Some(Box::new(Reading {
-                io,
-                buf,
-                state,
-                expect_continue,
-                home,
-            })),
-        }
+        RequestBody::Http1(Box::new(Reading {
+            io,
+            buf,
+            state,
+            expect_continue,
+            home,
+        }))
     }
 }
 
@@ -135,8 +146,14 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
-        let Some(r) = self.get_mut().reading.as_mut() else {
-            return Poll::Ready(None);
+        let r = match self.get_mut() {
+            RequestBody::Empty => return Poll::Ready(None),
+            RequestBody::Http2(stream) => {
+                return Pin::new(stream.as_mut())
+                    .poll_frame(cx)
+                    .map_err(|source| RequestBodyError::Stream { source })
+            }
+            RequestBody::Http1(r) => r,
         };
         loop {
             match &mut r.state {
@@ -173,16 +190,22 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.reading
-            .as_ref()
-            .is_none_or(|r| matches!(r.state, State::Done))
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Http1(r) => matches!(r.state, State::Done),
+            RequestBody::Http2(stream) => stream.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.reading.as_ref().map(|r| &r.state) {
-            None | Some(State::Done) => SizeHint::with_exact(0),
-            Some(State::Length(n)) => SizeHint::with_exact(*n),
-            Some(State::Chunked(_)) => SizeHint::default(),
+        match self {
+            RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Http2(stream) => stream.size_hint(),
+            RequestBody::Http1(r) => match &r.state {
+                State::Done => SizeHint::with_exact(0),
+                State::Length(n) => SizeHint::with_exact(*n),
+                State::Chunked(_) => SizeHint::default(),
+            },
         }
     }
 }

@@ -1,7 +1,9 @@
 //! One client connection, request after request: read a head (within the
 //! header read timeout), hand the request to the handler, write its
 //! response, keep the connection or close it. A `101` answer hands the
-//! socket and the bytes read past the head to the caller (a tunnel).
+//! socket and the bytes read past the head to the caller (a tunnel); an
+//! HTTP/2 preface hands the socket and the bytes read to the caller too
+//! (the HTTP/2 server, [`crate::http2`]).
 //!
 //! The read buffer exists only while a request is being read: a connection
 //! waiting for its next request holds no buffer.
@@ -26,6 +28,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Body;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -69,9 +72,14 @@ const CLOSED: u8 = 2;
 /// A listener's say over the keep-alive of all its connections: open;
 /// ending (each further response says `Connection: close`, a connection
 /// that goes idle still waits for its next request); or closing (a
-/// connection that goes idle closes too).
+/// connection that goes idle closes too). HTTP/1 reads the state per
+/// request; an HTTP/2 connection waits for it to change
+/// ([`WindDown::ended`]) to send GOAWAY at once.
 #[derive(Debug, Default)]
-pub(crate) struct WindDown(AtomicU8);
+pub(crate) struct WindDown {
+    state: AtomicU8,
+    changed: Notify,
+}
 
 /// [`WindDown`]'s states.
 const OPEN: u8 = 0;
@@ -81,28 +89,44 @@ const CLOSING: u8 = 2;
 impl WindDown {
     /// Keep-alive as usual.
     pub(crate) fn open(&self) {
-        self.0.store(OPEN, Ordering::SeqCst);
+        self.state.store(OPEN, Ordering::SeqCst);
     }
 
     /// No further response keeps its connection; idle ones may still ask
     /// once more (a node drain's accept grace).
     pub(crate) fn end_keep_alive(&self) {
-        self.0.store(ENDING, Ordering::SeqCst);
+        self.state.store(ENDING, Ordering::SeqCst);
+        self.changed.notify_waiters();
     }
 
     /// As [`WindDown::end_keep_alive`], and a connection that goes idle
     /// closes (the owner closes those idle now with
     /// [`KeepAlive::close_if_idle`]).
     pub(crate) fn close_idle(&self) {
-        self.0.store(CLOSING, Ordering::SeqCst);
+        self.state.store(CLOSING, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves once keep-alive ends (at once if it already has).
+    pub(crate) async fn ended(&self) {
+        loop {
+            let mut changed = pin!(self.changed.notified());
+            // Registered before the state is read: a change in between
+            // still wakes it.
+            changed.as_mut().enable();
+            if self.ending() {
+                return;
+            }
+            changed.await;
+        }
     }
 
     fn ending(&self) -> bool {
-        self.0.load(Ordering::SeqCst) >= ENDING
+        self.state.load(Ordering::SeqCst) >= ENDING
     }
 
     fn closing(&self) -> bool {
-        self.0.load(Ordering::SeqCst) >= CLOSING
+        self.state.load(Ordering::SeqCst) >= CLOSING
     }
 }
 
@@ -155,6 +179,11 @@ impl KeepAlive {
     fn ending(&self) -> bool {
         self.wind_down.ending()
     }
+
+    /// The listener's [`WindDown`] this connection lives under.
+    pub(crate) fn wind_down(&self) -> &WindDown {
+        &self.wind_down
+    }
 }
 
 /// How a connection's service ended.
@@ -166,6 +195,12 @@ pub(crate) enum Ended<U> {
         upgrade: U,
         io: TcpStream,
         leftover: Bytes,
+    },
+    /// The client opened with the HTTP/2 preface: the socket and every
+    /// byte read from it, the preface included.
+    Http2 {
+        io: TcpStream,
+        read: Bytes,
     },
 }
 
@@ -207,6 +242,16 @@ where
         let head = match read_head(&io, &mut buf, limits, timer.as_mut(), waiting).await {
             Ok(head) => head,
             Err(HeadEnd::Closed) => return Ended::Closed,
+            Err(HeadEnd::Http2) => {
+                // No request body holds the socket before a first head.
+                return match Arc::try_unwrap(io) {
+                    Ok(io) => Ended::Http2 {
+                        io,
+                        read: buf.freeze(),
+                    },
+                    Err(_) => Ended::Closed,
+                };
+            }
             Err(HeadEnd::Answer(bytes)) => {
                 let _ = write_all(&io, &bytes).await;
                 Box::pin(linger_close(io)).await;
@@ -296,6 +341,8 @@ enum HeadEnd {
     Closed,
     /// sluice's answer to what came instead, then close.
     Answer(Vec<u8>),
+    /// The HTTP/2 preface came (it stays in the buffer).
+    Http2,
 }
 
 async fn read_head(
@@ -310,7 +357,7 @@ async fn read_head(
             match request::parse(buf, limits.max_head) {
                 Ok(Parsed::Head(head)) => return Ok(head),
                 Ok(Parsed::Partial) => {}
-                Ok(Parsed::H2Preface) => return Err(HeadEnd::Answer(h2_refusal())),
+                Ok(Parsed::H2Preface) => return Err(HeadEnd::Http2),
                 Err(e) => return Err(HeadEnd::Answer(error_answer(&e))),
             }
         }
@@ -367,20 +414,6 @@ fn error_answer(e: &HeadError) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
-}
-
-/// HTTP/2's answer to a client that must use HTTP/1.1 on this listener: an
-/// empty SETTINGS (the server's preface), then GOAWAY with last stream 0,
-/// error HTTP_1_1_REQUIRED (0xd) and the reason as debug data.
-fn h2_refusal() -> Vec<u8> {
-    const REASON: &[u8] = b"HTTP/2 is not enabled on this listener";
-    let mut out = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0];
-    let len = (8 + REASON.len()) as u32;
-    out.extend_from_slice(&len.to_be_bytes()[1..]);
-    out.extend_from_slice(&[0x7, 0, 0, 0, 0, 0]);
-    out.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0xd]);
-    out.extend_from_slice(REASON);
-    out
 }
 
 /// Writes a response body after `head`: frames that are ready at once are

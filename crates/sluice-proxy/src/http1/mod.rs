@@ -4,8 +4,8 @@
 //! Why not hyper's server: a proxy must decide things hyper's server decides
 //! for it: passing a backend's `1xx` on, keeping its reason phrase and its
 //! `Content-Length` on `304`, answering a bad request head with sluice's own
-//! answer, reading `HTTP/1.2` as 1.1, telling an HTTP/2 client to use
-//! HTTP/1.1. And a connection waiting for its next request holds no buffer.
+//! answer, reading `HTTP/1.2` as 1.1, handing an HTTP/2 client to the HTTP/2
+//! server. And a connection waiting for its next request holds no buffer.
 //!
 //! - [`request`]: the request head, its body's framing, keep-alive.
 //! - [`body`]: the request body, read as the upstream side pulls it.
