@@ -21,11 +21,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::client_io::ClientIo;
+use crate::ready_io::ReadyIo;
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
 use hyper::body::Body;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -164,7 +164,7 @@ pub(crate) enum Ended<U> {
     /// past its request, and what the handler attached to the upgrade.
     Upgraded {
         upgrade: U,
-        io: TcpStream,
+        io: ClientIo,
         leftover: Bytes,
     },
 }
@@ -181,7 +181,7 @@ pub(crate) trait Cuttable {
 /// Serves HTTP/1.1 on `io` until the connection ends. `handle` answers each
 /// request, and may attach an upgrade to a `101` answer.
 pub(crate) async fn serve<B, U, H, F>(
-    io: Arc<TcpStream>,
+    io: Arc<ClientIo>,
     limits: Limits,
     owner: &KeepAlive,
     mut handle: H,
@@ -299,7 +299,7 @@ enum HeadEnd {
 }
 
 async fn read_head(
-    io: &TcpStream,
+    io: &ClientIo,
     buf: &mut BytesMut,
     limits: Limits,
     mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
@@ -387,7 +387,7 @@ fn h2_refusal() -> Vec<u8> {
 /// sent together with the head (a small answer is one write), later ones
 /// as they come. A body that fails ends the connection after what arrived.
 async fn write_body<B>(
-    io: &TcpStream,
+    io: &ClientIo,
     head: Vec<u8>,
     body: B,
     write: BodyWrite,
@@ -475,7 +475,7 @@ where
 /// [`write_all`], but a body cut while the client's socket is full ends the
 /// wait (the client is not reading; the connection ends).
 async fn write_unless_cut<B: Cuttable>(
-    io: &TcpStream,
+    io: &ClientIo,
     mut data: &[u8],
     mut body: Pin<&mut B>,
 ) -> std::io::Result<()> {
@@ -496,11 +496,20 @@ async fn write_unless_cut<B: Cuttable>(
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    // TLS records encrypted but not yet sent go out too.
+    poll_fn(|cx| {
+        if body.as_mut().poll_cut(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::other(
+                "response cut while the client was not reading",
+            )));
+        }
+        io.poll_flush(cx)
+    })
+    .await
 }
 
 /// Writes all of `data`, waiting while the client's socket is full.
-pub(crate) async fn write_all(io: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {
+pub(crate) async fn write_all(io: &ClientIo, mut data: &[u8]) -> std::io::Result<()> {
     while !data.is_empty() {
         match io.try_write(data) {
             Ok(n) => data = &data[n..],
@@ -510,14 +519,14 @@ pub(crate) async fn write_all(io: &TcpStream, mut data: &[u8]) -> std::io::Resul
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    poll_fn(|cx| io.poll_flush(cx)).await
 }
 
 /// Closes after an answer with `Connection: close`: the write side first,
 /// then what the client still sends is read and dropped for a moment, so
 /// the kernel does not answer it with a reset that would destroy the
 /// answer on its way.
-async fn linger_close(io: Arc<TcpStream>) {
+async fn linger_close(io: Arc<ClientIo>) {
     let Ok(mut io) = Arc::try_unwrap(io) else {
         return;
     };
@@ -530,7 +539,7 @@ async fn linger_close(io: Arc<TcpStream>) {
         // task would carry it otherwise.
         let mut scratch = vec![0u8; 4096];
         while dropped < LINGER_BYTES {
-            if io.readable().await.is_err() {
+            if poll_fn(|cx| io.poll_read_ready(cx)).await.is_err() {
                 return;
             }
             match io.try_read(&mut scratch) {
@@ -551,7 +560,8 @@ mod tests {
     use std::task::Context;
 
     use hyper::body::Frame;
-    use tokio::net::TcpListener;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
 
@@ -589,10 +599,15 @@ mod tests {
             max_head: 16 * 1024,
         };
         let task = tokio::spawn(async move {
-            let _ = serve(Arc::new(server), limits, &keep_alive, |_req| async {
-                let resp = Response::new(http_body_util::Full::new(Bytes::from_static(b"ok")));
-                (resp, None::<()>)
-            })
+            let _ = serve(
+                Arc::new(ClientIo::from(server)),
+                limits,
+                &keep_alive,
+                |_req| async {
+                    let resp = Response::new(http_body_util::Full::new(Bytes::from_static(b"ok")));
+                    (resp, None::<()>)
+                },
+            )
             .await;
         });
         (client, task)
@@ -669,6 +684,7 @@ mod tests {
             taken: taken.clone(),
             frames: 32 * 1024,
         };
+        let server = ClientIo::from(server);
         let write = write_body(&server, Vec::new(), body, BodyWrite::Chunked);
         let waited = tokio::time::timeout(Duration::from_millis(500), write).await;
         assert!(waited.is_err(), "the write waits for the client");
@@ -716,6 +732,7 @@ mod tests {
             },
             cut: Box::pin(token.clone().cancelled_owned()),
         };
+        let server = ClientIo::from(server);
         let write =
             tokio::spawn(
                 async move { write_body(&server, Vec::new(), body, BodyWrite::Chunked).await },
