@@ -71,6 +71,9 @@ pub enum Command {
     /// Cluster membership.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Certificates that TLS listeners serve, replicated to every node.
+    #[command(subcommand)]
+    Cert(CertCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -409,6 +412,47 @@ pub enum ListenerCommand {
     List,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Store a certificate and its key on every node (a name stored
+    /// already is replaced). The node checks them first: PEM, the key is
+    /// the leaf's, the leaf is valid now.
+    Add {
+        /// Name listeners refer to it by: 1 to 63 of a-z, 0-9, '-', '_'.
+        name: String,
+        /// PEM file of the certificate chain, leaf first.
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// PEM file of the leaf's private key (PKCS#8, PKCS#1 or SEC1).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// Replace a stored certificate (it must exist): new handshakes get the
+    /// new one, established connections keep their session.
+    Update {
+        /// Name of the stored certificate.
+        name: String,
+        /// PEM file of the certificate chain, leaf first.
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// PEM file of the leaf's private key.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// Remove a certificate no listener uses.
+    Remove {
+        /// Name of the stored certificate.
+        name: String,
+    },
+    /// List certificates: subject, names, issuer, expiry, listeners.
+    List,
+    /// Show one certificate (never its key).
+    Show {
+        /// Name of the stored certificate.
+        name: String,
+    },
+}
+
 /// A flag or argument value the CLI refuses before sending anything, in the
 /// API's error shape: a stable code, the field (the flag or argument) and a
 /// sentence naming the value and what is allowed.
@@ -458,6 +502,24 @@ impl UsageError {
             message: e.to_string(),
         }
     }
+}
+
+/// A certificate's name, checked as the node checks it.
+pub fn cert_name(name: &str) -> Result<(), UsageError> {
+    sluice_model::validate_cert_name(name).map_err(|e| {
+        UsageError::invalid("NAME", format!("certificate name {name:?} is invalid: {e}"))
+    })
+}
+
+/// The text of a PEM file given with `flag`: a file that cannot be read is
+/// a usage error naming the flag and the path.
+pub fn pem_file(flag: &str, path: &std::path::Path) -> Result<String, UsageError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        UsageError::invalid(
+            flag,
+            format!("cannot read {flag} file {}: {e}", path.display()),
+        )
+    })
 }
 
 /// Parses a human duration flag (`15s`, `5m`).

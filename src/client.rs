@@ -7,15 +7,16 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sluice_admin::api::{
-    AddBackend, AddListener, BackendState, BackendView, CreateGroup, DeletedGroup, DrainNode,
-    ErrorBody, ErrorDetail, GroupView, ListenerView, NodeList, NodeView, SetBackend, UpdateGroup,
-    UpdateListener,
+    AddBackend, AddCert, AddListener, BackendState, BackendView, CertView, CreateGroup,
+    DeletedGroup, DrainNode, ErrorBody, ErrorDetail, GroupView, ListenerView, NodeList, NodeView,
+    RemovedCert, SetBackend, UpdateCert, UpdateGroup, UpdateListener,
 };
-use sluice_model::NodeId;
+use sluice_clock::now_ms;
+use sluice_model::{NodeId, SecretPem};
 
 use crate::cli::{
-    self, BackendCommand, ClientFlags, ClusterCommand, GroupCommand, ListenerCommand, NodeCommand,
-    Output, UsageError,
+    self, BackendCommand, CertCommand, ClientFlags, ClusterCommand, GroupCommand, ListenerCommand,
+    NodeCommand, Output, UsageError,
 };
 use crate::output;
 
@@ -596,6 +597,62 @@ impl Client {
                 let ls: Vec<ListenerView> = self.get("/v1/listeners").await?;
                 if !self.json(&ls) {
                     output::listeners(&ls);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Client {
+    pub async fn cert(&self, cmd: CertCommand) -> Result<(), ClientError> {
+        match cmd {
+            CertCommand::Add { name, cert, key } => {
+                cli::cert_name(&name)?;
+                let body = AddCert {
+                    name,
+                    chain_pem: cli::pem_file("--cert", &cert)?,
+                    key_pem: SecretPem(cli::pem_file("--key", &key)?),
+                };
+                let c: CertView = self.call(Method::POST, "/v1/certs", Some(&body)).await?;
+                if !self.json(&c) {
+                    output::cert_written("stored", &c);
+                }
+                self.warn_pending(&c.pending_nodes);
+            }
+            CertCommand::Update { name, cert, key } => {
+                cli::cert_name(&name)?;
+                let body = UpdateCert {
+                    chain_pem: cli::pem_file("--cert", &cert)?,
+                    key_pem: SecretPem(cli::pem_file("--key", &key)?),
+                };
+                let path = format!("/v1/certs/{}", segment(&name));
+                let c: CertView = self.call(Method::PUT, &path, Some(&body)).await?;
+                if !self.json(&c) {
+                    output::cert_written("replaced", &c);
+                }
+                self.warn_pending(&c.pending_nodes);
+            }
+            CertCommand::Remove { name } => {
+                cli::cert_name(&name)?;
+                let path = format!("/v1/certs/{}", segment(&name));
+                let r: RemovedCert = self.call(Method::DELETE, &path, None).await?;
+                if !self.json(&r) {
+                    println!("removed certificate {}", r.name);
+                }
+                self.warn_pending(&r.pending_nodes);
+            }
+            CertCommand::List => {
+                let cs: Vec<CertView> = self.get("/v1/certs").await?;
+                if !self.json(&cs) {
+                    output::certs(&cs, now_ms());
+                }
+            }
+            CertCommand::Show { name } => {
+                cli::cert_name(&name)?;
+                let c: CertView = self.get(&format!("/v1/certs/{}", segment(&name))).await?;
+                if !self.json(&c) {
+                    output::cert(&c, now_ms());
                 }
             }
         }

@@ -59,6 +59,7 @@ fn main() {
                     Command::Backend(c) => client.backend(c).await,
                     Command::Listener(c) => client.listener(c).await,
                     Command::Cluster(c) => client.cluster(c).await,
+                    Command::Cert(c) => client.cert(c).await,
                     Command::Node(NodeCommand::Check { timeout }) => client.check(&timeout).await,
                     Command::Node(c) => client.node(c).await,
                 }

@@ -26,7 +26,7 @@
 //! replays it (C5).
 
 use std::future::IntoFuture;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,8 +60,7 @@ pub async fn run(config: NodeConfig, reload: Reload) -> anyhow::Result<()> {
     let incarnation = new_incarnation();
     // Heard from now on: a stop asked while the node starts is kept.
     let mut signals = StopSignals::new();
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    private_data_dir(&config.data_dir)?;
     let (token, source) = auth::resolve_token(
         config.token.clone(),
         std::env::var("SLUICE_TOKEN").ok(),
@@ -539,4 +538,31 @@ impl StopSignals {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// Creates the data dir for this user only (mode 0700), or tightens an
+/// existing one that others could enter (with a warning): it holds the
+/// certificates' private keys (in the Raft log and snapshots) and the
+/// admin token.
+fn private_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read data dir {}", dir.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make data dir {} private", dir.display()))?;
+        warn!(
+            "data dir {} had mode {mode:o}, open to other users; set it to 700: it holds certificate keys and the admin token",
+            dir.display()
+        );
+    }
+    Ok(())
 }

@@ -1,8 +1,10 @@
 //! Printing answers: aligned tables for people, the API's JSON with
 //! `--output json`.
 
+use std::time::{Duration, UNIX_EPOCH};
+
 use sluice_admin::api::{
-    BackendView, DeletedGroup, DrainView, GroupView, HealthView, ListenerView, NodeView,
+    BackendView, CertView, DeletedGroup, DrainView, GroupView, HealthView, ListenerView, NodeView,
     OwnDrainView,
 };
 use sluice_raft::MemberHolds;
@@ -251,6 +253,7 @@ pub fn listeners(listeners: &[ListenerView]) {
                 listener_state(l),
                 dash(&l.bind),
                 dash(&l.status),
+                tls(l),
                 node_binds(l),
             ]
         })
@@ -263,10 +266,20 @@ pub fn listeners(listeners: &[ListenerView]) {
             "STATE",
             "BIND",
             "STATUS",
+            "TLS",
             "NODES",
         ],
         &rows,
     );
+}
+
+/// A listener's certificates, `-` for plain TCP.
+fn tls(l: &ListenerView) -> String {
+    if l.tls.is_empty() {
+        "-".into()
+    } else {
+        l.tls.join(",")
+    }
 }
 
 /// The answer of `listener add`: this node's bind, then every member's.
@@ -275,8 +288,13 @@ pub fn listener_written(l: &ListenerView) {
         "listening" | "pending" => format!("{} on {}", l.status, l.bind),
         why => format!("not listening here: {why}"),
     };
+    let tls = if l.tls.is_empty() {
+        String::new()
+    } else {
+        format!(" TLS {}", l.tls.join(","))
+    };
     println!(
-        "listener :{} -> group {} (request timeout {}) {here}",
+        "listener :{} -> group {} (request timeout {}){tls} {here}",
         l.port,
         l.group,
         span(l.request_timeout_ms),
@@ -454,6 +472,88 @@ fn member_drain(m: &serde_json::Value) -> String {
     )
 }
 
+// === certificates ===
+
+/// `2026-03-01` (UTC) from Unix milliseconds.
+pub fn date(unix_ms: u64) -> String {
+    let stamp = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(unix_ms));
+    stamp.to_string().chars().take(10).collect()
+}
+
+/// `2026-03-01 (in 89 days)`, `2026-03-01 (expired 2 days ago)`.
+pub fn not_after(not_after_ms: u64, now_ms: u64) -> String {
+    const DAY: u64 = 86_400_000;
+    let when = if not_after_ms > now_ms {
+        match (not_after_ms - now_ms) / DAY {
+            0 => "today".to_string(),
+            1 => "in 1 day".to_string(),
+            n => format!("in {n} days"),
+        }
+    } else {
+        match (now_ms - not_after_ms) / DAY {
+            0 => "expired today".to_string(),
+            1 => "expired 1 day ago".to_string(),
+            n => format!("expired {n} days ago"),
+        }
+    };
+    format!("{} ({when})", date(not_after_ms))
+}
+
+fn ports(ports: &[u16]) -> String {
+    if ports.is_empty() {
+        return "-".into();
+    }
+    let ports: Vec<String> = ports.iter().map(|p| format!(":{p}")).collect();
+    ports.join(",")
+}
+
+/// `cert list`.
+pub fn certs(certs: &[CertView], now_ms: u64) {
+    let rows: Vec<Vec<String>> = certs
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                format!("{} ({})", c.subject, c.sans.join(", ")),
+                c.issuer.clone(),
+                not_after(c.not_after_ms, now_ms),
+                ports(&c.listeners),
+            ]
+        })
+        .collect();
+    table(
+        &["NAME", "SUBJECT/SANS", "ISSUER", "NOT AFTER", "LISTENERS"],
+        &rows,
+    );
+}
+
+/// `cert show`: one field a line.
+pub fn cert(c: &CertView, now_ms: u64) {
+    println!("name:        {}", c.name);
+    println!("subject:     {}", c.subject);
+    println!("sans:        {}", c.sans.join(", "));
+    println!("issuer:      {}", c.issuer);
+    println!("not before:  {}", date(c.not_before_ms));
+    println!("not after:   {}", not_after(c.not_after_ms, now_ms));
+    println!("sha-256:     {}", c.fingerprint_sha256);
+    println!("chain:       {} certificate(s)", c.chain_len);
+    println!("version:     {}", c.version);
+    println!("listeners:   {}", ports(&c.listeners));
+}
+
+/// The answer of `cert add` / `cert update`.
+pub fn cert_written(verb: &str, c: &CertView) {
+    println!(
+        "{verb} certificate {} (version {}): {} [{}], not after {}, sha-256 {}",
+        c.name,
+        c.version,
+        c.subject,
+        c.sans.join(", "),
+        date(c.not_after_ms),
+        c.fingerprint_sha256
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,5 +564,23 @@ mod tests {
         assert_eq!(span(15_000), "15s");
         assert_eq!(span(2_450), "2.5s");
         assert_eq!(span(250), "250ms");
+    }
+
+    #[test]
+    fn expiry_dates() {
+        const DAY: u64 = 86_400_000;
+        // 2026-11-23T21:01:26Z
+        let now = 1_795_467_686_220;
+        assert_eq!(date(now), "2026-11-23");
+        assert_eq!(
+            not_after(now + 89 * DAY + 5, now),
+            "2027-02-20 (in 89 days)"
+        );
+        assert_eq!(not_after(now + DAY, now), "2026-11-24 (in 1 day)");
+        assert_eq!(not_after(now + 1000, now), "2026-11-23 (today)");
+        assert_eq!(
+            not_after(now - 3 * DAY, now),
+            "2026-11-20 (expired 3 days ago)"
+        );
     }
 }

@@ -20,7 +20,12 @@
 //! | POST | `/v1/listeners` | [`AddListener`] | `201 ListenerView` (each node's bind in `nodes`) |
 //! | PATCH | `/v1/listeners/{port}` | [`UpdateListener`] | `ListenerView` |
 //! | DELETE | `/v1/listeners/{port}` | | `202 ListenerView` (draining) |
-//! | GET | `/v1/state` | | the whole replicated `State` |
+//! | GET | `/v1/certs` | | `[CertView]` |
+//! | POST | `/v1/certs` | [`AddCert`] | `201 CertView` (a name stored already is replaced); `400` with `field` `cert` or `key` and a code (`invalid_certificate`, `invalid_key`, `key_mismatch`, `certificate_expired`, `certificate_not_yet_valid`) when the chain or key cannot be served, nothing stored |
+//! | GET | `/v1/certs/{name}` | | `CertView` |
+//! | PUT | `/v1/certs/{name}` | [`UpdateCert`] | `CertView` (404 `cert_not_found` when absent; refused input as for POST) |
+//! | DELETE | `/v1/certs/{name}` | | `RemovedCert` (409 `cert_in_use` naming the listeners' ports) |
+//! | GET | `/v1/state` | | the whole replicated `State`, certificates' keys left out (`key_pem` empty) |
 //! | GET | `/v1/nodes` | | [`NodeList`]: each member, its own drain, what it holds |
 //! | POST | `/v1/nodes/{node}/drain` | [`DrainNode`] | `202 NodeView` (draining; N1) |
 //! | POST | `/v1/nodes/{node}/undrain` | | `NodeView` (409 `node_not_draining`) |
@@ -44,11 +49,16 @@
 //! field are refused (`400 unknown_field`), and so are updates that name
 //! nothing to change (`400 nothing_to_update`).
 //!
+//! No answer carries a certificate's private key: certificates show as
+//! [`CertView`] (what the leaf says), and `/v1/state` blanks the keys.
+//!
 //! `{addr}` is `host:port`, percent-encoded where needed (`[::1]:80`).
 //! Every error is `{"error": {"code", "message", "field"}}` ([`ErrorBody`]).
 
 use serde::{Deserialize, Serialize};
-use sluice_model::{DrainId, HealthCheck, HealthCheckUpdate, NodeDrainReason, NodeId, UnixMillis};
+use sluice_model::{
+    DrainId, HealthCheck, HealthCheckUpdate, NodeDrainReason, NodeId, SecretPem, UnixMillis,
+};
 use sluice_raft::MemberHolds;
 
 /// Body of `POST /v1/groups`.
@@ -325,6 +335,10 @@ pub struct ListenerView {
     pub status: String,
     /// `active`, or `draining` once removed.
     pub state: String,
+    /// Certificates it terminates TLS with (the first is the default);
+    /// empty: plain TCP.
+    #[serde(default)]
+    pub tls: Vec<String>,
     /// When its connections are closed, while it drains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_deadline_ms: Option<UnixMillis>,
@@ -347,6 +361,71 @@ pub struct ListenerNodeView {
     /// Why it failed (empty otherwise).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+}
+
+/// Body of `POST /v1/certs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddCert {
+    /// Its name, as listeners refer to it.
+    pub name: String,
+    /// The certificate chain as PEM, leaf first.
+    pub chain_pem: String,
+    /// The leaf's private key as PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_pem: SecretPem,
+}
+
+/// Body of `PUT /v1/certs/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCert {
+    /// The new chain as PEM, leaf first.
+    pub chain_pem: String,
+    /// Its private key as PEM.
+    pub key_pem: SecretPem,
+}
+
+/// A certificate as the API shows it: what its leaf says, never its key
+/// nor its PEM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertView {
+    /// Name.
+    pub name: String,
+    /// The leaf's subject, e.g. `CN=www.example.com`.
+    pub subject: String,
+    /// Its DNS names and IP addresses.
+    pub sans: Vec<String>,
+    /// The leaf's issuer.
+    pub issuer: String,
+    /// Valid from.
+    pub not_before_ms: UnixMillis,
+    /// Valid until.
+    pub not_after_ms: UnixMillis,
+    /// SHA-256 of the leaf's DER, lowercase hex.
+    pub fingerprint_sha256: String,
+    /// Certificates in the chain, the leaf included.
+    pub chain_len: usize,
+    /// The state's revision when this chain was stored: a replacement has a
+    /// higher one.
+    pub version: u64,
+    /// Ports of the listeners that terminate TLS with it.
+    pub listeners: Vec<u16>,
+    /// On a write's answer: members whose data plane had not applied the
+    /// write yet (the answer is then `202`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_nodes: Vec<NodeId>,
+}
+
+/// Answer of `DELETE /v1/certs/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedCert {
+    /// The certificate.
+    pub name: String,
+    /// `removed`.
+    pub state: String,
+    /// Members whose data plane had not applied the write yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_nodes: Vec<NodeId>,
 }
 
 /// Every error the API returns.

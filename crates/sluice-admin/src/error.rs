@@ -62,6 +62,18 @@ impl From<ModelError> for ApiError {
     }
 }
 
+/// A chain or key that cannot be served: 400 naming `cert` or `key`.
+impl From<sluice_tls::CertError> for ApiError {
+    fn from(e: sluice_tls::CertError) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: e.code().into(),
+            message: e.to_string(),
+            field: Some(e.field().into()),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -11,7 +11,8 @@
 //! `sluice-bridge`, the peers' from `peer_progress.rs`). [`router`] builds the axum router over
 //! an [`AdminContext`]: reads (`routes.rs`, with `?consistent=true` handled
 //! by one layer, `consistent.rs`), writes (`writes.rs`), cluster operations
-//! (`cluster_routes.rs`), and the Raft RPC server of `sluice-raft` merged in
+//! (`cluster_routes.rs`), certificates (`cert_routes.rs`, which checks
+//! an upload with `sluice-tls` before it proposes), and the Raft RPC server of `sluice-raft` merged in
 //! on the same port. Every write takes the [`auth::Authorized`] extractor
 //! (the bearer token). The JSON bodies live in [`api`], shared with the CLI.
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@
 pub mod api;
 mod applied_path;
 pub mod auth;
+mod cert_routes;
 mod cluster_routes;
 mod consistent;
 mod context;

@@ -15,7 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, patch};
 use axum::{Json, Router};
 use sluice_clock::now_ms;
-use sluice_model::ModelError;
+use sluice_model::{ModelError, SecretPem};
 
 use crate::api::{BackendView, GroupView, ListenerView};
 use crate::consistent::consistent_reads;
@@ -66,11 +66,12 @@ pub fn router(ctx: Arc<AdminContext>) -> Router {
         )
         .merge(crate::cluster_routes::routes())
         .merge(crate::node_routes::routes(ctx.clone()))
+        .merge(crate::cert_routes::routes(ctx.clone()))
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,
                 code: "no_such_route".into(),
-                message: "no such API route (see /v1/groups, /v1/listeners)".into(),
+                message: "no such API route (see /v1/groups, /v1/listeners, /v1/certs)".into(),
                 field: None,
             }
         })
@@ -86,8 +87,14 @@ async fn metrics(AxState(ctx): Ctx) -> impl IntoResponse {
     )
 }
 
+/// The replicated state, certificates' private keys blanked: no answer
+/// carries a key.
 async fn state(AxState(ctx): Ctx) -> ApiResult<impl IntoResponse> {
-    Ok(Json((*ctx.store.current()).clone()))
+    let mut state = (*ctx.store.current()).clone();
+    for cert in state.certs.values_mut() {
+        cert.key_pem = SecretPem(String::new());
+    }
+    Ok(Json(state))
 }
 
 async fn list_groups(AxState(ctx): Ctx) -> ApiResult<impl IntoResponse> {

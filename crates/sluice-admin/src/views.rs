@@ -2,13 +2,13 @@
 //! figures.
 
 use sluice_model::{
-    AfterDrain, Backend, BackendStatus, DrainCause, Group, Listener, ListenerDrain, State,
+    AfterDrain, Backend, BackendStatus, Cert, DrainCause, Group, Listener, ListenerDrain, State,
 };
 use sluice_proxy::DataPlane;
 
 use crate::api::{
-    BackendState, BackendView, DrainView, GroupView, HealthView, ListenerNodeView, ListenerView,
-    LocalProbeView, NodeDrainView, NodeHealthView, RampView,
+    BackendState, BackendView, CertView, DrainView, GroupView, HealthView, ListenerNodeView,
+    ListenerView, LocalProbeView, NodeDrainView, NodeHealthView, RampView,
 };
 
 pub(crate) fn group_view(state: &State, g: &Group, dp: &DataPlane, now: u64) -> GroupView {
@@ -153,6 +153,7 @@ pub(crate) fn listener_view(state: &State, l: &Listener, dp: &DataPlane) -> List
         bind: status.as_ref().map(|s| s.bind.clone()).unwrap_or_default(),
         status: status.map(|s| s.status).unwrap_or_else(|| "pending".into()),
         state: "active".into(),
+        tls: l.tls.clone(),
         drain_deadline_ms: None,
         nodes: state
             .nodes
@@ -188,8 +189,26 @@ pub(crate) fn draining_listener_view(d: &ListenerDrain) -> ListenerView {
         bind: String::new(),
         status: "closed".into(),
         state: "draining".into(),
+        tls: Vec::new(),
         drain_deadline_ms: Some(d.deadline),
         nodes: Vec::new(),
+        pending_nodes: Vec::new(),
+    }
+}
+
+/// A certificate: what its leaf says and the listeners that use it.
+pub(crate) fn cert_view(state: &State, c: &Cert) -> CertView {
+    CertView {
+        name: c.name.clone(),
+        subject: c.info.subject.clone(),
+        sans: c.info.sans.clone(),
+        issuer: c.info.issuer.clone(),
+        not_before_ms: c.info.not_before,
+        not_after_ms: c.info.not_after,
+        fingerprint_sha256: c.info.fingerprint_sha256.clone(),
+        chain_len: c.info.chain_len,
+        version: c.version,
+        listeners: state.listeners_using(&c.name),
         pending_nodes: Vec::new(),
     }
 }

@@ -64,7 +64,7 @@ impl IntoResponseParts for Committed {
 
 /// `201`/`200` as the outcome asks, or `202` when some member did not
 /// route by the write yet.
-fn status_of(done: StatusCode, submitted: &Submitted) -> StatusCode {
+pub(crate) fn status_of(done: StatusCode, submitted: &Submitted) -> StatusCode {
     if submitted.pending.is_empty() {
         done
     } else {
@@ -74,7 +74,7 @@ fn status_of(done: StatusCode, submitted: &Submitted) -> StatusCode {
 
 /// The leader's answer lacked the object the command touched: a bug, said
 /// as one instead of a panic.
-fn missing(what: String) -> ApiError {
+pub(crate) fn missing(what: String) -> ApiError {
     ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "internal".into(),
