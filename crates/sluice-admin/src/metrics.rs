@@ -65,6 +65,12 @@ pub(crate) fn render(node: u64, state: &State, dp: &DataPlane) -> String {
         c(&m.connection_crashes),
     );
     metric(
+        "sluice_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes with clients that failed or timed out.",
+        c(&m.tls_handshake_failures),
+    );
+    metric(
         "sluice_drains_active",
         "gauge",
         "Drains in progress cluster-wide.",

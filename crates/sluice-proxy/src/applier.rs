@@ -33,13 +33,14 @@ use crate::backend::{Backend, BackendArgs, BackendRuntime};
 use crate::events::DataPlaneEvents;
 use crate::health::{self, ProbeSpec};
 use crate::health_view::LocalHealth;
-use crate::listener::{bind, Listener, ListenerArgs};
+use crate::listener::{bind, Listener, ListenerArgs, ListenerTls};
 use crate::messages::{ApplierMessage, BackendMessage, ListenerMessage};
 use crate::metrics::Metrics;
 use crate::plan::{plan, Change};
 use crate::published::{BackendKey, ListenerStatus, NodeDrainStatus, Published};
 use crate::routing::{Route, RouteOrigin, RoutingTable, RAMP_TICK};
 use crate::settings::ProxySettings;
+use crate::tls_configs::{BuiltFrom, TlsConfigs};
 
 /// First wait before a failed bind is tried again.
 pub(crate) const BIND_RETRY_FIRST: Duration = Duration::from_secs(2);
@@ -65,6 +66,10 @@ pub(crate) struct ApplierArgs {
 struct RunningListener {
     generation: u64,
     actor: ActorRef<ListenerMessage>,
+    /// Its TLS configuration, swapped here when its certificates change.
+    tls: ListenerTls,
+    /// What that configuration was built from.
+    tls_from: BuiltFrom,
 }
 
 /// A listener whose bind failed, waiting for its next attempt.
@@ -117,6 +122,8 @@ pub(crate) struct ApplierState {
     checking_node_drain: bool,
     /// The previous process's stop this process asked to clear.
     cleared_stop: Option<DrainId>,
+    /// Certificate keys loaded for TLS listeners.
+    tls: TlsConfigs,
 }
 
 /// This node's drain as the applier runs it.
@@ -157,6 +164,7 @@ impl Actor for StateApplier {
             local_drain: None,
             checking_node_drain: false,
             cleared_stop: None,
+            tls: TlsConfigs::default(),
         })
     }
 
@@ -423,6 +431,7 @@ impl ApplierState {
         for change in plan(old, new) {
             self.execute(change, new).await?;
         }
+        self.sync_tls(new);
         self.draining_listeners
             .retain(|_, actor| !matches!(actor.get_status(), ActorStatus::Stopped));
         let current = |port: &u16, generation: u64| {
@@ -493,7 +502,7 @@ impl ApplierState {
                     .listeners
                     .get(&port)
                     .and_then(|l| l.nodes.get(&self.args.settings.node_id).cloned());
-                self.try_bind(port, generation, known).await;
+                self.try_bind(port, generation, known, new).await;
             }
         }
         Ok(())
@@ -546,9 +555,19 @@ impl ApplierState {
     /// again later. The outcome is reported when it is news: a change, or
     /// the first outcome for the generation unless the replicated state
     /// already records it for this node (`known`, e.g. after a restart).
-    async fn try_bind(&mut self, port: u16, generation: u64, known: Option<BindStatus>) {
+    async fn try_bind(
+        &mut self,
+        port: u16,
+        generation: u64,
+        known: Option<BindStatus>,
+        state: &State,
+    ) {
         let addr = SocketAddr::new(self.args.settings.data_address, port);
-        let outcome = match self.start_listener(port, generation, addr).await {
+        let (tls, tls_from) = self.first_tls(port, state);
+        let outcome = match self
+            .start_listener(port, generation, addr, tls.clone())
+            .await
+        {
             Ok(actor) => {
                 if let Some(running) = self.node_drain {
                     let _ = actor.cast(ListenerMessage::NodeDrain {
@@ -556,8 +575,15 @@ impl ApplierState {
                         accept_until: running.status.accept_until,
                     });
                 }
-                self.listeners
-                    .insert(port, RunningListener { generation, actor });
+                self.listeners.insert(
+                    port,
+                    RunningListener {
+                        generation,
+                        actor,
+                        tls,
+                        tls_from,
+                    },
+                );
                 self.failed_binds.remove(&port);
                 self.statuses.insert(port, ListenerStatus::listening(addr));
                 Ok(())
@@ -608,6 +634,54 @@ impl ApplierState {
         }
     }
 
+    /// A listener's first TLS configuration (a shared slot, empty when it
+    /// is plain). A certificate that does not load leaves it refusing every
+    /// handshake (logged), never serving plain HTTP instead.
+    fn first_tls(&mut self, port: u16, state: &State) -> (ListenerTls, BuiltFrom) {
+        let slot = ListenerTls::default();
+        let Some(l) = state.listeners.get(&port) else {
+            return (slot, BuiltFrom::default());
+        };
+        match self.tls.build(l, state) {
+            Ok(config) => slot.store(config),
+            Err(e) => {
+                warn!(port, certs = ?l.tls, error = %e, "a certificate did not load on this node: the listener's TLS handshakes fail until it is replaced");
+                slot.store(Some(TlsConfigs::refusing()));
+            }
+        }
+        (slot, BuiltFrom::of(l, state))
+    }
+
+    /// Swaps in a new TLS configuration for each running listener whose
+    /// certificates changed (other names, or a replaced certificate): new
+    /// handshakes use it, established connections keep theirs. One that
+    /// does not load is logged and the listener keeps its configuration.
+    fn sync_tls(&mut self, new: &State) {
+        for (port, r) in self.listeners.iter_mut() {
+            let Some(l) = new
+                .listeners
+                .get(port)
+                .filter(|l| l.generation == r.generation)
+            else {
+                continue;
+            };
+            if r.tls_from.matches(l, new) {
+                continue;
+            }
+            r.tls_from = BuiltFrom::of(l, new);
+            match self.tls.build(l, new) {
+                Ok(config) => {
+                    info!(port = *port, certs = ?l.tls, "listener's TLS configuration replaced: new handshakes use it");
+                    r.tls.store(config);
+                }
+                Err(e) => {
+                    warn!(port = *port, certs = ?l.tls, error = %e, "a certificate did not load on this node: the listener keeps its previous TLS configuration");
+                }
+            }
+        }
+        self.tls.retain(new);
+    }
+
     /// Tries the failed binds whose time came.
     async fn retry_binds(&mut self, myself: &ActorRef<ApplierMessage>) {
         let Some(last) = self.last.clone() else {
@@ -628,7 +702,7 @@ impl ApplierState {
                 .filter(|l| l.generation == generation);
             if let (Some(l), false) = (listener, self.listeners.contains_key(&port)) {
                 let known = l.nodes.get(&self.args.settings.node_id).cloned();
-                self.try_bind(port, generation, known).await;
+                self.try_bind(port, generation, known, &last).await;
                 tried = true;
             } else {
                 self.failed_binds.remove(&port);
@@ -809,6 +883,7 @@ impl ApplierState {
         port: u16,
         generation: u64,
         addr: SocketAddr,
+        tls: ListenerTls,
     ) -> Result<ActorRef<ListenerMessage>, String> {
         let socket = bind(addr).map_err(|e| e.to_string())?;
         // A port's listener is found by this name; while an older one on the
@@ -825,6 +900,7 @@ impl ApplierState {
                 port,
                 generation,
                 socket,
+                tls,
                 routes: self.args.routes.clone(),
                 metrics: self.args.metrics.clone(),
                 settings: self.args.settings.clone(),

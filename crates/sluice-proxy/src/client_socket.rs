@@ -6,18 +6,17 @@
 
 use std::sync::{Arc, Weak};
 
-use tokio::net::TcpStream;
-
+use crate::client_io::ClientIo;
 use crate::http1::write_all;
 use crate::upstream::InterimSink;
 
 /// A client's socket, held weakly: it never keeps the connection open.
 pub(crate) struct ClientSocket {
-    socket: Weak<TcpStream>,
+    socket: Weak<ClientIo>,
 }
 
 impl ClientSocket {
-    pub fn new(socket: &Arc<TcpStream>) -> ClientSocket {
+    pub fn new(socket: &Arc<ClientIo>) -> ClientSocket {
         ClientSocket {
             socket: Arc::downgrade(socket),
         }

@@ -33,12 +33,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, Instrument, Span};
 
 use crate::backend::{BackendRuntime, WorkGuard};
+use crate::client_io::ClientIo;
 use crate::client_socket::ClientSocket;
 use crate::error::{DrainCause, ForwardError};
 use crate::forward::{
     check_request, downstream_response, error_response, is_websocket_upgrade, switching_response,
     upstream_request,
 };
+use crate::header_rules::ClientOrigin;
 use crate::http1::{self, Ended, KeepAlive, RequestBody, WindDown};
 use crate::http2;
 use crate::messages::{BackendMessage, ConnectionMessage};
@@ -46,6 +48,7 @@ use crate::metrics::Metrics;
 use crate::proxy_body::ProxyBody;
 use crate::routing::RoutingTable;
 use crate::settings::ProxySettings;
+use crate::tls_handshake::{self, Handshaken};
 use crate::tunnel;
 use crate::upstream::{Answer, Progress, UpstreamError};
 
@@ -55,8 +58,9 @@ pub(crate) struct ConnectionCore {
     /// The listener's generation: a connection of a removed listener is
     /// routed by that listener's route, not by a newer one on its port.
     generation: u64,
-    /// The client's IP as a header value, for `X-Forwarded-For`.
-    peer_ip: http::HeaderValue,
+    /// The client's IP and whether it came over TLS, for the
+    /// `X-Forwarded-*` headers.
+    origin: ClientOrigin,
     routes: Arc<ArcSwap<RoutingTable>>,
     metrics: Arc<Metrics>,
     me: ActorRef<ConnectionMessage>,
@@ -161,6 +165,9 @@ pub(crate) struct Connection;
 
 pub(crate) struct ConnectionArgs {
     pub stream: TcpStream,
+    /// The listener's TLS configuration when it terminates TLS (taken at
+    /// accept: a replacement applies to the next handshakes).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     pub peer: SocketAddr,
     pub port: u16,
     pub generation: u64,
@@ -224,7 +231,6 @@ impl Actor for Connection {
         args.metrics
             .connections_open
             .fetch_add(1, Ordering::Relaxed);
-        let stream = Arc::new(args.stream);
         // A span of its own only when debug logging is on: an enabled span
         // costs ~0.5 KiB per connection held (measured with 9,500 idle
         // connections); at info the work runs in the listener's span.
@@ -238,8 +244,11 @@ impl Actor for Connection {
         let ctx = Arc::new(ConnectionCore {
             port: args.port,
             generation: args.generation,
-            peer_ip: http::HeaderValue::try_from(args.peer.ip().to_string())
-                .unwrap_or_else(|_| http::HeaderValue::from_static("unknown")),
+            origin: ClientOrigin {
+                ip: http::HeaderValue::try_from(args.peer.ip().to_string())
+                    .unwrap_or_else(|_| http::HeaderValue::from_static("unknown")),
+                https: args.tls.is_some(),
+            },
             routes: args.routes,
             metrics: args.metrics,
             me: myself,
@@ -254,7 +263,8 @@ impl Actor for Connection {
         // Stored under the lock the task takes as it ends, so even a task
         // that ends at once finds its handle.
         let mut slot = ctx.serve.lock().unwrap_or_else(|p| p.into_inner());
-        let task = serve(ctx.clone(), stream, args.settings).instrument(ctx.span.clone());
+        let task =
+            serve(ctx.clone(), args.stream, args.tls, args.settings).instrument(ctx.span.clone());
         *slot = Some(tokio::spawn(task).abort_handle());
         drop(slot);
         Ok(ConnectionState { ctx })
@@ -300,7 +310,38 @@ impl Actor for Connection {
 
 // === the HTTP server task ===
 
-async fn serve(ctx: Arc<ConnectionCore>, stream: Arc<TcpStream>, settings: Arc<ProxySettings>) {
+async fn serve(
+    ctx: Arc<ConnectionCore>,
+    stream: TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    settings: Arc<ProxySettings>,
+) {
+    let stream = match tls {
+        None => ClientIo::from(stream),
+        // Boxed: the handshake's state is large, and a plain connection's
+        // task would carry it.
+        Some(config) => {
+            let handshake = tls_handshake::accept(stream, config, settings.header_read_timeout);
+            match Box::pin(handshake).await {
+                Ok(Handshaken::Http1(tls)) => ClientIo::from(tls),
+                Ok(Handshaken::Http2(tls)) => {
+                    Box::pin(serve_http2(&ctx, tls, &settings)).await;
+                    if ctx.take_serve().is_some() {
+                        ctx.task_ended();
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tls_handshake::failed(&ctx.metrics, ctx.port, &ctx.origin.ip, &e);
+                    if ctx.take_serve().is_some() {
+                        ctx.task_ended();
+                    }
+                    return;
+                }
+            }
+        }
+    };
+    let stream = Arc::new(stream);
     let limits = http1::Limits {
         header_read_timeout: settings.header_read_timeout,
         max_head: settings.max_header_bytes,
@@ -415,7 +456,7 @@ async fn handle_request(
         // it into the timeout and the select would copy it each time.
         let send = std::pin::pin!(backend.pool.send(
             upstream,
-            &ctx.peer_ip,
+            &ctx.origin,
             route.request_timeout,
             &progress,
             interim,
@@ -486,7 +527,7 @@ async fn handle_request(
 
 /// Runs a tunnel over the client's socket (with the bytes it sent past its
 /// request) and the backend's.
-fn spawn_tunnel(ctx: &Arc<ConnectionCore>, client: (TcpStream, bytes::Bytes), start: TunnelStart) {
+fn spawn_tunnel(ctx: &Arc<ConnectionCore>, client: (ClientIo, bytes::Bytes), start: TunnelStart) {
     ctx.task_started();
     let task_ctx = ctx.clone();
     // No async block around it: its captures would stay in the task beside

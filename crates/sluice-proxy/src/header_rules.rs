@@ -88,12 +88,23 @@ pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
 /// longer ones get `414`. nginx's default request-line buffer is as long.
 pub(crate) const MAX_TARGET: usize = 8 * 1024;
 
+/// Where a request came from, as the `X-Forwarded-*` headers tell it.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientOrigin {
+    /// The client's IP address.
+    pub ip: HeaderValue,
+    /// Whether it came over TLS (`X-Forwarded-Proto: https`).
+    pub https: bool,
+}
+
 /// Writes `h` as HTTP/1.1 header lines for the backend, with the
-/// `X-Forwarded-*` headers: `For` extended by `client_ip` (every earlier
-/// value kept, in order), `Proto` and `Host` set (the client's replaced).
+/// `X-Forwarded-*` headers: `For` extended by the client's IP (every
+/// earlier value kept, in order), `Proto` (`http` or `https`, how the
+/// client reached sluice) and `Host` set (the client's replaced).
 /// Writing them here, not inserting them into the map, saves three map
 /// insertions per request.
-pub(crate) fn write_forwarded_headers(h: &HeaderMap, client_ip: &HeaderValue, out: &mut Vec<u8>) {
+pub(crate) fn write_forwarded_headers(h: &HeaderMap, client: &ClientOrigin, out: &mut Vec<u8>) {
+    let client_ip = &client.ip;
     static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
     static XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -123,7 +134,8 @@ pub(crate) fn write_forwarded_headers(h: &HeaderMap, client_ip: &HeaderValue, ou
     if !xff_written {
         header_line(out, b"x-forwarded-for", client_ip.as_bytes());
     }
-    header_line(out, b"x-forwarded-proto", b"http");
+    let proto: &[u8] = if client.https { b"https" } else { b"http" };
+    header_line(out, b"x-forwarded-proto", proto);
     if let Some(host) = h.get(header::HOST) {
         header_line(out, b"x-forwarded-host", host.as_bytes());
     }
@@ -165,7 +177,11 @@ mod tests {
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         h.insert(header::HOST, HeaderValue::from_static("shop.example"));
         let mut out = Vec::new();
-        write_forwarded_headers(&h, &HeaderValue::from_static("127.0.0.9"), &mut out);
+        let plain = |ip| ClientOrigin {
+            ip: HeaderValue::from_static(ip),
+            https: false,
+        };
+        write_forwarded_headers(&h, &plain("127.0.0.9"), &mut out);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
@@ -173,11 +189,17 @@ mod tests {
              x-forwarded-proto: http\r\nx-forwarded-host: shop.example\r\n"
         );
         let mut out = Vec::new();
-        write_forwarded_headers(
-            &HeaderMap::new(),
-            &HeaderValue::from_static("::1"),
-            &mut out,
-        );
+        write_forwarded_headers(&HeaderMap::new(), &plain("::1"), &mut out);
         assert_eq!(out, b"x-forwarded-for: ::1\r\nx-forwarded-proto: http\r\n");
+        // Over TLS the client's own claim is replaced by https.
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        let mut out = Vec::new();
+        let tls = ClientOrigin {
+            ip: HeaderValue::from_static("::1"),
+            https: true,
+        };
+        write_forwarded_headers(&h, &tls, &mut out);
+        assert_eq!(out, b"x-forwarded-for: ::1\r\nx-forwarded-proto: https\r\n");
     }
 }

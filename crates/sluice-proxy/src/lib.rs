@@ -55,6 +55,13 @@
 //! routing snapshot on a timer with the effective weights of the moment;
 //! requests never compute weights.
 //!
+//! TLS: a listener that names certificates terminates TLS. The
+//! `StateApplier` builds its rustls configuration (tls_configs.rs: SNI
+//! among them, the first the default) and swaps it into the listener's
+//! slot whenever they change; each connection does its handshake in its own
+//! task (tls_handshake.rs) and is then served like a plain one over a
+//! [`client_io::ClientIo`] (tls_io.rs drives rustls by readiness).
+//!
 //! Use [`DataPlane::start`] to run it (with the [`DataPlaneEvents`] it
 //! reports to) and [`DataPlane::apply`] to hand it each new
 //! [`sluice_model::State`].
@@ -64,6 +71,7 @@
 mod applier;
 mod backend;
 mod chunked;
+mod client_io;
 mod client_socket;
 mod connection;
 mod data_plane;
@@ -87,11 +95,15 @@ mod plan;
 mod plan_properties;
 mod proxy_body;
 mod published;
+mod ready_io;
 mod routing;
 mod settings;
 mod supervision;
 #[cfg(feature = "test-headers")]
 mod test_headers;
+mod tls_configs;
+mod tls_handshake;
+mod tls_io;
 mod tunnel;
 mod upstream;
 mod wall_deadline;

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
 use sluice_model::{DrainId, UnixMillis};
 use tokio::net::TcpListener;
@@ -51,10 +51,18 @@ pub(crate) struct ListenerArgs {
     pub port: u16,
     pub generation: u64,
     pub socket: std::net::TcpListener,
+    /// The TLS configuration new connections are handshaken with (none:
+    /// plain); the applier swaps it.
+    pub tls: ListenerTls,
     pub routes: Arc<ArcSwap<RoutingTable>>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<ProxySettings>,
 }
+
+/// A listener's TLS configuration, shared by the applier (which swaps in
+/// a new one when the listener's certificates change) and the accept loop
+/// (which takes the current one per connection): none means plain.
+pub(crate) type ListenerTls = Arc<ArcSwapOption<rustls::ServerConfig>>;
 
 pub(crate) struct ListenerState {
     metrics: Arc<Metrics>,
@@ -79,6 +87,7 @@ struct Serving {
     addr: SocketAddr,
     port: u16,
     generation: u64,
+    tls: ListenerTls,
     routes: Arc<ArcSwap<RoutingTable>>,
     metrics: Arc<Metrics>,
     settings: Arc<ProxySettings>,
@@ -111,6 +120,7 @@ impl ListenerState {
                     port: self.serving.port,
                     generation: self.serving.generation,
                     wind_down: self.wind_down.clone(),
+                    tls: self.serving.tls.clone(),
                     stop: self.stop_accepting.clone(),
                 },
                 self.serving.routes.clone(),
@@ -272,6 +282,7 @@ impl Actor for Listener {
                 addr,
                 port: args.port,
                 generation: args.generation,
+                tls: args.tls,
                 routes: args.routes,
                 metrics: args.metrics,
                 settings: args.settings,
@@ -466,6 +477,7 @@ struct Accepted {
     port: u16,
     generation: u64,
     wind_down: Arc<WindDown>,
+    tls: ListenerTls,
     /// Ends the loop (the listener drains).
     stop: CancellationToken,
 }
@@ -513,6 +525,7 @@ async fn accept_loop(
         Metrics::inc(&metrics.connections_accepted);
         let args = ConnectionArgs {
             stream,
+            tls: accepted.tls.load_full(),
             peer,
             port,
             generation: accepted.generation,

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub tunnels_opened: AtomicU64,
     /// Connection actors that crashed (each lost only its own connection).
     pub connection_crashes: AtomicU64,
+    /// TLS handshakes with clients that failed or timed out.
+    pub tls_handshake_failures: AtomicU64,
 }
 
 impl Metrics {

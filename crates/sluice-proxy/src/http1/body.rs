@@ -13,10 +13,11 @@ use std::task::{ready, Context, Poll};
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use thiserror::Error;
-use tokio::net::TcpStream;
 
 use super::request::BodyFraming;
 use crate::chunked::{self, ChunkError, Chunked};
+use crate::client_io::ClientIo;
+use crate::ready_io::ReadyIo;
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 8 * 1024;
@@ -53,7 +54,7 @@ pub(crate) enum RequestBody {
 }
 
 pub(crate) struct Reading {
-    io: Arc<TcpStream>,
+    io: Arc<ClientIo>,
     buf: BytesMut,
     state: State,
     /// `100 Continue` is owed to the client before the first read.
@@ -85,7 +86,7 @@ impl RequestBody {
     /// A body framed as `framing`, read from `io` after the bytes already
     /// in `buf`; the buffer goes back to `home` when the body is dropped.
     pub fn new(
-        io: Arc<TcpStream>,
+        io: Arc<ClientIo>,
         buf: BytesMut,
         framing: BodyFraming,
         expect_continue: bool,

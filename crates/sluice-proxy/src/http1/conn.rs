@@ -23,10 +23,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::client_io::ClientIo;
+use crate::ready_io::ReadyIo;
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
 use hyper::body::Body;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -193,7 +194,7 @@ pub(crate) enum Ended<U> {
     /// past its request, and what the handler attached to the upgrade.
     Upgraded {
         upgrade: U,
-        io: TcpStream,
+        io: ClientIo,
         leftover: Bytes,
     },
     /// The client opened with the HTTP/2 preface: the socket and every
@@ -216,7 +217,7 @@ pub(crate) trait Cuttable {
 /// Serves HTTP/1.1 on `io` until the connection ends. `handle` answers each
 /// request, and may attach an upgrade to a `101` answer.
 pub(crate) async fn serve<B, U, H, F>(
-    io: Arc<TcpStream>,
+    io: Arc<ClientIo>,
     limits: Limits,
     owner: &KeepAlive,
     mut handle: H,
@@ -244,12 +245,14 @@ where
             Err(HeadEnd::Closed) => return Ended::Closed,
             Err(HeadEnd::Http2) => {
                 // No request body holds the socket before a first head.
+                // h2c is for plain connections: a TLS client that agreed
+                // on http/1.1 by ALPN and then sends the preface is closed.
                 return match Arc::try_unwrap(io) {
-                    Ok(io) => Ended::Http2 {
+                    Ok(ClientIo::Plain(io)) => Ended::Http2 {
                         io,
                         read: buf.freeze(),
                     },
-                    Err(_) => Ended::Closed,
+                    Ok(ClientIo::Tls(_)) | Err(_) => Ended::Closed,
                 };
             }
             Err(HeadEnd::Answer(bytes)) => {
@@ -346,7 +349,7 @@ enum HeadEnd {
 }
 
 async fn read_head(
-    io: &TcpStream,
+    io: &ClientIo,
     buf: &mut BytesMut,
     limits: Limits,
     mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
@@ -420,7 +423,7 @@ fn error_answer(e: &HeadError) -> Vec<u8> {
 /// sent together with the head (a small answer is one write), later ones
 /// as they come. A body that fails ends the connection after what arrived.
 async fn write_body<B>(
-    io: &TcpStream,
+    io: &ClientIo,
     head: Vec<u8>,
     body: B,
     write: BodyWrite,
@@ -508,7 +511,7 @@ where
 /// [`write_all`], but a body cut while the client's socket is full ends the
 /// wait (the client is not reading; the connection ends).
 async fn write_unless_cut<B: Cuttable>(
-    io: &TcpStream,
+    io: &ClientIo,
     mut data: &[u8],
     mut body: Pin<&mut B>,
 ) -> std::io::Result<()> {
@@ -529,11 +532,20 @@ async fn write_unless_cut<B: Cuttable>(
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    // TLS records encrypted but not yet sent go out too.
+    poll_fn(|cx| {
+        if body.as_mut().poll_cut(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::other(
+                "response cut while the client was not reading",
+            )));
+        }
+        io.poll_flush(cx)
+    })
+    .await
 }
 
 /// Writes all of `data`, waiting while the client's socket is full.
-pub(crate) async fn write_all(io: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {
+pub(crate) async fn write_all(io: &ClientIo, mut data: &[u8]) -> std::io::Result<()> {
     while !data.is_empty() {
         match io.try_write(data) {
             Ok(n) => data = &data[n..],
@@ -543,14 +555,14 @@ pub(crate) async fn write_all(io: &TcpStream, mut data: &[u8]) -> std::io::Resul
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    poll_fn(|cx| io.poll_flush(cx)).await
 }
 
 /// Closes after an answer with `Connection: close`: the write side first,
 /// then what the client still sends is read and dropped for a moment, so
 /// the kernel does not answer it with a reset that would destroy the
 /// answer on its way.
-async fn linger_close(io: Arc<TcpStream>) {
+async fn linger_close(io: Arc<ClientIo>) {
     let Ok(mut io) = Arc::try_unwrap(io) else {
         return;
     };
@@ -563,7 +575,7 @@ async fn linger_close(io: Arc<TcpStream>) {
         // task would carry it otherwise.
         let mut scratch = vec![0u8; 4096];
         while dropped < LINGER_BYTES {
-            if io.readable().await.is_err() {
+            if poll_fn(|cx| io.poll_read_ready(cx)).await.is_err() {
                 return;
             }
             match io.try_read(&mut scratch) {
@@ -584,7 +596,8 @@ mod tests {
     use std::task::Context;
 
     use hyper::body::Frame;
-    use tokio::net::TcpListener;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
 
@@ -622,10 +635,15 @@ mod tests {
             max_head: 16 * 1024,
         };
         let task = tokio::spawn(async move {
-            let _ = serve(Arc::new(server), limits, &keep_alive, |_req| async {
-                let resp = Response::new(http_body_util::Full::new(Bytes::from_static(b"ok")));
-                (resp, None::<()>)
-            })
+            let _ = serve(
+                Arc::new(ClientIo::from(server)),
+                limits,
+                &keep_alive,
+                |_req| async {
+                    let resp = Response::new(http_body_util::Full::new(Bytes::from_static(b"ok")));
+                    (resp, None::<()>)
+                },
+            )
             .await;
         });
         (client, task)
@@ -702,6 +720,7 @@ mod tests {
             taken: taken.clone(),
             frames: 32 * 1024,
         };
+        let server = ClientIo::from(server);
         let write = write_body(&server, Vec::new(), body, BodyWrite::Chunked);
         let waited = tokio::time::timeout(Duration::from_millis(500), write).await;
         assert!(waited.is_err(), "the write waits for the client");
@@ -749,6 +768,7 @@ mod tests {
             },
             cut: Box::pin(token.clone().cancelled_owned()),
         };
+        let server = ClientIo::from(server);
         let write =
             tokio::spawn(
                 async move { write_body(&server, Vec::new(), body, BodyWrite::Chunked).await },

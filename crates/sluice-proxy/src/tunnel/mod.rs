@@ -32,7 +32,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::backend::{BackendRuntime, WorkGuard};
+use crate::client_io::ClientIo;
 use crate::going_away::GoingAway;
+use crate::ready_io::ReadyIo;
 use frame::{close_frame, FrameTracker, OP_CLOSE};
 
 /// How long the sides may take to answer a Close (and to finish a frame
@@ -54,7 +56,7 @@ const READS_PER_POLL: usize = 16;
 /// taken before the relay's task starts, so the task holds only the
 /// tunnel.
 pub(crate) fn relay(
-    client: (TcpStream, bytes::Bytes),
+    client: (ClientIo, bytes::Bytes),
     backend_io: (TcpStream, bytes::Bytes),
     backend: Arc<BackendRuntime>,
     shutdown: CancellationToken,
@@ -64,7 +66,11 @@ pub(crate) fn relay(
     let tunnel = Tunnel::new(client, backend_io);
     async move {
         let cut = match tunnel {
-            Ok(mut tunnel) => tunnel.run(&shutdown, &backend.going_away).await,
+            Ok(mut tunnel) => {
+                let cut = tunnel.run(&shutdown, &backend.going_away).await;
+                tunnel.close_client().await;
+                cut
+            }
             Err(e) => {
                 debug!(backend = %backend.addr, error = %e, "websocket tunnel failed at its start");
                 false
@@ -79,7 +85,7 @@ pub(crate) fn relay(
 
 /// Both sockets of a tunnel and the state of each direction.
 struct Tunnel {
-    client: TcpStream,
+    client: ClientIo,
     server: TcpStream,
     /// Client to backend.
     up: Half,
@@ -92,7 +98,7 @@ struct Tunnel {
 impl Tunnel {
     /// Takes over both sockets; bytes already read past the heads go first.
     fn new(
-        client: (TcpStream, bytes::Bytes),
+        client: (ClientIo, bytes::Bytes),
         server: (TcpStream, bytes::Bytes),
     ) -> io::Result<Self> {
         let mut t = Tunnel {
@@ -153,6 +159,15 @@ impl Tunnel {
             debug!("websocket close handshake not finished within the grace; closing");
         }
         cut
+    }
+
+    /// A TLS client's connection ends with `close_notify` (within the
+    /// grace); a plain one is just closed when the tunnel is dropped.
+    async fn close_client(&mut self) {
+        if self.client.is_tls() {
+            // Boxed: only TLS tunnels need it, at their end.
+            let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, self.client.shutdown())).await;
+        }
     }
 
     /// Ready when the state of a direction changed (a Close, an end, a
@@ -250,8 +265,8 @@ impl Half {
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
-        from: &TcpStream,
-        to: &TcpStream,
+        from: &impl ReadyIo,
+        to: &impl ReadyIo,
     ) -> Poll<io::Result<()>> {
         if !self.pending.is_empty() {
             loop {
@@ -269,6 +284,8 @@ impl Half {
                 }
             }
         }
+        // TLS records the receiver holds go out before more is read.
+        ready!(to.poll_flush(cx))?;
         if self.ended {
             return Poll::Pending;
         }
@@ -302,7 +319,7 @@ impl Half {
     /// Takes bytes read from the sender: follows the frames, and passes on
     /// what the mode says (plus a Close 1001 where a finished frame ends).
     /// Returns whether the state changed.
-    fn take(&mut self, bytes: &[u8], to: &TcpStream) -> io::Result<bool> {
+    fn take(&mut self, bytes: &[u8], to: &impl ReadyIo) -> io::Result<bool> {
         let mut changed = false;
         let mut forward = 0;
         let mut inject = None;
@@ -334,7 +351,7 @@ impl Half {
     }
 
     /// Writes now what the receiver takes; queues the rest.
-    fn send(&mut self, to: &TcpStream, data: &[u8]) -> io::Result<()> {
+    fn send(&mut self, to: &impl ReadyIo, data: &[u8]) -> io::Result<()> {
         if data.is_empty() {
             return Ok(());
         }
@@ -461,7 +478,7 @@ mod tests {
         let (server, s) = pair().await;
         let shutdown = CancellationToken::new();
         let mut t = Tunnel::new(
-            (c, Bytes::copy_from_slice(client_pre)),
+            (ClientIo::from(c), Bytes::copy_from_slice(client_pre)),
             (s, Bytes::copy_from_slice(server_pre)),
         )
         .unwrap();

@@ -30,7 +30,7 @@ use super::pool::UpstreamPool;
 use super::progress::Progress;
 use crate::chunked;
 use crate::header_rules::{
-    connection_tokens, write_forwarded_headers, ConnectionToken, HOP_BY_HOP,
+    connection_tokens, write_forwarded_headers, ClientOrigin, ConnectionToken, HOP_BY_HOP,
 };
 
 /// Largest response head accepted.
@@ -72,12 +72,8 @@ impl Outgoing {
     /// Encodes the head of `req` (its headers already rewritten for the
     /// backend) as HTTP/1.1 with the target in origin form (`/path?query`,
     /// whatever form the client used) and the `X-Forwarded-*` headers for
-    /// `client_ip`. A body without `Content-Length` goes chunked.
-    pub fn new(
-        req: Request<RequestBody>,
-        client_ip: &HeaderValue,
-        body_idle: Duration,
-    ) -> Outgoing {
+    /// `client`. A body without `Content-Length` goes chunked.
+    pub fn new(req: Request<RequestBody>, client: &ClientOrigin, body_idle: Duration) -> Outgoing {
         let (parts, body) = req.into_parts();
         let mut head = Vec::with_capacity(256);
         head.extend_from_slice(parts.method.as_str().as_bytes());
@@ -90,7 +86,7 @@ impl Outgoing {
             .unwrap_or("/");
         head.extend_from_slice(target.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
-        write_forwarded_headers(&parts.headers, client_ip, &mut head);
+        write_forwarded_headers(&parts.headers, client, &mut head);
         let (body, chunked) = if parts.headers.contains_key(header::CONTENT_LENGTH) {
             ((!body.is_end_stream()).then_some(body), false)
         } else if body.is_end_stream() {

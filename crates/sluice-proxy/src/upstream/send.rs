@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderValue, Request};
+use http::Request;
 use tracing::debug;
 
 use super::answer::Answer;
@@ -15,12 +15,13 @@ use super::exchange::{exchange, Outgoing};
 use super::interim::InterimSink;
 use super::pool::UpstreamPool;
 use super::progress::Progress;
+use crate::header_rules::ClientOrigin;
 use crate::http1::RequestBody;
 
 // === impl UpstreamPool (sending) ===
 
 impl UpstreamPool {
-    /// Sends `req` (from the client at `client_ip`) on an idle connection,
+    /// Sends `req` (from `client`) on an idle connection,
     /// or a new one, and reads the answer's head; a response body may stay
     /// silent for at most `body_idle` at a time. A request the backend
     /// provably never got, or an idempotent one nobody answered, goes out
@@ -30,12 +31,12 @@ impl UpstreamPool {
     pub async fn send(
         self: &Arc<Self>,
         req: Request<RequestBody>,
-        client_ip: &HeaderValue,
+        client: &ClientOrigin,
         body_idle: Duration,
         progress: &Progress,
         interim: Option<&impl InterimSink>,
     ) -> Result<Answer, UpstreamError> {
-        let mut out = Outgoing::new(req, client_ip, body_idle);
+        let mut out = Outgoing::new(req, client, body_idle);
         // Connecting and resending are rare next to a pooled exchange:
         // boxed, so the request's own state stays small.
         let conn = match self.pop_idle() {
