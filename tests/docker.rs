@@ -1,35 +1,50 @@
-//! The README's Docker walkthrough, end to end, on real containers:
+//! The README's Docker walkthrough, end to end, on real containers, in the
+//! script's default mode: admin API and Raft over TLS with a demo CA.
 //!
-//! 1. `docker/cluster up --json-logs` builds the image from this build's
-//!    binaries (for a host build, the glibc path of `docker/image`: the
-//!    libraries and the loader copied in) and forms the cluster with the
-//!    CLI, in a compose project, image tag and host ports of its own;
-//! 2. a WebSocket through node1 and one through node3 (both on ecs01),
+//! 1. `docker/cluster up --json-logs` makes the demo CA and the nodes'
+//!    certificates, builds the image from this build's binaries (for a host
+//!    build, the glibc path of `docker/image`: the libraries and the loader
+//!    copied in) and forms the cluster with the CLI over https, in a compose
+//!    project, image tag and host ports of its own; it prints the demo CA,
+//!    which every CLI call and HTTP client of the test then trusts
+//!    (`SLUICE_CA`, as the printed hint says);
+//! 2. member traffic is TLS on the wire: plain HTTP to an admin port gets
+//!    no answer (from the host, and in the network to `node2:7070`),
+//!    `openssl s_client` sees node1's certificate issued by the demo CA,
+//!    a client trusting another CA is refused, a Raft RPC with the token
+//!    but no client certificate gets 403 and passes with a node's
+//!    certificate, the CLI without the CA refuses the certificate;
+//! 3. a WebSocket through node1 and one through node3 (both on ecs01),
 //!    `backend remove web ecs01:8080` on node2: every node lists the same
 //!    drain id and deadline, both tunnels echo until the deadline and then
 //!    get Close 1001 within 250 ms of it and within 150 ms of each other
 //!    (C3, R3), and ecs01 leaves every node; new tunnels go to ecs02 (R1);
-//! 3. ecs01 added again, a tunnel through every node, the removal on a
+//! 4. ecs01 added again, a tunnel through every node, the removal on a
 //!    follower, then `docker kill` of the leader's container: the survivors
 //!    elect a leader and their tunnels still close at the original deadline;
 //!    after `docker start` the node rejoins, the drain completes and all
 //!    three nodes hold the same `/v1/state`;
-//! 4. the nodes' logs are JSON, ecs01 logged the Closes it got, the nodes
-//!    are `healthy` by the image's HEALTHCHECK (`sluice node check`);
-//! 5. the rolling upgrade of docs/rolling-upgrade.md under load:
+//! 5. the nodes' logs are JSON, ecs01 logged the Closes it got, the nodes
+//!    are `healthy` by compose.tls.yaml's health check (`sluice node check`
+//!    over https);
+//! 6. the rolling upgrade of docs/rolling-upgrade.md under load:
 //!    `sluice-load` runs twice at once, on the host through the published
 //!    listener ports and in a container on the project's network against
 //!    node1..node3:8080 directly, while `docker/cluster upgrade` drains,
 //!    stops, replaces and undrains each node in turn. No request fails, no
 //!    tunnel is reset, tunnels are told (Close 1001), every node exits 0,
-//!    comes back on the new image and serves again;
-//! 6. `docker/cluster down` leaves no container, network, volume or image
-//!    of the project behind. The project is also taken down (and checked)
-//!    when the test fails half-way.
+//!    comes back on the new image with the TLS config and serves again;
+//!    member traffic is still TLS only;
+//! 7. `docker/cluster down` leaves no container, network, volume, image or
+//!    demo CA of the project behind. The project is also taken down (and
+//!    checked) when the test fails half-way.
 //!
-//! Needs Docker Engine and `docker compose` or `docker-compose`; without
-//! them the test fails and says so. It takes about 35 s, half of it
-//! `docker/cluster up`, plus the upgrade (about 10 s a node).
+//! A second test runs `docker/cluster up --plain` and takes a write.
+//!
+//! Needs Docker Engine, `docker compose` or `docker-compose`, and openssl;
+//! without Docker the tests fail and say so. The tests run one at a time:
+//! the walkthrough about 2.5 min (`up` 20 s, the upgrade about 20 s a node,
+//! `down` up to 40 s), the plain one under a minute.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
@@ -935,13 +950,15 @@ async fn docker_cluster_walkthrough_and_leader_kill() {
     let s = json(&p.admin(3), &["cluster", "status"]).await;
     assert_eq!(s["leader"], 1, "{s}");
     assert_eq!(s["members"].as_array().map(Vec::len), Some(3), "{s}");
+
+    // 2. Member traffic is TLS on the wire.
     assert_member_traffic_is_tls(&p).await;
     // `status` follows the mode `up` recorded (no SLUICE_DOCKER_TLS given).
     let (ok, out, err) = tokio::task::block_in_place(|| p.cluster(&["status"]));
     assert!(ok, "docker/cluster status failed:\n{out}\n{err}");
     assert!(out.contains("https://node1:7070"), "{out}");
 
-    // 2. The walkthrough: tunnels through node1 and node3, removal on node2.
+    // 3. The walkthrough: tunnels through node1 and node3, removal on node2.
     let walk = tunnels_on_ecs01(&p, &[1, 3]).await;
     let removed_ms = now_ms();
     let drain = remove_ecs01(&p, 2).await;
@@ -960,7 +977,7 @@ async fn docker_cluster_walkthrough_and_leader_kill() {
     assert_eq!(fresh.backend(), Some("ecs02"), "new work after the removal");
     drop(fresh);
 
-    // 3. The leader's container killed mid-drain.
+    // 4. The leader's container killed mid-drain.
     let (ok, _, err) = sluice(&p.admin(1), &["backend", "add", "web", "ecs01:8080"]).await;
     assert!(ok, "backend add: {err}");
     let old = leader(&p, 1).await.unwrap();
@@ -1055,11 +1072,17 @@ async fn docker_cluster_walkthrough_and_leader_kill() {
     )
     .await;
 
-    // 4. Logs and health.
+    // 5. Logs and health.
     let (ok, logs, err) = docker(&["logs", &p.container("node2")]);
     assert!(ok, "docker logs: {err}");
     let lines: Vec<&str> = logs.lines().collect();
     assert!(!lines.is_empty(), "node2 logged nothing");
+    // The image's data dir (the volume's first owner and mode) is the
+    // node user's alone: the node does not warn about it.
+    assert!(
+        !logs.contains("open to other users"),
+        "node2 warns about its data dir:\n{logs}"
+    );
     for line in &lines {
         let v: Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("node2 log line is not JSON ({e}): {line}"));
@@ -1103,7 +1126,7 @@ async fn docker_cluster_walkthrough_and_leader_kill() {
         .await;
     }
 
-    // 5. The rolling upgrade under load.
+    // 6. The rolling upgrade under load.
     let (ok, _, err) = sluice(&p.admin(2), &["backend", "add", "web", "ecs01:8080"]).await;
     assert!(ok, "backend add: {err}");
     let dir = tempfile::tempdir().unwrap();
@@ -1201,7 +1224,7 @@ async fn docker_cluster_walkthrough_and_leader_kill() {
         "the new node2 does not log JSON: {first}"
     );
 
-    // 6. Everything goes.
+    // 7. Everything goes.
     let started = Instant::now();
     let result = tokio::task::block_in_place(|| p.take_down());
     result.unwrap_or_else(|e| panic!("{e}"));
