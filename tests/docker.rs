@@ -43,8 +43,8 @@
 //!
 //! Needs Docker Engine, `docker compose` or `docker-compose`, and openssl;
 //! without Docker the tests fail and say so. The tests run one at a time:
-//! the walkthrough about 2.5 min (`up` 20 s, the upgrade about 20 s a node,
-//! `down` up to 40 s), the plain one under a minute.
+//! the walkthrough 2 to 2.5 min (`up` 20 s, the upgrade about 20 s a node,
+//! `down` 6 to 40 s), the plain one under a minute.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
