@@ -4,9 +4,9 @@
 #   bench/compare.sh [--smoke] [extra sluice-bench args]
 #
 # Installs what is missing from Debian's packages (haproxy, nginx, wrk,
-# util-linux for taskset, iproute2) with apt-get, builds `sluice` and
-# `sluice-bench` (release; --smoke uses the debug profile, so CI reuses its
-# test build), then runs sluice-bench with the binaries' paths. The results
+# nghttp2-client for h2load, util-linux for taskset, iproute2) with
+# apt-get, builds `sluice` and `sluice-bench` (release; --smoke uses the
+# debug profile, so CI reuses its test build), then runs sluice-bench with the binaries' paths. The results
 # are markdown on stdout; `--out docs/benchmarks.md` also writes them to a
 # file. Everything else (configs, processes, pinning, cleanup) is
 # sluice-bench's: see crates/sluice-bench.
@@ -24,6 +24,7 @@ need=()
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 if [[ ${#need[@]} -gt 0 ]]; then

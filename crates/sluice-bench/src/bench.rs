@@ -14,7 +14,7 @@ use crate::params::{Case, Params, FD_RESERVE};
 use crate::peers::{Ports, Sizing};
 use crate::report::{Report, Versions};
 use crate::stack::{Backends, Layout, Proxy, Setup, Target};
-use crate::{drain, idle, latency, progress, propagation, removal, throughput};
+use crate::{drain, idle, latency, progress, propagation, removal, throughput, tls};
 
 /// CPUs of the load generator and of the server side: CPU 0 and CPU 1,
 /// or both on CPU 0 on a one-CPU machine.
@@ -67,6 +67,7 @@ pub async fn run(p: &Params, dir: &Path) -> anyhow::Result<Report> {
         idle: Vec::new(),
         drain: None,
         removal: None,
+        tls: None,
         propagation: None,
         total: Duration::ZERO,
     };
@@ -105,6 +106,9 @@ pub async fn run(p: &Params, dir: &Path) -> anyhow::Result<Report> {
     }
     if wants(Case::Removal) {
         report.removal = Some(removal::run(p, &layout).await?);
+    }
+    if wants(Case::Tls) {
+        report.tls = Some(tls::run(p, &layout).await?);
     }
     drop(backends);
     if wants(Case::Propagation) {

@@ -25,6 +25,8 @@ pub enum Case {
     Propagation,
     /// f. a removal under load (sluice)
     Removal,
+    /// g. TLS: keep-alive HTTPS, new handshakes, HTTP/2 (h2load)
+    Tls,
 }
 
 /// Descriptors kept free for everything but held connections.
@@ -190,6 +192,7 @@ impl RunArgs {
                     Case::Idle,
                     Case::Drain,
                     Case::Removal,
+                    Case::Tls,
                     Case::Propagation,
                 ]
             }),

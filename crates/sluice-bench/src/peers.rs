@@ -99,9 +99,57 @@ pub fn nginx_backend_conf(p: &Ports, s: &Sizing) -> String {
 /// nginx as the reverse proxy: HTTP with upstream keep-alive (HTTP/1.1,
 /// `Connection` cleared), WebSocket with the upgrade headers passed on.
 pub fn nginx_proxy_conf(p: &Ports, s: &Sizing) -> String {
+    let (http, ws) = (p.nginx_http, p.nginx_ws);
+    format!(
+        "# nginx reverse proxy: HTTP on :{http}, WebSocket on :{ws}.\n{}",
+        nginx_common(s, &nginx_proxy_servers(p, s))
+    )
+}
+
+/// [`nginx_proxy_conf`] plus an HTTPS server on `tls.port` (HTTP/1.1 and
+/// HTTP/2 by ALPN) with the run's certificate, forwarding as the HTTP one.
+pub fn nginx_tls_conf(p: &Ports, s: &Sizing, tls: &TlsFiles) -> String {
+    let https = format!(
+        r#"    server {{
+        listen 127.0.0.1:{port} ssl http2 backlog=4096;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        location / {{
+            proxy_pass http://be_http;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+"#,
+        port = tls.port,
+        cert = tls.chain.display(),
+        key = tls.key.display(),
+    );
+    format!(
+        "# nginx reverse proxy: HTTPS (h2, http/1.1) on :{}.\n{}",
+        tls.port,
+        nginx_common(s, &format!("{}{https}", nginx_proxy_servers(p, s)))
+    )
+}
+
+/// The certificate a TLS run serves, as files, and the port it is served
+/// on.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub port: u16,
+    /// The chain (leaf first), PEM.
+    pub chain: PathBuf,
+    /// The leaf's key, PEM.
+    pub key: PathBuf,
+    /// Chain and key in one file, as HAProxy's `crt` takes them.
+    pub combined: PathBuf,
+}
+
+/// The nginx proxy's `upstream` and `server` blocks for HTTP and WebSocket.
+fn nginx_proxy_servers(p: &Ports, s: &Sizing) -> String {
     let ([h1, h2], [w1, w2]) = (p.http_backends, p.ws_backends);
     let (http, ws, ka) = (p.nginx_http, p.nginx_ws, s.upstream_keepalive);
-    let servers = format!(
+    format!(
         r#"    upstream be_http {{
         server 127.0.0.1:{h1};
         server 127.0.0.1:{h2};
@@ -133,10 +181,6 @@ pub fn nginx_proxy_conf(p: &Ports, s: &Sizing) -> String {
         }}
     }}
 "#
-    );
-    format!(
-        "# nginx reverse proxy: HTTP on :{http}, WebSocket on :{ws}.\n{}",
-        nginx_common(s, &servers)
     )
 }
 
@@ -211,6 +255,21 @@ pub fn start_nginx(
     let mut daemon = Daemon::spawn(name, cpus, Path::new("nginx"), &args, dir)?;
     daemon.wait_listening(ports)?;
     Ok(daemon)
+}
+
+/// [`haproxy_cfg`] plus an HTTPS frontend on `tls.port` (HTTP/1.1 and
+/// HTTP/2 by ALPN) with the run's certificate, to the HTTP backends.
+pub fn haproxy_tls_cfg(p: &Ports, s: &Sizing, tls: &TlsFiles) -> String {
+    format!(
+        r#"{}
+frontend fe_https
+    bind 127.0.0.1:{port} ssl crt {crt} alpn h2,http/1.1 backlog 4096
+    default_backend be_http
+"#,
+        haproxy_cfg(p, s),
+        port = tls.port,
+        crt = tls.combined.display(),
+    )
 }
 
 /// Writes `cfg` as `<dir>/haproxy.cfg`, checks it with `haproxy -c`, and

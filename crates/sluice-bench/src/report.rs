@@ -18,6 +18,7 @@ use crate::params::Params;
 use crate::removal::{RemovalResult, CONNS as REMOVAL_CONNS};
 use crate::stack::Target;
 use crate::throughput::ThroughputResult;
+use crate::tls::{self, TlsResult};
 
 /// sluice's idle tunnel may cost at most this many times HAProxy's.
 const TUNNEL_MEMORY_FACTOR: f64 = 2.0;
@@ -44,6 +45,7 @@ pub struct Report {
     pub idle: Vec<idle::Row>,
     pub drain: Option<DrainResult>,
     pub removal: Option<RemovalResult>,
+    pub tls: Option<TlsResult>,
     pub propagation: Option<PropagationResult>,
     pub total: Duration,
 }
@@ -198,7 +200,56 @@ impl Report {
                 met: None,
             },
         });
+        self.tls_goals(&mut goals);
         goals
+    }
+
+    /// Case g's targets: sluice at least the better peer on each TLS
+    /// figure (more is better, except CPU per request).
+    fn tls_goals(&self, goals: &mut Vec<Goal>) {
+        let Some(t) = &self.tls else {
+            goals.push(Goal {
+                what: "TLS: sluice ≥ the better peer (keep-alive HTTPS, handshakes, HTTP/2)".into(),
+                figures: String::new(),
+                met: None,
+            });
+            return;
+        };
+        for kind in tls::Kind::ALL {
+            let row = |target| t.row(kind, target);
+            let (Some(s), Some(h), Some(n)) = (
+                row(Target::Sluice),
+                row(Target::Haproxy),
+                row(Target::Nginx),
+            ) else {
+                continue;
+            };
+            let better = h.rps.max(n.rps);
+            goals.push(Goal {
+                what: format!("TLS: sluice {} ≥ the better peer's", kind.label()),
+                figures: format!(
+                    "{} vs HAProxy {} / nginx {} ({:.2}×)",
+                    thousands(s.rps),
+                    thousands(h.rps),
+                    thousands(n.rps),
+                    s.rps / better
+                ),
+                met: Some(s.rps >= better),
+            });
+            if kind == tls::Kind::KeepAlive {
+                let best = h.cpu_us.min(n.cpu_us);
+                goals.push(Goal {
+                    what: "TLS: sluice extra CPU µs per keep-alive HTTPS request ≤ the better peer's".into(),
+                    figures: format!(
+                        "{} vs HAProxy {} / nginx {} µs",
+                        num(s.cpu_us, 2),
+                        num(h.cpu_us, 2),
+                        num(n.cpu_us, 2)
+                    ),
+                    met: (s.cpu_us.is_finite() && best.is_finite()).then_some(s.cpu_us <= best),
+                });
+            }
+        }
     }
 
     /// What did not work (failed requests, connections dropped, tunnels
@@ -249,6 +300,17 @@ impl Report {
                 ));
             }
         }
+        if let Some(t) = &self.tls {
+            for r in t.runs.iter().filter(|r| r.errors > 0) {
+                out.push(format!(
+                    "TLS {} against {} (rep {}): {} errors",
+                    r.kind.label(),
+                    r.target.label(),
+                    r.rep,
+                    r.errors
+                ));
+            }
+        }
         if let Some(r) = &self.removal {
             if r.wrk.errors > 0 {
                 out.push(format!(
@@ -272,6 +334,7 @@ impl Report {
         self.drain_section(&mut s, p);
         self.propagation_section(&mut s);
         self.removal_section(&mut s);
+        self.tls_section(&mut s, p);
         let problems = self.problems();
         if !problems.is_empty() {
             let _ = writeln!(s, "## Problems\n");
@@ -528,6 +591,41 @@ impl Report {
 }
 
 impl Report {
+    fn tls_section(&self, s: &mut String, p: &Params) {
+        let Some(t) = &self.tls else { return };
+        let _ = writeln!(s, "## g. TLS at the edge\n");
+        let _ = writeln!(
+            s,
+            "Each proxy terminates TLS with the same ECDSA P-256 certificate and forwards plain HTTP/1.1 to the \
+             nginx backends; proxies interleaved within each repetition, medians over {} repetition(s) of {}. \
+             Keep-alive: `wrk -t1 -c{c}` over HTTPS. Handshakes: the same with `Connection: close`, so every request \
+             is a new connection and a full handshake. HTTP/2: `h2load -t1 -c{h2c} -m{h2m}` (ALPN h2). \
+             CPU µs is the proxy's own user + system time (all threads and processes, the backend not counted) \
+             per request or handshake.\n",
+            p.reps,
+            humantime::format_duration(p.duration),
+            c = tls::CONNS,
+            h2c = tls::H2_CONNS,
+            h2m = tls::H2_STREAMS,
+        );
+        let _ = writeln!(s, "| measure | target | per second | proxy CPU µs each | errors | contended runs |");
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");
+        for r in t.rows() {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {}/{} |",
+                r.kind.label(),
+                r.target.label(),
+                thousands(r.rps),
+                num(r.cpu_us, 2),
+                r.errors,
+                r.contended,
+                r.runs
+            );
+        }
+        let _ = writeln!(s);
+    }
+
     fn removal_section(&self, s: &mut String) {
         let Some(r) = &self.removal else { return };
         let _ = writeln!(s, "## f. A removal under load (sluice)\n");

@@ -134,6 +134,45 @@ impl SluiceNode {
         bail!("sluice: listener {addr} does not accept connections")
     }
 
+    /// Stores a certificate named `name` (chain and key as PEM).
+    pub async fn cert(&self, name: &str, chain_pem: &str, key_pem: &str) -> anyhow::Result<()> {
+        self.admin
+            .post(
+                &self.node.admin_url(),
+                "/v1/certs",
+                &json!({"name": name, "chain_pem": chain_pem, "key_pem": key_pem}),
+            )
+            .await
+            .with_context(|| format!("sluice: adding certificate {name}"))?;
+        Ok(())
+    }
+
+    /// Adds a TLS listener for `group` on `port` with the certificate
+    /// `cert`; returns its address once it accepts connections.
+    pub async fn tls_listener(
+        &self,
+        group: &str,
+        port: u16,
+        cert: &str,
+    ) -> anyhow::Result<SocketAddr> {
+        self.admin
+            .post(
+                &self.node.admin_url(),
+                "/v1/listeners",
+                &json!({"port": port, "group": group, "tls": [cert]}),
+            )
+            .await
+            .with_context(|| format!("sluice: adding a TLS listener for {group} on :{port}"))?;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Ok(addr);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        bail!("sluice: TLS listener {addr} does not accept connections")
+    }
+
     /// `DELETE` of a backend: the answer (a backend view with its drain).
     pub async fn remove_backend(&self, group: &str, port: u16) -> anyhow::Result<Value> {
         self.admin

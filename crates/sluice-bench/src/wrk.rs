@@ -33,13 +33,28 @@ pub async fn run(
     url: &str,
     log: &Path,
 ) -> anyhow::Result<WrkResult> {
+    run_with(cpus, conns, duration, url, &[], log).await
+}
+
+/// [`run`] with request headers (`Name: value`) added to every request.
+pub async fn run_with(
+    cpus: &str,
+    conns: usize,
+    duration: Duration,
+    url: &str,
+    headers: &[&str],
+    log: &Path,
+) -> anyhow::Result<WrkResult> {
     let secs = duration.as_secs().max(1);
     let mut cmd = tokio::process::Command::new("taskset");
     cmd.args(["-c", cpus, "wrk", "-t1"])
         .arg(format!("-c{conns}"))
         .arg(format!("-d{secs}s"))
-        .arg("--latency")
-        .arg(url)
+        .arg("--latency");
+    for h in headers {
+        cmd.arg("-H").arg(h);
+    }
+    cmd.arg(url)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
