@@ -97,7 +97,9 @@ pub fn parse(text: &str) -> anyhow::Result<H2loadResult> {
             for part in rest.split(", ") {
                 let mut f = part.split_whitespace();
                 if let (Some(n), Some("4xx" | "5xx")) = (f.next(), f.next()) {
-                    r.errors += n.parse::<u64>().with_context(|| format!("status codes: {part}"))?;
+                    r.errors += n
+                        .parse::<u64>()
+                        .with_context(|| format!("status codes: {part}"))?;
                 }
             }
         }

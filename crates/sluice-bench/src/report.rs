@@ -239,7 +239,9 @@ impl Report {
             if kind == tls::Kind::KeepAlive {
                 let best = h.cpu_us.min(n.cpu_us);
                 goals.push(Goal {
-                    what: "TLS: sluice extra CPU µs per keep-alive HTTPS request ≤ the better peer's".into(),
+                    what:
+                        "TLS: sluice extra CPU µs per keep-alive HTTPS request ≤ the better peer's"
+                            .into(),
                     figures: format!(
                         "{} vs HAProxy {} / nginx {} µs",
                         num(s.cpu_us, 2),
@@ -608,7 +610,10 @@ impl Report {
             h2c = tls::H2_CONNS,
             h2m = tls::H2_STREAMS,
         );
-        let _ = writeln!(s, "| measure | target | per second | proxy CPU µs each | errors | contended runs |");
+        let _ = writeln!(
+            s,
+            "| measure | target | per second | proxy CPU µs each | errors | contended runs |"
+        );
         let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");
         for r in t.rows() {
             let _ = writeln!(

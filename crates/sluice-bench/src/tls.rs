@@ -184,8 +184,8 @@ pub async fn run(p: &Params, layout: &Layout) -> anyhow::Result<TlsResult> {
                         (w.rps, w.requests, w.errors)
                     }
                     Kind::Http2 => {
-                        let h = h2load::run(cpus, H2_CONNS, H2_STREAMS, p.duration, &url, &log)
-                            .await?;
+                        let h =
+                            h2load::run(cpus, H2_CONNS, H2_STREAMS, p.duration, &url, &log).await?;
                         (h.rps, h.requests, h.errors)
                     }
                 };

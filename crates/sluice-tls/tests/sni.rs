@@ -80,7 +80,12 @@ fn handshake(
     verify_as: &str,
     client_alpn: Vec<Vec<u8>>,
     version: &'static rustls::SupportedProtocolVersion,
-) -> (Vec<u8>, Option<Vec<u8>>, rustls::ProtocolVersion) {
+) -> (
+    Vec<u8>,
+    Option<Vec<u8>>,
+    rustls::ProtocolVersion,
+    rustls::CipherSuite,
+) {
     let config = server_config(
         Arc::new(resolver),
         vec![b"h2".to_vec(), b"http/1.1".to_vec()],
@@ -118,7 +123,8 @@ fn handshake(
     let leaf = tls.conn.peer_certificates().unwrap()[0].to_vec();
     let alpn = tls.conn.alpn_protocol().map(<[u8]>::to_vec);
     let version = tls.conn.protocol_version().unwrap();
-    (leaf, alpn, version)
+    let suite = tls.conn.negotiated_cipher_suite().unwrap().suite();
+    (leaf, alpn, version, suite)
 }
 
 fn leaf_der(cert: &sluice_model::Cert) -> Vec<u8> {
@@ -130,7 +136,7 @@ fn handshakes_get_the_certificate_their_name_picks() {
     let ca = TestCa::new("test ca");
     let tls13 = &rustls::version::TLS13;
     let (r, certs) = resolver(&ca);
-    let (leaf, alpn, version) = handshake(
+    let (leaf, alpn, version, suite) = handshake(
         r,
         &ca,
         Some("v1.api.example.test"),
@@ -141,14 +147,16 @@ fn handshakes_get_the_certificate_their_name_picks() {
     assert_eq!(leaf, leaf_der(&certs[1]));
     assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
     assert_eq!(version, rustls::ProtocolVersion::TLSv1_3);
+    // The client lists AES-256 first; the server's order wins.
+    assert_eq!(suite, rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
 
     let (r, certs) = resolver(&ca);
-    let (leaf, _, _) = handshake(r, &ca, Some("other.test"), "", vec![], tls13);
+    let (leaf, _, _, _) = handshake(r, &ca, Some("other.test"), "", vec![], tls13);
     assert_eq!(leaf, leaf_der(&certs[2]));
 
     // No SNI: the default, which the client verifies as example.test.
     let (r, certs) = resolver(&ca);
-    let (leaf, alpn, _) = handshake(
+    let (leaf, alpn, _, _) = handshake(
         r,
         &ca,
         None,
@@ -164,7 +172,7 @@ fn handshakes_get_the_certificate_their_name_picks() {
 fn tls12_clients_are_served_too() {
     let ca = TestCa::new("test ca");
     let (r, certs) = resolver(&ca);
-    let (leaf, _, version) = handshake(
+    let (leaf, _, version, _) = handshake(
         r,
         &ca,
         Some("www.example.test"),
