@@ -3,12 +3,11 @@
 //! report.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::procs::{log_tail, ClientChild};
+use crate::procs::tool_report;
 
 /// What one h2load run reported.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -37,28 +36,9 @@ pub async fn run(
         .arg(format!("-c{conns}"))
         .arg(format!("-m{streams}"))
         .arg(format!("-D{secs}"))
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .arg(url);
     let what = format!("h2load against {url}");
-    let out = ClientChild::spawn(&mut cmd, &what)?
-        .output(Duration::from_secs(secs + 30), &what)
-        .await?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(log, &text).with_context(|| format!("writing {}", log.display()))?;
-    if !out.status.success() {
-        bail!(
-            "h2load against {url} failed ({}); output {}:\n{}",
-            out.status,
-            log.display(),
-            log_tail(log)
-        );
-    }
+    let text = tool_report(&mut cmd, &what, Duration::from_secs(secs + 30), log).await?;
     parse(&text).with_context(|| format!("parsing h2load's output ({})", log.display()))
 }
 

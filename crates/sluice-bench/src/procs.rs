@@ -243,3 +243,33 @@ impl Drop for ClientChild {
         }
     }
 }
+
+/// Runs a load tool's `cmd` (its output piped) within `within`; writes
+/// what it printed (stdout, then stderr) to `log` and returns it, or fails
+/// with the log's tail when the tool failed. `what` names it in errors.
+pub async fn tool_report(
+    cmd: &mut tokio::process::Command,
+    what: &str,
+    within: Duration,
+    log: &Path,
+) -> anyhow::Result<String> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = ClientChild::spawn(cmd, what)?.output(within, what).await?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(log, &text).with_context(|| format!("writing {}", log.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}); output {}:\n{}",
+            out.status,
+            log.display(),
+            log_tail(log)
+        );
+    }
+    Ok(text)
+}

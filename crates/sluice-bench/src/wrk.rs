@@ -4,11 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use std::process::Stdio;
-
 use anyhow::{anyhow, bail, Context};
 
-use crate::procs::{log_tail, ClientChild};
+use crate::procs::tool_report;
 
 /// What one wrk run reported.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -54,28 +52,9 @@ pub async fn run_with(
     for h in headers {
         cmd.arg("-H").arg(h);
     }
-    cmd.arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.arg(url);
     let what = format!("wrk against {url}");
-    let out = ClientChild::spawn(&mut cmd, &what)?
-        .output(Duration::from_secs(secs + 30), &what)
-        .await?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(log, &text).with_context(|| format!("writing {}", log.display()))?;
-    if !out.status.success() {
-        bail!(
-            "wrk against {url} failed ({}); output {}:\n{}",
-            out.status,
-            log.display(),
-            log_tail(log)
-        );
-    }
+    let text = tool_report(&mut cmd, &what, Duration::from_secs(secs + 30), log).await?;
     parse(&text).with_context(|| format!("parsing wrk's output ({})", log.display()))
 }
 

@@ -7,6 +7,7 @@
 //! neither. Here live the rules that depend on the state: a name refers to
 //! a stored certificate, and one in use is not removed.
 
+use crate::limits::validate_object_name;
 use crate::{Applied, Cert, ModelError, State};
 
 /// Most certificates one listener names.
@@ -19,21 +20,7 @@ pub const MAX_KEY_PEM: usize = 16 * 1024;
 /// A certificate's name: as a group's, 1 to 63 of a-z, 0-9, '-', '_',
 /// starting with a letter or digit (it may appear in URLs and file names).
 pub fn validate_cert_name(name: &str) -> Result<(), ModelError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(ModelError::Invalid {
-            field: "cert".into(),
-            value: name.to_string(),
-            expected: "1 to 63 of a-z, 0-9, '-', '_', starting with a letter or digit".into(),
-        })
-    }
+    validate_object_name("cert", name)
 }
 
 impl State {

@@ -32,6 +32,12 @@ pub const MAX_WEIGHT: u8 = 100;
 
 /// A group name: 1..=63 of `[a-z0-9_-]`, starting with a letter or digit.
 pub fn validate_group_name(name: &str) -> Result<(), ModelError> {
+    validate_object_name("group", name)
+}
+
+/// An object's name (a group's, a certificate's): 1..=63 of `[a-z0-9_-]`,
+/// starting with a letter or digit; `field` names it in the refusal.
+pub(crate) fn validate_object_name(field: &'static str, name: &str) -> Result<(), ModelError> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name.as_bytes()[0].is_ascii_alphanumeric()
@@ -42,7 +48,7 @@ pub fn validate_group_name(name: &str) -> Result<(), ModelError> {
         Ok(())
     } else {
         Err(ModelError::Invalid {
-            field: "group".into(),
+            field: field.into(),
             value: name.to_string(),
             expected: "1 to 63 of a-z, 0-9, '-', '_', starting with a letter or digit".into(),
         })
