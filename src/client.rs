@@ -155,7 +155,10 @@ fn http_client(node: &str, ca: Option<&std::path::Path>) -> Result<reqwest::Clie
         let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
             bad_ca(
                 ca,
-                format!("not a PEM certificate file: {}", error_chain(&e)),
+                format!(
+                    "not a PEM certificate file: {}",
+                    sluice_raft::error_chain(&e)
+                ),
             )
         })?;
         if certs.is_empty() {
@@ -170,11 +173,14 @@ fn http_client(node: &str, ca: Option<&std::path::Path>) -> Result<reqwest::Clie
     builder.build().map_err(|e| match ca {
         Some(ca) => bad_ca(
             ca,
-            format!("not a usable CA certificate: {}", error_chain(&e)),
+            format!(
+                "not a usable CA certificate: {}",
+                sluice_raft::error_chain(&e)
+            ),
         ),
         None => ClientError::Unreachable {
             node: node.to_owned(),
-            reason: format!("cannot set up TLS: {}", error_chain(&e)),
+            reason: format!("cannot set up TLS: {}", sluice_raft::error_chain(&e)),
         },
     })
 }
@@ -970,21 +976,6 @@ fn tls_line(e: &rustls::Error, text: &str) -> String {
         ),
         _ => format!("TLS failed: {text}"),
     }
-}
-
-/// An error and its sources, one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// Request bodies as JSON, behind one object-safe trait.

@@ -102,3 +102,20 @@ impl ClusterError {
         )
     }
 }
+
+/// An error and its sources on one line, each source once. hyper's own
+/// message is only "client error (Connect)"; the reason (an untrusted
+/// certificate, a refused connection) is in a source below it.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}

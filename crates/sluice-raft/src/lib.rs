@@ -49,6 +49,7 @@ pub mod wire;
 
 pub use cluster::{ClusterConfig, RaftNode, WRITE_LIMIT};
 pub use codec::{decode, encode, CodecError};
+pub use error::error_chain;
 pub use error::ClusterError;
 pub use log_store::LogStore;
 pub use state_machine::{LoadError, StateMachineStore, DEDUP_WINDOW};

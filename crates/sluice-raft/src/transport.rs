@@ -19,6 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::error::error_chain;
 use crate::tls::MemberTls;
 use crate::wire::FORWARDED_HEADER;
 
@@ -152,20 +153,4 @@ async fn send(
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| SendError::NoAnswer(format!("no answer within {timeout:?}")))?
-}
-
-/// An error with its sources (hyper's own message is only "client error
-/// (Connect)"; the TLS reason, e.g. an untrusted certificate, is below it).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
 }
