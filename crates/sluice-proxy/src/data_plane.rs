@@ -19,6 +19,7 @@ use crate::published::{BackendStats, Holds, ListenerStatus, NodeDrainStatus, Pub
 use crate::routing::RoutingTable;
 use crate::settings::ProxySettings;
 use crate::supervision::{DataPlaneSupervisor, SupervisionArgs};
+use crate::traffic_snapshot::TrafficSnapshot;
 
 /// A running data plane.
 pub struct DataPlane {
@@ -83,6 +84,20 @@ impl DataPlane {
                 tunnels: b.tunnels.load(Ordering::Relaxed),
             })
             .unwrap_or_default()
+    }
+
+    /// A backend's traffic through this node, while its runtime lives here
+    /// (through its drain, after its removal). `None` if unknown.
+    pub fn backend_traffic(&self, group: &str, addr: &str) -> Option<TrafficSnapshot> {
+        let backends = self
+            .published
+            .backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Filled in by the traffic counters (issue 17, part 1).
+        backends
+            .get(&(Arc::from(group), Arc::from(addr)))
+            .map(|_| TrafficSnapshot::default())
     }
 
     /// This node's last probe of a backend, if it probes it.

@@ -104,6 +104,7 @@ mod test_headers;
 mod tls_configs;
 mod tls_handshake;
 mod tls_io;
+mod traffic_snapshot;
 mod tunnel;
 mod upstream;
 mod wall_deadline;
@@ -115,6 +116,7 @@ pub use health_view::{LocalHealth, ProbeReport};
 pub use metrics::Metrics;
 pub use published::{BackendStats, Holds, ListenerStatus, NodeDrainStatus};
 pub use settings::ProxySettings;
+pub use traffic_snapshot::{HistogramSnapshot, TrafficSnapshot, LATENCY_BUCKETS_SECONDS};
 
 #[cfg(test)]
 mod tests;
