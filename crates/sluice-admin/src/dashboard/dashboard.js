@@ -19,13 +19,14 @@
   const plural = (n, one) => `${n} ${one}${n === 1 ? "" : "s"}`;
   const utc = (ms) => new Date(ms).toISOString().slice(11, 23) + " UTC";
 
-  // An element with attributes and children (text is always set as text).
+  // An element with attributes (null ones left out, others as strings) and
+  // children (text is always set as text, never parsed as HTML).
   function el(tag, attrs, ...children) {
     const e = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === undefined || v === null || v === false) continue;
+      if (v === undefined || v === null) continue;
       if (k === "class") e.className = v;
-      else e.setAttribute(k, v === true ? "" : String(v));
+      else e.setAttribute(k, String(v));
     }
     for (const c of children.flat()) {
       if (c === undefined || c === null || c === false) continue;
