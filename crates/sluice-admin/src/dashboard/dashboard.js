@@ -102,17 +102,22 @@
           el("span", { class: "drain-id mono" }, id),
           el("h3", {}, d.subject),
           badge("draining", d.cause.replace(/_/g, " "))),
-        el("div", { class: "drain-meta" },
-          `deadline ${utc(d.deadline_ms)} · started ${utc(d.started_at_ms)}`,
-          d.nodes.length ? ` · finished on ${done} of ${d.nodes.length}` : ""),
-        el("div", { class: "countdown-row" },
-          el("span", {
-            class: "countdown", "data-countdown": "", "data-deadline": d.deadline_ms,
-            "data-started": d.started_at_ms,
-          }, countdownText(d.deadline_ms - serverNow())),
-          el("span", { class: "quiet" }, "left")),
-        el("div", { class: "bar" }, el("span", { "data-progress": "" })),
-        nodes);
+        el("div", { class: "drain-body" },
+          el("div", {},
+            el("div", { class: "countdown-row" },
+              el("span", {
+                class: "countdown", "data-countdown": "", "data-deadline": d.deadline_ms,
+                "data-started": d.started_at_ms,
+              }, countdownText(d.deadline_ms - serverNow())),
+              el("span", { class: "quiet" }, "left")),
+            el("div", { class: "bar" }, el("span", { "data-progress": "" })),
+            el("div", { class: "drain-meta" }, `deadline ${utc(d.deadline_ms)}`),
+            el("div", { class: "drain-meta" }, `started ${utc(d.started_at_ms)}`),
+            d.nodes.length
+              ? el("div", { class: "drain-meta", "data-finished-nodes": done },
+                `finished on ${done} of ${plural(d.nodes.length, "node")}`)
+              : null),
+          nodes));
     }));
   }
 
