@@ -4,13 +4,13 @@
 //! without it the test fails and says so.
 //!
 //! The story: a three-node cluster, backend `ecs01` in group `web` holding
-//! a WebSocket tunnel through node 1, another through node 3 and a slow
-//! request through node 2; then `ecs02` is added and `ecs01` removed with a
+//! a WebSocket tunnel through node 1 and a slow request through node 3,
+//! nothing through node 2; then `ecs02` is added and `ecs01` removed with a
 //! 20 s drain. The page, as Chromium renders it from node 1, must show the
 //! drain's row with its id, a countdown in seconds below 20 and above 0
 //! that goes down between two loads a second apart, one row per node with
-//! what that node still holds (`1 tunnel`, `1 request`), every member and
-//! the leader, and each backend's state on each node. `/v1/overview`
+//! what that node still holds (`1 tunnel`, `1 request`, node 2 finished),
+//! every member and the leader, and each backend's state on each node. `/v1/overview`
 //! answers the same figures from any node, and neither it nor the page
 //! needs the token. After the deadline the drain is gone from the page;
 //! with node 3 killed, the page still renders and shows it unreachable.
@@ -125,14 +125,11 @@ async fn chromium_renders_a_live_drain_on_three_nodes() {
     );
     assert!(body.contains("<script>") && !body.contains("<script src"));
 
-    // Work held on ecs01: tunnels through nodes 1 and 3, a slow request
-    // through node 2.
-    let tunnels = vec![
-        Pinger::start(1, &cluster.ws_url(1, "/chat")).await,
-        Pinger::start(3, &cluster.ws_url(3, "/chat")).await,
-    ];
+    // Work held on ecs01: a tunnel through node 1, a slow request through
+    // node 3, nothing through node 2.
+    let tunnels = vec![Pinger::start(1, &cluster.ws_url(1, "/chat")).await];
     wait_echoing(&tunnels).await;
-    let slow_url = cluster.url(2, "/?delay=60s");
+    let slow_url = cluster.url(3, "/?delay=60s");
     let slow = tokio::spawn(async move {
         let resp = http_client()
             .get(&slow_url)
@@ -166,13 +163,25 @@ async fn chromium_renders_a_live_drain_on_three_nodes() {
         .expect("a deadline");
     let drain_id = format!("d{drain}");
 
-    // The JSON from a follower: every node's part of the drain.
-    let o = overview(cluster.node(3)).await;
+    // The JSON from a follower: every node's part of the drain, once node
+    // 2's report that it holds nothing is in.
+    let o = poll(
+        Duration::from_secs(5),
+        "node 2 finished the drain",
+        || async {
+            let o = overview(cluster.node(3)).await;
+            match o["drains"][0]["nodes"][1]["finished"] == true {
+                true => Ok(o),
+                false => Err(o.to_string()),
+            }
+        },
+    )
+    .await;
     let d = &o["drains"][0];
     assert_eq!(d["id"], drain, "{o}");
     assert_eq!(d["kind"], "backend");
     assert_eq!(d["deadline_ms"], deadline);
-    let held: Vec<(u64, u64, u64)> = d["nodes"]
+    let held: Vec<(u64, u64, u64, bool)> = d["nodes"]
         .as_array()
         .unwrap()
         .iter()
@@ -182,10 +191,15 @@ async fn chromium_renders_a_live_drain_on_three_nodes() {
                 n["node"].as_u64().unwrap(),
                 n["requests"].as_u64().unwrap(),
                 n["tunnels"].as_u64().unwrap(),
+                n["finished"] == true,
             )
         })
         .collect();
-    assert_eq!(held, vec![(1, 0, 1), (2, 1, 0), (3, 0, 1)], "{o}");
+    assert_eq!(
+        held,
+        vec![(1, 0, 1, false), (2, 0, 0, true), (3, 1, 0, false)],
+        "{o}"
+    );
     let members: Vec<(u64, bool)> = o["members"]
         .as_array()
         .unwrap()
@@ -217,10 +231,18 @@ async fn chromium_renders_a_live_drain_on_three_nodes() {
     let rows: Vec<_> = [1, 2, 3].iter().map(|&n| drain_row(&first, n)).collect();
     assert_eq!(rows[0].1, "1", "node 1's tunnel: {:?}", rows[0]);
     assert!(rows[0].3.contains("1 tunnel"), "{:?}", rows[0]);
-    assert_eq!(rows[1].0, "1", "node 2's request: {:?}", rows[1]);
-    assert!(rows[1].3.contains("1 request,"), "{:?}", rows[1]);
-    assert_eq!(rows[2].1, "1", "node 3's tunnel: {:?}", rows[2]);
-    assert!(rows.iter().all(|r| r.2 == "false"), "{rows:?}");
+    assert_eq!(rows[2].0, "1", "node 3's request: {:?}", rows[2]);
+    assert!(rows[2].3.contains("1 request,"), "{:?}", rows[2]);
+    let finished: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+    assert_eq!(finished, ["false", "true", "false"], "{rows:?}");
+    assert!(rows[1].3.contains("finished"), "{:?}", rows[1]);
+    assert_eq!(
+        first
+            .one("data-finished-nodes")
+            .attr("data-finished-nodes")
+            .as_deref(),
+        Some("1")
+    );
     assert_eq!(first.all("data-member").len(), 3);
     assert_eq!(first.all("data-role=\"leader\"").len(), 1);
     assert_eq!(first.all("data-reachable=\"false\"").len(), 0);
