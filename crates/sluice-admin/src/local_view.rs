@@ -86,3 +86,87 @@ pub(crate) fn routing_state(g: &Group, b: &Backend, now: UnixMillis) -> RoutingS
         RoutingState::Active
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_model::{Command, DrainPolicy};
+
+    const T0: UnixMillis = 1_000_000;
+
+    fn apply(s: &mut State, c: Command) {
+        s.apply(&c).unwrap();
+    }
+
+    fn add(s: &mut State, addr: &str, at: UnixMillis) {
+        apply(
+            s,
+            Command::AddBackend {
+                group: "web".into(),
+                addr: addr.into(),
+                weight: 100,
+                at,
+            },
+        );
+    }
+
+    fn state_of(s: &State, addr: &str, now: UnixMillis) -> RoutingState {
+        let g = &s.groups["web"];
+        routing_state(g, &g.backends[addr], now)
+    }
+
+    #[test]
+    fn each_state_as_routing_sees_it() {
+        let mut s = State::with_nodes([1, 2]);
+        apply(
+            &mut s,
+            Command::CreateGroup {
+                name: "web".into(),
+                drain: DrainPolicy::default(),
+                slow_start_ms: Some(60_000),
+            },
+        );
+        for a in ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"] {
+            add(&mut s, a, T0);
+        }
+        // Added later, beside backends at full weight: it ramps.
+        add(&mut s, "10.0.0.4:80", T0 + 120_000);
+        apply(
+            &mut s,
+            Command::SetBackend {
+                group: "web".into(),
+                addr: "10.0.0.2:80".into(),
+                weight: None,
+                maintenance: Some(true),
+                at: T0 + 125_000,
+            },
+        );
+        apply(
+            &mut s,
+            Command::RemoveBackend {
+                group: "web".into(),
+                addr: "10.0.0.3:80".into(),
+                at: T0 + 130_000,
+            },
+        );
+        let now = T0 + 150_000;
+        assert_eq!(state_of(&s, "10.0.0.1:80", now), RoutingState::Active);
+        assert_eq!(state_of(&s, "10.0.0.2:80", now), RoutingState::Maintenance);
+        assert_eq!(state_of(&s, "10.0.0.3:80", now), RoutingState::Draining);
+        assert_eq!(state_of(&s, "10.0.0.4:80", now), RoutingState::SlowStart);
+        // Its ramp over, it is active.
+        assert_eq!(
+            state_of(&s, "10.0.0.4:80", T0 + 200_000),
+            RoutingState::Active
+        );
+        // Agreed unhealthy (health checks are on by default).
+        if let Some(b) = s
+            .groups
+            .get_mut("web")
+            .and_then(|g| g.backends.get_mut("10.0.0.1:80"))
+        {
+            b.health.healthy = false;
+        }
+        assert_eq!(state_of(&s, "10.0.0.1:80", now), RoutingState::Unhealthy);
+    }
+}
