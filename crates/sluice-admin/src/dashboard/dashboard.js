@@ -142,9 +142,10 @@
       badge("unreachable", "unreachable"));
     if (n.state == null) return el("td", { "data-backend-node": n.node, "data-state": "unknown" },
       el("span", { class: "quiet" }, "not applied here yet"));
-    const probe = n.probe
-      ? `probe ${n.probe.healthy ? "healthy" : "unhealthy"} (${n.probe.detail || (n.probe.passed ? "passed" : "failed")})`
-      : "not probed";
+    const p = n.probe;
+    let probe = "not probed";
+    if (p && p.passed) probe = `probe ${p.healthy ? "healthy" : "unhealthy"} (${p.detail || "passed"})`;
+    else if (p) probe = `probe ${p.healthy ? "healthy, last failed" : "unhealthy"}: ${p.detail || "failed"}`;
     const busy = n.in_flight + n.tunnels > 0;
     return el("td", {
       "data-backend-node": n.node, "data-state": n.state,
@@ -153,7 +154,8 @@
     badge(n.state, STATE_TEXT[n.state] || n.state),
     el("span", { class: `cell-line ${busy ? "holds-work" : ""}` },
       `${n.in_flight} in flight · ${plural(n.tunnels, "tunnel")}`),
-    el("span", { class: "cell-line" }, probe));
+    el("span", { class: `cell-line ${p && !p.passed ? "probe-failed" : ""}`, "data-probe": p ? p.passed : "none" },
+      probe));
   }
 
   function renderGroups(o) {
@@ -208,7 +210,7 @@
       const left = Math.max(0, deadline - now);
       e.dataset.remainingS = (left / 1000).toFixed(1);
       e.dataset.due = String(left === 0);
-      e.textContent = left === 0 ? "closing" : countdownText(left);
+      e.textContent = left === 0 ? "deadline passed" : countdownText(left);
       const bar = e.closest(".drain")?.querySelector("[data-progress]");
       if (bar && deadline > started) {
         bar.style.width = `${Math.min(100, (100 * (now - started)) / (deadline - started))}%`;
