@@ -53,7 +53,7 @@ async fn overview(node: &sluice_testkit::NodeProcess) -> Value {
     serde_json::from_str(&body).expect("/v1/overview is JSON")
 }
 
-/// What the page's row for node `node` of drain `drain` says: (requests,
+/// What the page's row for node `node` of the one drain says: (requests,
 /// tunnels, finished, text).
 fn drain_row(dom: &Dom, node: u64) -> (String, String, String, String) {
     let row = dom.one(&format!("data-drain-node=\"{node}\""));
