@@ -33,6 +33,7 @@ pub fn router(ctx: Arc<AdminContext>) -> Router {
     let consistent = || from_fn_with_state(ctx.clone(), consistent_reads);
     let rpc = sluice_raft::rpc_server::router(ctx.store.node().clone());
     Router::new()
+        .route("/", get(crate::dashboard::page))
         .route("/livez", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/v1/state", get(state.layer(consistent())))
@@ -67,6 +68,7 @@ pub fn router(ctx: Arc<AdminContext>) -> Router {
         .merge(crate::cluster_routes::routes())
         .merge(crate::node_routes::routes(ctx.clone()))
         .merge(crate::cert_routes::routes(ctx.clone()))
+        .merge(crate::overview::routes())
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,
