@@ -38,6 +38,7 @@ mod legacy_outcome;
 mod log_store;
 mod member_client;
 pub mod network;
+mod raft_events;
 pub mod rpc_server;
 mod state_machine;
 mod status;
