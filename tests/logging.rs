@@ -11,6 +11,7 @@ mod common;
 use std::fmt;
 use std::time::Duration;
 
+use common::cluster::Cluster;
 use common::*;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
@@ -228,10 +229,143 @@ async fn rust_log_naming_openraft_brings_its_lines_back() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_logs_raft_events_in_one_line_each() {
+    let mut cluster = Cluster::formed_with(|opts| {
+        opts.extra_toml.push_str("[log]\nformat = \"json\"\n");
+        opts.env.push(("RUST_LOG".into(), None));
+    })
+    .await;
+    assert_eq!(cluster.leader().await, 1, "node 1 initialised the cluster");
+    let message = |v: &Line| v["message"].as_str().unwrap().to_owned();
+    let elected = |v: &Line, leader: u64| v["message"] == "leader elected" && v["leader"] == leader;
+
+    // The leader saw each node join (as a learner), then the three voters.
+    // (Two changes close together may be seen, and logged, as one.)
+    let on_1 = raft_lines_once(cluster.node(1), |raft: &[Line]| {
+        raft.iter()
+            .any(|v| v["message"] == "membership changed" && v["voters"] == "1,2,3")
+    });
+    let membership: Vec<&Line> = on_1
+        .iter()
+        .filter(|v| v["message"] == "membership changed")
+        .collect();
+    let joined: Vec<&str> = membership
+        .iter()
+        .filter_map(|v| v.get("joined").and_then(Value::as_str))
+        .collect();
+    assert_eq!(joined, ["1", "2", "3"], "{on_1:#?}");
+    let last = membership.last().unwrap();
+    assert_eq!(
+        (&last["voters"], &last["learners"]),
+        (&Value::from("1,2,3"), &Value::from("")),
+        "{on_1:#?}"
+    );
+    assert!(!last.contains_key("left"), "{on_1:#?}");
+    let term = on_1
+        .iter()
+        .find(|v| elected(v, 1))
+        .unwrap_or_else(|| panic!("{on_1:#?}"))["term"]
+        .as_u64()
+        .unwrap();
+    // A follower names the same leader and term, in one line.
+    for id in [2, 3] {
+        let raft = raft_lines_once(cluster.node(id), |raft: &[Line]| {
+            raft.iter().any(|v| elected(v, 1))
+        });
+        let lines: Vec<&Line> = raft.iter().filter(|v| elected(v, 1)).collect();
+        assert_eq!(lines.len(), 1, "node {id}: {raft:#?}");
+        assert_eq!(lines[0]["term"], term, "node {id}: {raft:#?}");
+        assert_eq!(
+            message(&raft[0]),
+            "raft started: not a member of a cluster yet"
+        );
+    }
+
+    // The leader dies: each follower says who leads now, in a later term.
+    cluster.kill(1).await;
+    let start = std::time::Instant::now();
+    let leader = loop {
+        let leader = cluster.leader().await;
+        if leader != 1 {
+            break leader;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no new leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for id in [2, 3] {
+        let raft = raft_lines_once(cluster.node(id), |raft: &[Line]| {
+            raft.iter().any(|v| elected(v, leader))
+        });
+        let now = raft.iter().position(|v| elected(v, leader)).unwrap();
+        // "leader lost" comes in between unless the election was over
+        // before the node's metrics watch looked (the watch sees the
+        // latest metrics): when it is there, it names node 1.
+        let lost = raft
+            .iter()
+            .position(|v| v["message"] == "leader lost: an election is under way");
+        if let Some(lost) = lost {
+            assert_eq!(raft[lost]["was"], 1, "node {id}: {raft:#?}");
+            assert!(lost < now, "node {id}: {raft:#?}");
+        }
+        assert!(
+            raft[now]["term"].as_u64().unwrap() > term,
+            "node {id}: {raft:#?}"
+        );
+    }
+}
+
+/// A parsed JSON log line.
+type Line = Map<String, Value>;
+
+/// The `raft_events` lines of `node`'s JSON log once `want` holds of them
+/// (within 10 s); every line of the log is flat, with each key once, and
+/// none is openraft's below WARN.
+fn raft_lines_once(
+    node: &sluice_testkit::NodeProcess,
+    want: impl Fn(&[Line]) -> bool,
+) -> Vec<Line> {
+    let id = node.node_id();
+    let start = std::time::Instant::now();
+    tokio::task::block_in_place(|| loop {
+        let log = node.log();
+        let lines: Vec<Line> = log
+            .lines()
+            .filter(|l| !l.starts_with("=== sluice-testkit"))
+            .map(|l| flat_object_of(id, l))
+            .collect();
+        for v in &lines {
+            let target = v["target"].as_str().unwrap();
+            assert!(
+                !target.starts_with("openraft")
+                    || matches!(v["level"].as_str(), Some("WARN" | "ERROR")),
+                "openraft below WARN on node {id}: {v:?}"
+            );
+        }
+        let raft: Vec<Line> = lines
+            .into_iter()
+            .filter(|v| v["target"] == "sluice_raft::raft_events")
+            .collect();
+        if want(&raft) {
+            return raft;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "node {id}: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    })
+}
+
 /// `line` parsed as a JSON object whose keys are each there once and whose
 /// values are none of them an object or an array; it names node [`NODE`]
 /// and has the line's own keys.
 fn flat_object(line: &str) -> Map<String, Value> {
+    flat_object_of(NODE, line)
+}
+
+/// [`flat_object`] of a line of node `node`.
+fn flat_object_of(node: u64, line: &str) -> Map<String, Value> {
     let keys = top_level_keys(line);
     let mut unique = keys.clone();
     unique.sort();
@@ -246,7 +380,7 @@ fn flat_object(line: &str) -> Map<String, Value> {
             "{key} is nested: {line}"
         );
     }
-    assert_eq!(v["node"], NODE, "{line}");
+    assert_eq!(v["node"], node, "{line}");
     for key in ["time", "level", "target"] {
         assert!(v[key].is_string(), "no {key}: {line}");
     }
