@@ -5,6 +5,7 @@
 mod cli;
 mod client;
 mod config;
+mod log_filter;
 mod log_format;
 mod logging;
 mod node;

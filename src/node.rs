@@ -35,7 +35,7 @@ use anyhow::Context;
 use sluice_admin::auth::{self, TokenSource};
 use sluice_admin::{router, AdminContext, CommandStore};
 use sluice_bridge::Bridge;
-use sluice_model::{Command, NodeDrainReason};
+use sluice_model::{Applied, Command, NodeDrainReason};
 use sluice_proxy::{DataPlane, ProxySettings};
 use sluice_raft::tls::MemberTls;
 use sluice_raft::{ClusterConfig, RaftNode};
@@ -320,9 +320,19 @@ async fn drain_to_stop(
             at: 0,
         });
         match tokio::time::timeout(RECORD_STOP_WITHIN, proposed).await {
-            Ok(Ok(s)) => {
-                info!(applied = ?s.applied, "the cluster recorded this node's stop (or the drain it was in)")
-            }
+            Ok(Ok(s)) => match s.applied {
+                Applied::Draining {
+                    drain,
+                    deadline,
+                    started,
+                } => info!(
+                    %drain,
+                    deadline_ms = deadline,
+                    started,
+                    "the cluster recorded this node's stop (or the drain it was in)"
+                ),
+                other => info!(applied = ?other, "the cluster recorded this node's stop"),
+            },
             Ok(Err(e)) => {
                 warn!(error = %e, "the cluster did not record this node's stop; draining on its own")
             }

@@ -82,7 +82,7 @@ async fn set_faults(
 ) -> Result<Json<FaultSet>, ApiError> {
     let hook = fault_hook(&ctx)?;
     let set: FaultSet = json_body(&bytes)?;
-    tracing::warn!(node = ctx.node_id, drop_raft_to = ?set.drop_raft_to, hold_entries_to = ?set.hold_entries_to, "fault injection: dropping raft RPCs");
+    tracing::warn!(drop_raft_to = ?set.drop_raft_to, hold_entries_to = ?set.hold_entries_to, "fault injection: dropping raft RPCs");
     hook.set_drop_raft_to(set.drop_raft_to);
     hook.set_hold_entries_to(set.hold_entries_to);
     Ok(Json(FaultSet {

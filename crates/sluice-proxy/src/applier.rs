@@ -87,7 +87,7 @@ struct RunningBackend {
 
 pub(crate) struct ApplierState {
     args: ApplierArgs,
-    /// `state_applier{node}`, around every handler.
+    /// `state_applier`, around every handler.
     span: Span,
     /// Revision of the state the data plane runs; an older one is ignored,
     /// so routing never goes back in time.
@@ -144,7 +144,7 @@ impl Actor for StateApplier {
         _myself: ActorRef<Self::Msg>,
         args: ApplierArgs,
     ) -> Result<ApplierState, ActorProcessingErr> {
-        let span = tracing::info_span!("state_applier", node = args.settings.node_id);
+        let span = tracing::info_span!("state_applier");
         Ok(ApplierState {
             span,
             args,
@@ -301,7 +301,7 @@ impl ApplierState {
             .map(|d| d.drain);
         if let Some(drain) = earlier_stop.filter(|d| self.cleared_stop != Some(*d)) {
             self.cleared_stop = Some(drain);
-            info!(drain = ?drain, "the state holds the stop of this node's previous process; clearing it");
+            info!(%drain, "the state holds the stop of this node's previous process; clearing it");
             self.args
                 .events
                 .earlier_process_stopping(settings.incarnation);
@@ -328,7 +328,7 @@ impl ApplierState {
                     finished: false,
                 };
                 info!(
-                    drain = ?drain,
+                    drain = drain.map(tracing::field::display),
                     deadline_in_ms = deadline.saturating_sub(now),
                     accept_grace_ms = status.accept_until.saturating_sub(now),
                     "node drains: not ready, accepting during the grace, closing what is left at the deadline"
@@ -352,7 +352,11 @@ impl ApplierState {
                 if s.deadline != deadline {
                     s.deadline = deadline;
                     s.accept_until = s.accept_until.min(deadline);
-                    info!(drain = ?drain, deadline_in_ms = deadline.saturating_sub(now), "node drain deadline changed");
+                    info!(
+                        drain = drain.map(tracing::field::display),
+                        deadline_in_ms = deadline.saturating_sub(now),
+                        "node drain deadline changed"
+                    );
                     self.tell_listeners_node_drain();
                 }
             }
@@ -383,7 +387,10 @@ impl ApplierState {
         let s = &mut running.status;
         if !s.finished && open == 0 && sluice_clock::now_ms() >= s.accept_until {
             s.finished = true;
-            info!(drain = ?s.drain, "node drained: no client connection left");
+            info!(
+                drain = s.drain.map(tracing::field::display),
+                "node drained: no client connection left"
+            );
         }
         myself.send_after(NODE_DRAIN_CHECK, || ApplierMessage::NodeDrainCheck);
         self.publish_node_drain();
@@ -542,10 +549,15 @@ impl ApplierState {
         match drained {
             Ok(CallResult::Success(())) => {}
             Ok(_) => {
-                warn!(port, generation, drain = ?drain, "listener did not confirm its drain in time")
+                warn!(
+                    port,
+                    generation,
+                    drain = drain.map(tracing::field::display),
+                    "listener did not confirm its drain in time"
+                )
             }
             Err(e) => {
-                warn!(port, generation, drain = ?drain, error = %e, "listener did not confirm its drain")
+                warn!(port, generation, drain = drain.map(tracing::field::display), error = %e, "listener did not confirm its drain")
             }
         }
         self.draining_listeners.insert((port, generation), r.actor);
@@ -775,7 +787,6 @@ impl ApplierState {
                 spec.clone(),
                 healthy,
                 self.args.settings.data_address,
-                self.args.settings.node_id,
                 myself.clone(),
                 self.args.events.clone(),
             );

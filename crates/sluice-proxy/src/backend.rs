@@ -141,7 +141,7 @@ pub(crate) struct BackendState {
     connections: HashMap<ActorId, CancellationToken>,
     /// The drain in progress.
     drain: Option<DrainState>,
-    /// `backend{group, addr}`, entered by every handler.
+    /// `backend{group, backend}`, entered by every handler.
     span: Span,
 }
 
@@ -194,7 +194,7 @@ impl Actor for Backend {
         let span = tracing::info_span!(
             "backend",
             group = %args.runtime.group,
-            addr = %args.runtime.addr
+            backend = %args.runtime.addr
         );
         Ok(BackendState {
             runtime: args.runtime,

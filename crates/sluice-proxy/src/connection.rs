@@ -280,7 +280,10 @@ impl Actor for Connection {
         match message {
             ConnectionMessage::ListenerDraining { drain } => {
                 if state.ctx.keep_alive.close_if_idle() {
-                    debug!(drain = ?drain, "listener drains: closing idle connection");
+                    debug!(
+                        drain = drain.map(tracing::field::display),
+                        "listener drains: closing idle connection"
+                    );
                     state.ctx.stop_serving();
                 }
             }
@@ -299,7 +302,10 @@ impl Actor for Connection {
                         r.token.cancel();
                     }
                 }
-                debug!(drain = ?drain, "listener drain deadline: ending this connection's work");
+                debug!(
+                    drain = drain.map(tracing::field::display),
+                    "listener drain deadline: ending this connection's work"
+                );
             }
             #[cfg(any(test, feature = "test-hooks"))]
             ConnectionMessage::Panic => panic!("connection asked to crash"),

@@ -49,11 +49,10 @@ pub(crate) fn spawn(
     spec: ProbeSpec,
     healthy: bool,
     source: IpAddr,
-    node: u64,
     applier: ActorRef<ApplierMessage>,
     events: Arc<dyn DataPlaneEvents>,
 ) -> JoinHandle<()> {
-    let span = tracing::info_span!("health", node, group = %spec.group, backend = %spec.addr);
+    let span = tracing::info_span!("health", group = %spec.group, backend = %spec.addr);
     tokio::spawn(run(spec, healthy, source, applier, events).instrument(span))
 }
 

@@ -39,10 +39,12 @@
 //! then closes its socket and idle connections, and at the deadline ends
 //! what is left as above. [`DataPlane::node_drain`] says how far it got.
 //!
-//! Logs carry where they come from: spans `state_applier{node}`,
-//! `listener{port, generation}`, `backend{group, addr}` (with the drain id
-//! on each drain line), `connection{port, peer}` (made once per connection,
-//! never per request) and `health{node, group, backend}`.
+//! Logs carry where they come from: spans `state_applier`,
+//! `listener{port, generation}`, `backend{group, backend}` (with the drain
+//! id on each drain line), `connection{peer}` under its listener's span
+//! (made once per connection, never per request) and `health{group,
+//! backend}`. The node's id is on every line of the process (the binary's
+//! log format), so no span repeats it.
 //!
 //! Health: the `StateApplier` runs one probe task per checked backend; a
 //! backend this node's own probes see failing leaves this node's routing

@@ -366,7 +366,7 @@ async fn handle_message(
                 let now = sluice_clock::now_ms();
                 let wait = deadline.saturating_sub(now);
                 info!(
-                    drain = ?drain,
+                    drain = drain.map(tracing::field::display),
                     deadline_in_ms = wait,
                     "listener removed: not accepting, draining its connections"
                 );
@@ -396,7 +396,7 @@ async fn handle_message(
                     d.fired = true;
                     let drain = d.id;
                     info!(
-                        drain = ?drain,
+                        drain = drain.map(tracing::field::display),
                         connections = myself.get_children().len(),
                         "listener drain deadline: closing remaining work"
                     );

@@ -26,6 +26,7 @@ use crate::group_commit::{Batcher, CommitLimits};
 use crate::leadership::{leader_addr, leader_changes};
 use crate::member_client::MemberClient;
 use crate::network::{Faults, HttpNetwork};
+use crate::raft_events;
 use crate::state_machine::StateMachineStore;
 use crate::store::open;
 use crate::tls::MemberTls;
@@ -146,6 +147,7 @@ impl RaftNode {
         )
         .await
         .map_err(ClusterError::raft)?;
+        raft_events::spawn(raft.metrics());
         let peers = MemberClient::new(config.token.clone(), config.tls.as_ref())?;
         // The longest election timeout is twice the shortest.
         let election_max = config.election_timeout * 2;
@@ -156,10 +158,7 @@ impl RaftNode {
         let proposer = Batcher::leader(raft.clone(), limits);
         let forwarder = Batcher::forwarder(raft.clone(), peers.clone(), WRITE_LIMIT);
         if config.fault_injection {
-            warn!(
-                node = config.node_id,
-                "fault injection is enabled: for tests only, never in production"
-            );
+            warn!("fault injection is enabled: for tests only, never in production");
         }
         Ok(RaftNode {
             ids: IdSource::new(config.node_id),
@@ -267,12 +266,9 @@ impl RaftNode {
             .await
             .is_err()
         {
-            warn!(
-                node = self.config.node_id,
-                "initialised, but not leader after 10s"
-            );
+            warn!("initialised, but not leader after 10s");
         }
-        info!(node = self.config.node_id, "initialised a new cluster");
+        info!("initialised a new cluster");
         Ok(())
     }
 
@@ -401,7 +397,7 @@ impl RaftNode {
     /// caught up, then as voter. Must run on the leader.
     pub async fn join(&self, addr: &str) -> Result<NodeIdentity, ClusterError> {
         let who = self.identify(addr).await?;
-        info!(node = who.node, addr = %who.addr, "adding node as learner");
+        info!(member = who.node, addr = %who.addr, "adding node as learner");
         self.raft
             .add_learner(
                 who.node,
@@ -412,7 +408,7 @@ impl RaftNode {
             )
             .await
             .map_err(ClusterError::raft)?;
-        info!(node = who.node, "promoting node to voter");
+        info!(member = who.node, "promoting node to voter");
         self.raft
             .change_membership(
                 ChangeMembers::AddVoterIds(BTreeSet::from([who.node])),

@@ -18,6 +18,9 @@
 //!   [`group_commit`] batches writes into shared entries on the leader
 //!   (stamped through the model's `Command::stamp`) and into shared
 //!   forwarded calls on a follower. Errors are [`ClusterError`].
+//! - `raft_events.rs`: one INFO line per Raft event an operator follows
+//!   (started, leader elected or lost, membership changed), from the
+//!   node's Raft metrics.
 //!
 //! Every write that must survive a crash is flushed to disk before openraft
 //! is told it happened, and the state machine is persisted after each
@@ -38,6 +41,7 @@ mod legacy_outcome;
 mod log_store;
 mod member_client;
 pub mod network;
+mod raft_events;
 pub mod rpc_server;
 mod state_machine;
 mod status;

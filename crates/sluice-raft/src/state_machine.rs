@@ -456,7 +456,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         self.flush()
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        tracing::debug!(%meta, size = bytes.len(), "snapshot built");
+        let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+        tracing::info!(index, size = bytes.len(), "snapshot built");
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),
@@ -597,7 +598,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         *self.lock().map_err(sm_write)? = data;
         self.inner.indexed.send_replace((index, state.clone()));
         self.inner.published.send_replace(state);
-        tracing::info!(%meta, "snapshot installed");
+        tracing::info!(index, size = bytes.len(), "snapshot installed");
         Ok(())
     }
 

@@ -78,6 +78,9 @@ pub struct NodeOptions {
     /// A cluster member's advertise URL must be `https://` with it: see
     /// [`NodeOptions::cluster_member_tls`].
     pub tls: Option<NodeTls>,
+    /// Environment variables of the node's process, on top of the test's:
+    /// `Some` sets one, `None` removes it (e.g. `RUST_LOG`).
+    pub env: Vec<(String, Option<String>)>,
 }
 
 impl NodeOptions {
@@ -95,6 +98,7 @@ impl NodeOptions {
             tmpfs_data_dir_mib: None,
             max_open_files: None,
             tls: None,
+            env: Vec::new(),
         }
     }
 
@@ -259,8 +263,14 @@ impl NodeProcess {
         };
         // The node takes SLUICE_TOKEN over its config's token: a token
         // exported in the test's environment must not replace the node's.
+        command.env_remove("SLUICE_TOKEN");
+        for (name, value) in &self.opts.env {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
         let child = command
-            .env_remove("SLUICE_TOKEN")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(stderr)
@@ -705,6 +715,7 @@ mod tests {
             tmpfs_data_dir_mib: None,
             max_open_files: None,
             tls: None,
+            env: Vec::new(),
         };
         let text = render_config(&opts, Path::new("/tmp/x\\y/data"));
         assert_eq!(

@@ -72,7 +72,7 @@ pub(crate) fn relay(
                 cut
             }
             Err(e) => {
-                debug!(backend = %backend.addr, error = %e, "websocket tunnel failed at its start");
+                debug!(group = %backend.group, backend = %backend.addr, error = %e, "websocket tunnel failed at its start");
                 false
             }
         };
