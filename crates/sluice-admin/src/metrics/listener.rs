@@ -1,8 +1,8 @@
 //! Per-listener families (label `listener` = its port): connections this
 //! node accepted and holds on it, failed TLS handshakes (TLS listeners),
-//! and whether this node has its port bound. A removed listener keeps its
-//! series while it drains; its connection counts follow it until its last
-//! connection ends.
+//! and whether this node has its port bound (`sluice_listener_up`, for
+//! listeners of the state: a removed one has none). A removed listener's
+//! connection counts stay while it drains, until its last connection ends.
 
 use std::collections::BTreeSet;
 
@@ -55,11 +55,12 @@ pub(crate) fn families(node: &Labels, state: &State, dp: &DataPlane) -> Vec<Fami
                 tls_failures.sample(&labels, c.tls_handshake_failures);
             }
         }
-        let bound = state.listeners.contains_key(&port)
-            && dp
+        if state.listeners.contains_key(&port) {
+            let bound = dp
                 .listener_status(port)
                 .is_some_and(|s| s.status == "listening");
-        up.sample(&labels, u8::from(bound));
+            up.sample(&labels, u8::from(bound));
+        }
     }
     vec![accepted, active, tls_failures, up]
 }
