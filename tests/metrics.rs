@@ -262,7 +262,11 @@ async fn metrics_after_a_scripted_drain_have_their_families_labels_and_values() 
         ),
         1.0
     );
-    assert_eq!(s.value("sluice_backend_weight", &backend_labels), 1.0);
+    assert_eq!(
+        s.value("sluice_backend_weight", &backend_labels),
+        100.0,
+        "the default weight"
+    );
     assert!(
         s.find("sluice_listener_tls_handshake_failures_total", &[])
             .is_empty(),

@@ -1,4 +1,5 @@
-//! [`WriteLatency`]: how long writes taken by this node took, from the
+//! [`WriteLatency`]: how long writes taken by this node (admin API writes
+//! and the node's own reports alike) took, from the
 //! moment [`RaftNode::write_all`](crate::RaftNode::write_all) got them to
 //! the leader's answer that they were committed and applied (re-sends to a
 //! new leader included). One place measures it, so the figure means one

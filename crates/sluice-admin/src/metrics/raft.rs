@@ -1,8 +1,8 @@
 //! Per-node Raft families: term, leader, commit and applied index,
 //! members, each follower's lag (on the leader), and how long the writes
 //! this node took needed to be committed and applied
-//! (`sluice_write_duration_seconds`, measured in one place: sluice-raft's
-//! `write_all`). `sluice_raft_leader_id` is 0 when this node knows no
+//! (`sluice_write_duration_seconds`: admin API writes and the node's own
+//! reports alike, measured in one place, sluice-raft's `write_all`). `sluice_raft_leader_id` is 0 when this node knows no
 //! leader (node ids start at 1).
 
 use sluice_raft::write_latency::WRITE_BUCKETS_SECONDS;
@@ -29,7 +29,7 @@ pub(crate) fn families(node: &Labels, r: &RaftFigures) -> Vec<Family> {
     let mut writes = Family::new(
         "sluice_write_duration_seconds",
         Histogram,
-        "Time from an admin write reaching this node to the leader's answer that it is committed and applied (re-sends included).",
+        "Time from a write reaching this node (an admin API write, or this node's report of a bind, a health view or a finished drain) to the leader's answer that it is committed and applied.",
     );
     let w = &r.writes;
     writes.histogram(
