@@ -13,8 +13,8 @@
 //! checks) > `slow_start` (ramping up its weight) > `active`.
 //! `sluice_backend_healthy` is this node's own view (its probes after the
 //! thresholds), absent while this node does not probe the backend (checks
-//! off, weight 0, not yet probed): a split between nodes shows as differing
-//! values.
+//! off, weight 0, maintenance, draining, not yet probed): a split between
+//! nodes shows as differing values.
 
 use sluice_model::{Backend, BackendStatus, Group, State};
 use sluice_proxy::{DataPlane, LATENCY_BUCKETS_SECONDS};
