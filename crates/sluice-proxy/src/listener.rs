@@ -1,7 +1,8 @@
 //! The `Listener` actor: binds one port on the node's data address and
 //! spawns a linked `Connection` actor per accepted client connection. A
 //! crashed `Connection` is logged and counted; the listener and every other
-//! connection go on.
+//! connection go on. It counts its connections (accepted, open) for
+//! `/metrics` in its [`ListenerCounters`].
 //!
 //! A removed listener drains like a backend: it closes its socket at once
 //! (the port is free), ends keep-alive on its connections (an idle one
