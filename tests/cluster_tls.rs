@@ -5,7 +5,7 @@
 //!
 //! | test | what it shows |
 //! |---|---|
-//! | [`a_tls_cluster_forms_forwards_and_refuses_a_stranger`] | three nodes form over https, a write on a follower is forwarded and shows on every node; a fourth node whose certificate another CA signed cannot join (the error names the certificate), is never listed, never gets the state, and its certificate is refused at the handshake |
+//! | [`a_tls_cluster_forms_forwards_and_refuses_a_stranger`] | three nodes form over https, a write on a follower is forwarded and shows on every node; `/v1/overview` on a follower, read without a client certificate, reached every member over TLS; a fourth node whose certificate another CA signed cannot join (the error names the certificate), is never listed, never gets the state, and its certificate is refused at the handshake |
 //! | [`a_tls_admin_port_refuses_what_cannot_prove_membership`] | plain HTTP to the TLS port fails; a Raft RPC or a forwarded call with the right token but no client certificate gets `403 member_certificate_required` (with a member's certificate it passes that check); the CLI with a wrong or no `--ca` says the certificate is not trusted |
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
@@ -108,6 +108,37 @@ async fn a_tls_cluster_forms_forwards_and_refuses_a_stranger() {
         )
         .await;
     }
+
+    // The dashboard's overview, read by an operator (no client
+    // certificate) from a follower: that follower read every member's
+    // local view over TLS.
+    let url = format!("{}/v1/overview", cluster.node(follower).admin_url());
+    let overview: Value = https_client(&member_tls, None)
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reached: Vec<(u64, bool, bool)> = overview["members"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no members: {overview}"))
+        .iter()
+        .map(|m| {
+            (
+                m["node"].as_u64().unwrap(),
+                m["reachable"] == true,
+                m["applied"].is_u64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reached,
+        [(1, true, true), (2, true, true), (3, true, true)],
+        "{overview}"
+    );
+    assert_eq!(overview["groups"][0]["name"], "web", "{overview}");
 
     // A fourth node whose certificate another CA signed (and which trusts
     // that CA) is refused: the leader cannot verify it.

@@ -4,6 +4,7 @@
 //!
 //! | method | path | body | answer |
 //! |---|---|---|---|
+//! | GET | `/` | | the dashboard: one HTML page, no token, no external asset; it polls `/v1/overview` every second |
 //! | GET | `/livez`, `/readyz` | | `200 ok` (no token); `/readyz` is 503 `draining` while the node drains itself, 503 `raft_stopped` once its Raft core stopped |
 //! | GET | `/metrics` | | Prometheus text |
 //! | GET | `/v1/groups` | | `[GroupView]` |
@@ -26,6 +27,8 @@
 //! | PUT | `/v1/certs/{name}` | [`UpdateCert`] | `CertView` (404 `cert_not_found` when absent; refused input as for POST) |
 //! | DELETE | `/v1/certs/{name}` | | `RemovedCert` (409 `cert_in_use` naming the listeners' ports) |
 //! | GET | `/v1/state` | | the whole replicated `State`, certificates' keys left out (`key_pem` empty) |
+//! | GET | `/v1/overview` | | [`Overview`]: members, leader and term, groups with each member's view of every backend, every drain with what each member still holds (members asked in parallel, 500 ms each; one that does not answer is `reachable: false`) |
+//! | GET | `/v1/local` | | [`LocalView`]: this node alone — what it holds, its own drain, each backend as it routes to it (state, in flight, tunnels, its last probe) |
 //! | GET | `/v1/nodes` | | [`NodeList`]: each member, its own drain, what it holds |
 //! | POST | `/v1/nodes/{node}/drain` | [`DrainNode`] | `202 NodeView` (draining; N1) |
 //! | POST | `/v1/nodes/{node}/undrain` | | `NodeView` (409 `node_not_draining`) |
@@ -60,6 +63,13 @@ use sluice_model::{
     DrainId, HealthCheck, HealthCheckUpdate, NodeDrainReason, NodeId, SecretPem, UnixMillis,
 };
 use sluice_raft::MemberHolds;
+
+mod overview;
+pub use overview::{
+    DrainKind, LocalBackendView, LocalOwnDrain, LocalView, Overview, OverviewBackend,
+    OverviewBackendOnNode, OverviewDrain, OverviewDrainOnNode, OverviewGroup, OverviewMember,
+    RoutingState,
+};
 
 /// Body of `POST /v1/groups`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

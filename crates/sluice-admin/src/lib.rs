@@ -17,6 +17,9 @@
 //! (the bearer token). The JSON bodies live in [`api`], shared with the CLI.
 //! [`serve`] serves the router in plain HTTP or TLS; over TLS the routes
 //! only members call need a member's certificate (`member_only.rs`).
+//! `GET /` serves the dashboard (`dashboard.rs`), a page over
+//! `/v1/overview` (`overview.rs`), which gathers every member's
+//! `/v1/local` (`local_view.rs`).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -26,13 +29,16 @@ mod cert_routes;
 mod cluster_routes;
 mod consistent;
 mod context;
+mod dashboard;
 #[cfg(feature = "test-clock")]
 mod debug_clock;
 mod error;
 mod extract;
+mod local_view;
 mod member_only;
 mod metrics;
 mod node_routes;
+mod overview;
 mod peer_progress;
 mod routes;
 mod serve;

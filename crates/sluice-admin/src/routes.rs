@@ -34,6 +34,7 @@ pub fn router(ctx: Arc<AdminContext>) -> Router {
     let rpc = sluice_raft::rpc_server::router(ctx.store.node().clone());
     crate::metrics::mark_started();
     Router::new()
+        .route("/", get(crate::dashboard::page))
         .route("/livez", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/v1/state", get(state.layer(consistent())))
@@ -68,6 +69,7 @@ pub fn router(ctx: Arc<AdminContext>) -> Router {
         .merge(crate::cluster_routes::routes())
         .merge(crate::node_routes::routes(ctx.clone()))
         .merge(crate::cert_routes::routes(ctx.clone()))
+        .merge(crate::overview::routes())
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,

@@ -7,67 +7,35 @@
 //! its series go when the drain ends. Traffic series exist while this
 //! node's data plane runs the backend.
 //!
-//! `sluice_backend_state` has one series per state, exactly one of them 1,
-//! by this precedence: `draining` (removed, or failed its health checks and
-//! drains) > `maintenance` > `unhealthy` (the cluster agreed it fails its
-//! checks) > `slow_start` (ramping up its weight) > `active`.
+//! `sluice_backend_state` has one series per state, exactly one of them 1:
+//! the state routing gives it, as the dashboard shows it
+//! ([`routing_state`]), by this precedence: `draining` (removed, or failed
+//! its health checks and drains) > `maintenance` > `unhealthy` (the cluster
+//! agreed it fails its checks) > `slow_start` (ramping up its weight) >
+//! `active`.
 //! `sluice_backend_healthy` is this node's own view (its probes after the
 //! thresholds), absent while this node does not probe the backend (checks
 //! off, weight 0, maintenance, draining, not yet probed): a split between
 //! nodes shows as differing values.
 
-use sluice_model::{Backend, BackendStatus, Group, State};
+use sluice_model::{BackendStatus, State};
 use sluice_proxy::{DataPlane, LATENCY_BUCKETS_SECONDS};
 
 use super::exposition::{Family, Kind, Labels};
+use crate::api::RoutingState;
+use crate::local_view::routing_state;
 
 /// Label values of `sluice_backend_responses_total`'s `class`.
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// A backend's state for `sluice_backend_state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StateLabel {
-    Active,
-    Draining,
-    Maintenance,
-    Unhealthy,
-    SlowStart,
-}
-
-impl StateLabel {
-    const ALL: [StateLabel; 5] = [
-        StateLabel::Active,
-        StateLabel::Draining,
-        StateLabel::Maintenance,
-        StateLabel::Unhealthy,
-        StateLabel::SlowStart,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            StateLabel::Active => "active",
-            StateLabel::Draining => "draining",
-            StateLabel::Maintenance => "maintenance",
-            StateLabel::Unhealthy => "unhealthy",
-            StateLabel::SlowStart => "slow_start",
-        }
-    }
-
-    /// `b`'s state by the precedence of the module's documentation.
-    pub(crate) fn of(g: &Group, b: &Backend, now: u64) -> StateLabel {
-        if matches!(b.status, BackendStatus::Draining { .. }) {
-            StateLabel::Draining
-        } else if b.maintenance {
-            StateLabel::Maintenance
-        } else if g.health.enabled && b.weight > 0 && !b.health.healthy {
-            StateLabel::Unhealthy
-        } else if g.ramp_of(b, now).is_some() {
-            StateLabel::SlowStart
-        } else {
-            StateLabel::Active
-        }
-    }
-}
+/// `sluice_backend_state`'s series, with their `state` label values.
+const STATES: [(RoutingState, &str); 5] = [
+    (RoutingState::Active, "active"),
+    (RoutingState::Draining, "draining"),
+    (RoutingState::Maintenance, "maintenance"),
+    (RoutingState::Unhealthy, "unhealthy"),
+    (RoutingState::SlowStart, "slow_start"),
+];
 
 /// The per-backend families.
 struct BackendFamilies {
@@ -223,10 +191,10 @@ pub(crate) fn families(node: &Labels, state: &State, dp: &DataPlane, now: u64) -
             if let Some(h) = dp.local_health(&g.name, &b.addr) {
                 f.healthy.sample(&labels, u8::from(h.healthy));
             }
-            let current = StateLabel::of(g, b, now);
-            for s in StateLabel::ALL {
+            let current = routing_state(g, b, now);
+            for (s, name) in STATES {
                 f.state
-                    .sample(&labels.with("state", s.as_str()), u8::from(s == current));
+                    .sample(&labels.with("state", name), u8::from(s == current));
             }
             let drain = match b.status {
                 BackendStatus::Draining { drain } => state.drains.get(&drain),
