@@ -182,6 +182,23 @@ async fn get<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, path: &str) -> Resul
 
 /// The node's `sluice_tls_handshake_failures_total`.
 async fn handshake_failures(node: &NodeProcess) -> Result<u64, String> {
+    series(node, "sluice_tls_handshake_failures_total{").await
+}
+
+/// `sluice_listener_tls_handshake_failures_total` of the listener `listen`
+/// (`ip:port`).
+async fn listener_handshake_failures(node: &NodeProcess, listen: &str) -> Result<u64, String> {
+    let port = listen.rsplit(':').next().unwrap_or_default();
+    let series_of = format!(
+        "sluice_listener_tls_handshake_failures_total{{node=\"{}\",listener=\"{port}\"",
+        node.node_id()
+    );
+    series(node, &series_of).await
+}
+
+/// The value of the first series of the node's `/metrics` that starts with
+/// `prefix`.
+async fn series(node: &NodeProcess, prefix: &str) -> Result<u64, String> {
     let (_, _, body) = sluice_testkit::http_get(
         &format!("{}/metrics", node.admin_url()),
         Duration::from_secs(2),
@@ -189,10 +206,10 @@ async fn handshake_failures(node: &NodeProcess) -> Result<u64, String> {
     .await
     .map_err(|e| e.to_string())?;
     body.lines()
-        .filter_map(|l| l.strip_prefix("sluice_tls_handshake_failures_total{"))
+        .filter_map(|l| l.strip_prefix(prefix))
         .find_map(|rest| rest.split_once("} "))
         .and_then(|(_, v)| v.trim().parse().ok())
-        .ok_or_else(|| "no sluice_tls_handshake_failures_total".into())
+        .ok_or_else(|| format!("no {prefix}… in /metrics"))
 }
 
 async fn ok_backend() -> ScriptedBackend {
@@ -262,6 +279,7 @@ async fn sni_picks_the_certificate_and_requests_are_forwarded_as_https() {
     // Plain HTTP to the TLS port: no answer, the connection closes, the
     // failure is counted, and the node goes on serving.
     let before = handshake_failures(&node).await.unwrap();
+    let listener_before = listener_handshake_failures(&node, &listen).await.unwrap();
     let mut plain = TcpStream::connect(&listen).await.unwrap();
     plain
         .write_all(b"GET / HTTP/1.1\r\nhost: a.test\r\n\r\n")
@@ -282,6 +300,11 @@ async fn sni_picks_the_certificate_and_requests_are_forwarded_as_https() {
         }
     })
     .await;
+    assert_eq!(
+        listener_handshake_failures(&node, &listen).await.unwrap(),
+        listener_before + 1,
+        "counted on its listener too"
+    );
     let mut tls = handshake(&ca, &listen, Some("a.test")).await.unwrap();
     assert_eq!(get(&mut tls, "/after").await.unwrap().status, 200);
 }

@@ -32,6 +32,7 @@ use crate::ApiError;
 pub fn router(ctx: Arc<AdminContext>) -> Router {
     let consistent = || from_fn_with_state(ctx.clone(), consistent_reads);
     let rpc = sluice_raft::rpc_server::router(ctx.store.node().clone());
+    crate::metrics::mark_started();
     Router::new()
         .route("/", get(crate::dashboard::page))
         .route("/livez", get(|| async { "ok\n" }))
@@ -82,10 +83,9 @@ pub fn router(ctx: Arc<AdminContext>) -> Router {
 }
 
 async fn metrics(AxState(ctx): Ctx) -> impl IntoResponse {
-    let state = ctx.store.current();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(ctx.node_id, &state, ctx.store.data_plane()),
+        crate::metrics::render(&ctx),
     )
 }
 

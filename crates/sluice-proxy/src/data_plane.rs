@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::error::ProxyError;
 use crate::events::DataPlaneEvents;
 use crate::health_view::LocalHealth;
+use crate::listener_counters::ListenerFigures;
 use crate::messages::{ApplierMessage, SupervisionMessage};
 use crate::metrics::Metrics;
 use crate::published::{BackendStats, Holds, ListenerStatus, NodeDrainStatus, Published};
@@ -130,6 +131,12 @@ impl DataPlane {
             reply
         })
         .map_err(|e| ProxyError::actor("state applier", e))
+    }
+
+    /// The connection counters of the listener on `port`, while it runs
+    /// here (through its drain).
+    pub fn listener_figures(&self, port: u16) -> Option<ListenerFigures> {
+        self.metrics.listeners.figures(port)
     }
 
     /// This node's own drain, while it runs (N1).

@@ -1,7 +1,8 @@
 //! The `Listener` actor: binds one port on the node's data address and
 //! spawns a linked `Connection` actor per accepted client connection. A
 //! crashed `Connection` is logged and counted; the listener and every other
-//! connection go on.
+//! connection go on. It counts its connections (accepted, open) for
+//! `/metrics` in its [`ListenerCounters`].
 //!
 //! A removed listener drains like a backend: it closes its socket at once
 //! (the port is free), ends keep-alive on its connections (an idle one
@@ -31,6 +32,7 @@ use tracing::{debug, error, info, warn, Instrument, Span};
 use crate::connection::{Connection, ConnectionArgs};
 use crate::error::ProxyError;
 use crate::http1::WindDown;
+use crate::listener_counters::ListenerCounters;
 use crate::messages::{ConnectionMessage, ListenerMessage};
 use crate::metrics::Metrics;
 use crate::routing::RoutingTable;
@@ -66,6 +68,8 @@ pub(crate) type ListenerTls = Arc<ArcSwapOption<rustls::ServerConfig>>;
 
 pub(crate) struct ListenerState {
     metrics: Arc<Metrics>,
+    /// This listener's connection counters (registered under its port).
+    counters: Arc<ListenerCounters>,
     /// The accept task, until the listener drains.
     accept: Option<JoinHandle<()>>,
     /// Ends the accept task (and so closes the socket).
@@ -118,6 +122,7 @@ impl ListenerState {
                 myself.get_cell(),
                 Accepted {
                     port: self.serving.port,
+                    counters: self.counters.clone(),
                     generation: self.serving.generation,
                     wind_down: self.wind_down.clone(),
                     tls: self.serving.tls.clone(),
@@ -272,6 +277,7 @@ impl Actor for Listener {
         let addr = listener.local_addr()?;
         info!(parent: &span, %addr, "listener accepting");
         let mut state = ListenerState {
+            counters: args.metrics.listeners.register(args.port),
             metrics: args.metrics.clone(),
             accept: None,
             stop_accepting: CancellationToken::new(),
@@ -311,6 +317,10 @@ impl Actor for Listener {
         state: &mut ListenerState,
     ) -> Result<(), ActorProcessingErr> {
         debug!(parent: &state.span, "listener stopped");
+        state
+            .metrics
+            .listeners
+            .unregister(state.serving.port, &state.counters);
         myself.stop_children(None);
         Ok(())
     }
@@ -330,6 +340,7 @@ impl Actor for Listener {
             SupervisionEvent::ActorTerminated(who, _, _) => who.get_id(),
             _ => return Ok(()),
         };
+        state.counters.ended();
         // A draining listener ends with its last connection.
         if state.drain.is_some() && !has_connections(&myself, Some(gone)) {
             info!(parent: &state.span, "listener drained: no connection left");
@@ -475,6 +486,8 @@ struct ListenerDrain {
 /// What each accepted connection is given by its listener.
 struct Accepted {
     port: u16,
+    /// The listener's counters.
+    counters: Arc<ListenerCounters>,
     generation: u64,
     wind_down: Arc<WindDown>,
     tls: ListenerTls,
@@ -523,6 +536,7 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         Metrics::inc(&metrics.connections_accepted);
+        accepted.counters.accepted();
         let args = ConnectionArgs {
             stream,
             tls: accepted.tls.load_full(),
@@ -536,6 +550,7 @@ async fn accept_loop(
             listener_span: tracing::Span::current(),
         };
         if let Err(e) = Actor::spawn_linked(None, Connection, args, supervisor.clone()).await {
+            accepted.counters.ended();
             error!(port, error = %e, "could not start a connection actor");
         }
     }

@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::listener_counters::ListenerCounterMap;
+
 /// Counters of this node's data plane.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -25,6 +27,8 @@ pub struct Metrics {
     pub connection_crashes: AtomicU64,
     /// TLS handshakes with clients that failed or timed out.
     pub tls_handshake_failures: AtomicU64,
+    /// The same per running listener, by port.
+    pub(crate) listeners: ListenerCounterMap,
 }
 
 impl Metrics {

@@ -2,7 +2,7 @@
 //! task (never the accept loop) and bounded by the header read timeout:
 //! what follows it is a [`TlsIo`] for HTTP/1.1, or the TLS stream itself for
 //! a client that agreed on `h2` by ALPN (hyper's HTTP/2 server reads it). A handshake that fails is counted
-//! (`tls_handshake_failures`) and logged with its reason, at most once per
+//! (`tls_handshake_failures`, node-wide and per listener) and logged with its reason, at most once per
 //! [`LOG_EVERY`] (a scanner's flood costs a few lines).
 
 use std::io;
@@ -66,6 +66,7 @@ pub(crate) async fn accept(
 /// limited).
 pub(crate) fn failed(metrics: &Metrics, port: u16, peer: &http::HeaderValue, e: &HandshakeError) {
     Metrics::inc(&metrics.tls_handshake_failures);
+    metrics.listeners.tls_handshake_failed(port);
     static LIMIT: LogLimit = LogLimit::new(LOG_EVERY);
     if let Some(left_out) = LIMIT.admit() {
         let peer = peer.to_str().unwrap_or("unknown");

@@ -32,6 +32,7 @@ use crate::store::open;
 use crate::tls::MemberTls;
 use crate::types::{Raft, RequestId};
 use crate::wire::{ForwardedWrite, NodeIdentity, WriteOutcome, SELF_PATH};
+use crate::write_latency::WriteLatency;
 
 /// Longest a write may take on the node that took it, re-sends included:
 /// the admin API then waits up to 2 s for the members to route by it, and
@@ -112,6 +113,10 @@ pub struct RaftNode {
     follow: Duration,
     /// Set when fault injection is enabled.
     faults: Option<Faults>,
+    /// The log store's last committed index.
+    pub(crate) committed: Arc<AtomicU64>,
+    /// How long the writes taken here took.
+    pub(crate) write_latency: WriteLatency,
 }
 
 // === impl RaftNode ===
@@ -121,6 +126,7 @@ impl RaftNode {
     /// last applied state at once (C5).
     pub async fn start(dir: &Path, config: ClusterConfig) -> Result<RaftNode, ClusterError> {
         let (log_store, sm) = open(dir).map_err(|e| ClusterError::Open(e.to_string()))?;
+        let committed = log_store.committed_index();
         let election = config.election_timeout.as_millis() as u64;
         let raft_config = openraft::Config {
             cluster_name: "sluice".into(),
@@ -170,6 +176,8 @@ impl RaftNode {
             peers,
             proposer,
             forwarder,
+            committed,
+            write_latency: WriteLatency::default(),
         })
     }
 
@@ -340,7 +348,10 @@ impl RaftNode {
                 None
             };
             match attempt {
-                Some(Ok(outcomes)) => return Ok(outcomes),
+                Some(Ok(outcomes)) => {
+                    self.write_latency.observe(started.elapsed());
+                    return Ok(outcomes);
+                }
                 Some(Err(e)) if !e.is_retryable() => return Err(e),
                 Some(Err(e)) => {
                     let unconfirmed = matches!(e, ClusterError::CommitTimeout { .. });

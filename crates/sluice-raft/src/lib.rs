@@ -14,7 +14,8 @@
 //!   router the admin server merges. [`bearer`] checks the cluster token;
 //!   [`tls`] is a member's TLS identity when the cluster's traffic is
 //!   encrypted (`transport.rs` sends over it, the admin server serves it).
-//! - [`RaftNode`]: init, join, remove, status, and writes from any node;
+//! - [`RaftNode`]: init, join, remove, status, figures for `/metrics`
+//!   ([`RaftFigures`], with [`write_latency`]), and writes from any node;
 //!   [`group_commit`] batches writes into shared entries on the leader
 //!   (stamped through the model's `Command::stamp`) and into shared
 //!   forwarded calls on a follower. Errors are [`ClusterError`].
@@ -35,6 +36,7 @@ pub mod bearer;
 mod cluster;
 pub mod codec;
 mod error;
+mod figures;
 pub mod group_commit;
 mod leadership;
 mod legacy_outcome;
@@ -50,11 +52,13 @@ pub mod tls;
 mod transport;
 pub mod types;
 pub mod wire;
+pub mod write_latency;
 
 pub use cluster::{ClusterConfig, RaftNode, WRITE_LIMIT};
 pub use codec::{decode, encode, CodecError};
 pub use error::error_chain;
 pub use error::ClusterError;
+pub use figures::RaftFigures;
 pub use log_store::LogStore;
 pub use state_machine::{LoadError, StateMachineStore, DEDUP_WINDOW};
 pub use status::{ClusterStatus, MemberHolds, MemberStatus};

@@ -16,6 +16,8 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError};
@@ -38,6 +40,9 @@ pub struct LogStore {
     db: sled::Db,
     logs: sled::Tree,
     meta: sled::Tree,
+    /// Index of the last committed entry, as last saved (0: none): read by
+    /// `/metrics` without touching sled.
+    committed: Arc<AtomicU64>,
 }
 
 fn key(index: u64) -> [u8; 8] {
@@ -49,11 +54,22 @@ fn key(index: u64) -> [u8; 8] {
 impl LogStore {
     /// Opens (creating if absent) the log trees of `db`.
     pub(crate) fn new(db: &sled::Db) -> sled::Result<Self> {
-        Ok(LogStore {
+        let store = LogStore {
             db: db.clone(),
             logs: db.open_tree(LOGS_TREE)?,
             meta: db.open_tree(META_TREE)?,
-        })
+            committed: Arc::default(),
+        };
+        let saved: Option<Option<LogId>> = store.read_meta(KEY_COMMITTED).unwrap_or_default();
+        let index = saved.flatten().map_or(0, |l| l.index);
+        store.committed.store(index, Ordering::Relaxed);
+        Ok(store)
+    }
+
+    /// The last committed index as saved by openraft, shared: it follows
+    /// every later commit.
+    pub(crate) fn committed_index(&self) -> Arc<AtomicU64> {
+        self.committed.clone()
     }
 
     async fn flush(&self) -> sled::Result<()> {
@@ -182,6 +198,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.meta
             .insert(KEY_COMMITTED, bytes)
             .map_err(|e| StorageIOError::write(&e))?;
+        if let Some(c) = committed {
+            self.committed.store(c.index, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -329,11 +348,14 @@ mod tests {
             // The committed id is not flushed on its own: it reaches the
             // disk with the next flush (here the vote's).
             store.save_committed(Some(log_id(1, 0, 2))).await.unwrap();
+            assert_eq!(store.committed_index().load(Ordering::Relaxed), 2);
             store.save_vote(&Vote::new(5, 2)).await.unwrap();
         }
         let (mut store, _sm) = crate::open(dir.path()).unwrap();
         assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(5, 2)));
         assert_eq!(store.read_committed().await.unwrap(), Some(log_id(1, 0, 2)));
+        // The index `/metrics` reads starts from the saved one.
+        assert_eq!(store.committed_index().load(Ordering::Relaxed), 2);
         let entries = store.try_get_log_entries(2..).await.unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[1].log_id, log_id(1, 0, 3));
