@@ -68,14 +68,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod access_log;
+mod access_record;
 mod applier;
 mod backend;
+mod backend_traffic;
 mod chunked;
 mod client_io;
 mod client_socket;
 mod connection;
 mod data_plane;
 mod drain;
+mod drain_mark;
 mod error;
 mod events;
 mod forward;
@@ -85,6 +89,7 @@ mod health;
 mod health_view;
 mod http1;
 mod http2;
+mod latency_histogram;
 mod listener;
 mod local_trouble;
 mod log_limit;
@@ -109,6 +114,7 @@ mod tunnel;
 mod upstream;
 mod wall_deadline;
 
+pub use access_log::{AccessLog, AccessLogFormat, AccessLogOutput, AccessLogSettings};
 pub use data_plane::DataPlane;
 pub use error::ProxyError;
 pub use events::DataPlaneEvents;
