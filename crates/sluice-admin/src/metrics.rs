@@ -59,6 +59,12 @@ pub(crate) fn render(node: u64, state: &State, dp: &DataPlane) -> String {
         c(&m.tunnels_opened),
     );
     metric(
+        "sluice_access_log_dropped_total",
+        "counter",
+        "Access-log lines dropped because the log's writer could not keep up.",
+        dp.access_log_dropped(),
+    );
+    metric(
         "sluice_connection_crashes_total",
         "counter",
         "Connection actors that crashed.",

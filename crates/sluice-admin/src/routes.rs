@@ -32,6 +32,7 @@ use crate::ApiError;
 pub fn router(ctx: Arc<AdminContext>) -> Router {
     let consistent = || from_fn_with_state(ctx.clone(), consistent_reads);
     let rpc = sluice_raft::rpc_server::router(ctx.store.node().clone());
+    let audit = from_fn_with_state(ctx.clone(), crate::audit::audit_writes);
     Router::new()
         .route("/livez", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -77,6 +78,7 @@ pub fn router(ctx: Arc<AdminContext>) -> Router {
         })
         .with_state(ctx)
         .merge(rpc)
+        .layer(audit)
 }
 
 async fn metrics(AxState(ctx): Ctx) -> impl IntoResponse {
