@@ -147,10 +147,16 @@ mod tests {
             c(Method::DELETE, "/v1/groups/web/backends/10.0.0.1:80"),
             Some("remove_backend")
         );
-        assert_eq!(c(Method::PATCH, "/v1/listeners/80"), Some("update_listener"));
+        assert_eq!(
+            c(Method::PATCH, "/v1/listeners/80"),
+            Some("update_listener")
+        );
         assert_eq!(c(Method::PUT, "/v1/certs/www"), Some("update_cert"));
         assert_eq!(c(Method::POST, "/v1/nodes/2/drain"), Some("drain_node"));
-        assert_eq!(c(Method::DELETE, "/v1/cluster/nodes/3"), Some("remove_node"));
+        assert_eq!(
+            c(Method::DELETE, "/v1/cluster/nodes/3"),
+            Some("remove_node")
+        );
         assert_eq!(c(Method::POST, "/raft/write"), Some("forwarded_write"));
         assert_eq!(c(Method::GET, "/v1/groups"), None);
         assert_eq!(c(Method::POST, "/raft/append"), None);
