@@ -62,6 +62,14 @@
 //! task (tls_handshake.rs) and is then served like a plain one over a
 //! [`client_io::ClientIo`] (tls_io.rs drives rustls by readiness).
 //!
+//! Accounting: each request carries an `AccessRecord` (access_record.rs)
+//! from its head to its end, moved into its response body or its tunnel
+//! and accounted once as it drops: into its backend's `BackendTraffic`
+//! atomics (what [`DataPlane::backend_traffic`] reads) and, when the node
+//! has one, into the [`AccessLog`] (access_log/: formatted on the request's
+//! thread, written in batches by one thread). The drain a request ended
+//! under comes from the `DrainMark` its backend and its listener publish.
+//!
 //! Use [`DataPlane::start`] to run it (with the [`DataPlaneEvents`] it
 //! reports to) and [`DataPlane::apply`] to hand it each new
 //! [`sluice_model::State`].
