@@ -2,16 +2,20 @@
 //! (`wrk -t1 -c64`) through two fresh sluice nodes over the same backends,
 //! one with its access log on (text lines on its standard output, which
 //! the harness writes to a file) and one with it off, alternated within
-//! each repetition; the ratio of their median req/s is the cost.
+//! each repetition; the median of the repetitions' on / off req/s is the
+//! cost, and the
+//! sluice process's CPU µs per request (its own threads, the writer's
+//! included) says the same with less of the machine's noise.
 
 use std::time::Duration;
 
 use crate::params::Params;
+use crate::procfs;
 use crate::progress;
 use crate::quiet::wait_quiet;
 use crate::sluice_node::SluiceNode;
 use crate::stack::Layout;
-use crate::stats::median;
+use crate::stats::{cpu_us_per_request, median};
 use crate::wrk;
 
 /// wrk's connections, as in case a's first level.
@@ -22,6 +26,9 @@ pub const CONNS: usize = 64;
 pub struct AccessLogCost {
     pub on: Vec<f64>,
     pub off: Vec<f64>,
+    /// The sluice process's CPU µs per request in each run, on and off.
+    pub cpu_on: Vec<f64>,
+    pub cpu_off: Vec<f64>,
     /// Requests logged in the run with the log on (lines in its log).
     pub lines: u64,
     pub errors: u64,
@@ -29,11 +36,19 @@ pub struct AccessLogCost {
 }
 
 impl AccessLogCost {
-    /// Median req/s with the log on, off, and on / off.
+    /// Median req/s with the log on, off, and the median of each
+    /// repetition's on / off (its two runs are next to each other in
+    /// time, so they share the machine's conditions best).
     pub fn ratio(&self) -> Option<(f64, f64, f64)> {
         let on = median(&self.on)?;
         let off = median(&self.off)?;
-        Some((on, off, on / off))
+        let paired: Vec<f64> = self.on.iter().zip(&self.off).map(|(a, b)| a / b).collect();
+        Some((on, off, median(&paired)?))
+    }
+
+    /// Median CPU µs per request with the log on and off.
+    pub fn cpu(&self) -> Option<(f64, f64)> {
+        Some((median(&self.cpu_on)?, median(&self.cpu_off)?))
     }
 }
 
@@ -65,37 +80,36 @@ pub async fn run(p: &Params, layout: &Layout) -> anyhow::Result<AccessLogCost> {
             [false, true]
         };
         for logged in order {
-            let (addr, label) = if logged {
-                (on_addr, "on")
+            let (addr, label, pid) = if logged {
+                (on_addr, "on", on.pid())
             } else {
-                (off_addr, "off")
+                (off_addr, "off", off.pid())
             };
             wait_quiet(p.quiet_threshold, p.quiet_wait).await;
             let log = layout.dir.join(format!("wrk-access-log-{label}-{rep}.txt"));
-            let r = wrk::run(
-                &layout.load_cpus,
-                CONNS,
-                p.duration,
-                &format!("http://{addr}/"),
-                &log,
-            )
-            .await?;
+            let cpu_before = procfs::cpu_seconds_of(&[pid]);
+            let url = format!("http://{addr}/");
+            let r = wrk::run(&layout.load_cpus, CONNS, p.duration, &url, &log).await?;
+            let cpu = cpu_us_per_request(procfs::cpu_seconds_of(&[pid]) - cpu_before, r.requests);
             progress::say(&format!(
-                "access log {label}, rep {rep}: {:.0} req/s, {} errors",
+                "access log {label}, rep {rep}: {:.0} req/s, {cpu:.2} CPU µs/request, {} errors",
                 r.rps, r.errors
             ));
             cost.errors += r.errors;
             if logged {
                 cost.on.push(r.rps);
+                cost.cpu_on.push(cpu);
             } else {
                 cost.off.push(r.rps);
+                cost.cpu_off.push(cpu);
             }
         }
     }
     cost.lines = on.access_lines();
-    if let Some((on_rps, off_rps, ratio)) = cost.ratio() {
+    if let (Some((on_rps, off_rps, ratio)), Some((cpu_on, cpu_off))) = (cost.ratio(), cost.cpu()) {
         progress::say(&format!(
-            "access log cost: {on_rps:.0} req/s on vs {off_rps:.0} off ({ratio:.3}×), {} lines written",
+            "access log cost: {on_rps:.0} req/s on vs {off_rps:.0} off ({ratio:.3}×); \
+             {cpu_on:.2} vs {cpu_off:.2} CPU µs/request; {} lines written",
             cost.lines
         ));
     }

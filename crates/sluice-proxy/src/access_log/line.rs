@@ -8,6 +8,7 @@
 //! anything outside printable ASCII, so a line can never be split or
 //! forged by what a client sent.
 
+use std::cell::Cell;
 use std::io::Write;
 use std::net::SocketAddr;
 
@@ -130,20 +131,26 @@ impl AccessLine<'_> {
         };
         match format {
             AccessLogFormat::Json => {
-                let _ = write!(out, "{{\"time\":\"");
+                out.extend_from_slice(b"{\"time\":\"");
                 write_time(out, self.time);
-                let _ = write!(out, "\",\"node\":{node}");
+                out.extend_from_slice(b"\",\"node\":");
+                push_num(out, node);
                 for (key, value) in fields {
-                    let _ = write!(out, ",\"{key}\":");
+                    out.extend_from_slice(b",\"");
+                    out.extend_from_slice(key.as_bytes());
+                    out.extend_from_slice(b"\":");
                     write_json_value(out, value);
                 }
                 out.extend_from_slice(b"}\n");
             }
             AccessLogFormat::Text => {
                 write_time(out, self.time);
-                let _ = write!(out, " ACCESS node={node}");
+                out.extend_from_slice(b" ACCESS node=");
+                push_num(out, node);
                 for (key, value) in fields {
-                    let _ = write!(out, " {key}=");
+                    out.push(b' ');
+                    out.extend_from_slice(key.as_bytes());
+                    out.push(b'=');
                     write_text_value(out, value);
                 }
                 out.push(b'\n');
@@ -152,33 +159,82 @@ impl AccessLine<'_> {
     }
 }
 
-/// `value`'s `Display` in `buf` (a socket address always fits 64 bytes).
-fn display_into<'b>(value: &impl std::fmt::Display, buf: &'b mut [u8; 64]) -> &'b str {
-    let len = {
-        let mut cursor = std::io::Cursor::new(&mut buf[..]);
-        let _ = write!(cursor, "{value}");
-        cursor.position() as usize
+/// `addr` as text in `buf` (a socket address always fits 64 bytes); an
+/// IPv4 one without the formatting machinery, it is most of them.
+fn display_into<'b>(addr: &SocketAddr, buf: &'b mut [u8; 64]) -> &'b str {
+    let len = match addr {
+        SocketAddr::V4(v4) => {
+            let mut scratch = [0u8; 24];
+            let mut at = 0;
+            for (i, octet) in v4.ip().octets().iter().enumerate() {
+                if i > 0 {
+                    scratch[at] = b'.';
+                    at += 1;
+                }
+                at += digits(u64::from(*octet), &mut scratch[at..]);
+            }
+            scratch[at] = b':';
+            at += 1;
+            at += digits(u64::from(v4.port()), &mut scratch[at..]);
+            buf[..at].copy_from_slice(&scratch[..at]);
+            at
+        }
+        SocketAddr::V6(_) => {
+            let mut out = Vec::new();
+            let _ = write!(out, "{addr}");
+            let n = out.len().min(buf.len());
+            buf[..n].copy_from_slice(&out[..n]);
+            n
+        }
     };
     std::str::from_utf8(&buf[..len]).unwrap_or("-")
+}
+
+/// Writes `n` in decimal at the start of `to` (which has room for it);
+/// returns how many bytes.
+fn digits(mut n: u64, to: &mut [u8]) -> usize {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = tmp.len() - i;
+    to[..len].copy_from_slice(&tmp[i..]);
+    len
+}
+
+/// Appends `n` in decimal.
+fn push_num(out: &mut Vec<u8>, n: u64) {
+    let mut tmp = [0u8; 20];
+    let len = digits(n, &mut tmp);
+    out.extend_from_slice(&tmp[..len]);
 }
 
 fn write_json_value(out: &mut Vec<u8>, value: &Value<'_>) {
     match value {
         Value::Str(s) => write_json_string(out, s),
-        Value::Num(n) => {
-            let _ = write!(out, "{n}");
-        }
+        Value::Num(n) => push_num(out, *n),
         Value::Millis(micros) => {
-            let _ = write!(out, "{}.{:03}", micros / 1000, micros % 1000);
+            push_num(out, micros / 1000);
+            let frac = micros % 1000;
+            out.extend_from_slice(&[
+                b'.',
+                b'0' + (frac / 100) as u8,
+                b'0' + (frac / 10 % 10) as u8,
+                b'0' + (frac % 10) as u8,
+            ]);
         }
         Value::Time(ms) => {
             out.push(b'"');
             write_time(out, *ms);
             out.push(b'"');
         }
-        Value::Bool(b) => {
-            let _ = write!(out, "{b}");
-        }
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Value::Null => out.extend_from_slice(b"null"),
     }
 }
@@ -229,19 +285,45 @@ pub(crate) fn write_json_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+thread_local! {
+    /// The last second written and its `YYYY-MM-DDTHH:MM:SS` (most lines
+    /// of a thread fall in the same second as the one before).
+    static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+}
+
 /// `ms` (Unix milliseconds) as RFC 3339 UTC with milliseconds:
 /// `2025-01-31T12:00:00.123Z`.
 pub(crate) fn write_time(out: &mut Vec<u8>, ms: UnixMillis) {
     let secs = ms / 1000;
+    let (cached, mut text) = SECOND.get();
+    if cached != secs {
+        let mut formatted = Vec::with_capacity(19);
+        write_second(&mut formatted, secs);
+        text.copy_from_slice(&formatted[..19]);
+        SECOND.set((secs, text));
+    }
+    out.extend_from_slice(&text);
+    let frac = ms % 1000;
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+        b'Z',
+    ]);
+}
+
+/// `secs` (Unix seconds) as `YYYY-MM-DDTHH:MM:SS` (19 bytes up to year
+/// 9999).
+fn write_second(out: &mut Vec<u8>, secs: u64) {
     let (days, in_day) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days);
     let _ = write!(
         out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
         in_day / 3600,
         in_day / 60 % 60,
         in_day % 60,
-        ms % 1000
     );
 }
 
@@ -377,6 +459,18 @@ mod tests {
     }
 
     #[test]
+    fn client_addresses_of_both_families() {
+        for client in ["10.200.3.4:65535", "0.0.0.0:0", "[2001:db8::1]:8443"] {
+            let l = AccessLine {
+                client: client.parse().unwrap(),
+                ..line()
+            };
+            let v: serde_json::Value = serde_json::from_str(&json(&l)).unwrap();
+            assert_eq!(v["client"], client);
+        }
+    }
+
+    #[test]
     fn dates_across_leap_years_and_centuries() {
         let at = |ms| {
             let mut out = Vec::new();
@@ -384,6 +478,8 @@ mod tests {
             String::from_utf8(out).unwrap()
         };
         assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(7), "1970-01-01T00:00:00.007Z");
+        assert_eq!(at(59_990), "1970-01-01T00:00:59.990Z");
         assert_eq!(at(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(at(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
         assert_eq!(at(4_107_542_400_000), "2100-03-01T00:00:00.000Z");
