@@ -74,6 +74,20 @@ pub struct NodeConfig {
     pub snapshot_every: u64,
     /// `[debug] fault_injection`: tests only, never in production.
     pub fault_injection: bool,
+    /// `[access_log]`: `None` when `enabled = false`.
+    pub access_log: Option<AccessLogConfig>,
+}
+
+/// `[access_log]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    /// `format`; `None`: the node's log format (`[log] format`, or
+    /// `SLUICE_LOG_FORMAT`).
+    pub format: Option<LogFormat>,
+    /// `path`: a file appended to; `None`: standard output.
+    pub path: Option<PathBuf>,
+    /// `query`: whether a line's target keeps the query string.
+    pub query: bool,
 }
 
 /// Why a config file was refused.
@@ -132,6 +146,18 @@ struct RawConfig {
     cluster: RawCluster,
     #[serde(default)]
     debug: RawDebug,
+    #[serde(default)]
+    access_log: RawAccessLog,
+}
+
+/// `[access_log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccessLog {
+    enabled: Option<bool>,
+    format: Option<String>,
+    path: Option<String>,
+    query: Option<bool>,
 }
 
 /// `[debug]`: settings for tests only.
@@ -241,6 +267,7 @@ impl NodeConfig {
             election_timeout => "cluster.election_timeout",
             snapshot_every => "cluster.snapshot_every",
             fault_injection => "debug.fault_injection",
+            access_log => "access_log",
         );
         changes
     }
@@ -306,6 +333,7 @@ impl NodeConfig {
                 expected: "error, warn, info, debug, trace or a tracing filter directive",
             });
         }
+        let access_log = access_log(raw.access_log, file)?;
         let admin_tls = admin_tls(raw.admin.tls, file)?;
         let scheme = if admin_tls.is_some() { "https" } else { "http" };
         let advertise = match raw.cluster.advertise {
@@ -367,6 +395,7 @@ impl NodeConfig {
             heartbeat_interval,
             election_timeout,
             fault_injection: raw.debug.fault_injection.unwrap_or(false),
+            access_log,
             snapshot_every: v.int(
                 "cluster.snapshot_every",
                 raw.cluster.snapshot_every,
@@ -463,6 +492,36 @@ impl NodeConfig {
 }
 
 /// `[admin.tls]`, all three files or none, each checked by loading them.
+/// `[access_log]`: on unless `enabled = false`; `format` one of the log
+/// formats; `path` a non-empty file name (opened at start).
+fn access_log(raw: RawAccessLog, file: &str) -> Result<Option<AccessLogConfig>, ConfigError> {
+    let format = match raw.format.as_deref() {
+        None => None,
+        Some(f) => Some(LogFormat::parse(f).ok_or_else(|| ConfigError::Invalid {
+            file: file.to_string(),
+            field: "access_log.format",
+            value: format!("{f:?}"),
+            expected: "\"json\" or \"text\"",
+        })?),
+    };
+    let path = match raw.path {
+        Some(p) if p.trim().is_empty() => {
+            return Err(ConfigError::Invalid {
+                file: file.to_string(),
+                field: "access_log.path",
+                value: format!("{p:?}"),
+                expected: "a file to append to (leave path out for standard output)",
+            })
+        }
+        p => p.map(PathBuf::from),
+    };
+    Ok(raw.enabled.unwrap_or(true).then_some(AccessLogConfig {
+        format,
+        path,
+        query: raw.query.unwrap_or(false),
+    }))
+}
+
 fn admin_tls(raw: Option<RawAdminTls>, file: &str) -> Result<Option<MemberTlsFiles>, ConfigError> {
     let Some(raw) = raw else {
         return Ok(None);
@@ -593,6 +652,36 @@ mod tests {
     }
 
     #[test]
+    fn the_access_log_is_on_by_default_in_the_log_format() {
+        let d = NodeConfig::embedded_default();
+        assert_eq!(
+            d.access_log,
+            Some(AccessLogConfig {
+                format: None,
+                path: None,
+                query: false
+            })
+        );
+        let c = NodeConfig::parse("[access_log]\nenabled = false", "x.toml").unwrap();
+        assert_eq!(c.access_log, None);
+        let c = NodeConfig::parse(
+            "[access_log]\nformat = \"json\"\npath = \"/var/log/a.log\"\nquery = true",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.access_log,
+            Some(AccessLogConfig {
+                format: Some(LogFormat::Json),
+                path: Some(PathBuf::from("/var/log/a.log")),
+                query: true
+            })
+        );
+        let e = NodeConfig::parse("[access_log]\nfile = \"a\"", "x.toml").unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
+    }
+
+    #[test]
     fn fault_injection_is_off_unless_asked_for() {
         assert!(!NodeConfig::embedded_default().fault_injection);
         let c = NodeConfig::parse("[debug]\nfault_injection = true", "x.toml").unwrap();
@@ -702,6 +791,8 @@ mod tests {
             ("[cluster]\nheartbeat_interval = \"1ms\"", "x.toml: cluster.heartbeat_interval = 1ms is out of range 20ms..=5s"),
             ("[cluster]\nelection_timeout = \"200ms\"\nheartbeat_interval = \"100ms\"", "x.toml: cluster.election_timeout = 200ms is invalid: expected at least 3 x cluster.heartbeat_interval"),
             ("[cluster]\nsnapshot_every = 5", "x.toml: cluster.snapshot_every = 5 is out of range 100..=1000000"),
+            ("[access_log]\nformat = \"xml\"", "x.toml: access_log.format = \"xml\" is invalid: expected \"json\" or \"text\""),
+            ("[access_log]\npath = \"\"", "x.toml: access_log.path = \"\" is invalid: expected a file to append to (leave path out for standard output)"),
         ];
         for (text, want) in cases {
             let got = NodeConfig::parse(text, "x.toml").unwrap_err().to_string();

@@ -36,14 +36,16 @@ use sluice_admin::auth::{self, TokenSource};
 use sluice_admin::{router, AdminContext, CommandStore};
 use sluice_bridge::Bridge;
 use sluice_model::{Applied, Command, NodeDrainReason};
-use sluice_proxy::{DataPlane, ProxySettings};
+use sluice_proxy::{
+    AccessLog, AccessLogFormat, AccessLogOutput, AccessLogSettings, DataPlane, ProxySettings,
+};
 use sluice_raft::tls::MemberTls;
 use sluice_raft::{ClusterConfig, RaftNode};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use crate::config::NodeConfig;
+use crate::config::{LogFormat, NodeConfig};
 use crate::logging::LogReload;
 
 /// What SIGHUP works with: the config file the node started from (none:
@@ -92,6 +94,7 @@ pub async fn run(config: NodeConfig, reload: Reload) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on admin address {}", config.admin_listen))?;
 
+    let access_log = start_access_log(&config)?;
     let settings = ProxySettings {
         node_id: node,
         data_address: config.data_address,
@@ -102,6 +105,7 @@ pub async fn run(config: NodeConfig, reload: Reload) -> anyhow::Result<()> {
         upstream_max_idle_per_backend: config.upstream_max_idle_per_backend,
         incarnation,
         accept_grace: config.accept_grace,
+        access_log: access_log.clone(),
     };
     let (events, event_queue) = sluice_bridge::events();
     let data_plane = Arc::new(
@@ -235,6 +239,9 @@ pub async fn run(config: NodeConfig, reload: Reload) -> anyhow::Result<()> {
         },
     )
     .await;
+    if let Some(log) = &access_log {
+        log.close(ACCESS_LOG_CLOSE);
+    }
     if !still_running.is_empty() {
         error!(
             waited = %humantime::format_duration(limit),
@@ -249,6 +256,37 @@ pub async fn run(config: NodeConfig, reload: Reload) -> anyhow::Result<()> {
         Stop::RaftStopped(_) => std::process::exit(EXIT_RAFT_STOPPED),
         Stop::Failed(why) | Stop::AdminEnded(why) => anyhow::bail!(why),
     }
+}
+
+/// How long a stopping node waits for its access log's last lines to be
+/// written.
+const ACCESS_LOG_CLOSE: Duration = Duration::from_secs(1);
+
+/// Starts the access log `[access_log]` asks for (none when disabled): in
+/// its own format or the node's log format, to standard output or its file.
+fn start_access_log(config: &NodeConfig) -> anyhow::Result<Option<Arc<AccessLog>>> {
+    let Some(c) = &config.access_log else {
+        return Ok(None);
+    };
+    let format = match c.format.unwrap_or(config.log_format) {
+        LogFormat::Json => AccessLogFormat::Json,
+        LogFormat::Text => AccessLogFormat::Text,
+    };
+    let output = c
+        .path
+        .clone()
+        .map_or(AccessLogOutput::Stdout, AccessLogOutput::File);
+    let log = AccessLog::start(AccessLogSettings {
+        node: config.node_id,
+        format,
+        output,
+        query: c.query,
+    })
+    .with_context(|| match &c.path {
+        Some(p) => format!("access_log.path = {}: cannot open it", p.display()),
+        None => "cannot start the access log".to_owned(),
+    })?;
+    Ok(Some(log))
 }
 
 /// Exit code of a node whose Raft core stopped (a storage failure such as

@@ -14,7 +14,8 @@
 //! (`cluster_routes.rs`), certificates (`cert_routes.rs`, which checks
 //! an upload with `sluice-tls` before it proposes), and the Raft RPC server of `sluice-raft` merged in
 //! on the same port. Every write takes the [`auth::Authorized`] extractor
-//! (the bearer token). The JSON bodies live in [`api`], shared with the CLI.
+//! (the bearer token), and leaves an audit line, accepted or refused
+//! (`audit.rs`). The JSON bodies live in [`api`], shared with the CLI.
 //! [`serve`] serves the router in plain HTTP or TLS; over TLS the routes
 //! only members call need a member's certificate (`member_only.rs`).
 //! `GET /` serves the dashboard (`dashboard.rs`), a page over
@@ -24,6 +25,7 @@
 
 pub mod api;
 mod applied_path;
+mod audit;
 pub mod auth;
 mod cert_routes;
 mod cluster_routes;

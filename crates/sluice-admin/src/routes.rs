@@ -33,6 +33,7 @@ pub fn router(ctx: Arc<AdminContext>) -> Router {
     let consistent = || from_fn_with_state(ctx.clone(), consistent_reads);
     let rpc = sluice_raft::rpc_server::router(ctx.store.node().clone());
     crate::metrics::mark_started();
+    let audit = from_fn_with_state(ctx.clone(), crate::audit::audit_writes);
     Router::new()
         .route("/", get(crate::dashboard::page))
         .route("/livez", get(|| async { "ok\n" }))
@@ -80,6 +81,7 @@ pub fn router(ctx: Arc<AdminContext>) -> Router {
         })
         .with_state(ctx)
         .merge(rpc)
+        .layer(audit)
 }
 
 async fn metrics(AxState(ctx): Ctx) -> impl IntoResponse {

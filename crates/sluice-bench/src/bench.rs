@@ -14,7 +14,9 @@ use crate::params::{Case, Params, FD_RESERVE};
 use crate::peers::{Ports, Sizing};
 use crate::report::{Report, Versions};
 use crate::stack::{Backends, Layout, Proxy, Setup, Target};
-use crate::{drain, idle, latency, progress, propagation, removal, throughput, tls};
+use crate::{
+    access_log_cost, drain, idle, latency, progress, propagation, removal, throughput, tls,
+};
 
 /// CPUs of the load generator and of the server side: CPU 0 and CPU 1,
 /// or both on CPU 0 on a one-CPU machine.
@@ -68,6 +70,7 @@ pub async fn run(p: &Params, dir: &Path) -> anyhow::Result<Report> {
         drain: None,
         removal: None,
         tls: None,
+        access_log: None,
         propagation: None,
         total: Duration::ZERO,
     };
@@ -109,6 +112,9 @@ pub async fn run(p: &Params, dir: &Path) -> anyhow::Result<Report> {
     }
     if wants(Case::Tls) {
         report.tls = Some(tls::run(p, &layout).await?);
+    }
+    if wants(Case::AccessLog) {
+        report.access_log = Some(access_log_cost::run(p, &layout).await?);
     }
     drop(backends);
     if wants(Case::Propagation) {

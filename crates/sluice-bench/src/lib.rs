@@ -28,6 +28,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access_log_cost;
 pub mod admin;
 pub mod bench;
 pub mod cluster;

@@ -27,6 +27,8 @@ pub enum Case {
     Removal,
     /// g. TLS: keep-alive HTTPS, new handshakes, HTTP/2 (h2load)
     Tls,
+    /// h. access log on vs off (sluice keep-alive throughput)
+    AccessLog,
 }
 
 /// Descriptors kept free for everything but held connections.
@@ -193,6 +195,7 @@ impl RunArgs {
                     Case::Drain,
                     Case::Removal,
                     Case::Tls,
+                    Case::AccessLog,
                     Case::Propagation,
                 ]
             }),

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use crate::format::{bytes, ms, ms_or_dash, num, thousands, verdict};
 use crate::stats::Summary;
 
+use crate::access_log_cost::{self, AccessLogCost};
 use crate::cluster::propagation::{PropagationResult, P99_TARGET as PROPAGATION_TARGET};
 use crate::drain::{DrainResult, ON_TIME};
 use crate::hold::Mode;
@@ -46,6 +47,8 @@ pub struct Report {
     pub drain: Option<DrainResult>,
     pub removal: Option<RemovalResult>,
     pub tls: Option<TlsResult>,
+    /// Case h.
+    pub access_log: Option<AccessLogCost>,
     pub propagation: Option<PropagationResult>,
     pub total: Duration,
 }
@@ -201,6 +204,24 @@ impl Report {
             },
         });
         self.tls_goals(&mut goals);
+        goals.push(
+            match self.access_log.as_ref().and_then(AccessLogCost::ratio) {
+                Some((on, off, ratio)) => Goal {
+                    what: "access log on ≥ 0.95× off (req/s)".into(),
+                    figures: format!(
+                        "{} vs {} median; {ratio:.3}× median pair",
+                        thousands(on),
+                        thousands(off)
+                    ),
+                    met: Some(ratio >= 0.95),
+                },
+                None => Goal {
+                    what: "access log on ≥ 0.95× off (req/s)".into(),
+                    figures: String::new(),
+                    met: None,
+                },
+            },
+        );
         goals
     }
 
@@ -313,6 +334,11 @@ impl Report {
                 ));
             }
         }
+        if let Some(a) = &self.access_log {
+            if a.errors > 0 {
+                out.push(format!("access log case: {} wrk errors", a.errors));
+            }
+        }
         if let Some(r) = &self.removal {
             if r.wrk.errors > 0 {
                 out.push(format!(
@@ -337,6 +363,7 @@ impl Report {
         self.propagation_section(&mut s);
         self.removal_section(&mut s);
         self.tls_section(&mut s, p);
+        self.access_log_section(&mut s);
         let problems = self.problems();
         if !problems.is_empty() {
             let _ = writeln!(s, "## Problems\n");
@@ -629,6 +656,50 @@ impl Report {
             );
         }
         let _ = writeln!(s);
+    }
+
+    fn access_log_section(&self, s: &mut String) {
+        let Some(a) = &self.access_log else { return };
+        let _ = writeln!(s, "## h. What the access log costs (sluice)\n");
+        let _ = writeln!(
+            s,
+            "wrk -t1 -c{} for {} through two fresh sluice nodes over the same backends, one with \
+             `[access_log]` on (text lines to the node's standard output, which goes to a file) and one \
+             with it off, alternated; medians of {} runs each. {} lines were written.\n",
+            access_log_cost::CONNS,
+            humantime::format_duration(a.duration),
+            a.on.len(),
+            thousands(a.lines as f64)
+        );
+        let _ = writeln!(s, "| access log | req/s | runs | sluice CPU µs/request |");
+        let _ = writeln!(s, "|---|---:|---|---:|");
+        if let (Some((on, off, ratio)), Some((cpu_on, cpu_off))) = (a.ratio(), a.cpu()) {
+            let runs = |v: &[f64]| {
+                v.iter()
+                    .map(|r| thousands(*r))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(
+                s,
+                "| on | {} | {} | {} |",
+                thousands(on),
+                runs(&a.on),
+                num(cpu_on, 2)
+            );
+            let _ = writeln!(
+                s,
+                "| off | {} | {} | {} |",
+                thousands(off),
+                runs(&a.off),
+                num(cpu_off, 2)
+            );
+            let _ = writeln!(
+                s,
+                "\non / off (median of each repetition's pair): {ratio:.3}× req/s; CPU per request {:.3}×\n",
+                cpu_on / cpu_off
+            );
+        }
     }
 
     fn removal_section(&self, s: &mut String) {

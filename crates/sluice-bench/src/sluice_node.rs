@@ -6,7 +6,10 @@
 //! blocking pool and sled threads; threads started later inherit that),
 //! and configured through the admin API as the README's CLI commands do:
 //! a group (drain on, health checks off like the peers'), its backends, a
-//! listener.
+//! listener. Its access log is off, as the peers' are, unless a case asks
+//! for it ([`SluiceNode::start_with_access_log`]): then its lines go to the
+//! node's standard output, which the harness writes to the node's log file,
+//! as a deployment whose log collector reads a file would have it.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -34,11 +37,34 @@ impl SluiceNode {
     /// Starts a node (module docs) and pins it to `cpus`. `name` names its
     /// log copy in `logs`.
     pub fn start(bin: &Path, cpus: &str, name: &str, logs: &Path) -> anyhow::Result<SluiceNode> {
+        Self::start_node(bin, cpus, name, logs, false)
+    }
+
+    /// [`SluiceNode::start`] with the access log on (text lines on the
+    /// node's standard output, the harness's log file).
+    pub fn start_with_access_log(
+        bin: &Path,
+        cpus: &str,
+        name: &str,
+        logs: &Path,
+    ) -> anyhow::Result<SluiceNode> {
+        Self::start_node(bin, cpus, name, logs, true)
+    }
+
+    fn start_node(
+        bin: &Path,
+        cpus: &str,
+        name: &str,
+        logs: &Path,
+        access_log: bool,
+    ) -> anyhow::Result<SluiceNode> {
         let mut opts = NodeOptions::local(1);
         opts.token = TOKEN.to_string();
         opts.worker_threads = Some(1);
-        opts.extra_toml =
-            "[proxy]\nheader_read_timeout = \"300s\"\n[cluster]\nbootstrap = true\n".to_string();
+        opts.extra_toml = format!(
+            "[proxy]\nheader_read_timeout = \"300s\"\n[cluster]\nbootstrap = true\n\
+             [access_log]\nenabled = {access_log}\n"
+        );
         let node =
             NodeProcess::start(bin, opts).with_context(|| format!("{name}: starting sluice"))?;
         let pid = node.pid().context("the sluice node has no pid")?;
@@ -65,6 +91,15 @@ impl SluiceNode {
             admin,
             log_copy,
         })
+    }
+
+    /// Access-log lines in the node's log so far.
+    pub fn access_lines(&self) -> u64 {
+        self.node
+            .log()
+            .lines()
+            .filter(|l| l.contains(" ACCESS "))
+            .count() as u64
     }
 
     pub fn pid(&self) -> u32 {

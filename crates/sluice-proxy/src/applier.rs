@@ -370,6 +370,7 @@ impl ApplierState {
         };
         for r in self.listeners.values() {
             let _ = r.actor.cast(ListenerMessage::NodeDrain {
+                drain: running.status.drain,
                 deadline: running.status.deadline,
                 accept_until: running.status.accept_until,
             });
@@ -583,6 +584,7 @@ impl ApplierState {
             Ok(actor) => {
                 if let Some(running) = self.node_drain {
                     let _ = actor.cast(ListenerMessage::NodeDrain {
+                        drain: running.status.drain,
                         deadline: running.status.deadline,
                         accept_until: running.status.accept_until,
                     });

@@ -21,7 +21,10 @@ use sluice_model::DrainId;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, Span};
 
+use crate::backend_traffic::BackendTraffic;
 use crate::drain::DrainState;
+use crate::drain_mark::DrainMark;
+use crate::error::DrainCause;
 use crate::events::DataPlaneEvents;
 use crate::going_away::GoingAway;
 use crate::messages::BackendMessage;
@@ -51,6 +54,10 @@ pub(crate) struct BackendRuntime {
     /// (read by the actor only).
     pub closed: AtomicBool,
     pub actor: OnceLock<ActorRef<BackendMessage>>,
+    /// Its traffic through this node (read by `/metrics`).
+    pub traffic: BackendTraffic,
+    /// The drain it is in, for the access log.
+    pub drain_mark: DrainMark,
 }
 
 impl BackendRuntime {
@@ -72,6 +79,8 @@ impl BackendRuntime {
             draining: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             actor: OnceLock::new(),
+            traffic: BackendTraffic::default(),
+            drain_mark: DrainMark::default(),
         })
     }
 
@@ -232,6 +241,10 @@ impl Actor for Backend {
                 let wait = started.wait_from(now);
                 info!(%drain, deadline_in_ms = wait.as_millis() as u64, "drain started");
                 state.drain = Some(started);
+                state
+                    .runtime
+                    .drain_mark
+                    .set(Some(drain), deadline, DrainCause::Backend);
                 state.runtime.draining.store(true, Ordering::Release);
                 match until_deadline(deadline, now) {
                     None => state.shut_all(drain),

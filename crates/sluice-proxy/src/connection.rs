@@ -32,9 +32,12 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, Instrument, Span};
 
+use crate::access_log::AccessLog;
+use crate::access_record::AccessRecord;
 use crate::backend::{BackendRuntime, WorkGuard};
 use crate::client_io::ClientIo;
 use crate::client_socket::ClientSocket;
+use crate::drain_mark::DrainMark;
 use crate::error::{DrainCause, ForwardError};
 use crate::forward::{
     check_request, downstream_response, error_response, is_websocket_upgrade, switching_response,
@@ -55,6 +58,12 @@ use crate::upstream::{Answer, Progress, UpstreamError};
 /// One client connection as its serving task and its actor both hold it.
 pub(crate) struct ConnectionCore {
     port: u16,
+    /// The client's address, for the access log.
+    peer: SocketAddr,
+    /// The drain of the listener (or node) this connection came through.
+    listener_drain: Arc<DrainMark>,
+    /// Where each request's line goes, when the access log is on.
+    access_log: Option<Arc<AccessLog>>,
     /// The listener's generation: a connection of a removed listener is
     /// routed by that listener's route, not by a newer one on its port.
     generation: u64,
@@ -127,9 +136,25 @@ impl ConnectionCore {
         token
     }
 
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    pub(crate) fn listener_drain(&self) -> &DrainMark {
+        &self.listener_drain
+    }
+
+    pub(crate) fn access_log(&self) -> Option<&AccessLog> {
+        self.access_log.as_deref()
+    }
+
     /// Which drain cut this connection's work: its listener's or its
     /// node's when one came, else the backend's own.
-    fn cut_cause(&self) -> DrainCause {
+    pub(crate) fn cut_cause(&self) -> DrainCause {
         match self.cut.load(Ordering::Acquire) {
             CUT_BY_NODE => DrainCause::Node,
             CUT_BY_LISTENER => DrainCause::Listener,
@@ -173,6 +198,8 @@ pub(crate) struct ConnectionArgs {
     pub generation: u64,
     /// The listener's say over keep-alive on all its connections.
     pub wind_down: Arc<WindDown>,
+    /// The drain the listener (or its node) is in.
+    pub listener_drain: Arc<DrainMark>,
     pub routes: Arc<ArcSwap<RoutingTable>>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<ProxySettings>,
@@ -243,6 +270,9 @@ impl Actor for Connection {
         };
         let ctx = Arc::new(ConnectionCore {
             port: args.port,
+            peer: args.peer,
+            listener_drain: args.listener_drain,
+            access_log: args.settings.access_log.clone(),
             generation: args.generation,
             origin: ClientOrigin {
                 ip: http::HeaderValue::try_from(args.peer.ip().to_string())
@@ -409,29 +439,66 @@ async fn answer_stream(ctx: Arc<ConnectionCore>, req: Request<RequestBody>) -> R
             let source = UpstreamError::Invalid {
                 reason: "101 Switching Protocols on an HTTP/2 stream",
             };
-            let backend = start.backend.addr.to_string();
-            fail(&ctx, ForwardError::Upstream { backend, source })
+            let backend = start.switched.backend.addr.to_string();
+            let mut record = start.record;
+            record.tunnel = false;
+            let err = ForwardError::Upstream { backend, source };
+            let resp = fail(&ctx, &mut record, err);
+            record.answered(resp.status().as_u16());
+            resp.map(|body| body.with_record(record))
         }
     }
 }
 
 /// What a `101` hands to the tunnel once it went out to the client.
 struct TunnelStart {
+    switched: Switched,
+    /// The upgrade request's record, which the tunnel ends.
+    record: AccessRecord,
+}
+
+/// The backend's side of a `101`.
+struct Switched {
     backend_io: (TcpStream, bytes::Bytes),
     backend: Arc<BackendRuntime>,
     shutdown: CancellationToken,
     work: WorkGuard,
 }
 
-/// Answers one request: checked, routed, forwarded; a `101` comes with
-/// what its tunnel needs. Interim answers go to `client` (HTTP/1.1 only).
+/// Answers one request, and accounts it ([`AccessRecord`]): as its
+/// response body is dropped, or as its tunnel ends.
 async fn handle_request(
     ctx: Arc<ConnectionCore>,
     req: Request<RequestBody>,
     client: Option<&ClientSocket>,
 ) -> (Response<ProxyBody>, Option<TunnelStart>) {
+    let mut record = AccessRecord::new(&ctx, &req);
+    let (resp, tunnel) = {
+        // Pinned where it is made: the request's state is large.
+        let answer = std::pin::pin!(answer_request(&ctx, req, client, &mut record));
+        answer.await
+    };
+    record.answered(resp.status().as_u16());
+    match tunnel {
+        Some(switched) => {
+            record.tunnel = true;
+            (resp, Some(TunnelStart { switched, record }))
+        }
+        None => (resp.map(|body| body.with_record(record)), None),
+    }
+}
+
+/// Answers one request: checked, routed, forwarded; a `101` comes with
+/// what its tunnel needs (its record still to be filled in). Interim
+/// answers go to `client` (HTTP/1.1 only).
+async fn answer_request(
+    ctx: &Arc<ConnectionCore>,
+    req: Request<RequestBody>,
+    client: Option<&ClientSocket>,
+    record: &mut AccessRecord,
+) -> (Response<ProxyBody>, Option<Switched>) {
     if let Err(e) = check_request(&req) {
-        return (fail(&ctx, e), None);
+        return (fail(ctx, record, e), None);
     }
     let route = {
         let table = ctx.routes.load();
@@ -441,12 +508,13 @@ async fn handle_request(
         }
     };
     let Some(route) = route else {
-        return (fail(&ctx, ForwardError::NoRoute), None);
+        return (fail(ctx, record, ForwardError::NoRoute), None);
     };
     let Some(backend) = route.pick().cloned() else {
         let group = route.group.to_string();
-        return (fail(&ctx, ForwardError::NoBackend { group }), None);
+        return (fail(ctx, record, ForwardError::NoBackend { group }), None);
     };
+    record.backend = Some(backend.clone());
     let shutdown = ctx.token_for(&backend);
     let websocket = is_websocket_upgrade(&req);
     let work = backend.start_request();
@@ -487,13 +555,14 @@ async fn handle_request(
             },
         }
     };
+    record.bytes_in = progress.body_bytes();
     let answer = match answer {
         Ok(answer) => answer,
         Err(e) => {
             if matches!(e, ForwardError::DrainDeadline { .. }) {
                 Metrics::inc(&ctx.metrics.drain_cuts);
             }
-            return (fail(&ctx, e), None);
+            return (fail(ctx, record, e), None);
         }
     };
     let resp = match answer {
@@ -505,7 +574,7 @@ async fn handle_request(
             let tunnel_work = backend.start_tunnel();
             drop(work);
             Metrics::inc(&ctx.metrics.tunnels_opened);
-            let start = TunnelStart {
+            let start = Switched {
                 backend_io: (io, leftover),
                 backend,
                 shutdown,
@@ -518,7 +587,8 @@ async fn handle_request(
                 reason: "101 Switching Protocols to a request without Upgrade",
             };
             let backend = backend.addr.to_string();
-            return (fail(&ctx, ForwardError::Upstream { backend, source }), None);
+            let err = ForwardError::Upstream { backend, source };
+            return (fail(ctx, record, err), None);
         }
     };
     Metrics::inc(&ctx.metrics.requests_proxied);
@@ -538,16 +608,26 @@ fn spawn_tunnel(ctx: &Arc<ConnectionCore>, client: (ClientIo, bytes::Bytes), sta
     let task_ctx = ctx.clone();
     // No async block around it: its captures would stay in the task beside
     // the relay's own copies for the tunnel's whole life.
+    let TunnelStart {
+        switched: start,
+        mut record,
+    } = start;
     let fut = tunnel::relay(
         client,
         start.backend_io,
         start.backend,
         start.shutdown,
         start.work,
-        move |cut| {
-            if cut {
+        move |end| {
+            if end.cut {
                 Metrics::inc(&task_ctx.metrics.drain_cuts);
             }
+            record.cut = end.cut;
+            record.bytes_in = end.bytes_up;
+            record.bytes_out = end.bytes_down;
+            record.close_code = end.close_code;
+            // The tunnel's line, before the connection may stop.
+            drop(record);
             task_ctx.task_ended();
         },
     );
@@ -557,7 +637,8 @@ fn spawn_tunnel(ctx: &Arc<ConnectionCore>, client: (ClientIo, bytes::Bytes), sta
 
 /// sluice's own answer to a request it could not forward. A drain cut or
 /// the client's own error also closes the connection.
-fn fail(ctx: &ConnectionCore, err: ForwardError) -> Response<ProxyBody> {
+fn fail(ctx: &ConnectionCore, record: &mut AccessRecord, err: ForwardError) -> Response<ProxyBody> {
+    record.failed(&err);
     let client_error = err.is_client_error();
     Metrics::inc(if client_error {
         &ctx.metrics.requests_rejected

@@ -10,6 +10,7 @@ use sluice_model::{State, UnixMillis};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::access_log::AccessLog;
 use crate::error::ProxyError;
 use crate::events::DataPlaneEvents;
 use crate::health_view::LocalHealth;
@@ -28,6 +29,7 @@ pub struct DataPlane {
     applier: ActorRef<ApplierMessage>,
     published: Arc<Published>,
     metrics: Arc<Metrics>,
+    access_log: Option<Arc<AccessLog>>,
     handle: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -40,6 +42,7 @@ impl DataPlane {
     ) -> Result<DataPlane, ProxyError> {
         let published = Arc::new(Published::default());
         let metrics = Arc::new(Metrics::default());
+        let access_log = settings.access_log.clone();
         let (root, handle) = Actor::spawn(
             None,
             DataPlaneSupervisor,
@@ -60,6 +63,7 @@ impl DataPlane {
             applier,
             published,
             metrics,
+            access_log,
             handle: Mutex::new(Some(handle)),
         })
     }
@@ -95,10 +99,15 @@ impl DataPlane {
             .backends
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        // Filled in by the traffic counters (issue 17, part 1).
         backends
             .get(&(Arc::from(group), Arc::from(addr)))
-            .map(|_| TrafficSnapshot::default())
+            .map(|b| b.traffic.snapshot(b.pool.open_connections()))
+    }
+
+    /// Access-log lines dropped because the log's writer could not keep
+    /// up (zero without an access log).
+    pub fn access_log_dropped(&self) -> u64 {
+        self.access_log.as_ref().map_or(0, |log| log.dropped())
     }
 
     /// This node's last probe of a backend, if it probes it.

@@ -167,19 +167,42 @@ impl ForwardError {
 
     /// Stable short code, also sent in `x-sluice-error`.
     pub(crate) fn code(&self) -> &'static str {
+        FORWARD_ERROR_CODES[self.code_index()]
+    }
+
+    /// This error's place in [`FORWARD_ERROR_CODES`]: per-backend counters
+    /// are a fixed array indexed by it, no map on the request path.
+    pub(crate) fn code_index(&self) -> usize {
         match self {
-            ForwardError::NoRoute => "no_route",
-            ForwardError::NoBackend { .. } => "no_backend",
-            ForwardError::Upstream { .. } => "backend_failed",
-            ForwardError::NodeOutOfResources { .. } => "node_out_of_resources",
-            ForwardError::Timeout { .. } => "backend_timeout",
-            ForwardError::DrainDeadline { .. } => "drain_deadline",
-            ForwardError::BadRequest { .. } => "bad_request",
-            ForwardError::BadRequestBody { .. } => "bad_request_body",
-            ForwardError::ClientTimeout { .. } => "request_body_timeout",
-            ForwardError::MethodNotAllowed { .. } => "method_not_allowed",
-            ForwardError::UriTooLong { .. } => "uri_too_long",
-            ForwardError::UnsupportedTransferCoding { .. } => "unsupported_transfer_coding",
+            ForwardError::NoRoute => 0,
+            ForwardError::NoBackend { .. } => 1,
+            ForwardError::Upstream { .. } => 2,
+            ForwardError::NodeOutOfResources { .. } => 3,
+            ForwardError::Timeout { .. } => 4,
+            ForwardError::DrainDeadline { .. } => 5,
+            ForwardError::BadRequest { .. } => 6,
+            ForwardError::BadRequestBody { .. } => 7,
+            ForwardError::ClientTimeout { .. } => 8,
+            ForwardError::MethodNotAllowed { .. } => 9,
+            ForwardError::UriTooLong { .. } => 10,
+            ForwardError::UnsupportedTransferCoding { .. } => 11,
         }
     }
 }
+
+/// Every `x-sluice-error` code of a [`ForwardError`], in the order of
+/// [`ForwardError::code_index`].
+pub(crate) const FORWARD_ERROR_CODES: [&str; 12] = [
+    "no_route",
+    "no_backend",
+    "backend_failed",
+    "node_out_of_resources",
+    "backend_timeout",
+    "drain_deadline",
+    "bad_request",
+    "bad_request_body",
+    "request_body_timeout",
+    "method_not_allowed",
+    "uri_too_long",
+    "unsupported_transfer_coding",
+];

@@ -64,20 +64,32 @@
 //! task (tls_handshake.rs) and is then served like a plain one over a
 //! [`client_io::ClientIo`] (tls_io.rs drives rustls by readiness).
 //!
+//! Accounting: each request carries an `AccessRecord` (access_record.rs)
+//! from its head to its end, moved into its response body or its tunnel
+//! and accounted once as it drops: into its backend's `BackendTraffic`
+//! atomics (what [`DataPlane::backend_traffic`] reads) and, when the node
+//! has one, into the [`AccessLog`] (access_log/: formatted on the request's
+//! thread, written in batches by one thread). The drain a request ended
+//! under comes from the `DrainMark` its backend and its listener publish.
+//!
 //! Use [`DataPlane::start`] to run it (with the [`DataPlaneEvents`] it
 //! reports to) and [`DataPlane::apply`] to hand it each new
 //! [`sluice_model::State`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod access_log;
+mod access_record;
 mod applier;
 mod backend;
+mod backend_traffic;
 mod chunked;
 mod client_io;
 mod client_socket;
 mod connection;
 mod data_plane;
 mod drain;
+mod drain_mark;
 mod error;
 mod events;
 mod forward;
@@ -87,6 +99,7 @@ mod health;
 mod health_view;
 mod http1;
 mod http2;
+mod latency_histogram;
 mod listener;
 mod listener_counters;
 mod local_trouble;
@@ -112,6 +125,7 @@ mod tunnel;
 mod upstream;
 mod wall_deadline;
 
+pub use access_log::{AccessLog, AccessLogFormat, AccessLogOutput, AccessLogSettings};
 pub use data_plane::DataPlane;
 pub use error::ProxyError;
 pub use events::DataPlaneEvents;

@@ -30,7 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn, Instrument, Span};
 
 use crate::connection::{Connection, ConnectionArgs};
-use crate::error::ProxyError;
+use crate::drain_mark::DrainMark;
+use crate::error::{DrainCause, ProxyError};
 use crate::http1::WindDown;
 use crate::listener_counters::ListenerCounters;
 use crate::messages::{ConnectionMessage, ListenerMessage};
@@ -76,6 +77,9 @@ pub(crate) struct ListenerState {
     stop_accepting: CancellationToken,
     /// Ends keep-alive and closes idle connections as the listener drains.
     wind_down: Arc<WindDown>,
+    /// The drain it (or its node) is in, as its connections' requests see
+    /// it for their access-log lines.
+    drain_mark: Arc<DrainMark>,
     /// The drain, once removed.
     drain: Option<ListenerDrain>,
     /// The node's own drain, while it lasts (N1).
@@ -125,6 +129,7 @@ impl ListenerState {
                     counters: self.counters.clone(),
                     generation: self.serving.generation,
                     wind_down: self.wind_down.clone(),
+                    drain_mark: self.drain_mark.clone(),
                     tls: self.serving.tls.clone(),
                     stop: self.stop_accepting.clone(),
                 },
@@ -282,6 +287,7 @@ impl Actor for Listener {
             accept: None,
             stop_accepting: CancellationToken::new(),
             wind_down: Arc::new(WindDown::default()),
+            drain_mark: Arc::new(DrainMark::default()),
             drain: None,
             node_drain: None,
             serving: Serving {
@@ -368,6 +374,7 @@ async fn handle_message(
                     deadline,
                     fired: false,
                 });
+                state.drain_mark.set(drain, deadline, DrainCause::Listener);
                 // The socket closes before the answer: the port can be
                 // bound again as soon as the caller hears back.
                 state.stop_accepting().await;
@@ -423,6 +430,7 @@ async fn handle_message(
             myself.stop(Some("drain deadline passed".into()));
         }
         ListenerMessage::NodeDrain {
+            drain,
             deadline,
             accept_until,
         } => {
@@ -430,6 +438,7 @@ async fn handle_message(
                 // Removed: its own drain runs.
                 return Ok(());
             }
+            state.drain_mark.set(drain, deadline, DrainCause::Node);
             let times = match state.node_drain {
                 Some(t) => NodeDrainTimes {
                     deadline,
@@ -460,6 +469,7 @@ async fn handle_message(
             let Some(times) = state.node_drain.take() else {
                 return Ok(());
             };
+            state.drain_mark.clear();
             state.wind_down.open();
             if times.grace_ended {
                 state.rebind(&myself);
@@ -490,6 +500,7 @@ struct Accepted {
     counters: Arc<ListenerCounters>,
     generation: u64,
     wind_down: Arc<WindDown>,
+    drain_mark: Arc<DrainMark>,
     tls: ListenerTls,
     /// Ends the loop (the listener drains).
     stop: CancellationToken,
@@ -544,6 +555,7 @@ async fn accept_loop(
             port,
             generation: accepted.generation,
             wind_down: accepted.wind_down.clone(),
+            listener_drain: accepted.drain_mark.clone(),
             routes: routes.clone(),
             metrics: metrics.clone(),
             settings: settings.clone(),

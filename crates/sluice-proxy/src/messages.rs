@@ -130,6 +130,8 @@ pub(crate) enum ListenerMessage {
     /// at `deadline` end what is left. Sent again when the drain's
     /// deadline changes.
     NodeDrain {
+        /// The replicated drain, once the cluster recorded it.
+        drain: Option<DrainId>,
         deadline: UnixMillis,
         accept_until: UnixMillis,
     },

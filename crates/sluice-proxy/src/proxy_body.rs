@@ -6,6 +6,11 @@
 //! cancels it, the body fails and the client's connection ends after what
 //! already arrived (R3); a write waiting for a client that does not read
 //! ends too ([`Cuttable`]). No message reaches the connection for it.
+//!
+//! A body carries its request's [`AccessRecord`]: it counts the bytes it
+//! passes on and whether a deadline cut it, and drops the record (which
+//! accounts the request) when the body itself is dropped, after its last
+//! byte or as it is abandoned.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +21,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use crate::access_record::AccessRecord;
 use crate::backend::WorkGuard;
 use crate::http1::Cuttable;
 use crate::upstream::{UpstreamBody, UpstreamError};
@@ -24,9 +30,19 @@ use crate::upstream::{UpstreamBody, UpstreamError};
 const WATCH_EVERY: u8 = 32;
 
 pin_project! {
-    /// Every response body sluice sends a client.
-    #[project = ProxyBodyProj]
-    pub(crate) enum ProxyBody {
+    /// Every response body sluice sends a client, with its request's
+    /// record (none on a `101`: the tunnel takes the record).
+    pub(crate) struct ProxyBody {
+        #[pin]
+        source: Source,
+        record: Option<AccessRecord>,
+    }
+}
+
+pin_project! {
+    /// Where a body's bytes come from.
+    #[project = SourceProj]
+    enum Source {
         /// A backend's body, streamed; the guard counts the request in
         /// flight until the body is dropped, the token's future cuts it at
         /// a drain deadline. A body that fails (the backend closed or
@@ -46,14 +62,27 @@ pin_project! {
 }
 
 impl ProxyBody {
-    pub fn text(s: String) -> Self {
-        ProxyBody::Full {
-            data: Some(Bytes::from(s)),
+    fn of(source: Source) -> Self {
+        ProxyBody {
+            source,
+            record: None,
         }
     }
 
+    pub fn text(s: String) -> Self {
+        Self::of(Source::Full {
+            data: Some(Bytes::from(s)),
+        })
+    }
+
     pub fn empty() -> Self {
-        ProxyBody::Full { data: None }
+        Self::of(Source::Full { data: None })
+    }
+
+    /// The body ends its request: `record` is accounted when it drops.
+    pub fn with_record(mut self, record: AccessRecord) -> Self {
+        self.record = Some(record);
+        self
     }
 
     /// A backend's body; with the work it counts and the token that cuts
@@ -63,25 +92,30 @@ impl ProxyBody {
             Some((work, token)) => (Some(work), Some(token.cancelled_owned())),
             None => (None, None),
         };
-        ProxyBody::Upstream {
+        Self::of(Source::Upstream {
             inner,
             cut,
             work,
             unwatched: 0,
-        }
+        })
     }
 }
 
 impl Cuttable for ProxyBody {
     /// Also watched while a write waits for a client that does not read.
     fn poll_cut(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.project() {
-            ProxyBodyProj::Upstream { cut, .. } => match cut.as_pin_mut() {
+        let this = self.project();
+        let polled = match this.source.project() {
+            SourceProj::Upstream { cut, .. } => match cut.as_pin_mut() {
                 Some(cut) => cut.poll(cx),
                 None => Poll::Pending,
             },
-            ProxyBodyProj::Full { .. } => Poll::Pending,
+            SourceProj::Full { .. } => Poll::Pending,
+        };
+        if let (Poll::Ready(()), Some(record)) = (polled, this.record.as_mut()) {
+            record.cut = true;
         }
+        polled
     }
 }
 
@@ -93,8 +127,9 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
-        match self.project() {
-            ProxyBodyProj::Upstream {
+        let this = self.project();
+        let polled = match this.source.project() {
+            SourceProj::Upstream {
                 inner,
                 cut,
                 unwatched,
@@ -109,27 +144,36 @@ impl Body for ProxyBody {
                 if let (true, Some(cut)) = (watch, cut.as_pin_mut()) {
                     *unwatched = 0;
                     if cut.poll(cx).is_ready() {
+                        if let Some(record) = this.record.as_mut() {
+                            record.cut = true;
+                        }
                         return Poll::Ready(Some(Err(UpstreamError::DrainDeadline)));
                     }
                 }
                 polled
             }
-            ProxyBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            SourceProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        };
+        if let (Poll::Ready(Some(Ok(frame))), Some(record)) = (&polled, this.record.as_mut()) {
+            if let Some(data) = frame.data_ref() {
+                record.bytes_out += data.len() as u64;
+            }
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            ProxyBody::Upstream { inner, .. } => inner.is_end_stream(),
-            ProxyBody::Full { data } => data.is_none(),
+        match &self.source {
+            Source::Upstream { inner, .. } => inner.is_end_stream(),
+            Source::Full { data } => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            ProxyBody::Upstream { inner, .. } => inner.size_hint(),
-            ProxyBody::Full { data: Some(d) } => SizeHint::with_exact(d.len() as u64),
-            ProxyBody::Full { data: None } => SizeHint::with_exact(0),
+        match &self.source {
+            Source::Upstream { inner, .. } => inner.size_hint(),
+            Source::Full { data: Some(d) } => SizeHint::with_exact(d.len() as u64),
+            Source::Full { data: None } => SizeHint::with_exact(0),
         }
     }
 }

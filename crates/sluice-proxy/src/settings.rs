@@ -1,9 +1,12 @@
 //! Node-local data-plane settings (from the node's config file).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_model::NodeId;
+
+use crate::access_log::AccessLog;
 
 /// How this node's data plane behaves; not replicated.
 #[derive(Debug, Clone)]
@@ -31,6 +34,8 @@ pub struct ProxySettings {
     /// How long a draining node still accepts new connections (those on
     /// their way when its readiness flipped), N1.
     pub accept_grace: Duration,
+    /// Where each request's and tunnel's line goes; `None`: no access log.
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 impl Default for ProxySettings {
@@ -45,6 +50,7 @@ impl Default for ProxySettings {
             upstream_max_idle_per_backend: 1024,
             incarnation: 0,
             accept_grace: Duration::from_secs(3),
+            access_log: None,
         }
     }
 }

@@ -249,3 +249,141 @@ async fn a_drain_deadline_cuts_a_streaming_response_and_the_drain_finishes() {
     assert!(drain.is_some());
     dp.stop().await;
 }
+
+/// A backend that answers `/404` with 404, `/slow` after 2 s, anything
+/// else with 200; every body is `hello`, after reading the request's.
+async fn status_backend() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let path = req.uri().path().to_owned();
+                    let _ = http_body_util::BodyExt::collect(req.into_body()).await;
+                    if path == "/slow" {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                    let mut resp =
+                        hyper::Response::new(Full::new(bytes::Bytes::from_static(b"hello")));
+                    if path == "/404" {
+                        *resp.status_mut() = hyper::StatusCode::NOT_FOUND;
+                    }
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Sends `request` on a new connection (it says `connection: close`);
+/// returns the status and the body's length.
+async fn exchange(port: u16, request: impl AsRef<str>) -> (u16, usize) {
+    let request = request.as_ref();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut all))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&all);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    let status = head[9..12].parse().unwrap();
+    (status, body.len())
+}
+
+// Part of issue 17: what `/metrics` reads of a backend, counted per
+// request by status class and sluice's own error code, with body bytes
+// each way and both latency histograms.
+#[tokio::test]
+async fn a_backends_traffic_counts_classes_codes_bytes_and_latency() {
+    let backend = status_backend().await;
+    let port = free_port();
+    let dp = DataPlane::start(
+        ProxySettings {
+            node_id: 9003,
+            ..ProxySettings::default()
+        },
+        Arc::new(NoReports),
+    )
+    .await
+    .unwrap();
+    let mut s = State::with_nodes([9003]);
+    for c in [
+        Command::CreateGroup {
+            name: "web".into(),
+            drain: DrainPolicy::default(),
+            slow_start_ms: None,
+        },
+        Command::AddBackend {
+            group: "web".into(),
+            addr: backend.to_string(),
+            weight: 100,
+            at: 0,
+        },
+        Command::AddListener {
+            port,
+            group: "web".into(),
+            request_timeout_ms: 1_000,
+            tls: vec![],
+        },
+    ] {
+        s.apply(&c).unwrap();
+    }
+    dp.apply(Arc::new(s)).await.unwrap();
+    let addr = backend.to_string();
+    let untouched = dp.backend_traffic("web", &addr).unwrap();
+    assert_eq!(untouched.total_time.count, 0);
+
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n");
+    let mut bytes_out = 0;
+    for _ in 0..3 {
+        let (status, len) = exchange(port, get("/")).await;
+        assert_eq!((status, len), (200, 5));
+        bytes_out += len;
+    }
+    let post = "POST /up HTTP/1.1\r\nhost: t\r\ncontent-length: 11\r\nconnection: close\r\n\r\nhello world";
+    bytes_out += exchange(port, post).await.1;
+    for _ in 0..2 {
+        let (status, len) = exchange(port, get("/404")).await;
+        assert_eq!(status, 404);
+        bytes_out += len;
+    }
+    let slow = tokio::spawn(exchange(port, get("/slow")));
+    // While it waits, its upstream connection is open.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting = dp.backend_traffic("web", &addr).unwrap();
+    assert!(waiting.connections_open >= 1, "{waiting:?}");
+    let (status, len) = slow.await.unwrap();
+    assert_eq!(status, 504);
+    bytes_out += len;
+
+    let start = Instant::now();
+    let t = loop {
+        let t = dp.backend_traffic("web", &addr).unwrap();
+        if t.total_time.count == 7 || start.elapsed() > Duration::from_secs(5) {
+            break t;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(t.responses_by_class, [0, 4, 0, 2, 1]);
+    assert_eq!(t.errors_by_code, vec![("backend_timeout", 1)]);
+    assert_eq!(t.bytes_in, 11);
+    assert_eq!(t.bytes_out, bytes_out as u64);
+    assert_eq!(t.time_to_first_byte.count, 7);
+    assert_eq!(t.total_time.count, 7);
+    // The 504 came after the 1 s request timeout: above the 1 s bound, at
+    // or below 2.5 s (and over 1 s in the sum); the rest were quick.
+    assert_eq!(t.total_time.cumulative[8], 6, "{:?}", t.total_time);
+    assert_eq!(t.total_time.cumulative[9], 6, "{:?}", t.total_time);
+    assert_eq!(t.total_time.cumulative[10], 7, "{:?}", t.total_time);
+    assert!(t.total_time.sum_seconds >= 1.0, "{:?}", t.total_time);
+    assert_eq!(dp.backend_traffic("web", "127.0.0.1:1"), None);
+    dp.stop().await;
+}

@@ -104,6 +104,12 @@ pub(crate) fn families(
             c(&m.tunnels_opened),
         ),
         one(
+            "sluice_access_log_dropped_total",
+            Counter,
+            "Access-log lines dropped because the log's writer could not keep up.",
+            dp.access_log_dropped(),
+        ),
+        one(
             "sluice_connection_crashes_total",
             Counter,
             "Connection actors that crashed.",

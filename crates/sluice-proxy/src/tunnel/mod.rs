@@ -41,6 +41,9 @@ use frame::{close_frame, FrameTracker, OP_CLOSE};
 /// under way at the drain deadline).
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// The Close code sent at the drain deadline (Going Away).
+const GOING_AWAY: u16 = 1001;
+
 /// The reason of the Close 1001 sent at the drain deadline.
 const GOING_AWAY_REASON: &str = "backend draining: deadline reached";
 
@@ -50,8 +53,22 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Reads per direction and poll before yielding to other tasks.
 const READS_PER_POLL: usize = 16;
 
+/// How a tunnel ended, for its access-log line and its backend's counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TunnelEnd {
+    /// The drain deadline closed it.
+    pub cut: bool,
+    /// Bytes relayed from the client to the backend.
+    pub bytes_up: u64,
+    /// Bytes relayed from the backend to the client.
+    pub bytes_down: u64,
+    /// The Close code sluice sent the client itself (1001 at the deadline);
+    /// a Close the backend sent is passed on unread.
+    pub close_code: Option<u16>,
+}
+
 /// Relays one tunnel until either side closes or `shutdown` fires, then
-/// calls `ended` with whether the drain deadline closed it. Each side comes
+/// calls `ended` with how it ended. Each side comes
 /// with the bytes already read past its head (they go first); they are
 /// taken before the relay's task starts, so the task holds only the
 /// tunnel.
@@ -61,23 +78,28 @@ pub(crate) fn relay(
     backend: Arc<BackendRuntime>,
     shutdown: CancellationToken,
     work: WorkGuard,
-    ended: impl FnOnce(bool),
+    ended: impl FnOnce(TunnelEnd),
 ) -> impl std::future::Future<Output = ()> {
     let tunnel = Tunnel::new(client, backend_io);
     async move {
-        let cut = match tunnel {
+        let end = match tunnel {
             Ok(mut tunnel) => {
                 let cut = tunnel.run(&shutdown, &backend.going_away).await;
                 tunnel.close_client().await;
-                cut
+                TunnelEnd {
+                    cut,
+                    bytes_up: tunnel.up.relayed,
+                    bytes_down: tunnel.down.relayed,
+                    close_code: tunnel.down.going_away_sent.then_some(GOING_AWAY),
+                }
             }
             Err(e) => {
                 debug!(group = %backend.group, backend = %backend.addr, error = %e, "websocket tunnel failed at its start");
-                false
+                TunnelEnd::default()
             }
         };
         drop(work);
-        ended(cut);
+        ended(end);
     }
 }
 
@@ -239,6 +261,10 @@ struct Half {
     ended: bool,
     /// The receiver is the backend: frames sluice makes are masked.
     to_server: bool,
+    /// Bytes passed on from the sender.
+    relayed: u64,
+    /// sluice's own Close 1001 went into this direction.
+    going_away_sent: bool,
 }
 
 impl Half {
@@ -250,12 +276,15 @@ impl Half {
             closed: false,
             ended: false,
             to_server,
+            relayed: 0,
+            going_away_sent: false,
         }
     }
 
-    fn going_away_frame(&self) -> Vec<u8> {
+    fn going_away_frame(&mut self) -> Vec<u8> {
+        self.going_away_sent = true;
         close_frame(
-            Some((1001, GOING_AWAY_REASON)),
+            Some((GOING_AWAY, GOING_AWAY_REASON)),
             self.to_server.then(mask_key),
         )
     }
@@ -343,6 +372,7 @@ impl Half {
                 }
             }
         }
+        self.relayed += forward as u64;
         self.send(to, &bytes[..forward])?;
         if let Some(f) = inject {
             self.send(to, &f)?;

@@ -139,6 +139,7 @@ async fn send_body<W: AsyncWrite + Unpin>(
     chunked: bool,
     progress: &Progress,
 ) -> Result<(), UpstreamError> {
+    let mut sent = 0u64;
     loop {
         progress.set_waiting_for_client(true);
         let frame = body.frame().await;
@@ -151,6 +152,8 @@ async fn send_body<W: AsyncWrite + Unpin>(
         if data.is_empty() {
             continue;
         }
+        sent += data.len() as u64;
+        progress.set_body_bytes(sent);
         if chunked {
             let mut size = [0u8; 18];
             write_all(io, chunked::size_line(data.len(), &mut size)).await?;

@@ -11,6 +11,7 @@
 //! memory or source port) is [`UpstreamError::LocalTrouble`]: not the
 //! backend's failure, and logged rate-limited as this node's problem.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ use tracing::warn;
 use crate::local_trouble::LocalTrouble;
 use crate::log_limit::{LogLimit, LOG_EVERY};
 
-use super::conn::Conn;
+use super::conn::{Conn, OpenCount};
 use super::error::UpstreamError;
 
 /// The idle connections of one backend and how to open new ones.
@@ -31,6 +32,8 @@ pub(crate) struct UpstreamPool {
     idle_timeout: Duration,
     max_idle: usize,
     idle: Mutex<Vec<Idle>>,
+    /// Connections open now, in use or idle (each [`Conn`] counts itself).
+    open: Arc<AtomicU64>,
 }
 
 struct Idle {
@@ -51,6 +54,7 @@ impl UpstreamPool {
             idle_timeout,
             max_idle,
             idle: Mutex::new(Vec::new()),
+            open: Arc::new(AtomicU64::new(0)),
         });
         // Idle connections past the idle timeout are closed even when no
         // request comes to take them; the sweeper ends with the pool.
@@ -58,6 +62,11 @@ impl UpstreamPool {
             rt.spawn(sweep(Arc::downgrade(&pool), idle_timeout));
         }
         pool
+    }
+
+    /// Connections to the backend open now, in use or idle.
+    pub fn open_connections(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
     }
 
     pub(super) fn pop_idle(&self) -> Option<Conn> {
@@ -109,6 +118,7 @@ impl UpstreamPool {
         Ok(Conn {
             io,
             buf: BytesMut::new(),
+            _counted: OpenCount::new(&self.open),
         })
     }
 
