@@ -37,12 +37,12 @@ fn access_lines(node: &NodeProcess) -> Vec<Value> {
         .collect()
 }
 
-/// Waits up to 3 s for `n` access lines whose target is `target`.
-async fn lines_for(node: &NodeProcess, target: &str, n: usize) -> Vec<Value> {
+/// Waits up to 3 s for `n` access lines whose path is `path`.
+async fn lines_for(node: &NodeProcess, path: &str, n: usize) -> Vec<Value> {
     poll(Duration::from_secs(3), "access lines", || {
         let lines: Vec<Value> = access_lines(node)
             .into_iter()
-            .filter(|v| v["target"] == target)
+            .filter(|v| v["path"] == path)
             .collect();
         async move {
             if lines.len() >= n {
@@ -103,12 +103,14 @@ async fn a_request_leaves_one_line_with_every_field() {
     keys.sort_unstable();
     let mut want = [
         "time",
+        "level",
         "node",
+        "target",
         "kind",
         "listener",
         "client",
         "method",
-        "target",
+        "path",
         "version",
         "status",
         "bytes_in",
@@ -137,7 +139,8 @@ async fn a_request_leaves_one_line_with_every_field() {
         "{l}"
     );
     assert_eq!(l["method"], "GET");
-    assert_eq!(l["target"], "/hello/world", "no query by default");
+    assert_eq!(l["target"], "sluice::access");
+    assert_eq!(l["path"], "/hello/world", "no query by default");
     assert_eq!(l["version"], "HTTP/1.1");
     assert_eq!(l["status"], 200);
     assert_eq!(l["bytes_in"], 0);
@@ -186,7 +189,7 @@ async fn the_query_is_kept_when_asked_for_and_text_lines_read_like_the_logs() {
     let words: Vec<&str> = line.split(' ').collect();
     assert_eq!(words[1..3], ["ACCESS", &format!("node={NODE}")], "{line}");
     // `=` in a value quotes it, so `key=value` splits at the first `=`.
-    assert!(words.contains(&r#"target="/q?a=1&b=two""#), "{line}");
+    assert!(words.contains(&r#"path="/q?a=1&b=two""#), "{line}");
     assert!(words.contains(&"status=200"), "{line}");
     assert!(words.contains(&"error=-"), "{line}");
 }
@@ -256,7 +259,7 @@ async fn requests_under_a_drain_name_it_and_whether_its_deadline_closed_them() {
     assert_eq!(s["status"], 500);
     assert_eq!(s["error"], "drain_deadline");
     assert_eq!(s["backend"], addr.as_str());
-    assert_eq!(s["drain"], drain);
+    assert_eq!(s["drain"], format!("d{drain}"));
     assert_eq!(s["drain_of"], "backend");
     assert_eq!(s["drain_deadline"], rfc3339(deadline));
     assert_eq!(s["closed_at_deadline"], true);
@@ -275,7 +278,7 @@ async fn requests_under_a_drain_name_it_and_whether_its_deadline_closed_them() {
     let q = &lines_for(&node, "/quick", 1).await[0];
     assert_eq!(q["status"], 200);
     assert_eq!(q["error"], Value::Null);
-    assert_eq!(q["drain"], drain);
+    assert_eq!(q["drain"], format!("d{drain}"));
     assert_eq!(q["drain_deadline"], rfc3339(deadline));
     assert_eq!(q["closed_at_deadline"], false);
 }
@@ -331,7 +334,7 @@ async fn a_tunnel_closed_by_the_drain_deadline_leaves_one_tunnel_line() {
     assert_eq!(t["status"], 101);
     assert_eq!(t["method"], "GET");
     assert_eq!(t["backend"], addr.as_str());
-    assert_eq!(t["drain"], drain);
+    assert_eq!(t["drain"], format!("d{drain}"));
     assert_eq!(t["drain_of"], "backend");
     assert_eq!(t["drain_deadline"], rfc3339(deadline));
     assert_eq!(t["closed_at_deadline"], true);

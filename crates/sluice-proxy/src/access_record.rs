@@ -106,7 +106,7 @@ impl Drop for AccessRecord {
             (true, DrainCause::Listener | DrainCause::Node) => listener_drain(),
             _ => backend_drain().or_else(listener_drain),
         };
-        let target = match self.uri.path_and_query() {
+        let path = match self.uri.path_and_query() {
             Some(pq) if log.with_query() => pq.as_str(),
             _ => self.uri.path(),
         };
@@ -116,7 +116,7 @@ impl Drop for AccessRecord {
             listener: self.conn.port(),
             client: self.conn.peer(),
             method: self.method.as_str(),
-            target,
+            path,
             version: match self.version {
                 Version::HTTP_09 => "HTTP/0.9",
                 Version::HTTP_10 => "HTTP/1.0",

@@ -36,7 +36,7 @@ pub(crate) struct AccessLine<'a> {
     pub listener: u16,
     pub client: SocketAddr,
     pub method: &'a str,
-    pub target: &'a str,
+    pub path: &'a str,
     pub version: &'static str,
     pub status: u16,
     pub bytes_in: u64,
@@ -58,6 +58,8 @@ enum Value<'a> {
     Num(u64),
     Millis(u64),
     Time(UnixMillis),
+    /// A drain id, written `d<n>` as the CLI and the logs show it.
+    Drain(u64),
     Bool(bool),
     Null,
 }
@@ -82,7 +84,7 @@ impl AccessLine<'_> {
             ("listener", Value::Num(u64::from(self.listener))),
             ("client", Value::Str(client)),
             ("method", Value::Str(self.method)),
-            ("target", Value::Str(self.target)),
+            ("path", Value::Str(self.path)),
             ("version", Value::Str(self.version)),
             ("status", Value::Num(u64::from(self.status))),
             ("bytes_in", Value::Num(self.bytes_in)),
@@ -100,7 +102,7 @@ impl AccessLine<'_> {
             (
                 "drain",
                 match self.drain {
-                    Some((DrainSeen { id: Some(id), .. }, _)) => Value::Num(id.0),
+                    Some((DrainSeen { id: Some(id), .. }, _)) => Value::Drain(id.0),
                     _ => Value::Null,
                 },
             ),
@@ -133,8 +135,9 @@ impl AccessLine<'_> {
             AccessLogFormat::Json => {
                 out.extend_from_slice(b"{\"time\":\"");
                 write_time(out, self.time);
-                out.extend_from_slice(b"\",\"node\":");
+                out.extend_from_slice(b"\",\"level\":\"INFO\",\"node\":");
                 push_num(out, node);
+                out.extend_from_slice(b",\"target\":\"sluice::access\"");
                 for (key, value) in fields {
                     out.extend_from_slice(b",\"");
                     out.extend_from_slice(key.as_bytes());
@@ -234,6 +237,11 @@ fn write_json_value(out: &mut Vec<u8>, value: &Value<'_>) {
             write_time(out, *ms);
             out.push(b'"');
         }
+        Value::Drain(id) => {
+            out.extend_from_slice(b"\"d");
+            push_num(out, *id);
+            out.push(b'"');
+        }
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Value::Null => out.extend_from_slice(b"null"),
     }
@@ -244,6 +252,10 @@ fn write_text_value(out: &mut Vec<u8>, value: &Value<'_>) {
         Value::Str(s) if needs_quotes(s) => write_json_string(out, s),
         Value::Str(s) => out.extend_from_slice(s.as_bytes()),
         Value::Time(ms) => write_time(out, *ms),
+        Value::Drain(id) => {
+            out.push(b'd');
+            push_num(out, *id);
+        }
         Value::Null => out.push(b'-'),
         other => write_json_value(out, other),
     }
@@ -361,7 +373,7 @@ mod tests {
             listener: 8080,
             client: "127.0.0.1:50123".parse().unwrap(),
             method: "GET",
-            target: "/a/b",
+            path: "/a/b",
             version: "HTTP/1.1",
             status: 200,
             bytes_in: 5,
@@ -390,9 +402,10 @@ mod tests {
     fn a_request_line_in_json() {
         assert_eq!(
             json(&line()),
-            "{\"time\":\"2023-11-14T22:13:20.123Z\",\"node\":3,\"kind\":\"request\",\
+            "{\"time\":\"2023-11-14T22:13:20.123Z\",\"level\":\"INFO\",\"node\":3,\
+             \"target\":\"sluice::access\",\"kind\":\"request\",\
              \"listener\":8080,\"client\":\"127.0.0.1:50123\",\"method\":\"GET\",\
-             \"target\":\"/a/b\",\"version\":\"HTTP/1.1\",\"status\":200,\"bytes_in\":5,\
+             \"path\":\"/a/b\",\"version\":\"HTTP/1.1\",\"status\":200,\"bytes_in\":5,\
              \"bytes_out\":17,\"duration_ms\":1.234,\"group\":\"web\",\
              \"backend\":\"127.0.0.1:9000\",\"error\":null,\"drain\":null,\
              \"drain_of\":null,\"drain_deadline\":null,\"closed_at_deadline\":null}\n"
@@ -420,14 +433,14 @@ mod tests {
         assert_eq!(
             text(&l),
             "2023-11-14T22:13:20.123Z ACCESS node=3 kind=tunnel listener=8080 \
-             client=127.0.0.1:50123 method=GET target=/a/b version=HTTP/1.1 status=101 \
+             client=127.0.0.1:50123 method=GET path=/a/b version=HTTP/1.1 status=101 \
              bytes_in=5 bytes_out=17 duration_ms=1.234 group=- backend=- \
-             error=drain_deadline drain=12 drain_of=backend \
+             error=drain_deadline drain=d12 drain_of=backend \
              drain_deadline=2023-11-14T22:13:21.000Z closed_at_deadline=true close_code=1001\n"
         );
         let v: serde_json::Value = serde_json::from_str(&json(&l)).unwrap();
         assert_eq!(v["close_code"], 1001);
-        assert_eq!(v["drain"], 12);
+        assert_eq!(v["drain"], "d12");
         assert_eq!(v["drain_deadline"], "2023-11-14T22:13:21.000Z");
         assert_eq!(v["closed_at_deadline"], true);
     }
@@ -436,26 +449,26 @@ mod tests {
     fn quotes_and_control_bytes_are_escaped() {
         let l = AccessLine {
             method: "G\"E\\T",
-            target: "/a b\n\"x\"=\u{1}\u{7f}é",
+            path: "/a b\n\"x\"=\u{1}\u{7f}é",
             ..line()
         };
         let j = json(&l);
         assert_eq!(j.lines().count(), 1, "{j}");
         let v: serde_json::Value = serde_json::from_str(&j).unwrap();
         assert_eq!(v["method"], "G\"E\\T");
-        assert_eq!(v["target"], "/a b\n\"x\"=\u{1}\u{7f}é");
-        assert!(j.contains(r#""target":"/a b\n\"x\"=\u0001\u007fé""#), "{j}");
+        assert_eq!(v["path"], "/a b\n\"x\"=\u{1}\u{7f}é");
+        assert!(j.contains(r#""path":"/a b\n\"x\"=\u0001\u007fé""#), "{j}");
         let t = text(&l);
         assert_eq!(t.lines().count(), 1, "{t}");
         assert!(t.contains(r#" method="G\"E\\T" "#), "{t}");
-        assert!(t.contains(r#" target="/a b\n\"x\"=\u0001\u007fé" "#), "{t}");
+        assert!(t.contains(r#" path="/a b\n\"x\"=\u0001\u007fé" "#), "{t}");
         // A plain value stays bare; an empty one or a lone dash is quoted.
         let t = text(&AccessLine {
-            target: "",
+            path: "",
             method: "-",
             ..line()
         });
-        assert!(t.contains(" method=\"-\" target=\"\" "), "{t}");
+        assert!(t.contains(" method=\"-\" path=\"\" "), "{t}");
     }
 
     #[test]

@@ -177,7 +177,7 @@ mod tests {
             listener: 80,
             client: "127.0.0.1:1".parse().unwrap(),
             method: "GET",
-            target: "/",
+            path: "/",
             version: "HTTP/1.1",
             status: 200,
             bytes_in: 0,
@@ -205,7 +205,8 @@ mod tests {
         std::thread::sleep(writer::FLUSH_EVERY * 4);
         let first = std::fs::read_to_string(&path).unwrap();
         assert_eq!(first.lines().count(), 1, "{first}");
-        assert!(first.starts_with("{\"time\":\"1970-01-01T00:00:00.000Z\",\"node\":4,"));
+        assert!(first
+            .starts_with("{\"time\":\"1970-01-01T00:00:00.000Z\",\"level\":\"INFO\",\"node\":4,"));
         for _ in 0..1000 {
             log.write(&line());
         }
