@@ -10,21 +10,37 @@
 //!
 //! [`BackendTraffic`]: crate::backend_traffic::BackendTraffic
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Method, Request, Uri, Version};
 
-use crate::access_log::AccessLine;
+use crate::access_log::{AccessLine, AccessLog};
 use crate::backend::BackendRuntime;
 use crate::backend_traffic::Ended;
-use crate::connection::ConnectionCore;
+use crate::drain_mark::DrainMark;
 use crate::error::{DrainCause, ForwardError, FORWARD_ERROR_CODES};
 use crate::http1::RequestBody;
 
+/// What a record needs of the client connection it came on (the
+/// connection's core implements it).
+pub(crate) trait ConnectionFacts: Send + Sync {
+    /// The listener's port.
+    fn port(&self) -> u16;
+    /// The client's address.
+    fn peer(&self) -> SocketAddr;
+    /// The drain of the listener (or node) the connection came through.
+    fn listener_drain(&self) -> &DrainMark;
+    /// Where the line goes, when the access log is on.
+    fn access_log(&self) -> Option<&AccessLog>;
+    /// Which drain cut the connection's work.
+    fn cut_cause(&self) -> DrainCause;
+}
+
 /// One request's (or tunnel's) accounting, written down when dropped.
 pub(crate) struct AccessRecord {
-    conn: Arc<ConnectionCore>,
+    conn: Arc<dyn ConnectionFacts>,
     arrived: Instant,
     method: Method,
     uri: Uri,
@@ -48,9 +64,9 @@ pub(crate) struct AccessRecord {
 
 impl AccessRecord {
     /// A request whose head just arrived on `conn`.
-    pub fn new(conn: &Arc<ConnectionCore>, req: &Request<RequestBody>) -> AccessRecord {
+    pub fn new(conn: Arc<dyn ConnectionFacts>, req: &Request<RequestBody>) -> AccessRecord {
         AccessRecord {
-            conn: conn.clone(),
+            conn,
             arrived: Instant::now(),
             method: req.method().clone(),
             uri: req.uri().clone(),

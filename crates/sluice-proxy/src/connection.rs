@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, Instrument, Span};
 
 use crate::access_log::AccessLog;
-use crate::access_record::AccessRecord;
+use crate::access_record::{AccessRecord, ConnectionFacts};
 use crate::backend::{BackendRuntime, WorkGuard};
 use crate::client_io::ClientIo;
 use crate::client_socket::ClientSocket;
@@ -107,6 +107,34 @@ struct Registration {
     actor: Option<ActorRef<BackendMessage>>,
 }
 
+impl ConnectionFacts for ConnectionCore {
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn listener_drain(&self) -> &DrainMark {
+        &self.listener_drain
+    }
+
+    fn access_log(&self) -> Option<&AccessLog> {
+        self.access_log.as_deref()
+    }
+
+    /// Which drain cut this connection's work: its listener's or its
+    /// node's when one came, else the backend's own.
+    fn cut_cause(&self) -> DrainCause {
+        match self.cut.load(Ordering::Acquire) {
+            CUT_BY_NODE => DrainCause::Node,
+            CUT_BY_LISTENER => DrainCause::Listener,
+            _ => DrainCause::Backend,
+        }
+    }
+}
+
 impl ConnectionCore {
     /// This connection's shutdown token for `backend`, registering with the
     /// backend the first time.
@@ -134,32 +162,6 @@ impl ConnectionCore {
             actor,
         });
         token
-    }
-
-    pub(crate) fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub(crate) fn peer(&self) -> SocketAddr {
-        self.peer
-    }
-
-    pub(crate) fn listener_drain(&self) -> &DrainMark {
-        &self.listener_drain
-    }
-
-    pub(crate) fn access_log(&self) -> Option<&AccessLog> {
-        self.access_log.as_deref()
-    }
-
-    /// Which drain cut this connection's work: its listener's or its
-    /// node's when one came, else the backend's own.
-    pub(crate) fn cut_cause(&self) -> DrainCause {
-        match self.cut.load(Ordering::Acquire) {
-            CUT_BY_NODE => DrainCause::Node,
-            CUT_BY_LISTENER => DrainCause::Listener,
-            _ => DrainCause::Backend,
-        }
     }
 
     fn task_started(&self) {
@@ -472,7 +474,7 @@ async fn handle_request(
     req: Request<RequestBody>,
     client: Option<&ClientSocket>,
 ) -> (Response<ProxyBody>, Option<TunnelStart>) {
-    let mut record = AccessRecord::new(&ctx, &req);
+    let mut record = AccessRecord::new(ctx.clone(), &req);
     let (resp, tunnel) = {
         // Pinned where it is made: the request's state is large.
         let answer = std::pin::pin!(answer_request(&ctx, req, client, &mut record));
