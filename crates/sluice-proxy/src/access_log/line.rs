@@ -20,7 +20,8 @@ use crate::error::DrainCause;
 /// Access-log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccessLogFormat {
-    /// One flat JSON object per line.
+    /// One flat JSON object per line, with `level` and `target`
+    /// (`sluice::access`) as the node's JSON log lines have them.
     Json,
     /// `<time> ACCESS node=<id> key=value …`, laid out like the node's
     /// text log lines.
