@@ -19,7 +19,7 @@ use axum::extract::State as AxState;
 use axum::routing::get;
 use axum::{Json, Router};
 use sluice_clock::now_ms;
-use sluice_model::{DrainCause, NodeDrainReason, NodeId, State, UnixMillis};
+use sluice_model::{NodeDrainReason, NodeId, State, UnixMillis};
 
 use crate::api::{
     DrainKind, LocalBackendView, LocalView, Overview, OverviewBackend, OverviewBackendOnNode,
@@ -197,10 +197,7 @@ fn drains(
             id: d.id,
             kind: DrainKind::Backend,
             subject: format!("{} {}", d.group, d.backend),
-            cause: match d.cause {
-                DrainCause::Removed => "removed".into(),
-                DrainCause::HealthCheckFailed => "health_check_failed".into(),
-            },
+            cause: crate::views::drain_cause_name(d.cause).into(),
             started_at_ms: d.started_at,
             deadline_ms: d.deadline,
             remaining_ms: d.deadline.saturating_sub(now),

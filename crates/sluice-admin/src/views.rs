@@ -41,10 +41,7 @@ pub(crate) fn backend_view(
         BackendStatus::Active => None,
         BackendStatus::Draining { drain } => state.drains.get(&drain).map(|d| DrainView {
             id: d.id,
-            cause: match d.cause {
-                DrainCause::Removed => "removed".into(),
-                DrainCause::HealthCheckFailed => "health_check_failed".into(),
-            },
+            cause: crate::views::drain_cause_name(d.cause).into(),
             started_at_ms: d.started_at,
             deadline_ms: d.deadline,
             remaining_ms: d.deadline.saturating_sub(now),
@@ -210,5 +207,13 @@ pub(crate) fn cert_view(state: &State, c: &Cert) -> CertView {
         version: c.version,
         listeners: state.listeners_using(&c.name),
         pending_nodes: Vec::new(),
+    }
+}
+
+/// How the API names why a backend drains.
+pub(crate) fn drain_cause_name(cause: DrainCause) -> &'static str {
+    match cause {
+        DrainCause::Removed => "removed",
+        DrainCause::HealthCheckFailed => "health_check_failed",
     }
 }

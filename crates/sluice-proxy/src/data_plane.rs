@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::access_log::AccessLog;
+use crate::backend::BackendRuntime;
 use crate::error::ProxyError;
 use crate::events::DataPlaneEvents;
 use crate::health_view::LocalHealth;
@@ -77,23 +78,28 @@ impl DataPlane {
 
     /// Live work on a backend through this node (zero if unknown).
     pub fn backend_stats(&self, group: &str, addr: &str) -> BackendStats {
-        let backends = self
-            .published
-            .backends
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        backends
-            .get(&(Arc::from(group), Arc::from(addr)))
-            .map(|b| BackendStats {
-                in_flight: b.in_flight.load(Ordering::Relaxed),
-                tunnels: b.tunnels.load(Ordering::Relaxed),
-            })
-            .unwrap_or_default()
+        self.read_backend(group, addr, |b| BackendStats {
+            in_flight: b.in_flight.load(Ordering::Relaxed),
+            tunnels: b.tunnels.load(Ordering::Relaxed),
+        })
+        .unwrap_or_default()
     }
 
     /// A backend's traffic through this node, while its runtime lives here
     /// (through its drain, after its removal). `None` if unknown.
     pub fn backend_traffic(&self, group: &str, addr: &str) -> Option<TrafficSnapshot> {
+        self.read_backend(group, addr, |b| {
+            b.traffic.snapshot(b.pool.open_connections())
+        })
+    }
+
+    /// `read` of the runtime of backend `addr` in `group`, if it runs here.
+    fn read_backend<T>(
+        &self,
+        group: &str,
+        addr: &str,
+        read: impl FnOnce(&BackendRuntime) -> T,
+    ) -> Option<T> {
         let backends = self
             .published
             .backends
@@ -101,7 +107,7 @@ impl DataPlane {
             .unwrap_or_else(|p| p.into_inner());
         backends
             .get(&(Arc::from(group), Arc::from(addr)))
-            .map(|b| b.traffic.snapshot(b.pool.open_connections()))
+            .map(|b| read(b))
     }
 
     /// Access-log lines dropped because the log's writer could not keep

@@ -77,28 +77,7 @@ async fn a_crashing_connection_loses_only_itself() {
     let dp = DataPlane::start(settings, Arc::new(NoReports))
         .await
         .unwrap();
-    let mut s = State::with_nodes([9001]);
-    for c in [
-        Command::CreateGroup {
-            name: "web".into(),
-            drain: DrainPolicy::default(),
-            slow_start_ms: None,
-        },
-        Command::AddBackend {
-            group: "web".into(),
-            addr: backend.to_string(),
-            weight: 100,
-            at: 0,
-        },
-        Command::AddListener {
-            port,
-            group: "web".into(),
-            request_timeout_ms: 5_000,
-            tls: vec![],
-        },
-    ] {
-        s.apply(&c).unwrap();
-    }
+    let s = one_route(9001, backend, port, DrainPolicy::default(), 5_000);
     dp.apply(Arc::new(s)).await.unwrap();
 
     let mut a = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -178,31 +157,16 @@ async fn a_drain_deadline_cuts_a_streaming_response_and_the_drain_finishes() {
     let dp = DataPlane::start(settings, Arc::new(Finished(Mutex::new(tx))))
         .await
         .unwrap();
-    let mut s = State::with_nodes([9002]);
-    for c in [
-        Command::CreateGroup {
-            name: "web".into(),
-            drain: DrainPolicy {
-                enabled: true,
-                timeout_ms: 1_000,
-            },
-            slow_start_ms: None,
+    let mut s = one_route(
+        9002,
+        backend,
+        port,
+        DrainPolicy {
+            enabled: true,
+            timeout_ms: 1_000,
         },
-        Command::AddBackend {
-            group: "web".into(),
-            addr: backend.to_string(),
-            weight: 100,
-            at: 0,
-        },
-        Command::AddListener {
-            port,
-            group: "web".into(),
-            request_timeout_ms: 30_000,
-            tls: vec![],
-        },
-    ] {
-        s.apply(&c).unwrap();
-    }
+        30_000,
+    );
     dp.apply(Arc::new(s.clone())).await.unwrap();
 
     let mut client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -314,28 +278,7 @@ async fn a_backends_traffic_counts_classes_codes_bytes_and_latency() {
     )
     .await
     .unwrap();
-    let mut s = State::with_nodes([9003]);
-    for c in [
-        Command::CreateGroup {
-            name: "web".into(),
-            drain: DrainPolicy::default(),
-            slow_start_ms: None,
-        },
-        Command::AddBackend {
-            group: "web".into(),
-            addr: backend.to_string(),
-            weight: 100,
-            at: 0,
-        },
-        Command::AddListener {
-            port,
-            group: "web".into(),
-            request_timeout_ms: 1_000,
-            tls: vec![],
-        },
-    ] {
-        s.apply(&c).unwrap();
-    }
+    let s = one_route(9003, backend, port, DrainPolicy::default(), 1_000);
     dp.apply(Arc::new(s)).await.unwrap();
     let addr = backend.to_string();
     let untouched = dp.backend_traffic("web", &addr).unwrap();
@@ -386,4 +329,38 @@ async fn a_backends_traffic_counts_classes_codes_bytes_and_latency() {
     assert!(t.total_time.sum_seconds >= 1.0, "{:?}", t.total_time);
     assert_eq!(dp.backend_traffic("web", "127.0.0.1:1"), None);
     dp.stop().await;
+}
+
+/// A state of node `node` with group `web` of one backend, `backend`,
+/// behind a listener on `port`.
+fn one_route(
+    node: u64,
+    backend: std::net::SocketAddr,
+    port: u16,
+    drain: DrainPolicy,
+    request_timeout_ms: u64,
+) -> State {
+    let mut s = State::with_nodes([node]);
+    for c in [
+        Command::CreateGroup {
+            name: "web".into(),
+            drain,
+            slow_start_ms: None,
+        },
+        Command::AddBackend {
+            group: "web".into(),
+            addr: backend.to_string(),
+            weight: 100,
+            at: 0,
+        },
+        Command::AddListener {
+            port,
+            group: "web".into(),
+            request_timeout_ms,
+            tls: vec![],
+        },
+    ] {
+        s.apply(&c).unwrap();
+    }
+    s
 }
