@@ -472,3 +472,25 @@ fn token_id(token: &str) -> String {
         .collect();
     format!("token:{hex}")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_refused_before_it_was_a_request_leaves_a_line_with_its_code() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (node, listen) = node_with(opts(""), &[], &[], &[], "10s").await;
+    let mut s = tokio::net::TcpStream::connect(&listen).await.unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nhost: a\r\nno colon here\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    let l = &lines_for(&node, "-", 1).await[0];
+    assert_eq!(l["status"], 400, "{l}");
+    assert_eq!(l["error"], "bad_request", "{l}");
+    assert_eq!(l["method"], "-", "{l}");
+    assert_eq!(l["version"], "-", "{l}");
+    assert_eq!(l["backend"], Value::Null, "{l}");
+    assert_eq!(l["client"], s.local_addr().unwrap().to_string(), "{l}");
+    assert!(l["duration_ms"].as_f64().unwrap() < 5_000.0, "{l}");
+}

@@ -151,3 +151,36 @@ impl Drop for AccessRecord {
         });
     }
 }
+
+/// The line of a request head sluice refused before it was a request (a
+/// malformed or oversized head, or one not sent in time): no method, path
+/// or backend, the refusal's status and code, `took` from when the
+/// connection began waiting for it. Refusals are the client's doing and
+/// are counted on no backend.
+pub(crate) fn log_refused_head(
+    conn: &dyn ConnectionFacts,
+    status: u16,
+    code: &'static str,
+    took: std::time::Duration,
+) {
+    let Some(log) = conn.access_log() else {
+        return;
+    };
+    log.write(&AccessLine {
+        time: sluice_clock::now_ms(),
+        tunnel: false,
+        listener: conn.port(),
+        client: conn.peer(),
+        method: "-",
+        path: "-",
+        version: "-",
+        status,
+        bytes_in: 0,
+        bytes_out: 0,
+        duration_micros: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+        backend: None,
+        error: Some(code),
+        drain: conn.listener_drain().get().map(|d| (d, false)),
+        close_code: None,
+    });
+}

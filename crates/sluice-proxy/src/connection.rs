@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, Instrument, Span};
 
 use crate::access_log::AccessLog;
-use crate::access_record::{AccessRecord, ConnectionFacts};
+use crate::access_record::{self, AccessRecord, ConnectionFacts};
 use crate::backend::{BackendRuntime, WorkGuard};
 use crate::client_io::ClientIo;
 use crate::client_socket::ClientSocket;
@@ -395,6 +395,10 @@ async fn serve(
     drop(client);
     match ended {
         Ended::Closed => {}
+        Ended::Refused { refused, took } => {
+            Metrics::inc(&ctx.metrics.requests_rejected);
+            access_record::log_refused_head(&*ctx, refused.status.as_u16(), refused.code, took);
+        }
         Ended::Upgraded {
             upgrade,
             io,

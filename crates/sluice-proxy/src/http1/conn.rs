@@ -190,6 +190,13 @@ impl KeepAlive {
 /// How a connection's service ended.
 pub(crate) enum Ended<U> {
     Closed,
+    /// sluice refused a request head with its own answer (sent, the
+    /// connection then closed); `took` runs from when the connection began
+    /// waiting for that head.
+    Refused {
+        refused: HeadError,
+        took: Duration,
+    },
     /// The handler's `101` went out: the socket, the bytes the client sent
     /// past its request, and what the handler attached to the upgrade.
     Upgraded {
@@ -232,9 +239,10 @@ where
     let timer = tokio::time::sleep(limits.header_read_timeout);
     let mut timer = pin!(timer);
     loop {
+        let waited_from = Instant::now();
         timer
             .as_mut()
-            .reset(Instant::now() + limits.header_read_timeout);
+            .reset(waited_from + limits.header_read_timeout);
         let idle = buf.is_empty();
         if idle && !owner.idle() {
             return Ended::Closed;
@@ -255,10 +263,13 @@ where
                     Ok(ClientIo::Tls(_)) | Err(_) => Ended::Closed,
                 };
             }
-            Err(HeadEnd::Answer(bytes)) => {
-                let _ = write_all(&io, &bytes).await;
+            Err(HeadEnd::Refused(refused)) => {
+                let _ = write_all(&io, &error_answer(&refused)).await;
                 Box::pin(linger_close(io)).await;
-                return Ended::Closed;
+                return Ended::Refused {
+                    refused,
+                    took: waited_from.elapsed(),
+                };
             }
         };
         let RequestHead {
@@ -342,8 +353,8 @@ where
 enum HeadEnd {
     /// The connection ended, or was idle past the timeout.
     Closed,
-    /// sluice's answer to what came instead, then close.
-    Answer(Vec<u8>),
+    /// A head sluice refuses: it answers for itself, then closes.
+    Refused(HeadError),
     /// The HTTP/2 preface came (it stays in the buffer).
     Http2,
 }
@@ -361,7 +372,7 @@ async fn read_head(
                 Ok(Parsed::Head(head)) => return Ok(head),
                 Ok(Parsed::Partial) => {}
                 Ok(Parsed::H2Preface) => return Err(HeadEnd::Http2),
-                Err(e) => return Err(HeadEnd::Answer(error_answer(&e))),
+                Err(e) => return Err(HeadEnd::Refused(e)),
             }
         }
         tokio::select! {
@@ -379,11 +390,11 @@ async fn read_head(
                 return Err(if buf.is_empty() {
                     HeadEnd::Closed
                 } else {
-                    HeadEnd::Answer(error_answer(&HeadError {
+                    HeadEnd::Refused(HeadError {
                         status: StatusCode::REQUEST_TIMEOUT,
                         code: "header_timeout",
                         reason: "request headers not received in time",
-                    }))
+                    })
                 });
             }
         }
