@@ -37,6 +37,17 @@ fn access_lines(node: &NodeProcess) -> Vec<Value> {
         .collect()
 }
 
+/// Sends one more request and waits for its line: lines are written in
+/// the order requests end, so every line of what ended before is out.
+async fn written_through(node: &NodeProcess, listen: &str) {
+    let _ = http_client()
+        .get(format!("http://{listen}/written-through"))
+        .send()
+        .await
+        .unwrap();
+    lines_for(node, "/written-through", 1).await;
+}
+
 /// Waits up to 3 s for `n` access lines whose path is `path`.
 async fn lines_for(node: &NodeProcess, path: &str, n: usize) -> Vec<Value> {
     poll(Duration::from_secs(3), "access lines", || {
@@ -93,8 +104,7 @@ async fn a_request_leaves_one_line_with_every_field() {
     let post_body = post.bytes().await.unwrap();
 
     let lines = lines_for(&node, "/hello/world", 1).await;
-    // A little longer: a second line would have come by now.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    written_through(&node, &listen).await;
     let lines_again = lines_for(&node, "/hello/world", 1).await;
     assert_eq!(lines_again.len(), 1, "{lines_again:#?}");
     let l = &lines[0];
@@ -323,7 +333,7 @@ async fn a_tunnel_closed_by_the_drain_deadline_leaves_one_tunnel_line() {
     .expect("the backend got Close 1001");
 
     let lines = lines_for(&node, "/chat", 1).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    written_through(&node, &listen).await;
     assert_eq!(
         lines_for(&node, "/chat", 1).await.len(),
         1,

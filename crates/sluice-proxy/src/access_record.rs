@@ -42,8 +42,9 @@ pub(crate) trait ConnectionFacts: Send + Sync {
 pub(crate) struct AccessRecord {
     conn: Arc<dyn ConnectionFacts>,
     arrived: Instant,
-    method: Method,
-    uri: Uri,
+    /// The request line's method and target, kept only for the access
+    /// log (no copy per request while it is off).
+    request_line: Option<(Method, Uri)>,
     version: Version,
     /// The request became a WebSocket tunnel.
     pub tunnel: bool,
@@ -65,11 +66,13 @@ pub(crate) struct AccessRecord {
 impl AccessRecord {
     /// A request whose head just arrived on `conn`.
     pub fn new(conn: Arc<dyn ConnectionFacts>, req: &Request<RequestBody>) -> AccessRecord {
+        let request_line = conn
+            .access_log()
+            .map(|_| (req.method().clone(), req.uri().clone()));
         AccessRecord {
             conn,
             arrived: Instant::now(),
-            method: req.method().clone(),
-            uri: req.uri().clone(),
+            request_line,
             version: req.version(),
             tunnel: false,
             backend: None,
@@ -122,16 +125,19 @@ impl Drop for AccessRecord {
             (true, DrainCause::Listener | DrainCause::Node) => listener_drain(),
             _ => backend_drain().or_else(listener_drain),
         };
-        let path = match self.uri.path_and_query() {
+        let Some((method, uri)) = &self.request_line else {
+            return;
+        };
+        let path = match uri.path_and_query() {
             Some(pq) if log.with_query() => pq.as_str(),
-            _ => self.uri.path(),
+            _ => uri.path(),
         };
         log.write(&AccessLine {
             time: sluice_clock::now_ms(),
             tunnel: self.tunnel,
             listener: self.conn.port(),
             client: self.conn.peer(),
-            method: self.method.as_str(),
+            method: method.as_str(),
             path,
             version: match self.version {
                 Version::HTTP_09 => "HTTP/0.9",
