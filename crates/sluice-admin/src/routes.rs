@@ -95,8 +95,11 @@ async fn metrics(AxState(ctx): Ctx) -> impl IntoResponse {
 /// carries a key.
 async fn state(AxState(ctx): Ctx) -> ApiResult<impl IntoResponse> {
     let mut state = (*ctx.store.current()).clone();
-    for cert in state.certs.values_mut() {
-        cert.key_pem = SecretPem(String::new());
+    let names: Vec<String> = state.certs.keys().cloned().collect();
+    for name in names {
+        if let Some(cert) = state.certs.get_mut(&name) {
+            cert.key_pem = SecretPem(String::new());
+        }
     }
     Ok(Json(state))
 }

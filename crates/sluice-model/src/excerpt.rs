@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use imbl::OrdMap;
+
 use crate::{BackendStatus, Cert, Command, Group, SecretPem, State};
 
 impl State {
@@ -13,12 +15,12 @@ impl State {
     /// simply absent. Costs the touched objects, never the whole state.
     pub fn excerpt(&self, command: &Command) -> Option<State> {
         let mut out = State {
-            groups: BTreeMap::new(),
+            groups: OrdMap::new(),
             listeners: BTreeMap::new(),
-            drains: BTreeMap::new(),
+            drains: OrdMap::new(),
             listener_drains: BTreeMap::new(),
             node_drains: BTreeMap::new(),
-            certs: BTreeMap::new(),
+            certs: OrdMap::new(),
             nodes: self.nodes.clone(),
             next_drain: self.next_drain,
             revision: self.revision,
@@ -43,7 +45,7 @@ impl State {
             | Command::RemoveBackend { group, addr, .. } => {
                 if let Some(g) = self.groups.get(group) {
                     let mut shell = Group {
-                        backends: BTreeMap::new(),
+                        backends: OrdMap::new(),
                         ..group_settings(g)
                     };
                     if let Some(b) = g.backends.get(addr) {
@@ -121,7 +123,7 @@ fn group_settings(g: &Group) -> Group {
     Group {
         name: g.name.clone(),
         drain: g.drain,
-        backends: BTreeMap::new(),
+        backends: OrdMap::new(),
         health: g.health.clone(),
         health_revision: g.health_revision,
         slow_start_ms: g.slow_start_ms,

@@ -1,8 +1,6 @@
 //! A group's life: created, updated (drain policy, health checks, slow
 //! start), deleted — refused while used, or with `force` drained first.
 
-use std::collections::BTreeMap;
-
 use crate::limits::{
     validate_drain_timeout, validate_group_name, validate_health_check, validate_slow_start,
 };
@@ -33,7 +31,7 @@ impl State {
             Group {
                 name: name.to_string(),
                 drain,
-                backends: BTreeMap::new(),
+                backends: imbl::OrdMap::new(),
                 health: Default::default(),
                 health_revision: 0,
                 slow_start_ms,
@@ -85,8 +83,11 @@ impl State {
         if check != group.health {
             group.health = check;
             group.health_revision += 1;
-            for b in group.backends.values_mut() {
-                b.health.proven = false;
+            let addrs: Vec<String> = group.backends.keys().cloned().collect();
+            for addr in addrs {
+                if let Some(b) = group.backends.get_mut(&addr) {
+                    b.health.proven = false;
+                }
             }
         }
         Ok(Applied::Done)

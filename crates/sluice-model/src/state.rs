@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use imbl::OrdMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -16,11 +18,11 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     /// Server groups by name.
-    pub groups: BTreeMap<String, Group>,
+    pub groups: OrdMap<String, Group>,
     /// Listeners by port.
     pub listeners: BTreeMap<u16, Listener>,
     /// Drains in progress by id.
-    pub drains: BTreeMap<DrainId, Drain>,
+    pub drains: OrdMap<DrainId, Drain>,
     /// Removed listeners whose connections drain, by id; each leaves the
     /// state with the first leader-stamped command at or past its deadline.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -29,8 +31,8 @@ pub struct State {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_drains: BTreeMap<NodeId, NodeDrain>,
     /// Certificates by name.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub certs: BTreeMap<String, Cert>,
+    #[serde(default, skip_serializing_if = "OrdMap::is_empty")]
+    pub certs: OrdMap<String, Cert>,
     /// Member nodes: a drain completes when all of them finished.
     pub nodes: BTreeSet<NodeId>,
     /// Id the next drain gets.
@@ -42,12 +44,12 @@ pub struct State {
 impl Default for State {
     fn default() -> Self {
         State {
-            groups: BTreeMap::new(),
+            groups: OrdMap::new(),
             listeners: BTreeMap::new(),
-            drains: BTreeMap::new(),
+            drains: OrdMap::new(),
             listener_drains: BTreeMap::new(),
             node_drains: BTreeMap::new(),
-            certs: BTreeMap::new(),
+            certs: OrdMap::new(),
             nodes: BTreeSet::new(),
             next_drain: 1,
             revision: 0,

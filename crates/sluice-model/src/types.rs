@@ -47,7 +47,7 @@ pub struct Group {
     /// Drain settings applied to removals started from now on.
     pub drain: DrainPolicy,
     /// Members by `host:port`, active or draining.
-    pub backends: BTreeMap<String, Backend>,
+    pub backends: imbl::OrdMap<String, Backend>,
     /// Active health check.
     #[serde(default)]
     pub health: HealthCheck,

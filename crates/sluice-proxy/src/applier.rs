@@ -4,8 +4,12 @@
 //! routing snapshot, tells backends whose drain began, drains, closes and
 //! binds listeners. It answers the caller only once the new routes are in
 //! place, so an admin write that returned is already routed by (R1: "right
-//! after the removal returns"). While a slow-start ramp runs (R10) it
-//! rebuilds the routes every [`RAMP_TICK`].
+//! after the removal returns"). While a group's slow-start ramp runs (R10)
+//! it rebuilds that group's routes every [`RAMP_TICK`].
+//!
+//! An apply costs what changed: the plan walks only what differs, routes
+//! and probes are redone only for the groups (and ports) it names, and
+//! what readers are shown is updated entry by entry.
 //!
 //! Listeners are told apart by port and generation: one that left the state
 //! (or was replaced on its port) drains until its `ListenerDrain`'s
@@ -14,7 +18,7 @@
 //! [`BIND_RETRY_MAX`]; each attempt's outcome is reported when it is first
 //! known and whenever it changes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +40,7 @@ use crate::health_view::LocalHealth;
 use crate::listener::{bind, Listener, ListenerArgs, ListenerTls};
 use crate::messages::{ApplierMessage, BackendMessage, ListenerMessage};
 use crate::metrics::Metrics;
+use crate::per_backend::PerBackend;
 use crate::plan::{plan, Change};
 use crate::published::{BackendKey, ListenerStatus, NodeDrainStatus, Published};
 use crate::routing::{Route, RouteOrigin, RoutingTable, RAMP_TICK};
@@ -82,7 +87,8 @@ struct FailedBind {
 
 struct RunningBackend {
     runtime: Arc<BackendRuntime>,
-    actor: ActorRef<BackendMessage>,
+    /// Started when the backend first has work.
+    actor: Option<ActorRef<BackendMessage>>,
 }
 
 pub(crate) struct ApplierState {
@@ -103,16 +109,18 @@ pub(crate) struct ApplierState {
     reported: HashMap<u16, (u64, Result<(), String>)>,
     /// What the admin API is shown per listener.
     statuses: BTreeMap<u16, ListenerStatus>,
-    backends: HashMap<BackendKey, RunningBackend>,
+    backends: PerBackend<RunningBackend>,
     /// The state the data plane runs (routes are rebuilt from it when this
     /// node's own view of a backend flips).
     last: Option<Arc<State>>,
     /// Probe tasks by backend, with what they probe.
-    probers: HashMap<BackendKey, (ProbeSpec, JoinHandle<()>)>,
+    probers: PerBackend<(ProbeSpec, JoinHandle<()>)>,
     /// This node's view of each probed backend (C6).
-    local: HashMap<BackendKey, LocalHealth>,
+    local: PerBackend<LocalHealth>,
     /// Whether a [`ApplierMessage::RampTick`] is on its way.
     ticking: bool,
+    /// Groups whose effective weights still change with time (R10).
+    ramping: BTreeSet<Arc<str>>,
     /// This node's own drain as it runs (N1).
     node_drain: Option<RunningNodeDrain>,
     /// The start and deadline of a drain this node started on its own (a
@@ -124,6 +132,46 @@ pub(crate) struct ApplierState {
     cleared_stop: Option<DrainId>,
     /// Certificate keys loaded for TLS listeners.
     tls: TlsConfigs,
+}
+
+// === impl RunningBackend ===
+
+impl RunningBackend {
+    fn stop(self) {
+        if let Some(actor) = self.actor {
+            actor.stop(None);
+        }
+    }
+}
+
+/// Which routes a rebuild renews.
+#[derive(Debug, Clone, Copy)]
+enum RouteScope<'a> {
+    /// Those over these groups and of these ports' listeners.
+    Only {
+        groups: &'a BTreeSet<Arc<str>>,
+        ports: &'a BTreeSet<u16>,
+    },
+}
+
+// === impl RouteScope ===
+
+impl<'a> RouteScope<'a> {
+    /// The routes over `groups`.
+    fn groups(groups: &'a BTreeSet<Arc<str>>) -> Self {
+        static NO_PORTS: BTreeSet<u16> = BTreeSet::new();
+        RouteScope::Only {
+            groups,
+            ports: &NO_PORTS,
+        }
+    }
+
+    /// Whether the route of the listener on `port` over `group` is rebuilt.
+    fn renews(&self, port: u16, group: &str) -> bool {
+        match self {
+            RouteScope::Only { groups, ports } => ports.contains(&port) || groups.contains(group),
+        }
+    }
 }
 
 /// This node's drain as the applier runs it.
@@ -155,11 +203,12 @@ impl Actor for StateApplier {
             retry_at: None,
             reported: HashMap::new(),
             statuses: BTreeMap::new(),
-            backends: HashMap::new(),
+            backends: PerBackend::default(),
             last: None,
-            probers: HashMap::new(),
-            local: HashMap::new(),
+            probers: PerBackend::default(),
+            local: PerBackend::default(),
             ticking: false,
+            ramping: BTreeSet::new(),
             node_drain: None,
             local_drain: None,
             checking_node_drain: false,
@@ -173,7 +222,7 @@ impl Actor for StateApplier {
         _myself: ActorRef<Self::Msg>,
         state: &mut ApplierState,
     ) -> Result<(), ActorProcessingErr> {
-        for (_, (_, task)) in state.probers.drain() {
+        for (_, task) in state.probers.drain() {
             task.abort();
         }
         Ok(())
@@ -205,10 +254,11 @@ async fn handle_message(
                 // starts drained, and one restored with a drained node
                 // closes its socket at once when the drain's grace is over.
                 state.sync_node_drain(Some(&new), &myself);
-                state.apply(&new, &myself).await?;
+                let touched = state.apply(&new, &myself).await?;
                 state.revision = Some(new.revision);
                 state.last = Some(new.clone());
-                state.run_probers(&new, &myself);
+                state.run_probers(&new, &touched, &myself);
+                state.ramping.extend(touched);
                 state.tick_while_ramping(&myself);
             }
             let _ = reply.send(());
@@ -224,6 +274,24 @@ async fn handle_message(
             let _ = reply.send(());
         }
         ApplierMessage::NodeDrainCheck => state.check_node_drain(&myself),
+        ApplierMessage::FirstWork {
+            runtime,
+            connection,
+            token,
+        } => {
+            let key: BackendKey = (runtime.group.clone(), runtime.addr.clone());
+            // Only the incarnation that runs now: an older one's work ends
+            // with it.
+            let current = state
+                .backends
+                .get(&key.0, &key.1)
+                .is_some_and(|r| Arc::ptr_eq(&r.runtime, &runtime));
+            if current {
+                if let Some(actor) = state.backend_actor(&key).await? {
+                    let _ = actor.cast(BackendMessage::Register { connection, token });
+                }
+            }
+        }
         ApplierMessage::RetryBinds => {
             state.retry_at = None;
             state.retry_binds(&myself).await;
@@ -231,7 +299,10 @@ async fn handle_message(
         ApplierMessage::RampTick => {
             state.ticking = false;
             if let Some(last) = state.last.clone() {
-                state.build_routes(&last);
+                // Groups whose ramp ended since the last tick get their
+                // full weights now.
+                let ramping = std::mem::take(&mut state.ramping);
+                state.build_routes(&last, RouteScope::groups(&ramping));
             }
             state.tick_while_ramping(&myself);
         }
@@ -241,25 +312,26 @@ async fn handle_message(
             revision,
             local,
         } => {
-            let key: BackendKey = (group, addr);
             let current = state
                 .probers
-                .get(&key)
+                .get(&group, &addr)
                 .is_some_and(|(spec, _)| spec.revision == revision);
             if !current {
                 return Ok(());
             }
             let flipped = state
                 .local
-                .get(&key)
+                .get(&group, &addr)
                 .is_none_or(|old| old.healthy != local.healthy);
-            state.local.insert(key, local);
+            let key: BackendKey = (group, addr);
+            state.local.insert(key.clone(), local.clone());
             if flipped {
                 if let Some(last) = state.last.clone() {
-                    state.build_routes(&last);
+                    let groups = BTreeSet::from([key.0.clone()]);
+                    state.build_routes(&last, RouteScope::groups(&groups));
                 }
             }
-            state.args.published.publish_health(state.local.clone());
+            state.args.published.publish_health_of(key, Some(local));
         }
     }
     Ok(())
@@ -412,14 +484,18 @@ impl ApplierState {
             .published
             .publish_node_drain(self.node_drain.map(|r| r.status));
     }
-    /// Schedules the next [`ApplierMessage::RampTick`] if some group's
-    /// effective weights still change with time.
+    /// Keeps in [`ApplierState::ramping`] the groups whose effective
+    /// weights still change with time, and schedules the next
+    /// [`ApplierMessage::RampTick`] while there is one.
     fn tick_while_ramping(&mut self, myself: &ActorRef<ApplierMessage>) {
         let now = sluice_clock::now_ms();
-        let ramping = self
-            .last
-            .as_ref()
-            .is_some_and(|s| s.groups.values().any(|g| g.ramping_at(now)));
+        let last = self.last.clone();
+        self.ramping.retain(|name| {
+            last.as_ref()
+                .and_then(|s| s.groups.get(&**name))
+                .is_some_and(|g| g.ramping_at(now))
+        });
+        let ramping = !self.ramping.is_empty();
         if ramping && !self.ticking {
             self.ticking = true;
             myself.send_after(RAMP_TICK, || ApplierMessage::RampTick);
@@ -427,17 +503,21 @@ impl ApplierState {
     }
 
     /// Takes the data plane from the state it runs to `new`: decides what
-    /// changes ([`plan`]), then does it.
+    /// changes ([`plan`]), then does it. Returns the groups that changed.
     async fn apply(
         &mut self,
         new: &State,
         myself: &ActorRef<ApplierMessage>,
-    ) -> Result<(), ActorProcessingErr> {
+    ) -> Result<BTreeSet<Arc<str>>, ActorProcessingErr> {
         let empty = State::default();
         let last = self.last.clone();
         let old = last.as_deref().unwrap_or(&empty);
+        let mut touched = BTreeSet::new();
         for change in plan(old, new) {
-            self.execute(change, new).await?;
+            if let Change::RebuildRoutes { groups, .. } = &change {
+                touched.extend(groups.iter().cloned());
+            }
+            self.execute(change, new, myself).await?;
         }
         self.sync_tls(new);
         self.draining_listeners
@@ -451,47 +531,50 @@ impl ApplierState {
         self.reported.retain(|p, (g, _)| current(p, *g));
         self.statuses.retain(|p, _| new.listeners.contains_key(p));
         self.schedule_retry(myself);
-
-        self.args.published.publish(
-            self.statuses.clone(),
-            self.backends
-                .iter()
-                .map(|(k, r)| (k.clone(), r.runtime.clone()))
-                .collect(),
-        );
-        Ok(())
+        self.args.published.publish_listeners(self.statuses.clone());
+        Ok(touched)
     }
 
     /// Does one change of a plan.
-    async fn execute(&mut self, change: Change, new: &State) -> Result<(), ActorProcessingErr> {
+    async fn execute(
+        &mut self,
+        change: Change,
+        new: &State,
+        myself: &ActorRef<ApplierMessage>,
+    ) -> Result<(), ActorProcessingErr> {
         match change {
             Change::StartBackend { key } => {
-                let running = self.start_backend(key.clone()).await?;
-                self.backends.insert(key, running);
+                let running = self.start_backend(key.clone(), myself);
+                self.run_backend(key, running);
             }
             Change::StopBackend { key } => {
-                if let Some(old) = self.backends.remove(&key) {
+                if let Some(old) = self.backends.remove(&key.0, &key.1) {
                     info!(group = %key.0, backend = %key.1, "backend left the group");
-                    old.actor.stop(None);
+                    old.stop();
                 }
+                self.args.published.forget_backend(&key);
             }
             Change::ReplaceBackend { key } => {
-                if let Some(old) = self.backends.remove(&key) {
-                    old.actor.stop(None);
+                if let Some(old) = self.backends.remove(&key.0, &key.1) {
+                    old.stop();
                 }
-                let running = self.start_backend(key.clone()).await?;
-                self.backends.insert(key, running);
+                let running = self.start_backend(key.clone(), myself);
+                self.run_backend(key, running);
             }
-            Change::RebuildRoutes => self.build_routes(new),
+            Change::RebuildRoutes { groups, ports } => self.build_routes(
+                new,
+                RouteScope::Only {
+                    groups: &groups,
+                    ports: &ports,
+                },
+            ),
             Change::StartDrain {
                 key,
                 drain,
                 deadline,
             } => {
-                if let Some(running) = self.backends.get(&key) {
-                    running
-                        .actor
-                        .cast(BackendMessage::StartDrain { drain, deadline })?;
+                if let Some(actor) = self.backend_actor(&key).await? {
+                    actor.cast(BackendMessage::StartDrain { drain, deadline })?;
                 }
             }
             Change::DrainListener {
@@ -743,46 +826,64 @@ impl ApplierState {
         });
     }
 
-    /// Probes every active backend of weight > 0 in a group that checks
-    /// health; a changed check (new revision) restarts its task, which
-    /// starts from this node's last view (or the replicated one).
-    fn run_probers(&mut self, new: &State, myself: &ActorRef<ApplierMessage>) {
-        let mut wanted: HashMap<BackendKey, ProbeSpec> = HashMap::new();
-        for g in new.groups.values().filter(|g| g.health.enabled) {
-            let group: Arc<str> = Arc::from(g.name.as_str());
+    /// Probes every active backend of weight > 0 in the `groups` that check
+    /// health (the others' probes stay as they are); a changed check (new
+    /// revision) restarts its task, which starts from this node's last view
+    /// (or the replicated one).
+    fn run_probers(
+        &mut self,
+        new: &State,
+        groups: &BTreeSet<Arc<str>>,
+        myself: &ActorRef<ApplierMessage>,
+    ) {
+        for group in groups {
+            self.run_probers_of(new, group, myself);
+        }
+    }
+
+    fn run_probers_of(&mut self, new: &State, group: &Arc<str>, myself: &ActorRef<ApplierMessage>) {
+        let mut wanted: HashMap<Arc<str>, ProbeSpec> = HashMap::new();
+        if let Some(g) = new.groups.get(&**group).filter(|g| g.health.enabled) {
             for b in g.backends.values() {
                 // In maintenance: no new work, so nothing to probe for.
                 if b.status != BackendStatus::Active || b.weight == 0 || b.maintenance {
                     continue;
                 }
                 let addr: Arc<str> = Arc::from(b.addr.as_str());
-                wanted.insert(
-                    (group.clone(), addr.clone()),
-                    ProbeSpec {
-                        group: group.clone(),
-                        addr,
-                        check: g.health.clone(),
-                        revision: g.health_revision,
-                    },
-                );
+                let spec = ProbeSpec {
+                    group: group.clone(),
+                    addr: addr.clone(),
+                    check: g.health.clone(),
+                    revision: g.health_revision,
+                };
+                wanted.insert(addr, spec);
             }
         }
-        self.probers.retain(|key, (spec, task)| {
-            let keep = wanted.get(key) == Some(spec);
+        let running = self.probers.group_mut(group);
+        running.retain(|addr, (spec, task)| {
+            let keep = wanted.get(addr) == Some(spec);
             if !keep {
                 task.abort();
             }
             keep
         });
-        self.local.retain(|key, _| wanted.contains_key(key));
-        for (key, spec) in wanted {
-            if self.probers.contains_key(&key) {
+        let local = self.local.group_mut(group);
+        let published = &self.args.published;
+        local.retain(|addr, _| {
+            let keep = wanted.contains_key(addr);
+            if !keep {
+                published.forget_health(&(group.clone(), addr.clone()));
+            }
+            keep
+        });
+        for (addr, spec) in wanted {
+            if running.contains_key(&addr) {
                 continue;
             }
-            let healthy = self.local.get(&key).map(|l| l.healthy).unwrap_or_else(|| {
+            let healthy = local.get(&addr).map(|l| l.healthy).unwrap_or_else(|| {
                 new.groups
-                    .get(&*key.0)
-                    .and_then(|g| g.backends.get(&*key.1))
+                    .get(&**group)
+                    .and_then(|g| g.backends.get(&*addr))
                     .is_none_or(|b| b.health.healthy)
             });
             let task = health::spawn(
@@ -792,15 +893,18 @@ impl ApplierState {
                 myself.clone(),
                 self.args.events.clone(),
             );
-            self.probers.insert(key, (spec, task));
+            running.insert(addr, (spec, task));
         }
-        self.args.published.publish_health(self.local.clone());
+        self.probers.tidy(group);
+        self.local.tidy(group);
     }
 
-    /// Swaps in the routing snapshot for `new` with this node's own view
-    /// of each backend laid over it (C6) and the slow-start weights of now
-    /// (R10).
-    fn build_routes(&self, new: &State) {
+    /// Swaps in a routing snapshot whose routes in `scope` are built from
+    /// `new`, with this node's own view of each backend laid over it (C6)
+    /// and the slow-start weights of now (R10); the others are kept. A kept
+    /// route keeps the origin it was built from: nothing it depends on
+    /// changed since.
+    fn build_routes(&self, new: &State, scope: RouteScope<'_>) {
         let now = sluice_clock::now_ms();
         let origin = RouteOrigin {
             node: self.args.settings.node_id,
@@ -809,20 +913,24 @@ impl ApplierState {
         let previous = self.args.routes.load();
         let mut routes = HashMap::new();
         for l in new.listeners.values() {
-            let Some(g) = new.groups.get(&l.group) else {
-                continue;
-            };
-            let previous = previous
+            let kept = previous
                 .routes
                 .get(&l.port)
                 .filter(|r| r.generation == l.generation);
+            if let Some(route) = kept.filter(|_| !scope.renews(l.port, &l.group)) {
+                routes.insert(l.port, route.clone());
+                continue;
+            }
+            let Some(g) = new.groups.get(&l.group) else {
+                continue;
+            };
             let route = self.route_over(
                 g,
                 now,
                 origin,
                 l.generation,
                 l.request_timeout_ms,
-                previous.map(|r| &**r),
+                kept.map(|r| &**r),
             );
             routes.insert(l.port, Arc::new(route));
         }
@@ -830,6 +938,11 @@ impl ApplierState {
         // they drain.
         let mut draining = HashMap::new();
         for d in new.listener_drains.values() {
+            let kept = previous.draining.get(&(d.port, d.generation));
+            if let Some(route) = kept.filter(|_| !scope.renews(d.port, &d.group)) {
+                draining.insert((d.port, d.generation), route.clone());
+                continue;
+            }
             let Some(g) = new.groups.get(&d.group) else {
                 continue;
             };
@@ -853,17 +966,20 @@ impl ApplierState {
         previous: Option<&Route>,
     ) -> Route {
         let group: Arc<str> = Arc::from(g.name.as_str());
+        let local = self.local.group(&group);
+        let running = self.backends.group(&group);
         let locally_failing = |b: &sluice_model::Backend| {
-            self.local
-                .get(&(group.clone(), Arc::from(b.addr.as_str())))
+            local
+                .and_then(|l| l.get(b.addr.as_str()))
                 .is_some_and(|l| !l.healthy)
         };
         let weighted = g
             .weighted_with(now, locally_failing)
             .into_iter()
             .filter_map(|(b, weight)| {
-                let key: BackendKey = (group.clone(), Arc::from(b.addr.as_str()));
-                self.backends.get(&key).map(|r| (r.runtime.clone(), weight))
+                running
+                    .and_then(|r| r.get(b.addr.as_str()))
+                    .map(|r| (r.runtime.clone(), weight))
             })
             .collect();
         Route::new(
@@ -876,19 +992,49 @@ impl ApplierState {
         )
     }
 
-    async fn start_backend(&self, key: BackendKey) -> Result<RunningBackend, ActorProcessingErr> {
-        let runtime = BackendRuntime::new(key.0.clone(), key.1.clone(), &self.args.settings);
+    /// Runs a started backend and shows it to readers.
+    fn run_backend(&mut self, key: BackendKey, running: RunningBackend) {
+        self.args
+            .published
+            .show_backend(key.clone(), running.runtime.clone());
+        self.backends.insert(key, running);
+    }
+
+    /// A backend's runtime; its actor starts when it first has work.
+    fn start_backend(&self, key: BackendKey, myself: &ActorRef<ApplierMessage>) -> RunningBackend {
+        let runtime = BackendRuntime::new(key.0, key.1, &self.args.settings, Some(myself.clone()));
+        RunningBackend {
+            runtime,
+            actor: None,
+        }
+    }
+
+    /// The actor of the running backend `key`, started now if it has none.
+    async fn backend_actor(
+        &mut self,
+        key: &BackendKey,
+    ) -> Result<Option<ActorRef<BackendMessage>>, ActorProcessingErr> {
+        let Some(running) = self.backends.get(&key.0, &key.1) else {
+            return Ok(None);
+        };
+        if let Some(actor) = &running.actor {
+            return Ok(Some(actor.clone()));
+        }
+        let runtime = running.runtime.clone();
         let (actor, _) = Actor::spawn_linked(
             None,
             Backend,
             BackendArgs {
-                runtime: runtime.clone(),
+                runtime,
                 events: self.args.events.clone(),
             },
             self.args.backends_sup.clone(),
         )
         .await?;
-        Ok(RunningBackend { runtime, actor })
+        if let Some(running) = self.backends.get_mut(&key.0, &key.1) {
+            running.actor = Some(actor.clone());
+        }
+        Ok(Some(actor))
     }
 
     async fn start_listener(

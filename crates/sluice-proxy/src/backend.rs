@@ -2,6 +2,11 @@
 //! request path) and the `Backend` actor that keeps the membership of the
 //! connections holding work on it and runs its drain.
 //!
+//! A backend's actor starts when the backend first has work on this node
+//! (a connection sends it a request, or its drain starts): the state
+//! applier starts it on request ([`BackendRuntime::register`]), so a
+//! backend nothing has used yet costs its runtime alone.
+//!
 //! The `Backend` actor is the one place that knows which connections to
 //! shut when a drain reaches its deadline: a connection registers once, the
 //! first time it sends this backend work (never per request), with a token
@@ -27,7 +32,7 @@ use crate::drain_mark::DrainMark;
 use crate::error::DrainCause;
 use crate::events::DataPlaneEvents;
 use crate::going_away::GoingAway;
-use crate::messages::BackendMessage;
+use crate::messages::{ApplierMessage, BackendMessage};
 use crate::settings::ProxySettings;
 use crate::upstream::UpstreamPool;
 use crate::wall_deadline::until_deadline;
@@ -54,6 +59,9 @@ pub(crate) struct BackendRuntime {
     /// (read by the actor only).
     pub closed: AtomicBool,
     pub actor: OnceLock<ActorRef<BackendMessage>>,
+    /// Who starts the actor when the backend first has work (none where a
+    /// test starts it itself).
+    starter: Option<ActorRef<ApplierMessage>>,
     /// Its traffic through this node (read by `/metrics`).
     pub traffic: BackendTraffic,
     /// The drain it is in, for the access log.
@@ -61,7 +69,12 @@ pub(crate) struct BackendRuntime {
 }
 
 impl BackendRuntime {
-    pub fn new(group: Arc<str>, addr: Arc<str>, settings: &ProxySettings) -> Arc<Self> {
+    pub fn new(
+        group: Arc<str>,
+        addr: Arc<str>,
+        settings: &ProxySettings,
+        starter: Option<ActorRef<ApplierMessage>>,
+    ) -> Arc<Self> {
         let pool = UpstreamPool::new(
             addr.clone(),
             settings.upstream_connect_timeout,
@@ -79,9 +92,34 @@ impl BackendRuntime {
             draining: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             actor: OnceLock::new(),
+            starter,
             traffic: BackendTraffic::default(),
             drain_mark: DrainMark::default(),
         })
+    }
+
+    /// Registers a connection's `token` for its work on this backend with
+    /// the backend's actor; the first work on this node has the applier
+    /// start the actor and pass the registration on. Returns the actor if
+    /// it ran already (the connection unregisters with it as it ends; one
+    /// registered while the actor started stays until the backend stops).
+    pub fn register(
+        self: &Arc<Self>,
+        connection: ActorId,
+        token: CancellationToken,
+    ) -> Option<ActorRef<BackendMessage>> {
+        if let Some(actor) = self.actor.get() {
+            let _ = actor.cast(BackendMessage::Register { connection, token });
+            return Some(actor.clone());
+        }
+        if let Some(starter) = &self.starter {
+            let _ = starter.cast(ApplierMessage::FirstWork {
+                runtime: self.clone(),
+                connection,
+                token,
+            });
+        }
+        None
     }
 
     /// Counts one request in flight until the guard drops.
@@ -299,6 +337,7 @@ mod tests {
             Arc::from("web"),
             Arc::from("127.0.0.1:9"),
             &ProxySettings::default(),
+            None,
         );
         let (tx, rx) = mpsc::unbounded_channel();
         let (actor, _) = Actor::spawn(

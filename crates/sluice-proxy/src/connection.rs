@@ -138,7 +138,7 @@ impl ConnectionFacts for ConnectionCore {
 impl ConnectionCore {
     /// This connection's shutdown token for `backend`, registering with the
     /// backend the first time.
-    fn token_for(&self, backend: &BackendRuntime) -> CancellationToken {
+    fn token_for(&self, backend: &Arc<BackendRuntime>) -> CancellationToken {
         let mut regs = self.registered.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = regs.iter().find(|r| r.backend == backend.id) {
             return r.token.clone();
@@ -147,13 +147,7 @@ impl ConnectionCore {
         if self.cut.load(Ordering::Acquire) != NOT_CUT {
             token.cancel();
         }
-        let actor = backend.actor.get().cloned();
-        if let Some(a) = &actor {
-            let _ = a.cast(BackendMessage::Register {
-                connection: self.me.get_id(),
-                token: token.clone(),
-            });
-        }
+        let actor = backend.register(self.me.get_id(), token.clone());
         // Most connections use one backend: no room for more until needed.
         regs.reserve_exact(1);
         regs.push(Registration {

@@ -106,6 +106,7 @@ mod local_trouble;
 mod log_limit;
 mod messages;
 mod metrics;
+mod per_backend;
 mod plan;
 #[cfg(test)]
 mod plan_properties;

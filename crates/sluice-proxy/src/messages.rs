@@ -42,6 +42,7 @@ use ractor::{ActorId, ActorRef, RpcReplyPort};
 use sluice_model::{DrainId, State, UnixMillis};
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::BackendRuntime;
 use crate::health_view::LocalHealth;
 
 /// What the root `DataPlaneSupervisor` answers.
@@ -73,6 +74,13 @@ pub(crate) enum ApplierMessage {
     },
     /// While the node drains: time to see whether it holds nothing yet.
     NodeDrainCheck,
+    /// A connection sends a backend work and the backend has no actor yet:
+    /// start it, then register the connection's token with it.
+    FirstWork {
+        runtime: Arc<BackendRuntime>,
+        connection: ActorId,
+        token: CancellationToken,
+    },
 }
 
 /// What a `Backend` handles.

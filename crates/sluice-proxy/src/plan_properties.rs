@@ -1,15 +1,18 @@
 //! Properties of [`crate::plan`] over random command sequences applied with
 //! [`State::apply`]: a plan takes the running picture from one state to the
 //! next exactly, starts each drain once, does nothing between equal states,
-//! and drains a replaced listener before its port is bound again.
+//! and drains a replaced listener before its port is bound again. The plan
+//! of two states that share structure (consecutive states do) is the plan
+//! of the same states copied apart, and its route rebuild names every group
+//! that changed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use sluice_model::{BackendStatus, Command, DrainId, DrainPolicy, State};
+use sluice_model::{BackendStatus, Command, DrainId, DrainPolicy, Group, State};
 
-use crate::plan::{plan, plan_only, Change, Scope};
+use crate::plan::{plan, Change};
 use crate::published::BackendKey;
 
 const GROUPS: [&str; 2] = ["a", "b"];
@@ -69,7 +72,7 @@ impl Picture {
                 let old = self.backends.insert(key.clone(), None);
                 assert!(matches!(old, Some(Some(_))), "{c:?} over {old:?}");
             }
-            Change::RebuildRoutes => {}
+            Change::RebuildRoutes { .. } => {}
             Change::StartDrain { key, drain, .. } => {
                 let told = self
                     .backends
@@ -207,7 +210,11 @@ fn stamped(c: Command, at: u64) -> Command {
 /// The states a sequence of commands passes through (refused commands
 /// leave the state as it was, and are kept as a step).
 fn states(commands: Vec<Command>) -> Vec<State> {
-    let mut s = State::with_nodes([1]);
+    states_from(State::with_nodes([1]), commands)
+}
+
+/// [`states`] from `s`.
+fn states_from(mut s: State, commands: Vec<Command>) -> Vec<State> {
     let mut all = vec![s.clone()];
     for (i, c) in commands.into_iter().enumerate() {
         let _ = s.apply(&stamped(c, 1_000_000 + 500 * i as u64));
@@ -294,16 +301,79 @@ proptest! {
     }
 
     #[test]
-    fn a_plan_over_every_group_and_port_is_the_whole_plan(
+    fn a_plan_over_shared_states_is_the_plan_over_copies(
         commands in prop::collection::vec(command(), 1..30)
     ) {
-        let states = states(commands);
+        // Group `a` holds 500 more backends, so its tree is deep enough
+        // for whole nodes to be shared between states.
+        let states = states_from(large_group(), commands);
         for pair in states.windows(2) {
-            let only = plan_only(&pair[0], &pair[1], Scope::Only {
-                groups: &GROUPS,
-                ports: &PORTS,
-            });
-            prop_assert_eq!(only, plan(&pair[0], &pair[1]));
+            let shared = plan(&pair[0], &pair[1]);
+            let apart = plan(&copied(&pair[0]), &copied(&pair[1]));
+            prop_assert_eq!(&shared, &apart);
+            let rebuilt: BTreeSet<Arc<str>> = shared
+                .iter()
+                .filter_map(|c| match c {
+                    Change::RebuildRoutes { groups, .. } => Some(groups.clone()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            for name in GROUPS {
+                let changed = pair[0].groups.get(name) != pair[1].groups.get(name);
+                prop_assert_eq!(changed, rebuilt.contains(name), "group {}: {:?}", name, shared);
+            }
         }
     }
+}
+
+/// A state whose group `a` holds 500 backends besides the ones the
+/// commands use.
+fn large_group() -> State {
+    let mut s = State::with_nodes([1]);
+    let create = Command::CreateGroup {
+        name: "a".into(),
+        drain: DrainPolicy::default(),
+        slow_start_ms: None,
+    };
+    s.apply(&create).unwrap();
+    for i in 0..500 {
+        let add = Command::AddBackend {
+            group: "a".into(),
+            addr: format!("10.1.{}.{}:80", i / 200, i % 200),
+            weight: 100,
+            at: 1,
+        };
+        s.apply(&add).unwrap();
+    }
+    s
+}
+
+/// `s` rebuilt entry by entry: equal, sharing nothing with `s`.
+fn copied(s: &State) -> State {
+    let groups = s
+        .groups
+        .iter()
+        .map(|(name, g)| {
+            let backends = g
+                .backends
+                .iter()
+                .map(|(a, b)| (a.clone(), b.clone()))
+                .collect();
+            (
+                name.clone(),
+                Group {
+                    backends,
+                    ..g.clone()
+                },
+            )
+        })
+        .collect();
+    let copy = State {
+        groups,
+        drains: s.drains.iter().map(|(k, v)| (*k, v.clone())).collect(),
+        ..s.clone()
+    };
+    assert!(!copy.groups.ptr_eq(&s.groups) || s.groups.is_empty());
+    copy
 }

@@ -87,20 +87,41 @@ impl Published {
         });
     }
 
-    pub(crate) fn publish(
-        &self,
-        listeners: BTreeMap<u16, ListenerStatus>,
-        backends: HashMap<BackendKey, Arc<BackendRuntime>>,
-    ) {
-        *self.listeners.lock().unwrap_or_else(|p| p.into_inner()) = listeners;
-        *self.backends.lock().unwrap_or_else(|p| p.into_inner()) = backends;
-    }
-
     pub(crate) fn publish_listeners(&self, listeners: BTreeMap<u16, ListenerStatus>) {
         *self.listeners.lock().unwrap_or_else(|p| p.into_inner()) = listeners;
     }
 
-    pub(crate) fn publish_health(&self, health: HashMap<BackendKey, LocalHealth>) {
-        *self.health.lock().unwrap_or_else(|p| p.into_inner()) = health;
+    /// Shows a backend that runs (or runs anew) on this node.
+    pub(crate) fn show_backend(&self, key: BackendKey, runtime: Arc<BackendRuntime>) {
+        self.backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, runtime);
+    }
+
+    /// A backend that left this node.
+    pub(crate) fn forget_backend(&self, key: &BackendKey) {
+        self.backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    /// This node's view of one backend, or none (no longer probed).
+    pub(crate) fn publish_health_of(&self, key: BackendKey, health: Option<LocalHealth>) {
+        let mut all = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        match health {
+            Some(h) => {
+                all.insert(key, h);
+            }
+            None => {
+                all.remove(&key);
+            }
+        }
+    }
+
+    /// A backend this node no longer probes.
+    pub(crate) fn forget_health(&self, key: &BackendKey) {
+        self.publish_health_of(key.clone(), None);
     }
 }
