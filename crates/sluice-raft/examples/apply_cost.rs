@@ -1,8 +1,9 @@
 //! What one admin write costs the storage of a node whose state holds N
-//! backends: the steps openraft takes for a committed entry (append it to
-//! the log, save the committed id, apply it to the state machine), timed,
-//! and the bytes the process handed to `write` meanwhile; then the time and
-//! size of one snapshot at that state.
+//! backends: the time and size of a snapshot at that state (after which the
+//! log is purged, as openraft does), then the steps openraft takes for each
+//! committed entry (append it to the log, save the committed id, apply it to
+//! the state machine), timed, and the bytes the process handed to `write`
+//! meanwhile.
 //!
 //! `cargo run --release -p sluice-raft --example apply_cost [N ...]`
 //! (default: 1000 10000 100000). Each write is one entry adding one backend.
@@ -93,6 +94,12 @@ async fn measure(n: u64) -> Res<()> {
         filled = upto;
     }
 
+    let started = Instant::now();
+    let snapshot = sm.get_snapshot_builder().await.build_snapshot().await?;
+    let snapshot_ms = started.elapsed().as_secs_f64() * 1e3;
+    let size = snapshot.snapshot.get_ref().len();
+    log.purge(log_id(1, 1, index)).await?;
+
     let mut steps = Vec::with_capacity(WRITES as usize);
     let before = written();
     for i in 0..WRITES {
@@ -104,14 +111,9 @@ async fn measure(n: u64) -> Res<()> {
     let mut totals: Vec<Duration> = steps.iter().map(|s| s.iter().sum()).collect();
     totals.sort();
     let p50 = micros(totals[totals.len() / 2]);
-
-    let started = Instant::now();
-    let snapshot = sm.get_snapshot_builder().await.build_snapshot().await?;
-    let snapshot_ms = started.elapsed().as_secs_f64() * 1e3;
-    let size = snapshot.snapshot.get_ref().len();
     println!(
-        "{n:>7} backends: append {:>7.0} µs, save_committed {:>7.0} µs, apply {:>7.0} µs, \
-         total p50 {p50:>7.0} µs, {bytes:>9} B written per write; snapshot {snapshot_ms:.0} ms, {size} B",
+        "{n:>7} backends: snapshot {snapshot_ms:>4.0} ms, {size:>8} B; per write: append {:>5.0} µs, \
+         save_committed {:>4.0} µs, apply {:>6.0} µs, total p50 {p50:>6.0} µs, {bytes:>8} B written",
         mean(0),
         mean(1),
         mean(2),
