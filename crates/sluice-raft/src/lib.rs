@@ -6,7 +6,8 @@
 //!   commands in order), applying it answers a [`Response`] (an [`Outcome`]
 //!   per command; a refused command carries the model's typed error).
 //! - [`open`]: one sled database per node holding the [`LogStore`] (log,
-//!   vote) and the [`StateMachineStore`] (model state, snapshots).
+//!   vote, committed id) and the [`StateMachineStore`] (model state in
+//!   memory, snapshots on disk).
 //! - [`codec`]: the single bincode encoding used on disk and on the wire.
 //! - [`wire`]: the contract between members on the admin port — paths, the
 //!   one-hop header, forwarded writes. Its clients are [`network`] (Raft
@@ -24,9 +25,10 @@
 //!   node's Raft metrics.
 //!
 //! Every write that must survive a crash is flushed to disk before openraft
-//! is told it happened, and the state machine is persisted after each
-//! applied batch, so a restarted node has its state before it serves (design
-//! rule C5). The rest of the node reads the state through
+//! is told it happened. The state machine writes nothing per apply: it
+//! persists snapshots, and a restarted node re-applies the committed log
+//! after its snapshot inside `Raft::new`, so it has its state before it
+//! serves (design rule C5). The rest of the node reads the state through
 //! [`StateMachineStore::current`] and follows it through
 //! [`StateMachineStore::subscribe`].
 #![forbid(unsafe_code)]

@@ -5,13 +5,14 @@
 //!
 //! How: tree `logs` maps an index (8 bytes, big-endian, so sled's key order
 //! is log order) to an encoded [`Entry`]; tree `meta` holds the vote, the last
-//! purged log id and the last committed log id. Every write but the
-//! committed id is flushed to disk (`flush_async`) before openraft is told
-//! it happened: before `save_vote` returns, before the append callback
-//! fires, and before `truncate` and `purge` return. The committed id is
-//! optional (openraft re-applies up to it on start; the state machine is
-//! durable on its own), so it rides along with the next flush. openraft serializes the calls (`&mut self`),
-//! so writes reach the disk in the order they were made.
+//! purged log id and the last committed log id. Every write is flushed to
+//! disk (`flush_async`) before openraft is told it happened: before
+//! `save_vote` and `save_committed` return, before the append callback
+//! fires, and before `truncate` and `purge` return. The committed id is what
+//! a restart re-applies up to (the state machine persists only snapshots),
+//! and openraft saves it before it applies, so every answered write is
+//! re-applied before the restarted node serves. openraft serializes the
+//! calls (`&mut self`), so writes reach the disk in the order they were made.
 
 use std::fmt::Debug;
 use std::io;
@@ -190,13 +191,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::read_vote(&e))?)
     }
 
-    /// Stored, not flushed: the state machine flushes before `apply`
-    /// returns, so this is only a hint of how far a restart may re-apply
-    /// without the leader, and it reaches the disk with the next flush.
+    /// Flushed: openraft calls this before it applies the entries up to
+    /// `committed`, and a restart re-applies only that far before the node
+    /// serves (C5). One small key, so the flush costs the same at any state
+    /// size.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let bytes = encode(&committed).map_err(|e| StorageIOError::write(&e))?;
-        self.meta
-            .insert(KEY_COMMITTED, bytes)
+        self.write_meta(KEY_COMMITTED, &committed)
+            .await
             .map_err(|e| StorageIOError::write(&e))?;
         if let Some(c) = committed {
             self.committed.store(c.index, Ordering::Relaxed);
@@ -345,8 +346,6 @@ mod tests {
         {
             let (mut store, _sm) = crate::open(dir.path()).unwrap();
             put(&store, &(1..=3).map(blank).collect::<Vec<_>>());
-            // The committed id is not flushed on its own: it reaches the
-            // disk with the next flush (here the vote's).
             store.save_committed(Some(log_id(1, 0, 2))).await.unwrap();
             assert_eq!(store.committed_index().load(Ordering::Relaxed), 2);
             store.save_vote(&Vote::new(5, 2)).await.unwrap();

@@ -1,5 +1,5 @@
 //! The replicated state machine: sluice's model state, applied from the Raft
-//! log and kept in sled.
+//! log, held in memory and persisted as snapshots in sled.
 //!
 //! What: [`StateMachineStore`] implements openraft's `RaftStateMachine` and
 //! `RaftSnapshotBuilder`. It is a cheap-clone handle: openraft owns one clone,
@@ -11,17 +11,25 @@
 //! `Outcome::Rejected`). A membership entry is stored and also sets the
 //! model's node set to the voters (`Command::SetNodes`), so "every member
 //! finished its drain" follows Raft membership on every node alike. After
-//! each batch the whole image (last applied, membership, state) is written to
-//! the `sm` tree and flushed — a restarted node has its state before it
-//! serves (C5) — and only then published on the watch channel. The current
-//! snapshot (meta + bytes) lives in the same tree.
+//! each batch the state is published on the watch channels; `apply` writes
+//! nothing, so its cost does not grow with the state. What is on disk: the
+//! log and the committed log id (the log store flushes both before openraft
+//! applies an entry) and the current snapshot (image and applied-ids table,
+//! tree `sm`), built every `snapshot_every` entries in a task of its own. A
+//! restarted node loads the snapshot here, then `Raft::new` applies the
+//! committed entries after it again: the node has its state before it serves
+//! (C5).
 //!
 //! Exactly once: a command that carries a [`RequestId`] is applied only if
 //! that id is not among the last [`DEDUP_WINDOW`] ids applied; a repeat (a
 //! write re-sent after a leader change) answers the outcome stored with the
 //! id. The table changes only by applying entries, so it is the same on every
-//! node; it is stored one key per id next to the image (a batch writes only
-//! its own ids) and travels in snapshots.
+//! node; it travels in snapshots, and the replay after a restart rebuilds it
+//! along with the state.
+//!
+//! Older data dirs: a version that wrote the whole image after every apply
+//! left an `image` key and one `id/` key per request id. They are loaded
+//! unless a newer snapshot exists, and dropped by the first snapshot written.
 //!
 //! [`current`]: StateMachineStore::current
 //! [`subscribe`]: StateMachineStore::subscribe
@@ -29,6 +37,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Cursor};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
@@ -49,13 +58,15 @@ use crate::types::{
 pub const DEDUP_WINDOW: usize = 4096;
 
 const SM_TREE: &str = "sm";
-const KEY_IMAGE: &[u8] = b"image";
 const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
 const KEY_SNAPSHOT_DATA: &[u8] = b"snapshot_data";
-/// Prefix of the keys of the applied-ids table (`id/` + big-endian number).
-const ID_PREFIX: &[u8] = b"id/";
+/// The whole image, as older versions wrote it after every apply.
+const LEGACY_KEY_IMAGE: &[u8] = b"image";
+/// Prefix of the keys of older versions' applied-ids table (`id/` +
+/// big-endian number, in the order applied).
+const LEGACY_ID_PREFIX: &[u8] = b"id/";
 
-/// The state machine's image, as persisted and as a snapshot's bytes.
+/// The state machine's image, as a snapshot's bytes carry it.
 #[derive(Serialize)]
 struct ImageRef<'a> {
     last_applied: &'a Option<LogId>,
@@ -127,40 +138,9 @@ impl SnapshotImage {
 /// The recently applied request ids and their outcomes.
 #[derive(Debug, Clone, Default)]
 struct Dedup {
-    /// Storage key number and id of each entry, oldest first.
-    order: VecDeque<(u64, RequestId)>,
+    /// The ids, oldest first.
+    order: VecDeque<RequestId>,
     outcomes: HashMap<RequestId, Outcome>,
-    /// Storage key number of the next entry.
-    next_key: u64,
-}
-
-/// What one apply changed in the table: keys to write and keys to delete.
-#[derive(Default)]
-struct DedupChanges {
-    added: Vec<(u64, RequestId, Outcome)>,
-    removed: Vec<u64>,
-}
-
-// === impl DedupChanges ===
-
-impl DedupChanges {
-    /// Adds these changes to `batch`.
-    fn write(self, batch: &mut sled::Batch) -> Result<(), CodecError> {
-        for (key, id, outcome) in self.added {
-            batch.insert(&id_key(key)[..], encode(&(id, outcome))?);
-        }
-        for key in self.removed {
-            batch.remove(&id_key(key)[..]);
-        }
-        Ok(())
-    }
-}
-
-fn id_key(n: u64) -> [u8; 11] {
-    let mut key = [0u8; 11];
-    key[..3].copy_from_slice(ID_PREFIX);
-    key[3..].copy_from_slice(&n.to_be_bytes());
-    key
 }
 
 // === impl Dedup ===
@@ -172,16 +152,12 @@ impl Dedup {
 
     /// Remembers that `id` was applied with `outcome`, forgetting the oldest
     /// beyond [`DEDUP_WINDOW`].
-    fn record(&mut self, id: RequestId, outcome: Outcome, changes: &mut DedupChanges) {
-        let key = self.next_key;
-        self.next_key += 1;
-        self.order.push_back((key, id));
-        self.outcomes.insert(id, outcome.clone());
-        changes.added.push((key, id, outcome));
+    fn record(&mut self, id: RequestId, outcome: Outcome) {
+        self.order.push_back(id);
+        self.outcomes.insert(id, outcome);
         while self.order.len() > DEDUP_WINDOW {
-            if let Some((key, old)) = self.order.pop_front() {
+            if let Some(old) = self.order.pop_front() {
                 self.outcomes.remove(&old);
-                changes.removed.push(key);
             }
         }
     }
@@ -190,42 +166,32 @@ impl Dedup {
     fn entries(&self) -> Vec<(RequestId, Outcome)> {
         self.order
             .iter()
-            .filter_map(|(_, id)| self.outcomes.get(id).map(|o| (*id, o.clone())))
+            .filter_map(|id| self.outcomes.get(id).map(|o| (*id, o.clone())))
             .collect()
     }
 
-    /// A table holding `entries` (oldest first) under keys `0..`, and the
-    /// changes that store it.
-    fn from_entries(entries: Vec<(RequestId, Outcome)>) -> (Dedup, DedupChanges) {
+    /// A table holding `entries` (oldest first).
+    fn from_entries(entries: impl IntoIterator<Item = (RequestId, Outcome)>) -> Dedup {
         let mut dedup = Dedup::default();
-        let mut changes = DedupChanges::default();
         for (id, outcome) in entries {
             if dedup.get(&id).is_none() {
-                dedup.record(id, outcome, &mut changes);
+                dedup.record(id, outcome);
             }
         }
-        (dedup, changes)
+        dedup
     }
 
-    /// Reads the table stored in `tree`.
-    fn load(tree: &sled::Tree) -> Result<Dedup, LoadError> {
-        let mut dedup = Dedup::default();
-        for item in tree.scan_prefix(ID_PREFIX) {
-            let (raw_key, value) = item?;
-            let mut n = [0u8; 8];
-            n.copy_from_slice(&raw_key[ID_PREFIX.len()..]);
-            let key = u64::from_be_bytes(n);
-            let (id, outcome) = decode_row(&value)?;
-            let Some(outcome) = outcome else {
-                // An old refusal: its outcome is unknown, its row goes.
-                tree.remove(&raw_key)?;
-                continue;
-            };
-            dedup.order.push_back((key, id));
-            dedup.outcomes.insert(id, outcome);
-            dedup.next_key = key + 1;
+    /// Reads the table an older version stored key by key in `tree`; an
+    /// old refusal, whose outcome is unknown, is left out.
+    fn load_legacy(tree: &sled::Tree) -> Result<Dedup, LoadError> {
+        let mut rows = Vec::new();
+        for item in tree.scan_prefix(LEGACY_ID_PREFIX) {
+            let (_, value) = item?;
+            if let (id, Some(outcome)) = decode_row(&value)? {
+                rows.push((id, outcome));
+            }
         }
-        Ok(dedup)
+        Ok(Dedup::from_entries(rows))
     }
 }
 
@@ -241,23 +207,54 @@ struct Data {
 // === impl Data ===
 
 impl Data {
-    fn image(&self) -> ImageRef<'_> {
-        ImageRef {
-            last_applied: &self.last_applied,
-            last_membership: &self.last_membership,
-            state: &self.state,
+    fn encode_snapshot(&self) -> Result<Vec<u8>, CodecError> {
+        encode(&SnapshotRef {
+            image: ImageRef {
+                last_applied: &self.last_applied,
+                last_membership: &self.last_membership,
+                state: &self.state,
+            },
+            applied_ids: &self.dedup.entries(),
+        })
+    }
+
+    /// The data a snapshot holds.
+    fn from_snapshot(snapshot: SnapshotImage) -> Data {
+        let SnapshotImage { image, applied_ids } = snapshot;
+        Data {
+            last_applied: image.last_applied,
+            last_membership: image.last_membership,
+            state: Arc::new(image.state),
+            dedup: Dedup::from_entries(applied_ids),
         }
     }
 
-    fn encode(&self) -> Result<Vec<u8>, CodecError> {
-        encode(&self.image())
-    }
-
-    fn encode_snapshot(&self) -> Result<Vec<u8>, CodecError> {
-        encode(&SnapshotRef {
-            image: self.image(),
-            applied_ids: &self.dedup.entries(),
-        })
+    /// What `tree` holds: the current snapshot, or an older version's image
+    /// and table when they are newer (or there is no snapshot); empty data in
+    /// a new store.
+    fn load(tree: &sled::Tree) -> Result<Data, LoadError> {
+        let snapshot_at = match tree.get(KEY_SNAPSHOT_META)? {
+            Some(meta) => Some(decode::<SnapshotMeta>(&meta)?.last_log_id),
+            None => None,
+        };
+        if let Some(bytes) = tree.get(LEGACY_KEY_IMAGE)? {
+            let image: Image = decode(&bytes)?;
+            if snapshot_at.is_none_or(|at| at <= image.last_applied) {
+                tracing::info!(last_applied = ?image.last_applied, "state machine loaded from an older version's image");
+                return Ok(Data {
+                    last_applied: image.last_applied,
+                    last_membership: image.last_membership,
+                    state: Arc::new(image.state),
+                    dedup: Dedup::load_legacy(tree)?,
+                });
+            }
+        }
+        match tree.get(KEY_SNAPSHOT_DATA)? {
+            Some(bytes) if snapshot_at.is_some() => {
+                Ok(Data::from_snapshot(SnapshotImage::decode(&bytes)?))
+            }
+            _ => Ok(Data::default()),
+        }
     }
 }
 
@@ -286,7 +283,7 @@ pub enum LoadError {
     /// sled could not be read.
     #[error(transparent)]
     Sled(#[from] sled::Error),
-    /// The stored image is not readable.
+    /// The stored snapshot or image is not readable.
     #[error("stored state machine image: {0}")]
     Codec(#[from] CodecError),
 }
@@ -304,36 +301,36 @@ fn sm_read(e: impl std::error::Error + 'static) -> StorageIOError<u64> {
     StorageIOError::read_state_machine(&e)
 }
 
-/// A batch that stores `meta` + `bytes` as the current snapshot.
-fn snapshot_batch(meta: &SnapshotMeta, bytes: &[u8]) -> Result<sled::Batch, CodecError> {
+/// A batch that stores `meta` + `bytes` as the current snapshot and drops
+/// an older version's image and table from `tree`: from now on the
+/// snapshot is newer.
+fn snapshot_batch(
+    tree: &sled::Tree,
+    meta: &SnapshotMeta,
+    bytes: &[u8],
+) -> Result<sled::Batch, io::Error> {
     let mut batch = sled::Batch::default();
-    batch.insert(KEY_SNAPSHOT_META, encode(meta)?);
+    batch.insert(KEY_SNAPSHOT_META, encode(meta).map_err(io::Error::other)?);
     batch.insert(KEY_SNAPSHOT_DATA, bytes);
+    batch.remove(LEGACY_KEY_IMAGE);
+    for key in tree.scan_prefix(LEGACY_ID_PREFIX).keys() {
+        batch.remove(key?);
+    }
     Ok(batch)
+}
+
+fn millis(since: Instant) -> u64 {
+    since.elapsed().as_millis() as u64
 }
 
 // === impl StateMachineStore ===
 
 impl StateMachineStore {
-    /// Opens the `sm` tree of `db` and loads the persisted image, if any.
+    /// Opens the `sm` tree of `db` and loads the current snapshot (or an
+    /// older version's image), if any.
     pub(crate) fn load(db: &sled::Db) -> Result<Self, LoadError> {
         let tree = db.open_tree(SM_TREE)?;
-        let dedup = Dedup::load(&tree)?;
-        let data = match tree.get(KEY_IMAGE)? {
-            None => Data {
-                dedup,
-                ..Data::default()
-            },
-            Some(bytes) => {
-                let image: Image = decode(&bytes)?;
-                Data {
-                    last_applied: image.last_applied,
-                    last_membership: image.last_membership,
-                    state: Arc::new(image.state),
-                    dedup,
-                }
-            }
-        };
+        let data = Data::load(&tree)?;
         tracing::debug!(last_applied = ?data.last_applied, "state machine loaded");
         let (published, _) = watch::channel(data.state.clone());
         let (indexed, _) = watch::channel((
@@ -352,8 +349,8 @@ impl StateMachineStore {
         })
     }
 
-    /// A receiver that sees every state this store applies (after it is on
-    /// disk). Its current value is the state at subscription.
+    /// A receiver that sees every state this store applies. Its current
+    /// value is the state at subscription.
     pub fn subscribe(&self) -> watch::Receiver<Arc<State>> {
         self.inner.published.subscribe()
     }
@@ -364,7 +361,7 @@ impl StateMachineStore {
         self.inner.indexed.subscribe()
     }
 
-    /// The last applied (and persisted) state.
+    /// The last applied state.
     pub fn current(&self) -> Arc<State> {
         self.inner.published.borrow().clone()
     }
@@ -396,14 +393,13 @@ impl StateMachineStore {
         Ok(Some((meta, data)))
     }
 
-    /// Writes `batch`, which replaces the current snapshot with `meta`'s —
-    /// unless `keep_newer` and the stored snapshot is newer (a build that
-    /// finished after an install). Returns whether it wrote. The caller
-    /// flushes.
+    /// Replaces the current snapshot with `meta` + `bytes` — unless
+    /// `keep_newer` and the stored snapshot is newer (a build that finished
+    /// after an install). Returns whether it wrote. The caller flushes.
     fn replace_snapshot(
         &self,
         meta: &SnapshotMeta,
-        batch: sled::Batch,
+        bytes: &[u8],
         keep_newer: bool,
     ) -> io::Result<bool> {
         let _serial = self
@@ -418,8 +414,15 @@ impl StateMachineStore {
                 }
             }
         }
+        let batch = snapshot_batch(&self.inner.tree, meta, bytes)?;
         self.inner.tree.apply_batch(batch)?;
         Ok(true)
+    }
+
+    /// Publishes `state`, which ends at log index `index`.
+    fn publish(&self, index: u64, state: Arc<State>) {
+        self.inner.indexed.send_replace((index, state.clone()));
+        self.inner.published.send_replace(state);
     }
 }
 
@@ -428,6 +431,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         // A consistent copy under the lock (the state is an `Arc`), the
         // encoding outside it.
         let data = self.lock().map_err(sm_read)?.clone();
+        let started = Instant::now();
         let bytes = data
             .encode_snapshot()
             .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
@@ -445,10 +449,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership: data.last_membership,
             snapshot_id,
         };
-        let batch = snapshot_batch(&meta, &bytes)
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         let stored = self
-            .replace_snapshot(&meta, batch, true)
+            .replace_snapshot(&meta, &bytes, true)
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         if !stored {
             tracing::debug!(%meta, "a newer snapshot was installed meanwhile; keeping it");
@@ -457,7 +459,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
-        tracing::info!(index, size = bytes.len(), "snapshot built");
+        tracing::info!(
+            index,
+            size = bytes.len(),
+            took_ms = millis(started),
+            "snapshot built"
+        );
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),
@@ -485,8 +492,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             return Ok(Vec::new());
         }
         let mut responses = Vec::with_capacity(entries.size_hint().0);
-        let mut changes = DedupChanges::default();
-        let image = {
+        let (last_applied, state) = {
             let mut guard = self.lock().map_err(sm_write)?;
             let Data {
                 last_applied,
@@ -513,7 +519,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                                 }
                                 None => {
                                     let outcome: Outcome = Outcome::of(state, command);
-                                    dedup.record(id, outcome.clone(), &mut changes);
+                                    dedup.record(id, outcome.clone());
                                     outcome
                                 }
                             },
@@ -527,25 +533,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 };
                 responses.push(Response { outcomes });
             }
-            // The image without the table (which is written key by key).
-            Data {
-                last_applied: guard.last_applied,
-                last_membership: guard.last_membership.clone(),
-                state: guard.state.clone(),
-                dedup: Dedup::default(),
-            }
+            (guard.last_applied, guard.state.clone())
         };
-        let mut batch = sled::Batch::default();
-        batch.insert(KEY_IMAGE, image.encode().map_err(sm_write)?);
-        changes.write(&mut batch).map_err(sm_write)?;
-        self.inner.tree.apply_batch(batch).map_err(sm_write)?;
-        self.flush().await.map_err(sm_write)?;
-        tracing::trace!(last_applied = ?image.last_applied, n = responses.len(), "applied");
-        let index = image.last_applied.map(|l| l.index).unwrap_or(0);
-        self.inner
-            .indexed
-            .send_replace((index, image.state.clone()));
-        self.inner.published.send_replace(image.state);
+        tracing::trace!(?last_applied, n = responses.len(), "applied");
+        self.publish(last_applied.map(|l| l.index).unwrap_or(0), state);
         Ok(responses)
     }
 
@@ -562,43 +553,37 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
+        let started = Instant::now();
         let bytes = snapshot.into_inner();
         let bad = |e: &(dyn std::error::Error + 'static)| {
             StorageIOError::read_snapshot(Some(meta.signature()), AnyError::from_dyn(e, None))
         };
-        let SnapshotImage { image, applied_ids } =
-            SnapshotImage::decode(&bytes).map_err(|e| bad(&e))?;
-        if image.last_applied != meta.last_log_id {
+        let image = SnapshotImage::decode(&bytes).map_err(|e| bad(&e))?;
+        if image.image.last_applied != meta.last_log_id {
             let e = std::io::Error::other(format!(
                 "snapshot bytes are at {:?}, its meta says {:?}",
-                image.last_applied, meta.last_log_id
+                image.image.last_applied, meta.last_log_id
             ));
             return Err(bad(&e).into());
         }
-        let (dedup, changes) = Dedup::from_entries(applied_ids);
         let data = Data {
-            last_applied: meta.last_log_id,
             last_membership: meta.last_membership.clone(),
-            state: Arc::new(image.state),
-            dedup,
+            ..Data::from_snapshot(image)
         };
-        // Image, applied-ids table and current snapshot in one atomic batch.
-        let mut batch = snapshot_batch(meta, &bytes).map_err(|e| bad(&e))?;
-        batch.insert(KEY_IMAGE, data.encode().map_err(sm_write)?);
-        for key in self.inner.tree.scan_prefix(ID_PREFIX).keys() {
-            batch.remove(key.map_err(sm_write)?);
-        }
-        changes.write(&mut batch).map_err(sm_write)?;
         // An installed snapshot is the state now: it is always the current one.
-        self.replace_snapshot(meta, batch, false)
+        self.replace_snapshot(meta, &bytes, false)
             .map_err(sm_write)?;
         self.flush().await.map_err(sm_write)?;
         let state = data.state.clone();
         let index = data.last_applied.map(|l| l.index).unwrap_or(0);
         *self.lock().map_err(sm_write)? = data;
-        self.inner.indexed.send_replace((index, state.clone()));
-        self.inner.published.send_replace(state);
-        tracing::info!(index, size = bytes.len(), "snapshot installed");
+        self.publish(index, state);
+        tracing::info!(
+            index,
+            size = bytes.len(),
+            took_ms = millis(started),
+            "snapshot installed"
+        );
         Ok(())
     }
 
@@ -617,6 +602,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 mod tests {
     use super::*;
     use openraft::testing::log_id;
+    use sluice_model::{Applied, DrainId, DrainPolicy};
 
     fn meta(index: u64, id: &str) -> SnapshotMeta {
         SnapshotMeta {
@@ -626,17 +612,62 @@ mod tests {
         }
     }
 
+    fn id(seq: u64) -> RequestId {
+        RequestId {
+            node: 1,
+            boot: 7,
+            seq,
+        }
+    }
+
+    /// A key of an older version's applied-ids table.
+    fn legacy_id_key(n: u64) -> Vec<u8> {
+        [LEGACY_ID_PREFIX, &n.to_be_bytes()].concat()
+    }
+
+    /// A state with one group, as an older version stored it at `index`:
+    /// the image and a table of one applied id (and one old refusal).
+    fn write_legacy_dir(tree: &sled::Tree, index: u64) -> State {
+        let mut state = State::default();
+        state
+            .apply(&Command::CreateGroup {
+                name: "web".into(),
+                drain: DrainPolicy::default(),
+                slow_start_ms: None,
+            })
+            .unwrap();
+        let image = ImageRef {
+            last_applied: &Some(log_id(1, 0, index)),
+            last_membership: &StoredMembership::default(),
+            state: &state,
+        };
+        tree.insert(LEGACY_KEY_IMAGE, encode(&image).unwrap())
+            .unwrap();
+        let applied = LegacyOutcome::Applied {
+            applied: Applied::DrainCompleted { drain: DrainId(2) },
+            excerpt: None,
+        };
+        let refused = LegacyOutcome::Rejected {
+            code: "drain_not_found".into(),
+            message: "drain d2 does not exist".into(),
+            field: Some("drain".into()),
+        };
+        tree.insert(legacy_id_key(0), encode(&(id(0), applied)).unwrap())
+            .unwrap();
+        tree.insert(legacy_id_key(1), encode(&(id(1), refused)).unwrap())
+            .unwrap();
+        state
+    }
+
     #[tokio::test]
     async fn a_late_build_does_not_replace_a_newer_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let (_log, sm) = crate::open(dir.path()).unwrap();
         let newer = meta(9, "installed");
-        let batch = snapshot_batch(&newer, b"new").unwrap();
-        assert!(sm.replace_snapshot(&newer, batch, false).unwrap());
+        assert!(sm.replace_snapshot(&newer, b"new", false).unwrap());
 
         let older = meta(5, "built-late");
-        let batch = snapshot_batch(&older, b"old").unwrap();
-        assert!(!sm.replace_snapshot(&older, batch, true).unwrap());
+        assert!(!sm.replace_snapshot(&older, b"old", true).unwrap());
         let (stored, bytes) = sm.read_snapshot().unwrap().unwrap();
         assert_eq!((stored, bytes), (newer, b"new".to_vec()));
     }
@@ -651,38 +682,85 @@ mod tests {
         assert_eq!(sm.last_applied(), None);
     }
 
-    #[test]
-    fn a_table_written_before_typed_refusals_loads() {
-        use crate::legacy_outcome::LegacyOutcome;
-        use sluice_model::{Applied, DrainId};
-        let id = |seq| RequestId {
-            node: 1,
-            boot: 7,
-            seq,
+    #[tokio::test]
+    async fn apply_writes_nothing_to_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, mut sm) = crate::open(dir.path()).unwrap();
+        let entry = Entry {
+            log_id: log_id(1, 0, 1),
+            payload: EntryPayload::Normal(crate::Request {
+                commands: vec![Command::CreateGroup {
+                    name: "web".into(),
+                    drain: DrainPolicy::default(),
+                    slow_start_ms: None,
+                }],
+                ids: vec![id(3)],
+            }),
         };
+        sm.apply(vec![entry]).await.unwrap();
+        assert!(sm.current().groups.contains_key("web"));
+        assert!(sm.inner.tree.is_empty(), "nothing stored per apply");
+    }
+
+    #[test]
+    fn an_older_versions_image_and_table_load() {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let tree = db.open_tree(SM_TREE).unwrap();
-        let applied = LegacyOutcome::Applied {
-            applied: Applied::DrainCompleted { drain: DrainId(2) },
-            excerpt: None,
-        };
-        let refused = LegacyOutcome::Rejected {
-            code: "drain_not_found".into(),
-            message: "drain d2 does not exist".into(),
-            field: Some("drain".into()),
-        };
-        tree.insert(&id_key(0)[..], encode(&(id(0), applied)).unwrap())
-            .unwrap();
-        tree.insert(&id_key(1)[..], encode(&(id(1), refused)).unwrap())
-            .unwrap();
+        let state = write_legacy_dir(&tree, 4);
 
-        let dedup = Dedup::load(&tree).unwrap();
-        assert!(dedup.get(&id(0)).is_some_and(Outcome::is_applied));
-        assert!(dedup.get(&id(1)).is_none(), "an old refusal is forgotten");
-        assert_eq!(dedup.entries().len(), 1);
+        let sm = StateMachineStore::load(&db).unwrap();
+        assert_eq!(*sm.current(), state);
+        assert_eq!(sm.last_applied(), Some(log_id(1, 0, 4)));
+        let data = sm.lock().unwrap();
+        assert!(data.dedup.get(&id(0)).is_some_and(Outcome::is_applied));
         assert!(
-            tree.get(id_key(1)).unwrap().is_none(),
-            "and its row removed"
+            data.dedup.get(&id(1)).is_none(),
+            "an old refusal is forgotten"
         );
+        assert_eq!(data.dedup.entries().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_first_snapshot_drops_an_older_versions_image_and_table() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::Config::new().path(dir.path()).open().unwrap();
+            let tree = db.open_tree(SM_TREE).unwrap();
+            // An older snapshot than the image: the image is loaded.
+            let bytes = encode(&SnapshotRef {
+                image: ImageRef {
+                    last_applied: &Some(log_id(1, 0, 2)),
+                    last_membership: &StoredMembership::default(),
+                    state: &State::default(),
+                },
+                applied_ids: &[],
+            })
+            .unwrap();
+            tree.insert(KEY_SNAPSHOT_META, encode(&meta(2, "old")).unwrap())
+                .unwrap();
+            tree.insert(KEY_SNAPSHOT_DATA, bytes).unwrap();
+            write_legacy_dir(&tree, 4);
+            db.flush().unwrap();
+        }
+        let (_log, mut sm) = crate::open(dir.path()).unwrap();
+        assert!(
+            sm.current().groups.contains_key("web"),
+            "the image is newer"
+        );
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let tree = &sm.inner.tree;
+        assert!(tree.get(LEGACY_KEY_IMAGE).unwrap().is_none());
+        assert_eq!(tree.scan_prefix(LEGACY_ID_PREFIX).count(), 0);
+        drop((_log, sm));
+
+        // The snapshot carries what the image and table held.
+        let (_log, sm) = crate::open(dir.path()).unwrap();
+        assert!(sm.current().groups.contains_key("web"));
+        assert_eq!(sm.last_applied(), Some(log_id(1, 0, 4)));
+        assert!(sm.lock().unwrap().dedup.get(&id(0)).is_some());
     }
 }

@@ -1,17 +1,57 @@
 //! The state machine and log store through openraft's storage traits:
-//! persistence across reopen, rejected commands, snapshots, the watch channel,
-//! and request ids applied once.
+//! persistence across a restart (snapshot, then the committed log applied
+//! again), rejected commands, snapshots, the watch channel, and request ids
+//! applied once.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
-use openraft::storage::RaftStateMachine;
+use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::testing::log_id;
-use openraft::{EntryPayload, RaftSnapshotBuilder};
+use openraft::{EntryPayload, RaftSnapshotBuilder, StorageHelper};
 use sluice_model::{Applied, Command, DrainPolicy, State};
 use sluice_raft::{
-    Entry, LogId, Membership, Outcome, Request, RequestId, StateMachineStore, DEDUP_WINDOW,
+    Entry, LogId, LogStore, Membership, Outcome, Request, RequestId, Response, StateMachineStore,
+    DEDUP_WINDOW,
 };
+
+/// Commits `entries` as openraft does: appended to the log (flushed), the
+/// committed id saved, then applied.
+async fn commit(
+    log: &mut LogStore,
+    sm: &mut StateMachineStore,
+    entries: Vec<Entry>,
+) -> Vec<Response> {
+    append(log, entries.clone()).await;
+    let last = entries.last().map(|e| e.log_id);
+    log.save_committed(last).await.unwrap();
+    sm.apply(entries).await.unwrap()
+}
+
+/// Opens fresh stores in `dir` whose log starts, as openraft's does, with
+/// an entry at index 0 (here blank, committed and applied).
+async fn start(dir: &Path) -> (LogStore, StateMachineStore) {
+    let (mut log, mut sm) = sluice_raft::open(dir).unwrap();
+    let first = Entry {
+        log_id: log_id(0, 0, 0),
+        payload: EntryPayload::Blank,
+    };
+    commit(&mut log, &mut sm, vec![first]).await;
+    (log, sm)
+}
+
+/// Opens the stores of `dir` as a restarting node does in `Raft::new`: the
+/// state machine loads its snapshot, openraft applies the committed log
+/// after it again.
+async fn restart(dir: &Path) -> (LogStore, StateMachineStore) {
+    let (mut log, mut sm) = sluice_raft::open(dir).unwrap();
+    StorageHelper::new(&mut log, &mut sm)
+        .get_initial_state()
+        .await
+        .unwrap();
+    (log, sm)
+}
 
 fn normal(index: u64, command: Command) -> Entry {
     Entry {
@@ -87,11 +127,11 @@ fn expected_state() -> State {
 }
 
 #[tokio::test]
-async fn state_survives_reopen() {
+async fn state_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let state = {
-        let (_log, mut sm) = sluice_raft::open(dir.path()).unwrap();
-        let responses = sm.apply(some_entries()).await.unwrap();
+        let (mut log, mut sm) = start(dir.path()).await;
+        let responses = commit(&mut log, &mut sm, some_entries()).await;
         assert_eq!(responses.len(), 5, "one response per entry");
         assert!(
             responses[0].outcomes.is_empty(),
@@ -111,7 +151,7 @@ async fn state_survives_reopen() {
     };
     assert_eq!(*state, expected_state());
 
-    let (_log, mut sm) = sluice_raft::open(dir.path()).unwrap();
+    let (_log, mut sm) = restart(dir.path()).await;
     assert_eq!(sm.current(), state);
     assert_eq!(
         sm.current().nodes,
@@ -343,11 +383,14 @@ fn outcomes(responses: &[sluice_raft::Response]) -> Vec<Outcome> {
 #[tokio::test]
 async fn a_repeated_request_id_is_applied_once_and_answers_its_first_outcome() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, mut sm) = sluice_raft::open(dir.path()).unwrap();
+    let (mut log, mut sm) = start(dir.path()).await;
     let first = outcomes(
-        &sm.apply(vec![with_ids(1, &[id(1)], vec![create_group("web")])])
-            .await
-            .unwrap(),
+        &commit(
+            &mut log,
+            &mut sm,
+            vec![with_ids(1, &[id(1)], vec![create_group("web")])],
+        )
+        .await,
     );
     assert!(first[0].is_applied(), "{first:?}");
     let after_first = sm.current();
@@ -356,13 +399,16 @@ async fn a_repeated_request_id_is_applied_once_and_answers_its_first_outcome() {
     // id for the same command: the first answers as before, the second is
     // applied and refused.
     let again = outcomes(
-        &sm.apply(vec![with_ids(
-            2,
-            &[id(1), id(2)],
-            vec![create_group("web"), create_group("web")],
-        )])
-        .await
-        .unwrap(),
+        &commit(
+            &mut log,
+            &mut sm,
+            vec![with_ids(
+                2,
+                &[id(1), id(2)],
+                vec![create_group("web"), create_group("web")],
+            )],
+        )
+        .await,
     );
     assert_eq!(again[0], first[0], "a repeat answers the first outcome");
     assert!(
@@ -374,20 +420,26 @@ async fn a_repeated_request_id_is_applied_once_and_answers_its_first_outcome() {
 
     // A refusal is remembered too.
     let refused = outcomes(
-        &sm.apply(vec![with_ids(3, &[id(2)], vec![create_group("other")])])
-            .await
-            .unwrap(),
+        &commit(
+            &mut log,
+            &mut sm,
+            vec![with_ids(3, &[id(2)], vec![create_group("other")])],
+        )
+        .await,
     );
     assert_eq!(refused[0], again[1]);
     assert!(!sm.current().groups.contains_key("other"));
 
     // The table survives a restart.
     drop((log, sm));
-    let (_log, mut sm) = sluice_raft::open(dir.path()).unwrap();
+    let (mut log, mut sm) = restart(dir.path()).await;
     let reopened = outcomes(
-        &sm.apply(vec![with_ids(4, &[id(1)], vec![create_group("web")])])
-            .await
-            .unwrap(),
+        &commit(
+            &mut log,
+            &mut sm,
+            vec![with_ids(4, &[id(1)], vec![create_group("web")])],
+        )
+        .await,
     );
     assert_eq!(reopened[0], first[0]);
     assert_eq!(sm.current(), after_first);
@@ -433,26 +485,29 @@ async fn request_ids_travel_in_snapshots() {
 #[tokio::test]
 async fn the_table_keeps_the_latest_ids_only() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, mut sm) = sluice_raft::open(dir.path()).unwrap();
+    let (mut log, mut sm) = start(dir.path()).await;
     let n = DEDUP_WINDOW as u64 + 1;
     let ids: Vec<RequestId> = (0..n).map(id).collect();
     let commands = (0..n).map(|i| create_group(&format!("g{i}"))).collect();
-    sm.apply(vec![with_ids(1, &ids, commands)]).await.unwrap();
+    commit(&mut log, &mut sm, vec![with_ids(1, &ids, commands)]).await;
     assert_eq!(sm.current().groups.len(), n as usize);
 
     // The oldest id was forgotten: it is applied again (and refused); the
     // newest is still known. Alike after a restart.
     drop((log, sm));
-    let (_log, mut sm) = sluice_raft::open(dir.path()).unwrap();
+    let (mut log, mut sm) = restart(dir.path()).await;
     let last = n - 1;
     let got = outcomes(
-        &sm.apply(vec![with_ids(
-            2,
-            &[id(0), id(last)],
-            vec![create_group("g0"), create_group(&format!("g{last}"))],
-        )])
-        .await
-        .unwrap(),
+        &commit(
+            &mut log,
+            &mut sm,
+            vec![with_ids(
+                2,
+                &[id(0), id(last)],
+                vec![create_group("g0"), create_group(&format!("g{last}"))],
+            )],
+        )
+        .await,
     );
     assert!(
         matches!(&got[0], Outcome::Rejected { error } if error.code() == "group_exists"),
@@ -460,4 +515,135 @@ async fn the_table_keeps_the_latest_ids_only() {
         got[0]
     );
     assert!(got[1].is_applied(), "{:?}", got[1]);
+}
+
+/// `n` entries from index `from` on, each adding one backend to "web" under
+/// its own request id.
+fn adds(from: u64, n: u64) -> Vec<Entry> {
+    (from..from + n)
+        .map(|i| {
+            let addr = format!("10.0.{}.{}:80", i / 256, i % 256);
+            with_ids(i, &[id(i)], vec![add_backend("web", &addr)])
+        })
+        .collect()
+}
+
+/// The state after `entries`, by the model alone.
+fn model_of(entries: &[Entry]) -> State {
+    let mut state = State::default();
+    for entry in entries {
+        if let EntryPayload::Normal(r) = &entry.payload {
+            for command in &r.commands {
+                let _ = state.apply(command);
+            }
+        }
+    }
+    state
+}
+
+#[tokio::test]
+async fn a_restart_has_every_committed_write_before_and_after_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = vec![normal(1, create_group("web"))];
+    all.extend(adds(2, 40));
+    let (mut log, mut sm) = start(dir.path()).await;
+    for entry in &all {
+        commit(&mut log, &mut sm, vec![entry.clone()]).await;
+    }
+    assert_eq!(*sm.current(), model_of(&all));
+
+    // No snapshot yet: the whole log is applied again.
+    drop((log, sm));
+    let (mut log, mut sm) = restart(dir.path()).await;
+    assert_eq!(*sm.current(), model_of(&all), "no snapshot");
+    assert_eq!(sm.last_applied(), Some(log_id(1, 1, 41)));
+    let (index, published) = sm.subscribe_indexed().borrow().clone();
+    assert_eq!(
+        (index, published),
+        (41, sm.current()),
+        "the replay is published"
+    );
+
+    // A snapshot at 41, the log before it purged (as openraft does), and
+    // more writes after it.
+    let snap = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(snap.meta.last_log_id, Some(log_id(1, 1, 41)));
+    log.purge(log_id(1, 1, 41)).await.unwrap();
+    let more = adds(42, 30);
+    for entry in &more {
+        commit(&mut log, &mut sm, vec![entry.clone()]).await;
+    }
+    all.extend(more);
+
+    drop((log, sm));
+    let (log, sm) = restart(dir.path()).await;
+    assert_eq!(
+        *sm.current(),
+        model_of(&all),
+        "snapshot, then the log after it"
+    );
+    assert_eq!(sm.last_applied(), Some(log_id(1, 1, 71)));
+    assert_eq!(sm.current().groups["web"].backends.len(), 70);
+
+    // Twice over: a restart applies nothing twice.
+    drop((log, sm));
+    let (_log, sm) = restart(dir.path()).await;
+    assert_eq!(*sm.current(), model_of(&all));
+}
+
+#[tokio::test]
+async fn a_request_repeated_after_a_restart_answers_its_first_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut sm) = start(dir.path()).await;
+    commit(&mut log, &mut sm, vec![normal(1, create_group("web"))]).await;
+    // One id before the snapshot, one refused after it.
+    let before = outcomes(&commit(&mut log, &mut sm, adds(2, 1)).await);
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    log.purge(log_id(1, 1, 2)).await.unwrap();
+    let refused_id = id(99);
+    let after = outcomes(
+        &commit(
+            &mut log,
+            &mut sm,
+            vec![with_ids(
+                3,
+                &[refused_id],
+                vec![add_backend("nope", "10.9.9.9:80")],
+            )],
+        )
+        .await,
+    );
+    assert!(before[0].is_applied() && !after[0].is_applied());
+    let state = sm.current();
+
+    drop((log, sm));
+    let (mut log, mut sm) = restart(dir.path()).await;
+    // Both sent again, the second now valid: each answers as the first time
+    // and nothing is applied again.
+    let again = outcomes(
+        &commit(
+            &mut log,
+            &mut sm,
+            vec![with_ids(
+                4,
+                &[id(2), refused_id],
+                vec![
+                    add_backend("web", "10.0.0.2:80"),
+                    add_backend("web", "10.9.9.9:80"),
+                ],
+            )],
+        )
+        .await,
+    );
+    assert_eq!(again, vec![before[0].clone(), after[0].clone()]);
+    assert_eq!(sm.current(), state, "exactly once across the restart");
 }
