@@ -359,8 +359,17 @@ pub enum BackendCommand {
         #[arg(long)]
         wait: bool,
     },
-    /// List a group's backends with their state and live work.
-    List { group: String },
+    /// List a group's backends with their state and live work, by address
+    /// (fetched and printed page by page).
+    List {
+        group: String,
+        /// Print only the first N backends, N >= 1.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Backends fetched per request, 1..=10000.
+        #[arg(long, default_value_t = 1000)]
+        page: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -599,6 +608,29 @@ pub fn weight(value: u32) -> Result<u32, UsageError> {
             format!("--weight = {value} is out of range 0..=100"),
         )
     })
+}
+
+/// Checks `backend list --limit`.
+pub fn list_limit(value: u64) -> Result<u64, UsageError> {
+    if value == 0 {
+        return Err(UsageError::out_of_range(
+            "--limit",
+            format!("--limit = {value} is out of range 1.."),
+        ));
+    }
+    Ok(value)
+}
+
+/// Checks `backend list --page`.
+pub fn list_page(value: u64) -> Result<u64, UsageError> {
+    let max = sluice_admin::api::BACKEND_PAGE_MAX as u64;
+    if !(1..=max).contains(&value) {
+        return Err(UsageError::out_of_range(
+            "--page",
+            format!("--page = {value} is out of range 1..={max}"),
+        ));
+    }
+    Ok(value)
 }
 
 /// Checks a port flag (`--port`) or argument (`PORT`).

@@ -7,9 +7,9 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sluice_admin::api::{
-    AddBackend, AddCert, AddListener, BackendState, BackendView, CertView, CreateGroup,
-    DeletedGroup, DrainNode, ErrorBody, ErrorDetail, GroupView, ListenerView, NodeList, NodeView,
-    RemovedCert, SetBackend, UpdateCert, UpdateGroup, UpdateListener,
+    AddBackend, AddCert, AddListener, BackendPage, BackendState, BackendView, CertView,
+    CreateGroup, DeletedGroup, DrainNode, ErrorBody, ErrorDetail, GroupView, ListenerView,
+    NodeList, NodeView, RemovedCert, SetBackend, UpdateCert, UpdateGroup, UpdateListener,
 };
 use sluice_clock::now_ms;
 use sluice_model::{NodeId, SecretPem};
@@ -106,6 +106,14 @@ impl ClientError {
     fn is_not_found(&self) -> bool {
         matches!(self, ClientError::Api { status, .. } if *status == StatusCode::NOT_FOUND)
     }
+}
+
+/// An answer of `GET /v1/groups/{group}/backends?limit=N`.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Listed {
+    Page(BackendPage),
+    All(Vec<BackendView>),
 }
 
 /// Talks to one node's admin API.
@@ -455,16 +463,54 @@ impl Client {
                     }
                 }
             }
-            BackendCommand::List { group } => {
-                let bs: Vec<BackendView> = self
-                    .get(&format!("/v1/groups/{}/backends", segment(&group)))
+            BackendCommand::List { group, limit, page } => {
+                let limit = limit.map(cli::list_limit).transpose()?;
+                self.list_backends(&group, limit, cli::list_page(page)?)
                     .await?;
-                if !self.json(&bs) {
-                    output::backends(&bs);
-                }
             }
         }
         Ok(())
+    }
+
+    /// `backend list`: fetches the group's backends `page` at a time,
+    /// printing each page as it comes, until the last page or `limit`
+    /// backends. A list that fits in one page prints as one table (or JSON
+    /// array).
+    async fn list_backends(
+        &self,
+        group: &str,
+        limit: Option<u64>,
+        page: u64,
+    ) -> Result<(), ClientError> {
+        let base = format!("/v1/groups/{}/backends", segment(group));
+        let mut left = limit.unwrap_or(u64::MAX);
+        let mut after: Option<String> = None;
+        let mut printer = output::BackendsPrinter::new(self.output);
+        loop {
+            let mut path = format!("{base}?limit={}", left.min(page));
+            if let Some(a) = &after {
+                path.push_str(&format!("&after={}", segment(a)));
+            }
+            let (mut backends, next) = match self.get::<Listed>(&path).await? {
+                Listed::Page(p) => (p.backends, p.next_after),
+                // A node that predates paging answers the whole list.
+                Listed::All(all) => (all, None),
+            };
+            backends.truncate(usize::try_from(left).unwrap_or(usize::MAX));
+            left -= backends.len() as u64;
+            let last = next.is_none() || left == 0;
+            printer.page(&backends, last);
+            if last {
+                return Ok(());
+            }
+            if next <= after {
+                return Err(ClientError::Decode {
+                    node: self.node.clone(),
+                    reason: format!("the next page starts at {next:?}, not after {after:?}"),
+                });
+            }
+            after = next;
+        }
     }
 
     /// `backend remove --wait`: follows the drain until it completes.

@@ -1,6 +1,7 @@
 //! Printing answers: aligned tables for people, the API's JSON with
 //! `--output json`.
 
+use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
 use sluice_admin::api::{
@@ -9,29 +10,39 @@ use sluice_admin::api::{
 };
 use sluice_raft::MemberHolds;
 
+use crate::cli::Output;
+
 /// Prints rows under headers, columns aligned.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    let widths = widen(headers.iter().map(|h| h.len()).collect(), rows);
+    line(headers, &widths);
+    for row in rows {
+        line(row, &widths);
+    }
+}
+
+/// `widths` grown to fit every cell of `rows`.
+fn widen(mut widths: Vec<usize>, rows: &[Vec<String>]) -> Vec<usize> {
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
-        let mut out = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<w$}  "));
-            }
+    widths
+}
+
+/// One table line: every cell but the last padded to its column's width.
+fn line<S: AsRef<str>>(cells: &[S], widths: &[usize]) {
+    let mut out = String::new();
+    for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+        let cell = cell.as_ref();
+        if i + 1 == cells.len() {
+            out.push_str(cell);
+        } else {
+            out.push_str(&format!("{cell:<w$}  "));
         }
-        println!("{}", out.trim_end());
-    };
-    line(headers.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
     }
+    println!("{}", out.trim_end());
 }
 
 /// `12:31:05.123` (UTC) from Unix milliseconds.
@@ -108,8 +119,23 @@ pub fn group(g: &GroupView) {
     backends(&g.backends);
 }
 
+const BACKEND_HEADERS: [&str; 8] = [
+    "ADDR",
+    "WEIGHT",
+    "STATE",
+    "IN-FLIGHT",
+    "TUNNELS",
+    "HEALTH (PER NODE)",
+    "LAST PROBE HERE",
+    "DRAIN",
+];
+
 pub fn backends(backends: &[BackendView]) {
-    let rows: Vec<Vec<String>> = backends
+    table(&BACKEND_HEADERS, &backend_rows(backends));
+}
+
+fn backend_rows(backends: &[BackendView]) -> Vec<Vec<String>> {
+    backends
         .iter()
         .map(|b| {
             vec![
@@ -126,20 +152,67 @@ pub fn backends(backends: &[BackendView]) {
                     .unwrap_or_else(|| "-".into()),
             ]
         })
-        .collect();
-    table(
-        &[
-            "ADDR",
-            "WEIGHT",
-            "STATE",
-            "IN-FLIGHT",
-            "TUNNELS",
-            "HEALTH (PER NODE)",
-            "LAST PROBE HERE",
-            "DRAIN",
-        ],
-        &rows,
-    );
+        .collect()
+}
+
+/// Prints `backend list` page by page as the pages come. A list of one
+/// page prints as [`backends`] (or the JSON array) would; a longer one as
+/// one table whose columns are as wide as the first page needs (a wider
+/// cell later widens its column from there on), or as one JSON array.
+pub struct BackendsPrinter {
+    output: Output,
+    /// Backends printed so far.
+    printed: usize,
+    widths: Vec<usize>,
+}
+
+impl BackendsPrinter {
+    pub fn new(output: Output) -> BackendsPrinter {
+        BackendsPrinter {
+            output,
+            printed: 0,
+            widths: BACKEND_HEADERS.iter().map(|h| h.len()).collect(),
+        }
+    }
+
+    /// Prints the next page; `last` closes the list.
+    pub fn page(&mut self, page: &[BackendView], last: bool) {
+        let only = self.printed == 0 && last;
+        match self.output {
+            Output::Json if only => println!("{}", pretty(&page)),
+            Output::Json => {
+                for b in page {
+                    let open = if self.printed == 0 { "[" } else { "," };
+                    println!("{open}");
+                    let text = pretty(b);
+                    let lines: Vec<String> = text.lines().map(|l| format!("  {l}")).collect();
+                    print!("{}", lines.join("\n"));
+                    self.printed += 1;
+                }
+                if last {
+                    println!("{}", if self.printed == 0 { "[]" } else { "\n]" });
+                }
+            }
+            Output::Table => {
+                let rows = backend_rows(page);
+                self.widths = widen(std::mem::take(&mut self.widths), &rows);
+                if self.printed == 0 {
+                    line(&BACKEND_HEADERS, &self.widths);
+                }
+                for row in &rows {
+                    line(row, &self.widths);
+                }
+                self.printed += rows.len();
+            }
+        }
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// `value` as pretty JSON, as `--output json` prints answers.
+fn pretty<T: serde::Serialize>(value: &T) -> String {
+    #[allow(clippy::expect_used)] // plain data with string keys always serializes
+    serde_json::to_string_pretty(value).expect("serializes")
 }
 
 /// `active`, `draining`, `maintenance`, or `ramping 40% (18s left)` during

@@ -11,7 +11,7 @@
 //! | POST | `/v1/groups` | [`CreateGroup`] | `201 GroupView` |
 //! | GET | `/v1/groups/{group}` | | `GroupView` |
 //! | PATCH | `/v1/groups/{group}` | [`UpdateGroup`] | `GroupView` |
-//! | GET | `/v1/groups/{group}/backends` | | `[BackendView]` |
+//! | GET | `/v1/groups/{group}/backends[?limit=N][&after=ADDR]` | | `[BackendView]`, by address; with `limit` (1..=10000, default 1000) or `after`, one [`BackendPage`] of the backends after `ADDR` |
 //! | POST | `/v1/groups/{group}/backends` | [`AddBackend`] | `BackendView` |
 //! | GET | `/v1/groups/{group}/backends/{addr}` | | `BackendView` |
 //! | DELETE | `/v1/groups/{group}/backends/{addr}` | | `BackendView` (draining or removed) |
@@ -247,6 +247,23 @@ pub struct BackendView {
     /// write yet (the answer is then `202`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_nodes: Vec<NodeId>,
+}
+
+/// Most backends one page of `GET /v1/groups/{group}/backends` holds.
+pub const BACKEND_PAGE_MAX: usize = 10_000;
+/// Backends in a page when `after` is given without `limit`.
+pub const BACKEND_PAGE_DEFAULT: usize = 1_000;
+
+/// One page of a group's backends, ordered by address: the answer of
+/// `GET /v1/groups/{group}/backends` with `limit` or `after`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendPage {
+    /// Up to `limit` backends whose address sorts after `after`.
+    pub backends: Vec<BackendView>,
+    /// The `after` of the next page (the last address of this one);
+    /// absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
 }
 
 /// A backend's slow-start ramp as routing sees it by the replicated state.

@@ -5,19 +5,23 @@
 //! the member-to-member protocol is merged in from
 //! [`sluice_raft::rpc_server`].
 
+use std::ops::Bound;
 use std::sync::Arc;
 
-use axum::extract::{Path, State as AxState};
+use axum::extract::{Path, Query, State as AxState};
 use axum::handler::Handler;
 use axum::http::{header, StatusCode};
 use axum::middleware::from_fn_with_state;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use axum::{Json, Router};
+use serde::Deserialize;
 use sluice_clock::now_ms;
 use sluice_model::{ModelError, SecretPem};
 
-use crate::api::{BackendView, GroupView, ListenerView};
+use crate::api::{
+    BackendPage, BackendView, GroupView, ListenerView, BACKEND_PAGE_DEFAULT, BACKEND_PAGE_MAX,
+};
 use crate::consistent::consistent_reads;
 use crate::context::{AdminContext, ApiResult, Ctx};
 use crate::views::{backend_view, draining_listener_view, group_view, listener_view};
@@ -130,11 +134,74 @@ async fn show_group(AxState(ctx): Ctx, Path(group): Path<String>) -> ApiResult<i
     Ok(Json(find_group_view(&ctx, &group)?))
 }
 
+/// `?limit=N&after=ADDR` on a group's backend list.
+#[derive(Debug, Default, Deserialize)]
+struct PageQuery {
+    /// Taken as text so that a bad value is answered like a bad field.
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+impl PageQuery {
+    /// `None`: the whole list (neither parameter given).
+    fn limit(&self) -> ApiResult<Option<usize>> {
+        let Some(text) = &self.limit else {
+            return Ok(self.after.is_some().then_some(BACKEND_PAGE_DEFAULT));
+        };
+        let range = || format!("1..={BACKEND_PAGE_MAX}");
+        let n: u64 = text.parse().map_err(|_| ModelError::Invalid {
+            field: "limit".into(),
+            value: text.clone(),
+            expected: format!("an integer {}", range()).into(),
+        })?;
+        match usize::try_from(n) {
+            Ok(n @ 1..=BACKEND_PAGE_MAX) => Ok(Some(n)),
+            _ => Err(ModelError::OutOfRange {
+                field: "limit".into(),
+                value: text.clone(),
+                range: range().into(),
+            }
+            .into()),
+        }
+    }
+}
+
+/// The group's backends ordered by address; with `limit` or `after`, one
+/// page of them (the views of that page only are built).
 async fn list_backends(
     AxState(ctx): Ctx,
     Path(group): Path<String>,
-) -> ApiResult<impl IntoResponse> {
-    Ok(Json(find_group_view(&ctx, &group)?.backends))
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Response> {
+    let limit = q.limit()?;
+    let s = ctx.store.current();
+    let g = s
+        .groups
+        .get(&group)
+        .ok_or_else(|| ModelError::GroupNotFound {
+            group: group.clone(),
+        })?;
+    let dp = ctx.store.data_plane();
+    let now = now_ms();
+    let from = match &q.after {
+        Some(after) => Bound::Excluded(after.as_str()),
+        None => Bound::Unbounded,
+    };
+    let view = |(_, b)| backend_view(&s, g, b, dp, now);
+    let mut rest = g.backends.range::<str, _>((from, Bound::Unbounded));
+    let Some(limit) = limit else {
+        return Ok(Json(rest.map(view).collect::<Vec<_>>()).into_response());
+    };
+    let backends: Vec<BackendView> = rest.by_ref().take(limit).map(view).collect();
+    let next_after = match rest.next() {
+        Some(_) => backends.last().map(|b| b.addr.clone()),
+        None => None,
+    };
+    Ok(Json(BackendPage {
+        backends,
+        next_after,
+    })
+    .into_response())
 }
 
 fn find_backend_view(ctx: &AdminContext, group: &str, addr: &str) -> ApiResult<BackendView> {

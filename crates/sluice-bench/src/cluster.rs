@@ -8,13 +8,13 @@
 //! regression shows up as a number, not as a hunch.
 //!
 //! How: [`nodes`] forms the cluster with the test harness exactly as the
-//! end-to-end tests do; [`propagation`], [`throughput`] and [`footprint`]
-//! are the three phases (each module documents what it measures and how),
-//! [`disk`] watches the data directories meanwhile; [`params`] is what to
-//! run and [`report`] renders the figures as markdown. All traffic is on
-//! loopback, and every process started is killed when the
-//! [`nodes::BenchCluster`] is dropped — on success, on error and on
-//! Ctrl-C alike (the binary turns the signal into an error).
+//! end-to-end tests do; [`propagation`], [`throughput`], [`footprint`] and
+//! [`scale`] are the four phases (each module documents what it measures
+//! and how), [`disk`] watches the data directories meanwhile; [`params`] is
+//! what to run and [`report`] renders the figures as markdown. All traffic
+//! is on loopback, and every process started is killed when the
+//! [`nodes::BenchCluster`] is dropped — on success, on error and on Ctrl-C
+//! alike (the binary turns the signal into an error).
 
 pub mod disk;
 pub mod footprint;
@@ -22,6 +22,8 @@ pub mod nodes;
 pub mod params;
 pub mod propagation;
 pub mod report;
+pub mod scale;
+pub mod scale_report;
 pub mod throughput;
 
 use std::sync::Arc;
@@ -34,8 +36,10 @@ use crate::stats;
 use disk::DiskGuard;
 use nodes::BenchCluster;
 use params::Params;
+use propagation::PropagationResult;
 use report::Report;
-use throughput::{drive, AddressSeq, Progress, Until, Workload};
+use scale::ScaleParams;
+use throughput::{drive, AddressSeq, Progress, Until, Workload, WorkloadResult};
 
 /// Forms the cluster, runs every phase, and returns the figures. The
 /// cluster is stopped before this returns, whatever the outcome.
@@ -61,18 +65,101 @@ pub async fn run(params: &Params, command: String) -> anyhow::Result<Report> {
         leader + 1
     );
 
+    let addrs = Arc::new(AddressSeq::default());
+    let guard = DiskGuard::new(cluster.data_dirs(), params.disk_limit);
+    let mut aborted = None;
+    let (propagation, throughput, footprint) = if params.scale_only {
+        (None, Vec::new(), None)
+    } else {
+        let (propagation, throughput) =
+            first_phases(&cluster, params, &addrs, &guard, &mut aborted).await?;
+        let footprint = if params.footprint && aborted.is_none() {
+            eprintln!(
+                "phase 3: footprint, {} commands by {} writers",
+                params.writes, params.concurrency
+            );
+            let phase = Instant::now();
+            let f = footprint::run(
+                &cluster,
+                params.writes,
+                params.concurrency,
+                &addrs,
+                &guard,
+                params.settle_limit,
+            )
+            .await
+            .context("footprint phase")?;
+            eprintln!("  phase 3 took {:.1} s", phase.elapsed().as_secs_f64());
+            Some(f)
+        } else {
+            None
+        };
+        (Some(propagation), throughput, footprint)
+    };
+
+    let scale = if !params.scale.is_empty() && aborted.is_none() {
+        eprintln!(
+            "phase 4: scale, group `{}` filled to {:?} backends",
+            scale::GROUP,
+            params.scale
+        );
+        let phase = Instant::now();
+        let scale_params = ScaleParams {
+            sizes: params.scale.clone(),
+            window: params.scale_window,
+            removals: params.scale_removals,
+            concurrency: params.concurrency,
+            settle_limit: params.settle_limit,
+        };
+        let r = scale::run(&cluster, &scale_params, &addrs, &guard)
+            .await
+            .context("scale phase")?;
+        eprintln!("  phase 4 took {:.1} s", phase.elapsed().as_secs_f64());
+        if let Some(why) = &r.stopped {
+            aborted = Some(format!("in the scale phase {why}"));
+        }
+        Some(r)
+    } else {
+        None
+    };
+
+    let final_leader = cluster.leader().await.ok().map(|i| i as u64 + 1);
+    drop(cluster);
+    Ok(Report {
+        machine,
+        started,
+        command,
+        params: params.clone(),
+        formed_in,
+        leader: leader as u64 + 1,
+        final_leader,
+        propagation,
+        throughput,
+        footprint,
+        scale,
+        aborted,
+        total: clock.elapsed(),
+    })
+}
+
+/// Phases 1 and 2: propagation, then the two throughput runs (the second
+/// is not run when the first did not settle; `aborted` says why).
+async fn first_phases(
+    cluster: &BenchCluster,
+    params: &Params,
+    addrs: &Arc<AddressSeq>,
+    guard: &Arc<DiskGuard>,
+    aborted: &mut Option<String>,
+) -> anyhow::Result<(PropagationResult, Vec<WorkloadResult>)> {
     eprintln!("phase 1: propagation, {} removal rounds", params.removals);
     let phase = Instant::now();
-    let propagation = propagation::run(&cluster, params.removals)
+    let propagation = propagation::run(cluster, params.removals)
         .await
         .context("propagation phase")?;
     eprintln!("  phase 1 took {:.1} s", phase.elapsed().as_secs_f64());
 
-    throughput::create_group(&cluster).await?;
-    let addrs = Arc::new(AddressSeq::default());
-    let guard = DiskGuard::new(cluster.data_dirs(), params.disk_limit);
+    throughput::create_group(cluster).await?;
     let mut throughput = Vec::new();
-    let mut aborted = None;
     let leader = cluster.leader().await?;
     let runs = [
         ("all nodes, round robin".to_string(), cluster.admin_urls()),
@@ -87,7 +174,7 @@ pub async fn run(params: &Params, command: String) -> anyhow::Result<Report> {
             params.concurrency, params.throughput_for
         );
         let result = drive(
-            &cluster,
+            cluster,
             Workload {
                 label: label.clone(),
                 urls,
@@ -110,50 +197,12 @@ pub async fn run(params: &Params, command: String) -> anyhow::Result<Report> {
         );
         // The next run would measure this one's backlog: stop here.
         if let Some(why) = &result.unsettled {
-            aborted = Some(format!("after the throughput run \"{label}\": {why}"));
+            *aborted = Some(format!("after the throughput run \"{label}\": {why}"));
         }
         throughput.push(result);
         if aborted.is_some() {
             break;
         }
     }
-
-    let footprint = if params.footprint && aborted.is_none() {
-        eprintln!(
-            "phase 3: footprint, {} commands by {} writers",
-            params.writes, params.concurrency
-        );
-        let phase = Instant::now();
-        let f = footprint::run(
-            &cluster,
-            params.writes,
-            params.concurrency,
-            &addrs,
-            &guard,
-            params.settle_limit,
-        )
-        .await
-        .context("footprint phase")?;
-        eprintln!("  phase 3 took {:.1} s", phase.elapsed().as_secs_f64());
-        Some(f)
-    } else {
-        None
-    };
-
-    let final_leader = cluster.leader().await.ok().map(|i| i as u64 + 1);
-    drop(cluster);
-    Ok(Report {
-        machine,
-        started,
-        command,
-        params: params.clone(),
-        formed_in,
-        leader: leader as u64 + 1,
-        final_leader,
-        propagation,
-        throughput,
-        footprint,
-        aborted,
-        total: clock.elapsed(),
-    })
+    Ok((propagation, throughput))
 }

@@ -1,7 +1,8 @@
 //! `sluice-cluster-bench`: starts a real three-node cluster of the `sluice`
 //! binary on this host (loopback only) and prints figures for it —
 //! propagation of a removal to every node's data plane, write throughput,
-//! and disk/memory footprint — as markdown on stdout (and appended to
+//! disk/memory footprint, and all of these as one group grows to many
+//! backends — as markdown on stdout (and appended to
 //! `--out FILE`). Progress goes to stderr. What each figure means and how it
 //! is measured is documented in `sluice_bench::cluster` and
 //! `docs/cluster-benchmark.md`.
@@ -14,6 +15,7 @@
 //! cargo build --release -p sluice-bench --bin sluice-cluster-bench
 //! target/release/sluice-cluster-bench                 # full run
 //! target/release/sluice-cluster-bench --quick         # smoke run, seconds
+//! target/release/sluice-cluster-bench --scale-only --scale 1000,10000
 //! ```
 
 #![forbid(unsafe_code)]
@@ -58,6 +60,25 @@ struct Args {
     /// Skip the footprint phase.
     #[arg(long)]
     skip_footprint: bool,
+    /// Backends in group `scale` at each step of the scale phase,
+    /// ascending [default: 1000,10000,100000; 200,1000 with --quick].
+    #[arg(long, value_delimiter = ',')]
+    scale: Option<Vec<u64>>,
+    /// Adds at the end of each fill over which the scale phase measures
+    /// adds/s [default: 1000; 100 with --quick].
+    #[arg(long)]
+    scale_window: Option<u64>,
+    /// Propagation rounds at each size of the scale phase [default: 50; 10
+    /// with --quick].
+    #[arg(long)]
+    scale_removals: Option<usize>,
+    /// Skip the scale phase.
+    #[arg(long, conflicts_with = "scale_only")]
+    skip_scale: bool,
+    /// Run the scale phase alone (skip propagation, throughput and
+    /// footprint).
+    #[arg(long)]
+    scale_only: bool,
     /// Smoke mode: small defaults so it runs in seconds; asserts nothing
     /// about speed.
     #[arg(long)]
@@ -77,6 +98,18 @@ impl Args {
         }
         if self.concurrency == 0 {
             bail!("--concurrency must be at least 1");
+        }
+        let scale = match (&self.scale, self.skip_scale) {
+            (_, true) => Vec::new(),
+            (Some(sizes), false) => sizes.clone(),
+            (None, false) if self.quick => vec![200, 1_000],
+            (None, false) => vec![1_000, 10_000, 100_000],
+        };
+        if scale.first() == Some(&0) || scale.windows(2).any(|w| w[0] >= w[1]) {
+            bail!("--scale {scale:?}: sizes must be above 0 and ascending");
+        }
+        if self.scale_only && scale.is_empty() {
+            bail!("--scale-only needs at least one size in --scale");
         }
         let sluice = self
             .sluice
@@ -99,6 +132,10 @@ impl Args {
             settle_limit: self.settle_limit,
             disk_limit: self.disk_limit_mib.saturating_mul(1024 * 1024),
             footprint: !self.skip_footprint,
+            scale,
+            scale_window: pick(self.scale_window, 1_000, 100).max(1),
+            scale_removals: pick(self.scale_removals.map(|n| n as u64), 50, 10) as usize,
+            scale_only: self.scale_only,
             quick: self.quick,
         })
     }

@@ -26,6 +26,16 @@ pub struct Params {
     pub disk_limit: u64,
     /// Whether to run the footprint phase.
     pub footprint: bool,
+    /// Backends in group `scale` at each step of the scale phase,
+    /// ascending (empty: the phase is skipped).
+    pub scale: Vec<u64>,
+    /// Adds (the last of each fill) over which the scale phase measures
+    /// adds/s.
+    pub scale_window: u64,
+    /// Propagation rounds at each size of the scale phase.
+    pub scale_removals: usize,
+    /// Run the scale phase alone (phases 1 to 3 skipped).
+    pub scale_only: bool,
     /// Smoke mode (only changes the defaults above; noted in the report).
     pub quick: bool,
 }

@@ -1,11 +1,11 @@
 //! Propagation of a removal (C2): how long after `DELETE …/backends/{B}`
 //! returns does the last node still route to `B`?
 //!
-//! Setup: group `bench` (drain timeout 0 s, so a removal completes as soon
-//! as every node reports it idle) with two [`DemoBackend`]s `bench-a` and
-//! `bench-c` (delay 0), a listener on a port free on every node's data
-//! address, and a third demo backend `bench-b` that is added and removed in
-//! every round.
+//! Setup ([`Rig`]; the scale phase sets one up in its own group): group
+//! `bench` (drain timeout 0 s, so a removal completes as soon as every node
+//! reports it idle) with two [`DemoBackend`]s `bench-a` and `bench-c`
+//! (delay 0), a listener on a port free on every node's data address, and
+//! a third demo backend `bench-b` that is added and removed in every round.
 //!
 //! One round:
 //! 1. `POST /v1/groups/bench/backends {B}` through node `r mod 3`, and wait
@@ -21,8 +21,9 @@
 //!    the send time of the first request of that run. The round's
 //!    propagation is the largest `stop − t0` over the nodes, clamped at 0
 //!    (0 means no node routed to `B` after the call returned).
-//! 5. Wait until no node lists `B` any more (the drain completed on every
-//!    node), so the next round's add starts from a clean group.
+//! 5. Wait until no node knows `B` any more (`GET …/backends/{B}` is 404:
+//!    the drain completed on every node), so the next round's add starts
+//!    from a clean group.
 //!
 //! Failed probe requests (non-200 or transport errors) are counted and
 //! break a run (they are conservatively treated as possibly `B`'s).
@@ -216,164 +217,221 @@ impl Probe {
     }
 }
 
-/// Sets up group `bench` and runs `rounds` removal rounds (module docs).
-pub async fn run(cluster: &BenchCluster, rounds: usize) -> anyhow::Result<PropagationResult> {
-    let a = DemoBackend::start(DemoBackendConfig::local("bench-a"))
-        .await
-        .context("starting demo backend bench-a")?;
-    let c = DemoBackend::start(DemoBackendConfig::local("bench-c"))
-        .await
-        .context("starting demo backend bench-c")?;
-    let b = DemoBackend::start(DemoBackendConfig::local(B_NAME))
-        .await
-        .context("starting demo backend bench-b")?;
-    let b_addr = b.addr().to_string();
+/// The group phase 1 measures in.
+pub const GROUP: &str = "bench";
 
-    let admin = &cluster.admin;
-    let first = cluster.admin_url(0);
-    admin
-        .post(
-            &first,
-            "/v1/groups",
-            &json!({"name": "bench", "drain_timeout_ms": 0}),
-        )
-        .await?;
-    for backend in [&a, &c] {
+/// Sets up group [`GROUP`] and runs `rounds` removal rounds (module docs).
+pub async fn run(cluster: &BenchCluster, rounds: usize) -> anyhow::Result<PropagationResult> {
+    Rig::start(cluster, GROUP, true)
+        .await?
+        .rounds(cluster, rounds)
+        .await
+}
+
+/// A group set up for removal rounds: the two demo backends that stay, B,
+/// a listener, and a probe client per node. Other backends may be added to
+/// the group meanwhile (the scale phase does), as long as none of them
+/// takes work (weight 0): the probes must only meet the demo backends.
+pub struct Rig {
+    group: String,
+    b_addr: String,
+    probes: Vec<Arc<Probe>>,
+    /// Kept running while the rig lives.
+    _backends: [DemoBackend; 3],
+}
+
+impl Rig {
+    /// Creates `group` (drain timeout 0 s; health checks on or off) with
+    /// the demo backends `bench-a` and `bench-c` and a listener, and waits
+    /// until every node serves it.
+    pub async fn start(cluster: &BenchCluster, group: &str, health: bool) -> anyhow::Result<Rig> {
+        let a = DemoBackend::start(DemoBackendConfig::local("bench-a"))
+            .await
+            .context("starting demo backend bench-a")?;
+        let c = DemoBackend::start(DemoBackendConfig::local("bench-c"))
+            .await
+            .context("starting demo backend bench-c")?;
+        let b = DemoBackend::start(DemoBackendConfig::local(B_NAME))
+            .await
+            .context("starting demo backend bench-b")?;
+        let b_addr = b.addr().to_string();
+
+        let admin = &cluster.admin;
+        let first = cluster.admin_url(0);
         admin
             .post(
                 &first,
-                "/v1/groups/bench/backends",
-                &json!({"addr": backend.addr().to_string(), "weight": 100}),
+                "/v1/groups",
+                &json!({"name": group, "drain_timeout_ms": 0}),
             )
             .await?;
-    }
-    let addrs: Vec<_> = (1..=cluster.nodes.len() as u64).map(data_address).collect();
-    let port = free_port_on(&addrs)?;
-    admin
-        .post(
-            &first,
-            "/v1/listeners",
-            &json!({"port": port, "group": "bench", "request_timeout_ms": 5000}),
-        )
-        .await?;
-
-    let mut probes = Vec::new();
-    sluice_testkit::member_tls::install_crypto_provider();
-    for (i, addr) in addrs.iter().enumerate() {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(1)
-            .timeout(PROBE_TIMEOUT)
-            .build()
-            .context("building a probe client")?;
-        let probe = Probe {
-            node: i,
-            url: format!("http://{addr}:{port}/"),
-            http,
-        };
-        wait_serving(&probe).await?;
-        probes.push(Arc::new(probe));
-    }
-
-    let leader = cluster.leader().await?;
-    let followers: Vec<usize> = (0..cluster.nodes.len()).filter(|&i| i != leader).collect();
-    let backends_path = "/v1/groups/bench/backends";
-    let delete_path = format!("{backends_path}/{b_addr}");
-    let mut result = PropagationResult::default();
-    for round in 0..rounds {
-        // 1. Add B.
-        let via = cluster.admin_url(round % cluster.nodes.len());
-        let started = Instant::now();
-        admin
-            .post(&via, backends_path, &json!({"addr": b_addr, "weight": 100}))
-            .await
-            .with_context(|| format!("round {round}: adding {B_NAME}"))?;
-        result.add_latency.push(started.elapsed());
-
-        // 2. Probe every node until each has routed to B.
-        let (t0_tx, t0_rx) = watch::channel(None);
-        let mut loops = Vec::new();
-        let mut seen = Vec::new();
-        for probe in &probes {
-            let (seen_tx, seen_rx) = oneshot::channel();
-            let probe = probe.clone();
-            let t0_rx = t0_rx.clone();
-            loops.push(AbortOnDrop(tokio::spawn(async move {
-                probe.round(seen_tx, t0_rx).await
-            })));
-            seen.push(seen_rx);
+        if !health {
+            admin
+                .json(
+                    reqwest::Method::PATCH,
+                    &first,
+                    &format!("/v1/groups/{group}"),
+                    Some(&json!({"health": {"enabled": false}})),
+                )
+                .await?;
         }
-        for (i, seen_rx) in seen.into_iter().enumerate() {
-            if tokio::time::timeout(Duration::from_secs(5), seen_rx)
+        for backend in [&a, &c] {
+            admin
+                .post(
+                    &first,
+                    &format!("/v1/groups/{group}/backends"),
+                    &json!({"addr": backend.addr().to_string(), "weight": 100}),
+                )
+                .await?;
+        }
+        let addrs: Vec<_> = (1..=cluster.nodes.len() as u64).map(data_address).collect();
+        let port = free_port_on(&addrs)?;
+        admin
+            .post(
+                &first,
+                "/v1/listeners",
+                &json!({"port": port, "group": group, "request_timeout_ms": 5000}),
+            )
+            .await?;
+
+        let mut probes = Vec::new();
+        sluice_testkit::member_tls::install_crypto_provider();
+        for (i, addr) in addrs.iter().enumerate() {
+            let http = reqwest::Client::builder()
+                .no_proxy()
+                .tcp_nodelay(true)
+                .pool_max_idle_per_host(1)
+                .timeout(PROBE_TIMEOUT)
+                .build()
+                .context("building a probe client")?;
+            let probe = Probe {
+                node: i,
+                url: format!("http://{addr}:{port}/"),
+                http,
+            };
+            wait_serving(&probe).await?;
+            probes.push(Arc::new(probe));
+        }
+        Ok(Rig {
+            group: group.to_string(),
+            b_addr,
+            probes,
+            _backends: [a, b, c],
+        })
+    }
+
+    /// Runs `rounds` removal rounds (module docs) in the rig's group.
+    pub async fn rounds(
+        &self,
+        cluster: &BenchCluster,
+        rounds: usize,
+    ) -> anyhow::Result<PropagationResult> {
+        let admin = &cluster.admin;
+        let probes = &self.probes;
+        let b_addr = &self.b_addr;
+        let leader = cluster.leader().await?;
+        let followers: Vec<usize> = (0..cluster.nodes.len()).filter(|&i| i != leader).collect();
+        let backends_path = format!("/v1/groups/{}/backends", self.group);
+        let b_path = format!("{backends_path}/{b_addr}");
+        let mut result = PropagationResult::default();
+        for round in 0..rounds {
+            // 1. Add B.
+            let via = cluster.admin_url(round % cluster.nodes.len());
+            let started = Instant::now();
+            admin
+                .post(
+                    &via,
+                    &backends_path,
+                    &json!({"addr": b_addr, "weight": 100}),
+                )
                 .await
-                .map_err(|_| ())
-                .and_then(|r| r.map_err(|_| ()))
-                .is_err()
-            {
-                bail!(
-                    "round {round}: node {} never routed to {B_NAME} after its add returned",
-                    i + 1
+                .with_context(|| format!("round {round}: adding {B_NAME}"))?;
+            result.add_latency.push(started.elapsed());
+
+            // 2. Probe every node until each has routed to B.
+            let (t0_tx, t0_rx) = watch::channel(None);
+            let mut loops = Vec::new();
+            let mut seen = Vec::new();
+            for probe in probes {
+                let (seen_tx, seen_rx) = oneshot::channel();
+                let probe = probe.clone();
+                let t0_rx = t0_rx.clone();
+                loops.push(AbortOnDrop(tokio::spawn(async move {
+                    probe.round(seen_tx, t0_rx).await
+                })));
+                seen.push(seen_rx);
+            }
+            for (i, seen_rx) in seen.into_iter().enumerate() {
+                if tokio::time::timeout(Duration::from_secs(5), seen_rx)
+                    .await
+                    .map_err(|_| ())
+                    .and_then(|r| r.map_err(|_| ()))
+                    .is_err()
+                {
+                    bail!(
+                        "round {round}: node {} never routed to {B_NAME} after its add returned",
+                        i + 1
+                    );
+                }
+            }
+
+            // 3. Remove B through a follower.
+            let via = cluster.admin_url(followers[round % followers.len()]);
+            let t_send = Instant::now();
+            let removed = admin.delete(&via, &b_path).await;
+            let t0 = Instant::now();
+            t0_tx.send_replace(Some(t0));
+            if let Err(e) = removed {
+                return Err(e.context(format!("round {round}: removing {B_NAME}")));
+            }
+            result.delete_latency.push(t0 - t_send);
+
+            // 4. Collect every node's stop time.
+            let mut last_stop: Option<Instant> = None;
+            let mut late = false;
+            for (i, mut handle) in loops.into_iter().enumerate() {
+                let node = (&mut handle.0)
+                    .await
+                    .map_err(|e| anyhow!("a probe loop panicked: {e}"))?
+                    .with_context(|| format!("round {round}"))?;
+                last_stop = last_stop.max(Some(node.stop));
+                late |= node.late;
+                result.probes += node.requests;
+                result.probe_errors += node.errors;
+                result.probe_rtt.extend(node.rtt);
+                for (sent, what) in node.failures {
+                    if result.failure_samples.len() < 5 {
+                        result.failure_samples.push(format!(
+                            "round {round}, node {}, sent {} the DELETE returned: {what}",
+                            probe_node(probes, i),
+                            relative(sent, t0)
+                        ));
+                    }
+                }
+            }
+            let last_stop = last_stop.ok_or_else(|| anyhow!("no node was probed"))?;
+            result.finish_round(last_stop, t0, t_send);
+            if late {
+                result.late_rounds += 1;
+            }
+
+            // 5. Wait until the removal completed everywhere.
+            let gone = wait_gone(cluster, &b_path)
+                .await
+                .with_context(|| format!("round {round}"))?;
+            result.return_to_gone.push(gone - t0);
+            result.rounds += 1;
+            if (round + 1) % 20 == 0 || round + 1 == rounds {
+                eprintln!(
+                    "  propagation: {}/{rounds} rounds (last: DELETE {:.2} ms, return → stop {:.2} ms)",
+                    round + 1,
+                    result.delete_latency[round].as_secs_f64() * 1e3,
+                    result.return_to_stop[round].as_secs_f64() * 1e3,
                 );
             }
         }
-
-        // 3. Remove B through a follower.
-        let via = cluster.admin_url(followers[round % followers.len()]);
-        let t_send = Instant::now();
-        let removed = admin.delete(&via, &delete_path).await;
-        let t0 = Instant::now();
-        t0_tx.send_replace(Some(t0));
-        if let Err(e) = removed {
-            return Err(e.context(format!("round {round}: removing {B_NAME}")));
-        }
-        result.delete_latency.push(t0 - t_send);
-
-        // 4. Collect every node's stop time.
-        let mut last_stop: Option<Instant> = None;
-        let mut late = false;
-        for (i, mut handle) in loops.into_iter().enumerate() {
-            let node = (&mut handle.0)
-                .await
-                .map_err(|e| anyhow!("a probe loop panicked: {e}"))?
-                .with_context(|| format!("round {round}"))?;
-            last_stop = last_stop.max(Some(node.stop));
-            late |= node.late;
-            result.probes += node.requests;
-            result.probe_errors += node.errors;
-            result.probe_rtt.extend(node.rtt);
-            for (sent, what) in node.failures {
-                if result.failure_samples.len() < 5 {
-                    result.failure_samples.push(format!(
-                        "round {round}, node {}, sent {} the DELETE returned: {what}",
-                        probe_node(&probes, i),
-                        relative(sent, t0)
-                    ));
-                }
-            }
-        }
-        let last_stop = last_stop.ok_or_else(|| anyhow!("no node was probed"))?;
-        result.finish_round(last_stop, t0, t_send);
-        if late {
-            result.late_rounds += 1;
-        }
-
-        // 5. Wait until the removal completed everywhere.
-        let gone = wait_gone(cluster, backends_path, &b_addr)
-            .await
-            .with_context(|| format!("round {round}"))?;
-        result.return_to_gone.push(gone - t0);
-        result.rounds += 1;
-        if (round + 1) % 20 == 0 || round + 1 == rounds {
-            eprintln!(
-                "  propagation: {}/{rounds} rounds (last: DELETE {:.2} ms, return → stop {:.2} ms)",
-                round + 1,
-                result.delete_latency[round].as_secs_f64() * 1e3,
-                result.return_to_stop[round].as_secs_f64() * 1e3,
-            );
-        }
+        Ok(result)
     }
-    Ok(result)
 }
 
 impl PropagationResult {
@@ -402,21 +460,26 @@ async fn wait_serving(probe: &Probe) -> anyhow::Result<()> {
     }
 }
 
-/// Polls every node's backend list until none lists `addr`; returns when.
-async fn wait_gone(cluster: &BenchCluster, path: &str, addr: &str) -> anyhow::Result<Instant> {
+/// Polls every node until none knows the backend at `path` any more
+/// (`GET …/backends/{addr}` answers 404: its drain completed); returns
+/// when. One backend is asked for, not the group's list, so the poll costs
+/// the same however many backends the group holds.
+async fn wait_gone(cluster: &BenchCluster, path: &str) -> anyhow::Result<Instant> {
     let start = Instant::now();
     for i in 0..cluster.nodes.len() {
         let url = cluster.admin_url(i);
         loop {
-            let list = cluster.admin.get(&url, path).await?;
-            let listed = list
-                .as_array()
-                .is_some_and(|l| l.iter().any(|b| b["addr"].as_str() == Some(addr)));
-            if !listed {
-                break;
+            let answer = cluster
+                .admin
+                .call(reqwest::Method::GET, &url, path, None)
+                .await?;
+            match answer.status {
+                reqwest::StatusCode::NOT_FOUND => break,
+                s if s.is_success() => {}
+                s => bail!("node {}: GET {path} answered {s}: {}", i + 1, answer.text()),
             }
             if start.elapsed() > Duration::from_secs(10) {
-                bail!("node {} still lists {addr} 10 s after its removal", i + 1);
+                bail!("node {} still lists {path} 10 s after its removal", i + 1);
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }

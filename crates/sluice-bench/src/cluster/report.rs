@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use super::footprint::FootprintResult;
 use super::params::Params;
 use super::propagation::{PropagationResult, P99_TARGET as PROPAGATION_TARGET};
+use super::scale::ScaleResult;
 use super::throughput::WorkloadResult;
 use crate::format::{bytes, ms, verdict};
 use crate::machine::Machine;
@@ -31,9 +32,11 @@ pub struct Report {
     pub leader: u64,
     /// Leader at the end (differs if an election happened meanwhile).
     pub final_leader: Option<u64>,
-    pub propagation: PropagationResult,
+    /// `None` with `--scale-only`.
+    pub propagation: Option<PropagationResult>,
     pub throughput: Vec<WorkloadResult>,
     pub footprint: Option<FootprintResult>,
+    pub scale: Option<ScaleResult>,
     /// Why the run stopped before its last phase, if it did.
     pub aborted: Option<String>,
     /// Wall time of the whole run.
@@ -45,9 +48,18 @@ impl Report {
     pub fn markdown(&self) -> String {
         let mut s = String::new();
         self.header(&mut s);
-        self.propagation_section(&mut s);
-        self.throughput_section(&mut s);
-        self.footprint_section(&mut s);
+        if let Some(p) = &self.propagation {
+            propagation_section(&mut s, p);
+            self.throughput_section(&mut s);
+            self.footprint_section(&mut s);
+        }
+        match (&self.scale, &self.aborted) {
+            (Some(r), _) => super::scale_report::section(&mut s, r),
+            (None, Some(why)) if !self.params.scale.is_empty() => {
+                let _ = writeln!(s, "### 4. Scale\n\nnot run: the benchmark stopped {why}\n");
+            }
+            (None, _) => {}
+        }
         s
     }
 
@@ -59,14 +71,33 @@ impl Report {
         let _ = writeln!(
             s,
             "- parameters: removals {}, writes {}, concurrency {}, throughput runs of {:?}, \
-             settle limit {:?}, disk limit {} per node, footprint {}{}",
+             settle limit {:?}, disk limit {} per node, footprint {}, scale {}{}",
             p.removals,
             p.writes,
             p.concurrency,
             p.throughput_for,
             p.settle_limit,
             bytes(p.disk_limit),
-            if p.footprint { "on" } else { "skipped" },
+            if p.footprint && !p.scale_only {
+                "on"
+            } else {
+                "skipped"
+            },
+            if p.scale.is_empty() {
+                "skipped".to_string()
+            } else {
+                format!(
+                    "{:?} backends ({} adds measured, {} removal rounds at each{})",
+                    p.scale,
+                    p.scale_window,
+                    p.scale_removals,
+                    if p.scale_only {
+                        "; the other phases skipped"
+                    } else {
+                        ""
+                    }
+                )
+            },
             if p.quick {
                 " (--quick smoke mode: figures are not meaningful)"
             } else {
@@ -87,77 +118,6 @@ impl Report {
             }
         );
         let _ = writeln!(s, "- total run time: {:.1} s\n", self.total.as_secs_f64());
-    }
-
-    fn propagation_section(&self, s: &mut String) {
-        let r = &self.propagation;
-        let _ = writeln!(s, "### 1. Propagation of a removal ({} rounds)\n", r.rounds);
-        let _ = writeln!(s, "| measure | p50 | p99 | max | target |");
-        let _ = writeln!(s, "|---|---:|---:|---:|---|");
-        let stop = r.return_to_stop();
-        let rows: [(&str, Summary, String); 5] = [
-            (
-                "`DELETE` returned → last node stops routing to B",
-                stop,
-                format!(
-                    "p99 < 50 ms: {}",
-                    verdict(Some(r.rounds > 0 && stop.p99 < PROPAGATION_TARGET))
-                ),
-            ),
-            (
-                "`DELETE` sent → last node stops routing to B",
-                Summary::of(&r.send_to_stop),
-                String::new(),
-            ),
-            (
-                "`DELETE` latency (to a follower; includes the wait for every node)",
-                Summary::of(&r.delete_latency),
-                String::new(),
-            ),
-            (
-                "`DELETE` returned → drain complete, B gone on every node",
-                Summary::of(&r.return_to_gone),
-                String::new(),
-            ),
-            (
-                "`POST` (add B) latency",
-                Summary::of(&r.add_latency),
-                String::new(),
-            ),
-        ];
-        for (what, sum, target) in rows {
-            let _ = writeln!(
-                s,
-                "| {what} | {} | {} | {} | {target} |",
-                ms(sum.p50),
-                ms(sum.p99),
-                ms(sum.max)
-            );
-        }
-        let rtt = Summary::of(&r.probe_rtt);
-        let _ = writeln!(
-            s,
-            "\nRounds in which a node routed a request sent after the `DELETE` returned to B: {} of {}. \
-             Probe requests: {} ({} failed); probe round trip p50 {} / p99 {} \
-             (the resolution of a stop time).\n",
-            r.late_rounds,
-            r.rounds,
-            r.probes,
-            r.probe_errors,
-            ms(rtt.p50),
-            ms(rtt.p99)
-        );
-        if !r.failure_samples.is_empty() {
-            let _ = writeln!(
-                s,
-                "Failed probe requests (first {}):\n",
-                r.failure_samples.len()
-            );
-            for f in &r.failure_samples {
-                let _ = writeln!(s, "- {f}");
-            }
-            let _ = writeln!(s);
-        }
     }
 
     fn throughput_section(&self, s: &mut String) {
@@ -263,6 +223,77 @@ impl Report {
             "\nDisk is the node's data directory: the sum of file lengths (\"allocated\": blocks actually used, as `du`). \
              RSS is `VmRSS`, peak RSS `VmHWM` of `/proc/<pid>/status`.\n"
         );
+    }
+}
+
+/// Phase 1's table and notes.
+fn propagation_section(s: &mut String, r: &PropagationResult) {
+    let _ = writeln!(s, "### 1. Propagation of a removal ({} rounds)\n", r.rounds);
+    let _ = writeln!(s, "| measure | p50 | p99 | max | target |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---|");
+    let stop = r.return_to_stop();
+    let rows: [(&str, Summary, String); 5] = [
+        (
+            "`DELETE` returned → last node stops routing to B",
+            stop,
+            format!(
+                "p99 < 50 ms: {}",
+                verdict(Some(r.rounds > 0 && stop.p99 < PROPAGATION_TARGET))
+            ),
+        ),
+        (
+            "`DELETE` sent → last node stops routing to B",
+            Summary::of(&r.send_to_stop),
+            String::new(),
+        ),
+        (
+            "`DELETE` latency (to a follower; includes the wait for every node)",
+            Summary::of(&r.delete_latency),
+            String::new(),
+        ),
+        (
+            "`DELETE` returned → drain complete, B gone on every node",
+            Summary::of(&r.return_to_gone),
+            String::new(),
+        ),
+        (
+            "`POST` (add B) latency",
+            Summary::of(&r.add_latency),
+            String::new(),
+        ),
+    ];
+    for (what, sum, target) in rows {
+        let _ = writeln!(
+            s,
+            "| {what} | {} | {} | {} | {target} |",
+            ms(sum.p50),
+            ms(sum.p99),
+            ms(sum.max)
+        );
+    }
+    let rtt = Summary::of(&r.probe_rtt);
+    let _ = writeln!(
+        s,
+        "\nRounds in which a node routed a request sent after the `DELETE` returned to B: {} of {}. \
+         Probe requests: {} ({} failed); probe round trip p50 {} / p99 {} \
+         (the resolution of a stop time).\n",
+        r.late_rounds,
+        r.rounds,
+        r.probes,
+        r.probe_errors,
+        ms(rtt.p50),
+        ms(rtt.p99)
+    );
+    if !r.failure_samples.is_empty() {
+        let _ = writeln!(
+            s,
+            "Failed probe requests (first {}):\n",
+            r.failure_samples.len()
+        );
+        for f in &r.failure_samples {
+            let _ = writeln!(s, "- {f}");
+        }
+        let _ = writeln!(s);
     }
 }
 
