@@ -188,7 +188,7 @@ async fn list_backends(
         None => Bound::Unbounded,
     };
     let view = |(_, b)| backend_view(&s, g, b, dp, now);
-    let mut rest = g.backends.range::<str, _>((from, Bound::Unbounded));
+    let mut rest = g.backends.range::<_, str>((from, Bound::Unbounded));
     let Some(limit) = limit else {
         return Ok(Json(rest.map(view).collect::<Vec<_>>()).into_response());
     };
