@@ -133,14 +133,25 @@ fn refuse_args(e: clap::Error) -> ! {
     std::process::exit(2);
 }
 
-/// A multi-thread runtime with `workers` threads (0: one per CPU this
-/// process may run on).
+/// The runtime with `workers` threads (0: one per CPU this process may run
+/// on). One thread gets tokio's current-thread scheduler: the same single
+/// thread runs the tasks and polls the sockets and timers, without the
+/// multi-thread scheduler's cross-thread bookkeeping on every wake-up
+/// (work-stealing queues, waking a parked worker), which one worker never
+/// uses. Tasks that other threads spawn or wake still reach it.
 /// Exits 1 when the runtime cannot start (no threads or descriptors left).
 fn runtime(workers: usize) -> tokio::runtime::Runtime {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if workers > 0 {
-        builder.worker_threads(workers);
-    }
+    let workers = match workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
     match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -1,4 +1,4 @@
-//! The side-by-side benchmark run: the cases in order — a and b against
+//! The side-by-side benchmark run: the cases in order — a, b and i against
 //! one running stack, c, d and f on fresh proxies, e on a three-node
 //! cluster once everything else is stopped — and the versions of what ran, for
 //! the report. What to run is [`crate::params::Params`].
@@ -15,7 +15,8 @@ use crate::peers::{Ports, Sizing};
 use crate::report::{Report, Versions};
 use crate::stack::{Backends, Layout, Proxy, Setup, Target};
 use crate::{
-    access_log_cost, drain, idle, latency, progress, propagation, removal, throughput, tls,
+    access_log_cost, contended, drain, idle, latency, progress, propagation, removal, throughput,
+    tls,
 };
 
 /// CPUs of the load generator and of the server side: CPU 0 and CPU 1,
@@ -66,6 +67,7 @@ pub async fn run(p: &Params, dir: &Path) -> anyhow::Result<Report> {
         server_cpus,
         throughput: None,
         latency: None,
+        contended: None,
         idle: Vec::new(),
         drain: None,
         removal: None,
@@ -83,7 +85,7 @@ pub async fn run(p: &Params, dir: &Path) -> anyhow::Result<Report> {
     let wants = |c: Case| p.cases.contains(&c);
 
     let backends = Backends::start(&layout)?;
-    if wants(Case::Throughput) || wants(Case::FixedRate) {
+    if wants(Case::Throughput) || wants(Case::FixedRate) || wants(Case::Contended) {
         let mut proxies = Vec::new();
         for t in Target::PROXIES {
             proxies.push(Proxy::start(&layout, t, false, "main").await?);
@@ -99,6 +101,9 @@ pub async fn run(p: &Params, dir: &Path) -> anyhow::Result<Report> {
         }
         if wants(Case::FixedRate) {
             report.latency = Some(latency::run(p, &setup, report.throughput.as_ref()).await?);
+        }
+        if wants(Case::Contended) {
+            report.contended = Some(contended::run(p, &setup).await?);
         }
     }
     if wants(Case::Idle) {

@@ -2,10 +2,10 @@
 //! this machine, interleaved in one run (loopback only). Without a
 //! subcommand it runs the benchmark — keep-alive throughput, fixed-rate
 //! latency, idle memory, drain fan-out, cluster propagation, a removal
-//! under load — and prints
+//! under load, throughput on a contended CPU — and prints
 //! markdown tables on stdout (progress on stderr). The subcommands are its
-//! own helper processes: the WebSocket echo backend and the two load
-//! generators, which it starts pinned to their CPUs.
+//! own helper processes: the WebSocket echo backend, the two load
+//! generators and the CPU spinner, which it starts pinned to their CPUs.
 //!
 //! Every process it starts is stopped before it exits, also on error and
 //! on Ctrl-C / SIGTERM. `bench/compare.sh` installs the peers and builds
@@ -19,7 +19,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use sluice_bench::progress::say;
-use sluice_bench::{bench, fixed_rate, format, hold, params, report, shutdown, ws_backend};
+use sluice_bench::{
+    bench, contended, fixed_rate, format, hold, params, report, shutdown, ws_backend,
+};
 
 /// sluice side by side with HAProxy and nginx on this machine.
 #[derive(Debug, Parser)]
@@ -40,6 +42,8 @@ enum Helper {
     Hold(hold::Args),
     /// Open-loop fixed-rate HTTP load; prints its result as JSON.
     FixedRate(fixed_rate::Args),
+    /// Burn CPU until stopped (the contended case's competing process).
+    Spin,
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         Some(Helper::WsBackend(a)) => ws_backend::main(a),
         Some(Helper::Hold(a)) => hold::main(a),
         Some(Helper::FixedRate(a)) => fixed_rate::main(a),
+        Some(Helper::Spin) => contended::spin_main(),
         None => benchmark(&cli.run),
     };
     match outcome {

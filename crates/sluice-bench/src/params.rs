@@ -29,6 +29,8 @@ pub enum Case {
     Tls,
     /// h. access log on vs off (sluice keep-alive throughput)
     AccessLog,
+    /// i. keep-alive throughput with a CPU-bound process on the proxy's CPU
+    Contended,
 }
 
 /// Descriptors kept free for everything but held connections.
@@ -48,10 +50,11 @@ pub struct RunArgs {
     /// Length of each wrk and fixed-rate run [default: 10s; smoke 1s].
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
-    /// Repetitions of cases a and b [default: 3; smoke 1].
+    /// Repetitions of cases a, b and i [default: 3; smoke 1].
     #[arg(long)]
     reps: Option<usize>,
-    /// wrk connection counts [default: 64,256; smoke 64].
+    /// wrk connection counts [default: 64,256; smoke 64]; case i uses the
+    /// fewest.
     #[arg(long, value_delimiter = ',')]
     conns: Option<Vec<usize>>,
     /// Fixed rate, requests/s [default: 5000, lowered to half the slowest
@@ -196,6 +199,7 @@ impl RunArgs {
                     Case::Removal,
                     Case::Tls,
                     Case::AccessLog,
+                    Case::Contended,
                     Case::Propagation,
                 ]
             }),

@@ -10,6 +10,7 @@ use crate::stats::Summary;
 
 use crate::access_log_cost::{self, AccessLogCost};
 use crate::cluster::propagation::{PropagationResult, P99_TARGET as PROPAGATION_TARGET};
+use crate::contended::ContendedResult;
 use crate::drain::{DrainResult, ON_TIME};
 use crate::hold::Mode;
 use crate::idle;
@@ -43,6 +44,8 @@ pub struct Report {
     pub server_cpus: String,
     pub throughput: Option<ThroughputResult>,
     pub latency: Option<LatencyResult>,
+    /// Case i.
+    pub contended: Option<ContendedResult>,
     pub idle: Vec<idle::Row>,
     pub drain: Option<DrainResult>,
     pub removal: Option<RemovalResult>,
@@ -334,6 +337,15 @@ impl Report {
                 ));
             }
         }
+        if let Some(c) = &self.contended {
+            for r in c.rows().iter().filter(|r| r.errors > 0) {
+                out.push(format!(
+                    "contended case against {}: {} wrk errors",
+                    r.target.label(),
+                    r.errors
+                ));
+            }
+        }
         if let Some(a) = &self.access_log {
             if a.errors > 0 {
                 out.push(format!("access log case: {} wrk errors", a.errors));
@@ -364,6 +376,7 @@ impl Report {
         self.removal_section(&mut s);
         self.tls_section(&mut s, p);
         self.access_log_section(&mut s);
+        self.contended_section(&mut s, p);
         let problems = self.problems();
         if !problems.is_empty() {
             let _ = writeln!(s, "## Problems\n");
@@ -700,6 +713,43 @@ impl Report {
                 cpu_on / cpu_off
             );
         }
+    }
+
+    fn contended_section(&self, s: &mut String, p: &Params) {
+        let Some(c) = &self.contended else { return };
+        let _ = writeln!(s, "## i. Keep-alive throughput on a contended CPU\n");
+        let _ = writeln!(
+            s,
+            "`wrk -t1 -c{}` for {} against each target twice per repetition: alone, and while a CPU-bound process \
+             (`sluice-bench spin`, a busy loop) is pinned to the server CPU {} with the backend and the proxy, so the \
+             scheduler shares that core between them. Which run goes first alternates with the repetition; targets \
+             rotate as in case a. kept = contended ÷ alone req/s, the median of the per-repetition ratios (direct: \
+             the backend alone, for reference); busy = repetitions whose first run started on a busy machine.\n",
+            c.conns,
+            humantime::format_duration(p.duration),
+            self.server_cpus
+        );
+        let _ = writeln!(
+            s,
+            "| target | req/s alone | req/s contended | kept | p99 µs alone | p99 µs contended | errors | busy |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        for r in c.rows() {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.2}× | {} | {} | {} | {}/{} |",
+                r.target.label(),
+                thousands(r.alone_rps),
+                thousands(r.shared_rps),
+                r.ratio,
+                thousands(r.alone_p99_us),
+                thousands(r.shared_p99_us),
+                r.errors,
+                r.busy,
+                r.runs
+            );
+        }
+        let _ = writeln!(s);
     }
 
     fn removal_section(&self, s: &mut String) {

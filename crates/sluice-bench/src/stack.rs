@@ -231,7 +231,7 @@ pub fn server_pids(backends: &Backends, proxy: Option<&Proxy>) -> Vec<u32> {
     pids
 }
 
-/// The running backends and proxies of cases a and b.
+/// The running backends and proxies of cases a, b and i.
 pub struct Setup<'a> {
     pub layout: &'a Layout,
     pub backends: &'a Backends,

@@ -9,6 +9,7 @@
 //! is idempotent (RFC 9110 §9.2.2), no byte of its body was taken from the
 //! client and no byte of an answer arrived. `send.rs` resends at most once.
 
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -392,9 +393,12 @@ pub(super) fn parse_head(
     head_request: bool,
 ) -> Result<Option<Head>, UpstreamError> {
     let invalid = |reason| UpstreamError::Invalid { reason };
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut slots);
-    let len = match parsed.parse(buf) {
+    // Slots left uninitialised: httparse fills those it uses, so the
+    // 3 KiB of empty headers are not written on every answer.
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let len = match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut slots) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(invalid("too many header lines")),
