@@ -354,31 +354,37 @@ async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
     settings: Arc<ProxySettings>,
 ) {
-    let stream = match tls {
-        None => ClientIo::from(stream),
+    match tls {
+        None => serve_http1(&ctx, ClientIo::from(stream), &settings).await,
         // Boxed: the handshake's state is large, and a plain connection's
         // task would carry it.
         Some(config) => {
-            let handshake = tls_handshake::accept(stream, config, settings.header_read_timeout);
-            match Box::pin(handshake).await {
-                Ok(Handshaken::Http1(tls)) => ClientIo::from(tls),
-                Ok(Handshaken::Http2(tls)) => {
-                    Box::pin(serve_http2(&ctx, tls, &settings)).await;
-                    if ctx.take_serve().is_some() {
-                        ctx.task_ended();
-                    }
-                    return;
-                }
-                Err(e) => {
-                    tls_handshake::failed(&ctx.metrics, ctx.port, &ctx.origin.ip, &e);
-                    if ctx.take_serve().is_some() {
-                        ctx.task_ended();
-                    }
-                    return;
-                }
-            }
+            let tls = Box::pin(serve_tls(&ctx, stream, config, &settings));
+            tls.await
         }
-    };
+    }
+    if ctx.take_serve().is_some() {
+        ctx.task_ended();
+    }
+}
+
+/// Handshakes TLS on `stream`, then serves what the client agreed on.
+async fn serve_tls(
+    ctx: &Arc<ConnectionCore>,
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    settings: &ProxySettings,
+) {
+    let handshake = tls_handshake::accept(stream, config, settings.header_read_timeout);
+    match handshake.await {
+        Ok(Handshaken::Http1(tls)) => serve_http1(ctx, ClientIo::from(tls), settings).await,
+        Ok(Handshaken::Http2(tls)) => serve_http2(ctx, tls, settings).await,
+        Err(e) => tls_handshake::failed(&ctx.metrics, ctx.port, &ctx.origin.ip, &e),
+    }
+}
+
+/// Serves HTTP/1.1 on `stream` until the connection ends or is upgraded.
+async fn serve_http1(ctx: &Arc<ConnectionCore>, stream: ClientIo, settings: &ProxySettings) {
     let stream = Arc::new(stream);
     let limits = http1::Limits {
         header_read_timeout: settings.header_read_timeout,
@@ -393,26 +399,32 @@ async fn serve(
     })
     .await;
     drop(client);
-    match ended {
-        Ended::Closed => {}
+    // h2c with prior knowledge: the HTTP/2 server reads the preface the
+    // HTTP/1 server found. Boxed (and made apart from the match): an
+    // HTTP/1 connection's task does not carry the HTTP/2 server's state.
+    let http2 = match ended {
+        Ended::Closed => None,
         Ended::Refused { refused, took } => {
             Metrics::inc(&ctx.metrics.requests_rejected);
-            access_record::log_refused_head(&*ctx, refused.status.as_u16(), refused.code, took);
+            access_record::log_refused_head(&**ctx, refused.status.as_u16(), refused.code, took);
+            None
         }
         Ended::Upgraded {
             upgrade,
             io,
             leftover,
-        } => spawn_tunnel(&ctx, (io, leftover), upgrade),
-        // h2c with prior knowledge: the HTTP/2 server reads the preface
-        // the HTTP/1 server found. Boxed: an HTTP/1 connection's task does
-        // not carry the HTTP/2 server's state.
-        Ended::Http2 { io, read } => {
-            Box::pin(serve_http2(&ctx, http2::Rewind::new(read, io), &settings)).await
+        } => {
+            spawn_tunnel(ctx, (io, leftover), upgrade);
+            None
         }
-    }
-    if ctx.take_serve().is_some() {
-        ctx.task_ended();
+        Ended::Http2 { io, read } => Some(Box::pin(serve_http2(
+            ctx,
+            http2::Rewind::new(read, io),
+            settings,
+        ))),
+    };
+    if let Some(http2) = http2 {
+        http2.await;
     }
 }
 

@@ -51,6 +51,10 @@ const FLUSH_AT: usize = 64 * 1024;
 const LINGER: Duration = Duration::from_secs(2);
 /// Most bytes read and dropped while lingering.
 const LINGER_BYTES: usize = 256 * 1024;
+/// A connection waiting this long for its next request with no byte of it
+/// is quiet: it gives up the handler's state, kept until then for a next
+/// request that comes soon.
+const QUIET_AFTER: Duration = Duration::from_secs(1);
 
 /// What a connection's server needs to know.
 #[derive(Debug, Clone, Copy)]
@@ -236,19 +240,56 @@ where
     F: Future<Output = (Response<B>, Option<U>)>,
 {
     let mut buf = BytesMut::new();
+    // The connection's one timer: the header read timeout (which is also
+    // the idle timeout), and before it, for a connection that waits with
+    // no byte, the moment it counts as quiet.
     let timer = tokio::time::sleep(limits.header_read_timeout);
     let mut timer = pin!(timer);
+    // The handler's state, on the heap: made for the first request, used
+    // again by each next one, given up once the connection is quiet.
+    let mut handler: Option<Pin<Box<F>>> = None;
+    let mut writer = None;
     loop {
         let waited_from = Instant::now();
-        timer
-            .as_mut()
-            .reset(waited_from + limits.header_read_timeout);
+        let deadline = waited_from + limits.header_read_timeout;
         let idle = buf.is_empty();
         if idle && !owner.idle() {
             return Ended::Closed;
         }
-        let waiting = idle.then_some(owner);
-        let head = match read_head(&io, &mut buf, limits, timer.as_mut(), waiting).await {
+        let mut quiet_at =
+            (idle && (handler.is_some() || writer.is_some())).then_some(waited_from + QUIET_AFTER);
+        let mut waiting = idle.then_some(owner);
+        let head = loop {
+            timer
+                .as_mut()
+                .reset(quiet_at.unwrap_or(deadline).min(deadline));
+            match read_head(&io, &mut buf, limits, timer.as_mut(), waiting).await {
+                Err(HeadEnd::TimedOut) if quiet_at.take_if(|at| *at < deadline).is_some() => {
+                    if buf.is_empty() {
+                        // Quiet: the connection keeps nothing it does not
+                        // need while it waits.
+                        handler = None;
+                        writer = None;
+                    } else {
+                        // A request began (and made the connection busy).
+                        waiting = None;
+                    }
+                }
+                other => break other,
+            }
+        };
+        let head = match head {
+            // A client that sent part of a request is told; an idle
+            // keep-alive connection just closes.
+            Err(HeadEnd::TimedOut) if buf.is_empty() => Err(HeadEnd::Closed),
+            Err(HeadEnd::TimedOut) => Err(HeadEnd::Refused(HeadError {
+                status: StatusCode::REQUEST_TIMEOUT,
+                code: "header_timeout",
+                reason: "request headers not received in time",
+            })),
+            other => other,
+        };
+        let head = match head {
             Ok(head) => head,
             Err(HeadEnd::Closed) => return Ended::Closed,
             Err(HeadEnd::Http2) => {
@@ -294,9 +335,10 @@ where
                 h,
             )
         };
-        // Pinned where it is made: the handler's state is large.
-        let handled = pin!(handle(Request::from_parts(parts, body)));
-        let (resp, upgrade) = handled.await;
+        // Written over the last request's finished state: no allocation
+        // while requests come back to back.
+        let handled = reuse(&mut handler, handle(Request::from_parts(parts, body)));
+        let (resp, upgrade) = handled.as_mut().await;
         // The body is gone with the request: its buffer comes back, and
         // whether the next request can be found after it.
         let mut body_complete = true;
@@ -333,7 +375,9 @@ where
                 Err(_) => Ended::Closed,
             };
         }
-        if let Err(e) = write_body(&io, head, body, write).await {
+        // As the handler's: on the heap, reused, given up when quiet.
+        let written = reuse(&mut writer, write_body(io.clone(), head, body, write));
+        if let Err(e) = written.as_mut().await {
             debug!(error = %e, "response not sent whole; closing the client connection");
             return Ended::Closed;
         }
@@ -349,10 +393,24 @@ where
     }
 }
 
+/// `next` in `slot`'s box (the finished future there dropped first), or in
+/// a new box.
+fn reuse<T>(slot: &mut Option<Pin<Box<T>>>, next: T) -> &mut Pin<Box<T>> {
+    match slot.take() {
+        Some(mut boxed) => {
+            boxed.set(next);
+            slot.insert(boxed)
+        }
+        None => slot.insert(Box::pin(next)),
+    }
+}
+
 /// Why no request head came.
 enum HeadEnd {
-    /// The connection ended, or was idle past the timeout.
+    /// The connection ended.
     Closed,
+    /// The timer fired.
+    TimedOut,
     /// A head sluice refuses: it answers for itself, then closes.
     Refused(HeadError),
     /// The HTTP/2 preface came (it stays in the buffer).
@@ -384,19 +442,7 @@ async fn read_head(
                     return Err(HeadEnd::Closed);
                 }
             }
-            _ = timer.as_mut() => {
-                // A client that sent part of a request is told; an idle
-                // keep-alive connection just closes.
-                return Err(if buf.is_empty() {
-                    HeadEnd::Closed
-                } else {
-                    HeadEnd::Refused(HeadError {
-                        status: StatusCode::REQUEST_TIMEOUT,
-                        code: "header_timeout",
-                        reason: "request headers not received in time",
-                    })
-                });
-            }
+            _ = timer.as_mut() => return Err(HeadEnd::TimedOut),
         }
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(READ_CHUNK);
@@ -434,7 +480,7 @@ fn error_answer(e: &HeadError) -> Vec<u8> {
 /// sent together with the head (a small answer is one write), later ones
 /// as they come. A body that fails ends the connection after what arrived.
 async fn write_body<B>(
-    io: &ClientIo,
+    io: Arc<ClientIo>,
     head: Vec<u8>,
     body: B,
     write: BodyWrite,
@@ -443,6 +489,7 @@ where
     B: Body<Data = Bytes> + Cuttable,
     B::Error: std::fmt::Display,
 {
+    let io = &*io;
     let mut out = head;
     if write == BodyWrite::None {
         return write_all(io, &out).await.map_err(|e| e.to_string());
@@ -731,8 +778,8 @@ mod tests {
             taken: taken.clone(),
             frames: 32 * 1024,
         };
-        let server = ClientIo::from(server);
-        let write = write_body(&server, Vec::new(), body, BodyWrite::Chunked);
+        let server = Arc::new(ClientIo::from(server));
+        let write = write_body(server, Vec::new(), body, BodyWrite::Chunked);
         let waited = tokio::time::timeout(Duration::from_millis(500), write).await;
         assert!(waited.is_err(), "the write waits for the client");
         let taken = taken.load(Ordering::SeqCst);
@@ -779,10 +826,10 @@ mod tests {
             },
             cut: Box::pin(token.clone().cancelled_owned()),
         };
-        let server = ClientIo::from(server);
+        let server = Arc::new(ClientIo::from(server));
         let write =
             tokio::spawn(
-                async move { write_body(&server, Vec::new(), body, BodyWrite::Chunked).await },
+                async move { write_body(server, Vec::new(), body, BodyWrite::Chunked).await },
             );
         // Wait until the write is stuck on the full socket, then cut.
         tokio::time::sleep(Duration::from_millis(200)).await;
