@@ -53,8 +53,8 @@ const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 256 * 1024;
 /// A connection waiting this long for its next request with no byte of it
 /// is quiet: it gives up the handler's state, kept until then for a next
-/// request that comes soon.
-const QUIET_AFTER: Duration = Duration::from_secs(1);
+/// request that comes soon (back to back), and its owner its actor.
+const QUIET_AFTER: Duration = Duration::from_millis(250);
 
 /// What a connection's server needs to know.
 #[derive(Debug, Clone, Copy)]
@@ -120,6 +120,18 @@ impl WindDown {
             // still wakes it.
             changed.as_mut().enable();
             if self.ending() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Resolves once idle connections close (at once if they do).
+    async fn closing_idle(&self) {
+        loop {
+            let mut changed = pin!(self.changed.notified());
+            changed.as_mut().enable();
+            if self.closing() {
                 return;
             }
             changed.await;
@@ -226,18 +238,23 @@ pub(crate) trait Cuttable {
 }
 
 /// Serves HTTP/1.1 on `io` until the connection ends. `handle` answers each
-/// request, and may attach an upgrade to a `101` answer.
-pub(crate) async fn serve<B, U, H, F>(
+/// request, and may attach an upgrade to a `101` answer. `quiet` is called
+/// when the connection becomes quiet (see [`QUIET_AFTER`]); from then
+/// until its next request, and before its first, the server closes the
+/// connection itself when the owner's [`WindDown`] closes idle ones.
+pub(crate) async fn serve<B, U, H, F, Q>(
     io: Arc<ClientIo>,
     limits: Limits,
     owner: &KeepAlive,
     mut handle: H,
+    mut quiet: Q,
 ) -> Ended<U>
 where
     B: Body<Data = Bytes> + Cuttable,
     B::Error: std::fmt::Display,
     H: FnMut(Request<RequestBody>) -> F,
     F: Future<Output = (Response<B>, Option<U>)>,
+    Q: FnMut(),
 {
     let mut buf = BytesMut::new();
     // The connection's one timer: the header read timeout (which is also
@@ -263,13 +280,16 @@ where
             timer
                 .as_mut()
                 .reset(quiet_at.unwrap_or(deadline).min(deadline));
-            match read_head(&io, &mut buf, limits, timer.as_mut(), waiting).await {
+            // Nobody else closes a quiet (or new) connection.
+            let on_its_own = handler.is_none() && writer.is_none();
+            match read_head(&io, &mut buf, limits, timer.as_mut(), waiting, on_its_own).await {
                 Err(HeadEnd::TimedOut) if quiet_at.take_if(|at| *at < deadline).is_some() => {
                     if buf.is_empty() {
                         // Quiet: the connection keeps nothing it does not
                         // need while it waits.
                         handler = None;
                         writer = None;
+                        quiet();
                     } else {
                         // A request began (and made the connection busy).
                         waiting = None;
@@ -281,8 +301,7 @@ where
         let head = match head {
             // A client that sent part of a request is told; an idle
             // keep-alive connection just closes.
-            Err(HeadEnd::TimedOut) if buf.is_empty() => Err(HeadEnd::Closed),
-            Err(HeadEnd::TimedOut) => Err(HeadEnd::Refused(HeadError {
+            Err(HeadEnd::TimedOut) if !buf.is_empty() => Err(HeadEnd::Refused(HeadError {
                 status: StatusCode::REQUEST_TIMEOUT,
                 code: "header_timeout",
                 reason: "request headers not received in time",
@@ -291,7 +310,7 @@ where
         };
         let head = match head {
             Ok(head) => head,
-            Err(HeadEnd::Closed) => return Ended::Closed,
+            Err(HeadEnd::Closed | HeadEnd::TimedOut) => return Ended::Closed,
             Err(HeadEnd::Http2) => {
                 // No request body holds the socket before a first head.
                 // h2c is for plain connections: a TLS client that agreed
@@ -417,12 +436,16 @@ enum HeadEnd {
     Http2,
 }
 
+/// Reads until a whole head is in `buf`. `idle`: the connection has no
+/// byte of it yet; `on_its_own`: the connection then closes when its
+/// listener closes idle connections.
 async fn read_head(
     io: &ClientIo,
     buf: &mut BytesMut,
     limits: Limits,
     mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
     mut idle: Option<&KeepAlive>,
+    on_its_own: bool,
 ) -> Result<RequestHead, HeadEnd> {
     loop {
         if !buf.is_empty() {
@@ -443,6 +466,11 @@ async fn read_head(
                 }
             }
             _ = timer.as_mut() => return Err(HeadEnd::TimedOut),
+            _ = closing_idle(idle.filter(|_| on_its_own)) => {
+                if idle.is_some_and(KeepAlive::close_if_idle) {
+                    return Err(HeadEnd::Closed);
+                }
+            }
         }
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(READ_CHUNK);
@@ -459,6 +487,15 @@ async fn read_head(
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => return Err(HeadEnd::Closed),
         }
+    }
+}
+
+/// Resolves once `idle`'s listener closes idle connections; never
+/// without one.
+async fn closing_idle(idle: Option<&KeepAlive>) {
+    match idle {
+        Some(k) => k.wind_down.closing_idle().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -685,6 +722,14 @@ mod tests {
     /// A server on one accepted connection answering `200 ok` to
     /// everything; returns the client side and the server's task.
     async fn ok_server(keep_alive: Arc<KeepAlive>) -> (TcpStream, tokio::task::JoinHandle<()>) {
+        ok_server_counting(keep_alive, Arc::new(AtomicUsize::new(0))).await
+    }
+
+    /// [`ok_server`], counting the times its connection turned quiet.
+    async fn ok_server_counting(
+        keep_alive: Arc<KeepAlive>,
+        quiet: Arc<AtomicUsize>,
+    ) -> (TcpStream, tokio::task::JoinHandle<()>) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (server, _) = l.accept().await.unwrap();
@@ -700,6 +745,9 @@ mod tests {
                 |_req| async {
                     let resp = Response::new(http_body_util::Full::new(Bytes::from_static(b"ok")));
                     (resp, None::<()>)
+                },
+                || {
+                    quiet.fetch_add(1, Ordering::SeqCst);
                 },
             )
             .await;
@@ -765,6 +813,60 @@ mod tests {
         // Once idle ones close, one that goes idle closes by itself.
         let late = KeepAlive::new(wind_down);
         assert!(!late.idle());
+    }
+
+    /// Waits for the server to close the connection (EOF), at most 5 s.
+    async fn closed_by_server(client: &mut TcpStream) {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk))
+            .await
+            .expect("the server closed the connection");
+        assert_eq!(read.unwrap(), 0, "closed with nothing more sent");
+    }
+
+    #[tokio::test]
+    async fn a_quiet_connection_says_so_once_and_closes_itself_with_idle_ones() {
+        let wind_down = Arc::new(WindDown::default());
+        let keep_alive = Arc::new(KeepAlive::new(wind_down.clone()));
+        let quiet = Arc::new(AtomicUsize::new(0));
+        let (mut client, task) = ok_server_counting(keep_alive.clone(), quiet.clone()).await;
+        exchange(&mut client).await;
+        let start = Instant::now();
+        while quiet.load(Ordering::SeqCst) == 0 {
+            assert!(start.elapsed() < Duration::from_secs(5), "never quiet");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Nobody calls close_if_idle: the server hears it itself.
+        wind_down.close_idle();
+        closed_by_server(&mut client).await;
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the server ended")
+            .unwrap();
+        assert_eq!(quiet.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_new_connection_closes_itself_with_idle_ones_and_a_busy_one_answers_first() {
+        let wind_down = Arc::new(WindDown::default());
+        let (mut new, _task) = ok_server(Arc::new(KeepAlive::new(wind_down.clone()))).await;
+        let (mut busy, _task) = ok_server(Arc::new(KeepAlive::new(wind_down.clone()))).await;
+        // A request's first bytes: busy until it is answered.
+        busy.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        wind_down.close_idle();
+        closed_by_server(&mut new).await;
+        busy.write_all(b"Host: t\r\n\r\n").await.unwrap();
+        let mut got = Vec::new();
+        use tokio::io::AsyncReadExt;
+        tokio::time::timeout(Duration::from_secs(5), busy.read_to_end(&mut got))
+            .await
+            .expect("answered, then closed")
+            .unwrap();
+        let got = String::from_utf8(got).unwrap();
+        assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+        assert!(got.contains("connection: close"), "{got}");
     }
 
     #[tokio::test]
