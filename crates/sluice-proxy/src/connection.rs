@@ -1,11 +1,21 @@
-//! The `Connection` actor: one per client connection. It serves HTTP/1.1 on
-//! the socket ([`crate::http1`]: keep-alive, upgrades), or HTTP/2 once the
-//! client opens with its preface ([`crate::http2`]: each stream answered
-//! by the same request path), in a task of its own and handles its
-//! listener's lifecycle messages: `ListenerDraining` ends keep-alive (an
-//! idle connection closes at once; an HTTP/2 one hears it from its
-//! `WindDown` and sends GOAWAY) and `ListenerDeadline` ends all of its work
-//! as a backend's deadline does.
+//! A client connection and its `Connection` actor. The connection serves
+//! HTTP/1.1 on the socket ([`crate::http1`]: keep-alive, upgrades), or
+//! HTTP/2 once the client opens with its preface ([`crate::http2`]: each
+//! stream answered by the same request path), in a task of its own. Its
+//! actor, linked under its listener, handles the listener's lifecycle
+//! messages: `ListenerDraining` ends keep-alive (an idle connection closes
+//! at once; an HTTP/2 one hears it from its `WindDown` and sends GOAWAY)
+//! and `ListenerDeadline` ends all of its work as a backend's deadline
+//! does.
+//!
+//! The actor is spawned with the connection's first request and stops when
+//! the HTTP/1 connection turns quiet (a second with no byte of its next
+//! request) or ends: an idle connection does not pay for an actor's
+//! mailboxes. So every connection with a request, a response or a tunnel
+//! under way is an actor; one without closes by itself when its listener
+//! closes idle connections (it watches the listener's `WindDown`), and a
+//! request that starts after its listener's drain deadline (whose message
+//! went out before the actor existed) is cut as that message would have.
 //!
 //! A draining backend needs no message here: the connection registered a
 //! token with it (once, the first time it sent the backend work), and at the
@@ -13,24 +23,24 @@
 //! backend answers 500, the response streaming from it is cut (its body
 //! watches the token, `forward.rs`), the tunnel sends Close 1001 (R3).
 //!
-//! Per request: one `ArcSwap` load, one atomic pick, one uncontended
-//! per-connection lock to find this connection's shutdown token for the
-//! chosen backend, and the backend pool's pop and push of an idle upstream
-//! connection. The connection's span (`connection{peer}` under its
+//! Per request: one `ArcSwap` load, one atomic pick, two uncontended
+//! per-connection locks (the actor's slot, this connection's shutdown token
+//! for the chosen backend), and the backend pool's pop and push of an idle
+//! upstream connection. The connection's span (`connection{peer}` under its
 //! listener's, at debug level) is made once, with it.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use http::{Request, Response};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef};
 
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, Instrument, Span};
+use tracing::{debug, warn, Instrument, Span};
 
 use crate::access_log::AccessLog;
 use crate::access_record::{self, AccessRecord, ConnectionFacts};
@@ -46,6 +56,7 @@ use crate::forward::{
 use crate::header_rules::ClientOrigin;
 use crate::http1::{self, Ended, KeepAlive, RequestBody, WindDown};
 use crate::http2;
+use crate::listener_counters::ListenerCounters;
 use crate::messages::{BackendMessage, ConnectionMessage};
 use crate::metrics::Metrics;
 use crate::proxy_body::ProxyBody;
@@ -55,7 +66,8 @@ use crate::tls_handshake::{self, Handshaken};
 use crate::tunnel;
 use crate::upstream::{Answer, Progress, UpstreamError};
 
-/// One client connection as its serving task and its actor both hold it.
+/// One client connection as its serving task and its actor both hold it;
+/// dropped when the connection is over.
 pub(crate) struct ConnectionCore {
     port: u16,
     /// The client's address, for the access log.
@@ -72,7 +84,15 @@ pub(crate) struct ConnectionCore {
     origin: ClientOrigin,
     routes: Arc<ArcSwap<RoutingTable>>,
     metrics: Arc<Metrics>,
-    me: ActorRef<ConnectionMessage>,
+    /// This connection's key in its backends' registrations (not its
+    /// actor's id: the actor comes and goes, registrations stay).
+    id: ActorId,
+    /// The listener: the actor is spawned under it.
+    supervisor: ActorCell,
+    /// The listener's counters: the connection's end is counted there.
+    counters: Arc<ListenerCounters>,
+    /// The actor, while the connection has one (see the module docs).
+    actor: Mutex<ActorSlot>,
     registered: Mutex<Vec<Registration>>,
     /// The listener's or the node's drain deadline came (`CUT_*`): every
     /// token, even one made later, is cancelled (set and read under
@@ -94,6 +114,18 @@ pub(crate) struct ConnectionCore {
     /// most one upgrade per connection).
     tunnel: Mutex<Option<AbortHandle>>,
 }
+
+/// Whether a connection has its actor now.
+enum ActorSlot {
+    None,
+    /// Being spawned (another HTTP/2 stream's request goes on meanwhile).
+    Starting,
+    Running(ActorRef<ConnectionMessage>),
+}
+
+/// Keys of connections in their backends' registrations; apart from actor
+/// ids (which count from zero).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1 << 62);
 
 /// [`ConnectionCore::cut`]: not cut, cut by the listener's drain, by the
 /// node's.
@@ -147,7 +179,7 @@ impl ConnectionCore {
         if self.cut.load(Ordering::Acquire) != NOT_CUT {
             token.cancel();
         }
-        let actor = backend.register(self.me.get_id(), token.clone());
+        let actor = backend.register(self.id, token.clone());
         // Most connections use one backend: no room for more until needed.
         regs.reserve_exact(1);
         regs.push(Registration {
@@ -164,7 +196,57 @@ impl ConnectionCore {
 
     fn task_ended(&self) {
         if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.me.stop(None);
+            self.retire();
+        }
+    }
+
+    /// Spawns the connection's actor under its listener unless it has one:
+    /// from now on the listener's drain messages reach it. Then, if the
+    /// listener's or node's drain deadline already passed (its message
+    /// went out before this actor was linked), ends this connection's
+    /// work as that message would have.
+    async fn ensure_actor(self: &Arc<Self>) {
+        {
+            let mut slot = self.actor.lock().unwrap_or_else(|p| p.into_inner());
+            if !matches!(*slot, ActorSlot::None) {
+                return;
+            }
+            *slot = ActorSlot::Starting;
+        }
+        let spawned = Actor::spawn_linked(None, Connection, self.clone(), self.supervisor.clone());
+        if let Err(e) = spawned.await {
+            *self.actor.lock().unwrap_or_else(|p| p.into_inner()) = ActorSlot::None;
+            warn!(error = %e, "could not start a connection actor");
+            return;
+        }
+        if let Some(drain) = self.listener_drain.get() {
+            if sluice_clock::now_ms() >= drain.deadline {
+                self.cut(drain.cause == DrainCause::Node);
+            }
+        }
+    }
+
+    /// The connection's actor stops (the connection is quiet, or over);
+    /// the connection itself goes on.
+    fn retire(&self) {
+        let slot = std::mem::replace(
+            &mut *self.actor.lock().unwrap_or_else(|p| p.into_inner()),
+            ActorSlot::None,
+        );
+        if let ActorSlot::Running(actor) = slot {
+            actor.stop(None);
+        }
+    }
+
+    /// The listener's or the node's drain deadline: every request waiting
+    /// on a backend, streaming response and tunnel of this connection
+    /// wakes on its token, as at a backend's deadline; later ones too.
+    fn cut(&self, node: bool) {
+        let regs = self.registered.lock().unwrap_or_else(|p| p.into_inner());
+        let cut = if node { CUT_BY_NODE } else { CUT_BY_LISTENER };
+        self.cut.store(cut, Ordering::Release);
+        for r in regs.iter() {
+            r.token.cancel();
         }
     }
 
@@ -201,15 +283,33 @@ pub(crate) struct ConnectionArgs {
     pub settings: Arc<ProxySettings>,
     /// The accepting listener's span (`listener{port, generation}`).
     pub listener_span: Span,
+    /// The listener's actor: the connection's is spawned under it.
+    pub supervisor: ActorCell,
+    /// The listener's counters.
+    pub counters: Arc<ListenerCounters>,
 }
 
 pub(crate) struct ConnectionState {
     ctx: Arc<ConnectionCore>,
+    me: ActorId,
 }
 
 impl Drop for ConnectionState {
     fn drop(&mut self) {
-        // Runs on a clean stop and after a crash alike.
+        // Runs on a clean stop and after a crash alike. An actor that
+        // retired is no longer in its connection's slot and leaves the
+        // connection be; one stopped by its listener, or crashed, ends it.
+        let ended = {
+            let mut slot = self.ctx.actor.lock().unwrap_or_else(|p| p.into_inner());
+            let mine = matches!(&*slot, ActorSlot::Running(a) if a.get_id() == self.me);
+            if mine {
+                *slot = ActorSlot::None;
+            }
+            mine
+        };
+        if !ended {
+            return;
+        }
         if let Some(serve) = self.ctx.take_serve() {
             serve.abort();
         }
@@ -222,78 +322,101 @@ impl Drop for ConnectionState {
         {
             t.abort();
         }
-        let me = self.ctx.me.get_id();
+    }
+}
+
+impl Drop for ConnectionCore {
+    fn drop(&mut self) {
+        // The connection is over: its server, tunnel, actor and requests'
+        // records are gone.
         for r in self
-            .ctx
             .registered
-            .lock()
+            .get_mut()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
         {
             if let Some(a) = &r.actor {
-                let _ = a.cast(BackendMessage::Unregister(me));
+                let _ = a.cast(BackendMessage::Unregister(self.id));
             }
         }
-        self.ctx
-            .metrics
+        self.metrics
             .connections_open
             .fetch_sub(1, Ordering::Relaxed);
+        self.counters.ended();
     }
+}
+
+/// Starts serving an accepted connection, in a task of its own; its actor
+/// comes with its first request.
+pub(crate) fn start(args: ConnectionArgs) {
+    args.metrics
+        .connections_open
+        .fetch_add(1, Ordering::Relaxed);
+    // A span of its own only when debug logging is on: an enabled span
+    // costs ~0.5 KiB per connection held (measured with 9,500 idle
+    // connections); at info the work runs in the listener's span.
+    let span = tracing::debug_span!(parent: &args.listener_span, "connection", peer = %args.peer);
+    let span = if span.is_disabled() {
+        args.listener_span
+    } else {
+        span
+    };
+    let ctx = Arc::new(ConnectionCore {
+        port: args.port,
+        peer: args.peer,
+        listener_drain: args.listener_drain,
+        access_log: args.settings.access_log.clone(),
+        generation: args.generation,
+        origin: ClientOrigin {
+            ip: http::HeaderValue::try_from(args.peer.ip().to_string())
+                .unwrap_or_else(|_| http::HeaderValue::from_static("unknown")),
+            https: args.tls.is_some(),
+        },
+        routes: args.routes,
+        metrics: args.metrics,
+        id: ActorId::Local(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+        supervisor: args.supervisor,
+        counters: args.counters,
+        actor: Mutex::new(ActorSlot::None),
+        registered: Mutex::new(Vec::new()),
+        cut: AtomicU8::new(NOT_CUT),
+        keep_alive: KeepAlive::new(args.wind_down),
+        span,
+        live: AtomicUsize::new(1),
+        serve: Mutex::new(None),
+        tunnel: Mutex::new(None),
+    });
+    // Stored under the lock the task takes as it ends, so even a task
+    // that ends at once finds its handle.
+    let mut slot = ctx.serve.lock().unwrap_or_else(|p| p.into_inner());
+    let task =
+        serve(ctx.clone(), args.stream, args.tls, args.settings).instrument(ctx.span.clone());
+    *slot = Some(tokio::spawn(task).abort_handle());
+    drop(slot);
 }
 
 impl Actor for Connection {
     type Msg = ConnectionMessage;
     type State = ConnectionState;
-    type Arguments = ConnectionArgs;
+    type Arguments = Arc<ConnectionCore>;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        args: ConnectionArgs,
+        ctx: Arc<ConnectionCore>,
     ) -> Result<ConnectionState, ActorProcessingErr> {
-        args.metrics
-            .connections_open
-            .fetch_add(1, Ordering::Relaxed);
-        // A span of its own only when debug logging is on: an enabled span
-        // costs ~0.5 KiB per connection held (measured with 9,500 idle
-        // connections); at info the work runs in the listener's span.
-        let span =
-            tracing::debug_span!(parent: &args.listener_span, "connection", peer = %args.peer);
-        let span = if span.is_disabled() {
-            args.listener_span
-        } else {
-            span
-        };
-        let ctx = Arc::new(ConnectionCore {
-            port: args.port,
-            peer: args.peer,
-            listener_drain: args.listener_drain,
-            access_log: args.settings.access_log.clone(),
-            generation: args.generation,
-            origin: ClientOrigin {
-                ip: http::HeaderValue::try_from(args.peer.ip().to_string())
-                    .unwrap_or_else(|_| http::HeaderValue::from_static("unknown")),
-                https: args.tls.is_some(),
-            },
-            routes: args.routes,
-            metrics: args.metrics,
-            me: myself,
-            registered: Mutex::new(Vec::new()),
-            cut: AtomicU8::new(NOT_CUT),
-            keep_alive: KeepAlive::new(args.wind_down),
-            span,
-            live: AtomicUsize::new(1),
-            serve: Mutex::new(None),
-            tunnel: Mutex::new(None),
-        });
-        // Stored under the lock the task takes as it ends, so even a task
-        // that ends at once finds its handle.
-        let mut slot = ctx.serve.lock().unwrap_or_else(|p| p.into_inner());
-        let task =
-            serve(ctx.clone(), args.stream, args.tls, args.settings).instrument(ctx.span.clone());
-        *slot = Some(tokio::spawn(task).abort_handle());
-        drop(slot);
-        Ok(ConnectionState { ctx })
+        let me = myself.get_id();
+        {
+            let mut slot = ctx.actor.lock().unwrap_or_else(|p| p.into_inner());
+            // Ended while this actor was being spawned (an HTTP/2 stream's):
+            // nobody would stop it. Checked under the slot's lock, which
+            // `retire` takes after the count fell to zero.
+            if ctx.live.load(Ordering::Acquire) == 0 {
+                return Err("the connection ended before its actor started".into());
+            }
+            *slot = ActorSlot::Running(myself);
+        }
+        Ok(ConnectionState { ctx, me })
     }
 
     async fn handle(
@@ -314,20 +437,7 @@ impl Actor for Connection {
                 }
             }
             ConnectionMessage::ListenerDeadline { drain, node } => {
-                {
-                    let regs = state
-                        .ctx
-                        .registered
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
-                    let cut = if node { CUT_BY_NODE } else { CUT_BY_LISTENER };
-                    state.ctx.cut.store(cut, Ordering::Release);
-                    // Every waiting request, streaming response and tunnel
-                    // wakes on its token, as at a backend's deadline.
-                    for r in regs.iter() {
-                        r.token.cancel();
-                    }
-                }
+                state.ctx.cut(node);
                 debug!(
                     drain = drain.map(tracing::field::display),
                     "listener drain deadline: ending this connection's work"
@@ -348,31 +458,37 @@ async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
     settings: Arc<ProxySettings>,
 ) {
-    let stream = match tls {
-        None => ClientIo::from(stream),
+    match tls {
+        None => serve_http1(&ctx, ClientIo::from(stream), &settings).await,
         // Boxed: the handshake's state is large, and a plain connection's
         // task would carry it.
         Some(config) => {
-            let handshake = tls_handshake::accept(stream, config, settings.header_read_timeout);
-            match Box::pin(handshake).await {
-                Ok(Handshaken::Http1(tls)) => ClientIo::from(tls),
-                Ok(Handshaken::Http2(tls)) => {
-                    Box::pin(serve_http2(&ctx, tls, &settings)).await;
-                    if ctx.take_serve().is_some() {
-                        ctx.task_ended();
-                    }
-                    return;
-                }
-                Err(e) => {
-                    tls_handshake::failed(&ctx.metrics, ctx.port, &ctx.origin.ip, &e);
-                    if ctx.take_serve().is_some() {
-                        ctx.task_ended();
-                    }
-                    return;
-                }
-            }
+            let tls = Box::pin(serve_tls(&ctx, stream, config, &settings));
+            tls.await
         }
-    };
+    }
+    if ctx.take_serve().is_some() {
+        ctx.task_ended();
+    }
+}
+
+/// Handshakes TLS on `stream`, then serves what the client agreed on.
+async fn serve_tls(
+    ctx: &Arc<ConnectionCore>,
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    settings: &ProxySettings,
+) {
+    let handshake = tls_handshake::accept(stream, config, settings.header_read_timeout);
+    match handshake.await {
+        Ok(Handshaken::Http1(tls)) => serve_http1(ctx, ClientIo::from(tls), settings).await,
+        Ok(Handshaken::Http2(tls)) => serve_http2(ctx, tls, settings).await,
+        Err(e) => tls_handshake::failed(&ctx.metrics, ctx.port, &ctx.origin.ip, &e),
+    }
+}
+
+/// Serves HTTP/1.1 on `stream` until the connection ends or is upgraded.
+async fn serve_http1(ctx: &Arc<ConnectionCore>, stream: ClientIo, settings: &ProxySettings) {
     let stream = Arc::new(stream);
     let limits = http1::Limits {
         header_read_timeout: settings.header_read_timeout,
@@ -382,31 +498,41 @@ async fn serve(
     // server, so a tunnel keeps nothing of it.
     let client = ClientSocket::new(&stream);
     let handler_ctx = ctx.clone();
-    let ended = http1::serve(stream, limits, &ctx.keep_alive, |req| {
-        handle_request(handler_ctx.clone(), req, Some(&client))
-    })
+    let ended = http1::serve(
+        stream,
+        limits,
+        &ctx.keep_alive,
+        |req| handle_request(handler_ctx.clone(), req, Some(&client)),
+        || ctx.retire(),
+    )
     .await;
     drop(client);
-    match ended {
-        Ended::Closed => {}
+    // h2c with prior knowledge: the HTTP/2 server reads the preface the
+    // HTTP/1 server found. Boxed (and made apart from the match): an
+    // HTTP/1 connection's task does not carry the HTTP/2 server's state.
+    let http2 = match ended {
+        Ended::Closed => None,
         Ended::Refused { refused, took } => {
             Metrics::inc(&ctx.metrics.requests_rejected);
-            access_record::log_refused_head(&*ctx, refused.status.as_u16(), refused.code, took);
+            access_record::log_refused_head(&**ctx, refused.status.as_u16(), refused.code, took);
+            None
         }
         Ended::Upgraded {
             upgrade,
             io,
             leftover,
-        } => spawn_tunnel(&ctx, (io, leftover), upgrade),
-        // h2c with prior knowledge: the HTTP/2 server reads the preface
-        // the HTTP/1 server found. Boxed: an HTTP/1 connection's task does
-        // not carry the HTTP/2 server's state.
-        Ended::Http2 { io, read } => {
-            Box::pin(serve_http2(&ctx, http2::Rewind::new(read, io), &settings)).await
+        } => {
+            spawn_tunnel(ctx, (io, leftover), upgrade);
+            None
         }
-    }
-    if ctx.take_serve().is_some() {
-        ctx.task_ended();
+        Ended::Http2 { io, read } => Some(Box::pin(serve_http2(
+            ctx,
+            http2::Rewind::new(read, io),
+            settings,
+        ))),
+    };
+    if let Some(http2) = http2 {
+        http2.await;
     }
 }
 
@@ -472,6 +598,7 @@ async fn handle_request(
     req: Request<RequestBody>,
     client: Option<&ClientSocket>,
 ) -> (Response<ProxyBody>, Option<TunnelStart>) {
+    ctx.ensure_actor().await;
     let mut record = AccessRecord::new(ctx.clone(), &req);
     let (resp, tunnel) = {
         // Pinned where it is made: the request's state is large.

@@ -16,7 +16,8 @@
 //! ├── StateApplier   plans each applied State against the last one
 //! │                  (plan.rs), then acts: swaps the routing snapshot,
 //! │                  starts and stops backends and listeners, starts drains
-//! ├── Listeners ── Listener(port) ── Connection (one per client connection)
+//! ├── Listeners ── Listener(port) ── Connection (per client connection
+//! │                                   with requests under way)
 //! └── Backends  ── Backend(group, addr), which runs its own drain
 //! ```
 //!

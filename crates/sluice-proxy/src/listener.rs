@@ -1,8 +1,9 @@
 //! The `Listener` actor: binds one port on the node's data address and
-//! spawns a linked `Connection` actor per accepted client connection. A
-//! crashed `Connection` is logged and counted; the listener and every other
-//! connection go on. It counts its connections (accepted, open) for
-//! `/metrics` in its [`ListenerCounters`].
+//! starts each accepted client connection, whose `Connection` actor it
+//! supervises (linked while the connection has requests, see
+//! `connection.rs`). A crashed `Connection` is logged and counted; the
+//! listener and every other connection go on. It counts its connections
+//! (accepted, open) for `/metrics` in its [`ListenerCounters`].
 //!
 //! A removed listener drains like a backend: it closes its socket at once
 //! (the port is free), ends keep-alive on its connections (an idle one
@@ -29,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn, Instrument, Span};
 
-use crate::connection::{Connection, ConnectionArgs};
+use crate::connection::{self, ConnectionArgs};
 use crate::drain_mark::DrainMark;
 use crate::error::{DrainCause, ProxyError};
 use crate::http1::WindDown;
@@ -328,6 +329,8 @@ impl Actor for Listener {
             .listeners
             .unregister(state.serving.port, &state.counters);
         myself.stop_children(None);
+        // Connections with no actor now (new or quiet ones) close too.
+        state.wind_down.close_idle();
         Ok(())
     }
 
@@ -346,7 +349,6 @@ impl Actor for Listener {
             SupervisionEvent::ActorTerminated(who, _, _) => who.get_id(),
             _ => return Ok(()),
         };
-        state.counters.ended();
         // A draining listener ends with its last connection.
         if state.drain.is_some() && !has_connections(&myself, Some(gone)) {
             info!(parent: &state.span, "listener drained: no connection left");
@@ -560,10 +562,9 @@ async fn accept_loop(
             metrics: metrics.clone(),
             settings: settings.clone(),
             listener_span: tracing::Span::current(),
+            supervisor: supervisor.clone(),
+            counters: accepted.counters.clone(),
         };
-        if let Err(e) = Actor::spawn_linked(None, Connection, args, supervisor.clone()).await {
-            accepted.counters.ended();
-            error!(port, error = %e, "could not start a connection actor");
-        }
+        connection::start(args);
     }
 }

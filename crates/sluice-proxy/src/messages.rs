@@ -30,6 +30,8 @@
 //! Listener ──ListenerDraining──▶ Connection` (keep-alive ends, idle ones
 //! close), then at its deadline `Listener ──ListenerDeadline──▶ Connection`
 //! (every token of the connection cancelled, as at a backend's deadline).
+//! A connection is an actor while it has requests (connection.rs): a quiet
+//! one hears the listener's `WindDown` instead and closes by itself.
 //!
 //! A node that drains itself (N1) tells every listener `NodeDrain`: the
 //! listener ends keep-alive at once, keeps accepting for the node's accept

@@ -51,6 +51,10 @@ const FLUSH_AT: usize = 64 * 1024;
 const LINGER: Duration = Duration::from_secs(2);
 /// Most bytes read and dropped while lingering.
 const LINGER_BYTES: usize = 256 * 1024;
+/// A connection waiting this long for its next request with no byte of it
+/// is quiet: it gives up the handler's state, kept until then for a next
+/// request that comes soon (back to back), and its owner its actor.
+const QUIET_AFTER: Duration = Duration::from_millis(250);
 
 /// What a connection's server needs to know.
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +120,18 @@ impl WindDown {
             // still wakes it.
             changed.as_mut().enable();
             if self.ending() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Resolves once idle connections close (at once if they do).
+    async fn closing_idle(&self) {
+        loop {
+            let mut changed = pin!(self.changed.notified());
+            changed.as_mut().enable();
+            if self.closing() {
                 return;
             }
             changed.await;
@@ -222,35 +238,79 @@ pub(crate) trait Cuttable {
 }
 
 /// Serves HTTP/1.1 on `io` until the connection ends. `handle` answers each
-/// request, and may attach an upgrade to a `101` answer.
-pub(crate) async fn serve<B, U, H, F>(
+/// request, and may attach an upgrade to a `101` answer. `quiet` is called
+/// when the connection becomes quiet (see [`QUIET_AFTER`]); from then
+/// until its next request, and before its first, the server closes the
+/// connection itself when the owner's [`WindDown`] closes idle ones.
+pub(crate) async fn serve<B, U, H, F, Q>(
     io: Arc<ClientIo>,
     limits: Limits,
     owner: &KeepAlive,
     mut handle: H,
+    mut quiet: Q,
 ) -> Ended<U>
 where
     B: Body<Data = Bytes> + Cuttable,
     B::Error: std::fmt::Display,
     H: FnMut(Request<RequestBody>) -> F,
     F: Future<Output = (Response<B>, Option<U>)>,
+    Q: FnMut(),
 {
     let mut buf = BytesMut::new();
+    // The connection's one timer: the header read timeout (which is also
+    // the idle timeout), and before it, for a connection that waits with
+    // no byte, the moment it counts as quiet.
     let timer = tokio::time::sleep(limits.header_read_timeout);
     let mut timer = pin!(timer);
+    // The handler's state, on the heap: made for the first request, used
+    // again by each next one, given up once the connection is quiet.
+    let mut handler: Option<Pin<Box<F>>> = None;
+    let mut writer = None;
     loop {
         let waited_from = Instant::now();
-        timer
-            .as_mut()
-            .reset(waited_from + limits.header_read_timeout);
+        let deadline = waited_from + limits.header_read_timeout;
         let idle = buf.is_empty();
         if idle && !owner.idle() {
             return Ended::Closed;
         }
-        let waiting = idle.then_some(owner);
-        let head = match read_head(&io, &mut buf, limits, timer.as_mut(), waiting).await {
+        let mut quiet_at =
+            (idle && (handler.is_some() || writer.is_some())).then_some(waited_from + QUIET_AFTER);
+        let mut waiting = idle.then_some(owner);
+        let head = loop {
+            timer
+                .as_mut()
+                .reset(quiet_at.unwrap_or(deadline).min(deadline));
+            // Nobody else closes a quiet (or new) connection.
+            let on_its_own = handler.is_none() && writer.is_none();
+            match read_head(&io, &mut buf, limits, timer.as_mut(), waiting, on_its_own).await {
+                Err(HeadEnd::TimedOut) if quiet_at.take_if(|at| *at < deadline).is_some() => {
+                    if buf.is_empty() {
+                        // Quiet: the connection keeps nothing it does not
+                        // need while it waits.
+                        handler = None;
+                        writer = None;
+                        quiet();
+                    } else {
+                        // A request began (and made the connection busy).
+                        waiting = None;
+                    }
+                }
+                other => break other,
+            }
+        };
+        let head = match head {
+            // A client that sent part of a request is told; an idle
+            // keep-alive connection just closes.
+            Err(HeadEnd::TimedOut) if !buf.is_empty() => Err(HeadEnd::Refused(HeadError {
+                status: StatusCode::REQUEST_TIMEOUT,
+                code: "header_timeout",
+                reason: "request headers not received in time",
+            })),
+            other => other,
+        };
+        let head = match head {
             Ok(head) => head,
-            Err(HeadEnd::Closed) => return Ended::Closed,
+            Err(HeadEnd::Closed | HeadEnd::TimedOut) => return Ended::Closed,
             Err(HeadEnd::Http2) => {
                 // No request body holds the socket before a first head.
                 // h2c is for plain connections: a TLS client that agreed
@@ -294,9 +354,10 @@ where
                 h,
             )
         };
-        // Pinned where it is made: the handler's state is large.
-        let handled = pin!(handle(Request::from_parts(parts, body)));
-        let (resp, upgrade) = handled.await;
+        // Written over the last request's finished state: no allocation
+        // while requests come back to back.
+        let handled = reuse(&mut handler, handle(Request::from_parts(parts, body)));
+        let (resp, upgrade) = handled.as_mut().await;
         // The body is gone with the request: its buffer comes back, and
         // whether the next request can be found after it.
         let mut body_complete = true;
@@ -333,7 +394,9 @@ where
                 Err(_) => Ended::Closed,
             };
         }
-        if let Err(e) = write_body(&io, head, body, write).await {
+        // As the handler's: on the heap, reused, given up when quiet.
+        let written = reuse(&mut writer, write_body(io.clone(), head, body, write));
+        if let Err(e) = written.as_mut().await {
             debug!(error = %e, "response not sent whole; closing the client connection");
             return Ended::Closed;
         }
@@ -349,22 +412,40 @@ where
     }
 }
 
+/// `next` in `slot`'s box (the finished future there dropped first), or in
+/// a new box.
+fn reuse<T>(slot: &mut Option<Pin<Box<T>>>, next: T) -> &mut Pin<Box<T>> {
+    match slot.take() {
+        Some(mut boxed) => {
+            boxed.set(next);
+            slot.insert(boxed)
+        }
+        None => slot.insert(Box::pin(next)),
+    }
+}
+
 /// Why no request head came.
 enum HeadEnd {
-    /// The connection ended, or was idle past the timeout.
+    /// The connection ended.
     Closed,
+    /// The timer fired.
+    TimedOut,
     /// A head sluice refuses: it answers for itself, then closes.
     Refused(HeadError),
     /// The HTTP/2 preface came (it stays in the buffer).
     Http2,
 }
 
+/// Reads until a whole head is in `buf`. `idle`: the connection has no
+/// byte of it yet; `on_its_own`: the connection then closes when its
+/// listener closes idle connections.
 async fn read_head(
     io: &ClientIo,
     buf: &mut BytesMut,
     limits: Limits,
     mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
     mut idle: Option<&KeepAlive>,
+    on_its_own: bool,
 ) -> Result<RequestHead, HeadEnd> {
     loop {
         if !buf.is_empty() {
@@ -384,18 +465,11 @@ async fn read_head(
                     return Err(HeadEnd::Closed);
                 }
             }
-            _ = timer.as_mut() => {
-                // A client that sent part of a request is told; an idle
-                // keep-alive connection just closes.
-                return Err(if buf.is_empty() {
-                    HeadEnd::Closed
-                } else {
-                    HeadEnd::Refused(HeadError {
-                        status: StatusCode::REQUEST_TIMEOUT,
-                        code: "header_timeout",
-                        reason: "request headers not received in time",
-                    })
-                });
+            _ = timer.as_mut() => return Err(HeadEnd::TimedOut),
+            _ = closing_idle(idle.filter(|_| on_its_own)) => {
+                if idle.is_some_and(KeepAlive::close_if_idle) {
+                    return Err(HeadEnd::Closed);
+                }
             }
         }
         if buf.capacity() - buf.len() < 1024 {
@@ -413,6 +487,15 @@ async fn read_head(
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => return Err(HeadEnd::Closed),
         }
+    }
+}
+
+/// Resolves once `idle`'s listener closes idle connections; never
+/// without one.
+async fn closing_idle(idle: Option<&KeepAlive>) {
+    match idle {
+        Some(k) => k.wind_down.closing_idle().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -434,7 +517,7 @@ fn error_answer(e: &HeadError) -> Vec<u8> {
 /// sent together with the head (a small answer is one write), later ones
 /// as they come. A body that fails ends the connection after what arrived.
 async fn write_body<B>(
-    io: &ClientIo,
+    io: Arc<ClientIo>,
     head: Vec<u8>,
     body: B,
     write: BodyWrite,
@@ -443,6 +526,7 @@ where
     B: Body<Data = Bytes> + Cuttable,
     B::Error: std::fmt::Display,
 {
+    let io = &*io;
     let mut out = head;
     if write == BodyWrite::None {
         return write_all(io, &out).await.map_err(|e| e.to_string());
@@ -638,6 +722,14 @@ mod tests {
     /// A server on one accepted connection answering `200 ok` to
     /// everything; returns the client side and the server's task.
     async fn ok_server(keep_alive: Arc<KeepAlive>) -> (TcpStream, tokio::task::JoinHandle<()>) {
+        ok_server_counting(keep_alive, Arc::new(AtomicUsize::new(0))).await
+    }
+
+    /// [`ok_server`], counting the times its connection turned quiet.
+    async fn ok_server_counting(
+        keep_alive: Arc<KeepAlive>,
+        quiet: Arc<AtomicUsize>,
+    ) -> (TcpStream, tokio::task::JoinHandle<()>) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (server, _) = l.accept().await.unwrap();
@@ -653,6 +745,9 @@ mod tests {
                 |_req| async {
                     let resp = Response::new(http_body_util::Full::new(Bytes::from_static(b"ok")));
                     (resp, None::<()>)
+                },
+                || {
+                    quiet.fetch_add(1, Ordering::SeqCst);
                 },
             )
             .await;
@@ -720,6 +815,60 @@ mod tests {
         assert!(!late.idle());
     }
 
+    /// Waits for the server to close the connection (EOF), at most 5 s.
+    async fn closed_by_server(client: &mut TcpStream) {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk))
+            .await
+            .expect("the server closed the connection");
+        assert_eq!(read.unwrap(), 0, "closed with nothing more sent");
+    }
+
+    #[tokio::test]
+    async fn a_quiet_connection_says_so_once_and_closes_itself_with_idle_ones() {
+        let wind_down = Arc::new(WindDown::default());
+        let keep_alive = Arc::new(KeepAlive::new(wind_down.clone()));
+        let quiet = Arc::new(AtomicUsize::new(0));
+        let (mut client, task) = ok_server_counting(keep_alive.clone(), quiet.clone()).await;
+        exchange(&mut client).await;
+        let start = Instant::now();
+        while quiet.load(Ordering::SeqCst) == 0 {
+            assert!(start.elapsed() < Duration::from_secs(5), "never quiet");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Nobody calls close_if_idle: the server hears it itself.
+        wind_down.close_idle();
+        closed_by_server(&mut client).await;
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the server ended")
+            .unwrap();
+        assert_eq!(quiet.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_new_connection_closes_itself_with_idle_ones_and_a_busy_one_answers_first() {
+        let wind_down = Arc::new(WindDown::default());
+        let (mut new, _task) = ok_server(Arc::new(KeepAlive::new(wind_down.clone()))).await;
+        let (mut busy, _task) = ok_server(Arc::new(KeepAlive::new(wind_down.clone()))).await;
+        // A request's first bytes: busy until it is answered.
+        busy.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        wind_down.close_idle();
+        closed_by_server(&mut new).await;
+        busy.write_all(b"Host: t\r\n\r\n").await.unwrap();
+        let mut got = Vec::new();
+        use tokio::io::AsyncReadExt;
+        tokio::time::timeout(Duration::from_secs(5), busy.read_to_end(&mut got))
+            .await
+            .expect("answered, then closed")
+            .unwrap();
+        let got = String::from_utf8(got).unwrap();
+        assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+        assert!(got.contains("connection: close"), "{got}");
+    }
+
     #[tokio::test]
     async fn a_body_that_is_always_ready_still_waits_for_the_client() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -731,8 +880,8 @@ mod tests {
             taken: taken.clone(),
             frames: 32 * 1024,
         };
-        let server = ClientIo::from(server);
-        let write = write_body(&server, Vec::new(), body, BodyWrite::Chunked);
+        let server = Arc::new(ClientIo::from(server));
+        let write = write_body(server, Vec::new(), body, BodyWrite::Chunked);
         let waited = tokio::time::timeout(Duration::from_millis(500), write).await;
         assert!(waited.is_err(), "the write waits for the client");
         let taken = taken.load(Ordering::SeqCst);
@@ -779,10 +928,10 @@ mod tests {
             },
             cut: Box::pin(token.clone().cancelled_owned()),
         };
-        let server = ClientIo::from(server);
+        let server = Arc::new(ClientIo::from(server));
         let write =
             tokio::spawn(
-                async move { write_body(&server, Vec::new(), body, BodyWrite::Chunked).await },
+                async move { write_body(server, Vec::new(), body, BodyWrite::Chunked).await },
             );
         // Wait until the write is stuck on the full socket, then cut.
         tokio::time::sleep(Duration::from_millis(200)).await;
