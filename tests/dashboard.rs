@@ -33,6 +33,7 @@ use common::cluster::*;
 use common::tunnel::*;
 use common::*;
 use serde_json::Value;
+use sluice_testkit::BackendEvent;
 
 /// The removed backend's drain timeout.
 const DRAIN_S: f64 = 20.0;
@@ -141,17 +142,14 @@ async fn chromium_renders_a_live_drain_on_three_nodes() {
         let status = resp.status().as_u16();
         (status, resp.text().await.unwrap_or_default())
     });
-    poll(
-        Duration::from_secs(5),
-        "ecs01 got the slow request",
-        || async {
-            match ecs01.requests_started() {
-                0 => Err("not yet".to_string()),
-                _ => Ok(()),
-            }
-        },
-    )
-    .await;
+    // That request itself, not the tunnel's upgrade or a probe.
+    let started = ecs01
+        .wait_for(
+            |e| matches!(e, BackendEvent::RequestStarted { path } if path.contains("delay=60s")),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(started.is_some(), "ecs01 got the slow request");
     sluice_ok(
         cluster.node(1),
         &["backend", "add", "web", &ecs02.addr().to_string()],

@@ -275,17 +275,19 @@ async fn handle_message(
         }
         ApplierMessage::NodeDrainCheck => state.check_node_drain(&myself),
         ApplierMessage::FirstWork {
-            runtime,
+            group,
+            addr,
+            incarnation,
             connection,
             token,
         } => {
-            let key: BackendKey = (runtime.group.clone(), runtime.addr.clone());
+            let key: BackendKey = (group, addr);
             // Only the incarnation that runs now: an older one's work ends
             // with it.
             let current = state
                 .backends
                 .get(&key.0, &key.1)
-                .is_some_and(|r| Arc::ptr_eq(&r.runtime, &runtime));
+                .is_some_and(|r| r.runtime.id == incarnation);
             if current {
                 if let Some(actor) = state.backend_actor(&key).await? {
                     let _ = actor.cast(BackendMessage::Register { connection, token });
@@ -299,9 +301,9 @@ async fn handle_message(
         ApplierMessage::RampTick => {
             state.ticking = false;
             if let Some(last) = state.last.clone() {
-                // Groups whose ramp ended since the last tick get their
-                // full weights now.
-                let ramping = std::mem::take(&mut state.ramping);
+                // A group whose ramp ended since the last tick gets its
+                // full weights now, then leaves the set.
+                let ramping = state.ramping.clone();
                 state.build_routes(&last, RouteScope::groups(&ramping));
             }
             state.tick_while_ramping(&myself);

@@ -114,7 +114,9 @@ impl BackendRuntime {
         }
         if let Some(starter) = &self.starter {
             let _ = starter.cast(ApplierMessage::FirstWork {
-                runtime: self.clone(),
+                group: self.group.clone(),
+                addr: self.addr.clone(),
+                incarnation: self.id,
                 connection,
                 token,
             });

@@ -8,7 +8,7 @@ use std::io;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 use crate::ready_io::ReadyIo;
@@ -39,7 +39,13 @@ impl ClientIo {
     /// Reads into `buf`'s spare capacity (the caller reserves it).
     pub fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
-            ClientIo::Plain(tcp) => tcp.try_read_buf(buf),
+            ClientIo::Plain(tcp) => {
+                let start = buf.len();
+                buf.resize(buf.capacity(), 0);
+                let read = read_draining(tcp, &mut buf[start..]);
+                buf.truncate(start + *read.as_ref().unwrap_or(&0));
+                read
+            }
             ClientIo::Tls(tls) => {
                 let start = buf.len();
                 buf.resize(buf.capacity(), 0);
@@ -62,6 +68,27 @@ impl ClientIo {
     /// Whether this connection is TLS.
     pub fn is_tls(&self) -> bool {
         matches!(self, ClientIo::Tls(_))
+    }
+}
+
+/// Reads what `tcp` holds into `buf`. A read that leaves room in `buf`
+/// drained the socket: its readiness is cleared then, as tokio's own
+/// `poll_read` does, so the wait for the next request starts by waiting
+/// instead of with a read that finds nothing (one system call less per
+/// request).
+fn read_draining(tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let room = buf.len();
+    let mut got = 0;
+    let read = tcp.try_io(Interest::READABLE, || {
+        got = tcp.try_read(buf)?;
+        if got > 0 && got < room {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(got)
+    });
+    match read {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+        other => other,
     }
 }
 

@@ -44,7 +44,6 @@ use ractor::{ActorId, ActorRef, RpcReplyPort};
 use sluice_model::{DrainId, State, UnixMillis};
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::BackendRuntime;
 use crate::health_view::LocalHealth;
 
 /// What the root `DataPlaneSupervisor` answers.
@@ -79,7 +78,10 @@ pub(crate) enum ApplierMessage {
     /// A connection sends a backend work and the backend has no actor yet:
     /// start it, then register the connection's token with it.
     FirstWork {
-        runtime: Arc<BackendRuntime>,
+        group: Arc<str>,
+        addr: Arc<str>,
+        /// The backend incarnation's id (`BackendRuntime::id`).
+        incarnation: u64,
         connection: ActorId,
         token: CancellationToken,
     },

@@ -468,6 +468,7 @@ async fn read_head(
             _ = timer.as_mut() => return Err(HeadEnd::TimedOut),
             _ = closing_idle(idle.filter(|_| on_its_own)) => {
                 if idle.is_some_and(KeepAlive::close_if_idle) {
+                    debug!("listener drains: closing idle connection");
                     return Err(HeadEnd::Closed);
                 }
             }
