@@ -135,8 +135,12 @@ fn plan_group(old: Option<&Group>, new: Option<&Group>, new_state: &State, steps
         return;
     };
     let group: Arc<str> = Arc::from(name);
-    // Weights, maintenance, health and slow start all shape the routes.
-    steps.route_groups.insert(group.clone());
+    // Weights, maintenance, health and slow start all shape the routes
+    // (and what is probed); a backend that takes no work in either state
+    // shapes nothing.
+    if !same_settings(old, new) {
+        steps.route_groups.insert(group.clone());
+    }
     let none = imbl::OrdMap::new();
     let had_backends = old.map_or(&none, |g| &g.backends);
     let has_backends = new.map_or(&none, |g| &g.backends);
@@ -149,8 +153,33 @@ fn plan_group(old: Option<&Group>, new: Option<&Group>, new_state: &State, steps
             } => (addr, Some(o), Some(n)),
             DiffItem::Remove(addr, b) => (addr, Some(b), None),
         };
+        if had.is_some_and(takes_work) || want.is_some_and(takes_work) {
+            steps.route_groups.insert(group.clone());
+        }
         plan_backend(&group, addr, had, want, new_state, steps);
     }
+}
+
+/// Whether two versions of a group agree on everything but their
+/// backends.
+fn same_settings(old: Option<&Group>, new: Option<&Group>) -> bool {
+    match (old, new) {
+        (Some(o), Some(n)) => {
+            o.name == n.name
+                && o.drain == n.drain
+                && o.health == n.health
+                && o.health_revision == n.health_revision
+                && o.slow_start_ms == n.slow_start_ms
+                && o.deleting == n.deleting
+        }
+        _ => false,
+    }
+}
+
+/// Whether a backend may take new work (is routed to, probed, ramped):
+/// active, of weight > 0, not in maintenance.
+fn takes_work(b: &Backend) -> bool {
+    b.status == BackendStatus::Active && b.weight > 0 && !b.maintenance
 }
 
 /// One backend that was added, changed or removed.
