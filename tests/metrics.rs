@@ -286,6 +286,19 @@ async fn metrics_after_a_scripted_drain_have_their_families_labels_and_values() 
     )
     .await;
 
+    // Before its first request a backend has its state series but no
+    // traffic series (they come with its first request through the node).
+    let s = scrape(&node).await;
+    assert_eq!(s.value("sluice_backend_weight", &backend_labels), 100.0);
+    assert!(
+        s.find("sluice_backend_responses_total", &backend_labels)
+            .is_empty(),
+        "no traffic series before the first request"
+    );
+    assert!(s
+        .find("sluice_backend_response_seconds_count", &backend_labels)
+        .is_empty());
+
     // Ten requests, one of them 300 ms long, each on its own connection.
     let client = one_connection_per_request();
     for i in 0..10 {

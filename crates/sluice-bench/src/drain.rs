@@ -46,6 +46,13 @@ impl DrainResult {
         self.report.last_1001_us.map(|t| self.ms_after_deadline(t))
     }
 
+    /// Deadline → the client's read of the last Close 1001, ms.
+    pub fn last_read_ms(&self) -> Option<f64> {
+        self.report
+            .last_1001_read_us
+            .map(|t| self.ms_after_deadline(t))
+    }
+
     fn ms_after_deadline(&self, unix_us: u64) -> f64 {
         (unix_us as f64 - self.deadline_ms as f64 * 1000.0) / 1000.0
     }
@@ -98,11 +105,12 @@ pub async fn run(p: &Params, layout: &Layout) -> anyhow::Result<DrainResult> {
         report,
     };
     progress::say(&format!(
-        "drain: {} of {} tunnels got Close 1001; deadline → first {} ms, → last {} ms",
+        "drain: {} of {} tunnels got Close 1001; deadline → first {} ms, → last {} ms (read by the client {} ms)",
         result.report.closes_1001,
         result.tunnels,
         ms_or_dash(result.first_ms()),
-        ms_or_dash(result.last_ms())
+        ms_or_dash(result.last_ms()),
+        ms_or_dash(result.last_read_ms())
     ));
     Ok(result)
 }

@@ -16,6 +16,12 @@
 //! A watcher notes how its connection ends: a WebSocket Close frame (its
 //! code, and for 1001 the wall-clock time it arrived; it is answered with
 //! a masked Close), end of stream without one, or unexpected data.
+//!
+//! A Close's arrival is the kernel's receive time of its bytes
+//! (`SO_TIMESTAMPNS`, read with a peek before the frame): with thousands of
+//! Closes arriving together, the one client thread reads (and answers) the
+//! last of them well after it came, and that wait is the client's, not the
+//! proxy's. The time the client read the last one is reported beside it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,7 +31,12 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use std::io::IoSliceMut;
+use std::os::fd::AsRawFd;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::Notify;
@@ -81,9 +92,13 @@ pub struct HoldReport {
     pub alive: usize,
     /// Close frames with code 1001.
     pub closes_1001: usize,
-    /// Arrival of the first and last of them, Unix µs.
+    /// Arrival of the first and last of them (the kernel's receive time),
+    /// Unix µs.
     pub first_1001_us: Option<u64>,
     pub last_1001_us: Option<u64>,
+    /// When the client read the last of them, Unix µs.
+    #[serde(default)]
+    pub last_1001_read_us: Option<u64>,
     /// Close frames with another code (or none).
     pub other_closes: usize,
     /// Ended without a Close frame (end of stream or error).
@@ -191,12 +206,56 @@ async fn open_many(target: SocketAddr, mode: Mode, n: usize) -> anyhow::Result<V
 async fn open_one(target: SocketAddr, mode: Mode) -> anyhow::Result<TcpStream> {
     let mut stream = TcpStream::connect(target).await.context("connecting")?;
     stream.set_nodelay(true)?;
+    if mode == Mode::Ws {
+        setsockopt(&stream, sockopt::ReceiveTimestampns, &true)
+            .context("asking for receive timestamps")?;
+    }
     let mut buf = Vec::new();
     match mode {
         Mode::Http => wire::get(&mut stream, &mut buf).await?,
         Mode::Ws => wire::ws_open(&mut stream, &mut buf).await?,
     }
     Ok(stream)
+}
+
+/// The kernel's receive time (Unix µs) of the bytes waiting on `stream`,
+/// once some are (`None` at its end, or if the kernel gave no time).
+async fn arrival(stream: &TcpStream) -> Option<u64> {
+    loop {
+        stream.readable().await.ok()?;
+        match stream.try_io(Interest::READABLE, || peek_receive_time(stream)) {
+            Ok(at) => return at,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Peeks at one waiting byte for its `SCM_TIMESTAMPNS`.
+fn peek_receive_time(stream: &TcpStream) -> std::io::Result<Option<u64>> {
+    let mut byte = [0u8; 1];
+    let mut iov = [IoSliceMut::new(&mut byte)];
+    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(std::io::Error::from)?;
+    if msg.bytes == 0 {
+        return Ok(None);
+    }
+    let at = msg
+        .cmsgs()
+        .map_err(std::io::Error::from)?
+        .find_map(|c| match c {
+            ControlMessageOwned::ScmTimestampns(ts) => {
+                Some(ts.tv_sec() as u64 * 1_000_000 + ts.tv_nsec() as u64 / 1_000)
+            }
+            _ => None,
+        });
+    Ok(at)
 }
 
 /// What the watchers saw, shared by them.
@@ -209,7 +268,7 @@ struct Watch {
 #[derive(Default)]
 struct Ended {
     ended: usize,
-    closes_1001: Vec<u64>,
+    closes_1001: Vec<CloseSeen>,
     other_closes: usize,
     dropped: usize,
     unexpected: usize,
@@ -221,8 +280,9 @@ impl Ended {
             n,
             alive: n.saturating_sub(self.ended),
             closes_1001: self.closes_1001.len(),
-            first_1001_us: self.closes_1001.iter().min().copied(),
-            last_1001_us: self.closes_1001.iter().max().copied(),
+            first_1001_us: self.closes_1001.iter().map(|c| c.arrived).min(),
+            last_1001_us: self.closes_1001.iter().map(|c| c.arrived).max(),
+            last_1001_read_us: self.closes_1001.iter().map(|c| c.read).max(),
             other_closes: self.other_closes,
             dropped: self.dropped,
             unexpected: self.unexpected,
@@ -230,9 +290,17 @@ impl Ended {
     }
 }
 
+/// When a Close frame arrived (the kernel's receive time, or the read's
+/// where the kernel gave none) and when the client read it, Unix µs.
+#[derive(Clone, Copy)]
+struct CloseSeen {
+    arrived: u64,
+    read: u64,
+}
+
 /// How one connection ended.
 enum End {
-    Close(Option<u16>, u64),
+    Close(Option<u16>, CloseSeen),
     Dropped,
 }
 
@@ -247,9 +315,13 @@ async fn watch(mut stream: TcpStream, mode: Mode, state: Arc<Watch>) {
                     Ok(_) => unexpected = true,
                 }
             }
-            Mode::Ws => match wire::read_frame(&mut stream).await {
-                Ok((wire::OP_CLOSE, payload)) => {
-                    let at = unix_micros();
+            Mode::Ws => match (arrival(&stream).await, wire::read_frame(&mut stream).await) {
+                (arrived, Ok((wire::OP_CLOSE, payload))) => {
+                    let read = unix_micros();
+                    let at = CloseSeen {
+                        arrived: arrived.unwrap_or(read).min(read),
+                        read,
+                    };
                     let code = wire::close_code(&payload);
                     let _ = stream
                         .write_all(&wire::close_reply(code.unwrap_or(1000)))
@@ -257,8 +329,8 @@ async fn watch(mut stream: TcpStream, mode: Mode, state: Arc<Watch>) {
                     let _ = stream.shutdown().await;
                     break End::Close(code, at);
                 }
-                Ok(_) => unexpected = true,
-                Err(_) => break End::Dropped,
+                (_, Ok(_)) => unexpected = true,
+                (_, Err(_)) => break End::Dropped,
             },
         }
     };

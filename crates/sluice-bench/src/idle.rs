@@ -2,8 +2,11 @@
 //! fresh proxy; the `hold` client opens and closes a few hundred
 //! connections (warm-up), the proxy's RSS (`VmRSS` of it and its
 //! descendants) is read, then N connections are opened — one exchange
-//! each — and held, and the RSS is read again. The growth divided by N is
-//! the memory one idle connection costs the proxy. Then the connections are
+//! each — and held, and the RSS is read again, and once more after
+//! `steady`, when the memory freed while the N were opened (the allocator
+//! keeps freed pages a few seconds before giving them back) has gone. The
+//! growth divided by N is the memory one idle connection costs the proxy;
+//! the target is judged on the steady reading, and both are reported. Then the connections are
 //! closed and, a while later, the RSS is read a third time: what the proxy
 //! kept of the load after it was gone.
 
@@ -23,6 +26,8 @@ pub struct Row {
     pub n: usize,
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
+    /// RSS `steady` later, the N still held.
+    pub rss_steady_kib: u64,
     /// RSS a while after the N were closed.
     pub rss_closed_kib: u64,
     /// Proxy → backend connections open while the N were held.
@@ -34,9 +39,18 @@ pub struct Row {
 }
 
 impl Row {
-    /// RSS growth per held connection, KiB.
+    /// RSS growth per held connection, KiB, just after they opened.
     pub fn kib_per_conn(&self) -> f64 {
-        (self.rss_after_kib as f64 - self.rss_before_kib as f64) / self.n.max(1) as f64
+        self.per_conn(self.rss_after_kib)
+    }
+
+    /// RSS growth per held connection, KiB, once steady.
+    pub fn steady_kib_per_conn(&self) -> f64 {
+        self.per_conn(self.rss_steady_kib)
+    }
+
+    fn per_conn(&self, rss_kib: u64) -> f64 {
+        (rss_kib as f64 - self.rss_before_kib as f64) / self.n.max(1) as f64
     }
 }
 
@@ -60,6 +74,8 @@ pub async fn run(p: &Params, layout: &Layout) -> anyhow::Result<Vec<Row>> {
             let open_time = holder.open().await?;
             tokio::time::sleep(p.settle).await;
             let rss_after_kib = procfs::rss_kib(proxy.pid());
+            tokio::time::sleep(p.steady).await;
+            let rss_steady_kib = procfs::rss_kib(proxy.pid());
             let backend_ports = if ws {
                 layout.ports.ws_backends
             } else {
@@ -76,13 +92,14 @@ pub async fn run(p: &Params, layout: &Layout) -> anyhow::Result<Vec<Row>> {
                 n: p.idle_n,
                 rss_before_kib,
                 rss_after_kib,
+                rss_steady_kib,
                 rss_closed_kib,
                 backend_conns,
                 alive: report.alive,
                 open_time,
             };
             progress::say(&format!(
-                "idle {} through {}: {} held ({} still open), RSS {} → {} KiB, {:.2} KiB per connection, {} backend connections; {} KiB after they closed",
+                "idle {} through {}: {} held ({} still open), RSS {} → {} KiB, {:.2} KiB per connection, {:.2} once steady, {} backend connections; {} KiB after they closed",
                 mode.label(),
                 target.label(),
                 row.n,
@@ -90,6 +107,7 @@ pub async fn run(p: &Params, layout: &Layout) -> anyhow::Result<Vec<Row>> {
                 row.rss_before_kib,
                 row.rss_after_kib,
                 row.kib_per_conn(),
+                row.steady_kib_per_conn(),
                 row.backend_conns,
                 row.rss_closed_kib
             ));

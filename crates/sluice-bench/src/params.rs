@@ -123,6 +123,9 @@ pub struct Params {
     pub quiet_wait: Duration,
     /// Pause before each RSS reading.
     pub settle: Duration,
+    /// Further pause before the steady RSS reading of the held
+    /// connections (case c).
+    pub steady: Duration,
     /// Pause between closing the held connections and reading what RSS the
     /// proxy kept (case c).
     pub after_close: Duration,
@@ -210,6 +213,7 @@ impl RunArgs {
                 Duration::ZERO,
             )),
             settle: pick(smoke, Duration::from_secs(2), Duration::from_millis(300)),
+            steady: pick(smoke, Duration::from_secs(12), Duration::from_millis(300)),
             after_close: pick(smoke, Duration::from_secs(10), Duration::from_millis(300)),
             fd_soft,
             fd_hard,

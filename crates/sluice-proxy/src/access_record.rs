@@ -97,7 +97,7 @@ impl AccessRecord {
     pub fn answered(&mut self, status: u16) {
         self.status = status;
         if let Some(b) = &self.backend {
-            b.traffic.first_byte(self.arrived.elapsed());
+            b.traffic().first_byte(self.arrived.elapsed());
         }
     }
 }
@@ -106,7 +106,7 @@ impl Drop for AccessRecord {
     fn drop(&mut self) {
         let took = self.arrived.elapsed();
         if let Some(b) = &self.backend {
-            b.traffic.ended(Ended {
+            b.traffic().ended(Ended {
                 status: self.status,
                 error: self.error,
                 bytes_in: self.bytes_in,

@@ -1107,16 +1107,33 @@ mod tests {
 
     /// A backend that takes requests and never answers; each accepted
     /// connection is announced.
+    /// A backend that reads requests and never answers; the receiver gets
+    /// one `()` per proxied request it read (health probes, which also
+    /// reach it, are not counted: a test waiting for its request must not
+    /// be woken by a probe's connection).
     async fn silent_backend() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<()>) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
-            let mut held = Vec::new();
             loop {
-                let (s, _) = l.accept().await.unwrap();
-                held.push(s);
-                let _ = tx.send(());
+                let (mut s, _) = l.accept().await.unwrap();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    if !head.starts_with(b"GET /health ") {
+                        let _ = tx.send(());
+                    }
+                    // Held, unanswered, until the peer goes.
+                    let _ = s.read(&mut chunk).await;
+                });
             }
         });
         (addr, rx)

@@ -5,7 +5,8 @@
 //! A backend's actor starts when the backend first has work on this node
 //! (a connection sends it a request, or its drain starts): the state
 //! applier starts it on request ([`BackendRuntime::register`]), so a
-//! backend nothing has used yet costs its runtime alone.
+//! backend nothing has used yet costs its runtime alone; its traffic
+//! counters and its pool's sweeper also wait for its first work.
 //!
 //! The `Backend` actor is the one place that knows which connections to
 //! shut when a drain reaches its deadline: a connection registers once, the
@@ -62,8 +63,9 @@ pub(crate) struct BackendRuntime {
     /// Who starts the actor when the backend first has work (none where a
     /// test starts it itself).
     starter: Option<ActorRef<ApplierMessage>>,
-    /// Its traffic through this node (read by `/metrics`).
-    pub traffic: BackendTraffic,
+    /// Its traffic through this node (read by `/metrics`), allocated with
+    /// its first request: a backend nothing has used costs no counters.
+    traffic: OnceLock<Box<BackendTraffic>>,
     /// The drain it is in, for the access log.
     pub drain_mark: DrainMark,
 }
@@ -93,7 +95,7 @@ impl BackendRuntime {
             closed: AtomicBool::new(false),
             actor: OnceLock::new(),
             starter,
-            traffic: BackendTraffic::default(),
+            traffic: OnceLock::new(),
             drain_mark: DrainMark::default(),
         })
     }
@@ -122,6 +124,16 @@ impl BackendRuntime {
             });
         }
         None
+    }
+
+    /// Its traffic counters, allocated on first use.
+    pub fn traffic(&self) -> &BackendTraffic {
+        self.traffic.get_or_init(Box::default)
+    }
+
+    /// Its traffic counters if it has had any traffic through this node.
+    pub fn traffic_seen(&self) -> Option<&BackendTraffic> {
+        self.traffic.get().map(|t| &**t)
     }
 
     /// Counts one request in flight until the guard drops.

@@ -39,13 +39,7 @@ impl ClientIo {
     /// Reads into `buf`'s spare capacity (the caller reserves it).
     pub fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
-            ClientIo::Plain(tcp) => {
-                let start = buf.len();
-                buf.resize(buf.capacity(), 0);
-                let read = read_draining(tcp, &mut buf[start..]);
-                buf.truncate(start + *read.as_ref().unwrap_or(&0));
-                read
-            }
+            ClientIo::Plain(tcp) => read_draining(tcp, buf),
             ClientIo::Tls(tls) => {
                 let start = buf.len();
                 buf.resize(buf.capacity(), 0);
@@ -71,16 +65,17 @@ impl ClientIo {
     }
 }
 
-/// Reads what `tcp` holds into `buf`. A read that leaves room in `buf`
-/// drained the socket: its readiness is cleared then, as tokio's own
-/// `poll_read` does, so the wait for the next request starts by waiting
-/// instead of with a read that finds nothing (one system call less per
-/// request).
-fn read_draining(tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    let room = buf.len();
+/// Reads what `tcp` holds into `buf`'s spare capacity (not zeroed first:
+/// a memset of the whole spare room per read shows in the profile). A read
+/// that leaves room in `buf` drained the socket: its readiness is cleared
+/// then, as tokio's own `poll_read` does, so the wait for the next request
+/// starts by waiting instead of with a read that finds nothing (one system
+/// call less per request).
+fn read_draining(tcp: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let room = buf.capacity() - buf.len();
     let mut got = 0;
     let read = tcp.try_io(Interest::READABLE, || {
-        got = tcp.try_read(buf)?;
+        got = tcp.try_read_buf(buf)?;
         if got > 0 && got < room {
             return Err(io::ErrorKind::WouldBlock.into());
         }

@@ -498,19 +498,20 @@ async fn serve_http1(ctx: &Arc<ConnectionCore>, stream: ClientIo, settings: &Pro
     // server, so a tunnel keeps nothing of it.
     let client = ClientSocket::new(&stream);
     let handler_ctx = ctx.clone();
-    let ended = http1::serve(
+    // What follows HTTP/1 (a tunnel, or h2c with prior knowledge: the
+    // HTTP/2 server reads the preface the HTTP/1 server found) is boxed,
+    // and made apart from the match, without a binding for what the HTTP/1
+    // server returned: an HTTP/1 connection's task carries neither their
+    // state nor the answer that started them.
+    let next = match http1::serve(
         stream,
         limits,
         &ctx.keep_alive,
         |req| handle_request(handler_ctx.clone(), req, Some(&client)),
         || ctx.retire(),
     )
-    .await;
-    drop(client);
-    // h2c with prior knowledge: the HTTP/2 server reads the preface the
-    // HTTP/1 server found. Boxed (and made apart from the match): an
-    // HTTP/1 connection's task does not carry the HTTP/2 server's state.
-    let http2 = match ended {
+    .await
+    {
         Ended::Closed => None,
         Ended::Refused { refused, took } => {
             Metrics::inc(&ctx.metrics.requests_rejected);
@@ -520,19 +521,43 @@ async fn serve_http1(ctx: &Arc<ConnectionCore>, stream: ClientIo, settings: &Pro
         Ended::Upgraded {
             upgrade,
             io,
+            head,
             leftover,
-        } => {
-            spawn_tunnel(ctx, (io, leftover), upgrade);
-            None
-        }
-        Ended::Http2 { io, read } => Some(Box::pin(serve_http2(
+        } => Some(AfterHttp1::Tunnel(Box::pin(open_tunnel(
+            ctx, io, head, leftover, upgrade,
+        )))),
+        Ended::Http2 { io, read } => Some(AfterHttp1::Http2(Box::pin(serve_http2(
             ctx,
             http2::Rewind::new(read, io),
             settings,
-        ))),
+        )))),
     };
-    if let Some(http2) = http2 {
-        http2.await;
+    drop(client);
+    match next {
+        Some(AfterHttp1::Tunnel(open)) => open.await,
+        Some(AfterHttp1::Http2(serve)) => serve.await,
+        None => {}
+    }
+}
+
+/// What a connection's task does once its HTTP/1 server handed the socket
+/// on (each boxed by the caller).
+enum AfterHttp1<T, H> {
+    Tunnel(T),
+    Http2(H),
+}
+
+/// Writes a `101`'s head, then starts the tunnel; if the client is gone,
+/// the upgrade ends here (its backend side with it).
+async fn open_tunnel(
+    ctx: &Arc<ConnectionCore>,
+    io: ClientIo,
+    head: Vec<u8>,
+    leftover: bytes::Bytes,
+    upgrade: TunnelStart,
+) {
+    if http1::write_all(&io, &head).await.is_ok() {
+        spawn_tunnel(ctx, (io, leftover), upgrade);
     }
 }
 

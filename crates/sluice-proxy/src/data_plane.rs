@@ -86,11 +86,14 @@ impl DataPlane {
     }
 
     /// A backend's traffic through this node, while its runtime lives here
-    /// (through its drain, after its removal). `None` if unknown.
+    /// (through its drain, after its removal). `None` if unknown, or if it
+    /// has had no request through this node yet.
     pub fn backend_traffic(&self, group: &str, addr: &str) -> Option<TrafficSnapshot> {
         self.read_backend(group, addr, |b| {
-            b.traffic.snapshot(b.pool.open_connections())
+            b.traffic_seen()
+                .map(|t| t.snapshot(b.pool.open_connections()))
         })
+        .flatten()
     }
 
     /// `read` of the runtime of backend `addr` in `group`, if it runs here.

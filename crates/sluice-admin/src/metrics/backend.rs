@@ -5,7 +5,9 @@
 //! Every backend of the replicated state has series, a removed one too:
 //! the state keeps it, `Draining`, until its drain ends on every node, so
 //! its series go when the drain ends. Traffic series exist while this
-//! node's data plane runs the backend.
+//! node's data plane runs the backend, from its first request through this
+//! node: at 100,000 backends most never see one, and a scrape stays the
+//! size of what carries traffic plus a few gauges per backend.
 //!
 //! `sluice_backend_state` has one series per state, exactly one of them 1:
 //! the state routing gives it, as the dashboard shows it

@@ -213,11 +213,14 @@ pub(crate) enum Ended<U> {
         refused: HeadError,
         took: Duration,
     },
-    /// The handler's `101` went out: the socket, the bytes the client sent
-    /// past its request, and what the handler attached to the upgrade.
+    /// The handler answered `101`: its head (for the caller to write: a
+    /// write here would keep the answer in every connection's task), the
+    /// socket, the bytes the client sent past its request, and what the
+    /// handler attached to the upgrade.
     Upgraded {
         upgrade: U,
         io: ClientIo,
+        head: Vec<u8>,
         leftover: Bytes,
     },
     /// The client opened with the HTTP/2 preface: the socket and every
@@ -242,6 +245,13 @@ pub(crate) trait Cuttable {
 /// when the connection becomes quiet (see [`QUIET_AFTER`]); from then
 /// until its next request, and before its first, the server closes the
 /// connection itself when the owner's [`WindDown`] closes idle ones.
+///
+/// The task that runs this future holds it for the connection's whole
+/// life, idle or not, so what one request needs is kept out of it: the
+/// request head becomes the handler's request within one statement, the
+/// answer goes into the writer's box within another (their bytes never
+/// wait in the task across an await), and a `101`'s head is written by the
+/// caller.
 pub(crate) async fn serve<B, U, H, F, Q>(
     io: Arc<ClientIo>,
     limits: Limits,
@@ -260,56 +270,37 @@ where
     // The connection's one timer: the header read timeout (which is also
     // the idle timeout), and before it, for a connection that waits with
     // no byte, the moment it counts as quiet.
-    let timer = tokio::time::sleep(limits.header_read_timeout);
-    let mut timer = pin!(timer);
-    // The handler's state, on the heap: made for the first request, used
-    // again by each next one, given up once the connection is quiet.
+    let mut timer = pin!(tokio::time::sleep(limits.header_read_timeout));
+    // The handler's and the writer's states, on the heap: made for the
+    // first request, used again by each next one, given up once the
+    // connection is quiet.
     let mut handler: Option<Pin<Box<F>>> = None;
     let mut writer = None;
     loop {
         let waited_from = Instant::now();
-        let deadline = waited_from + limits.header_read_timeout;
-        let idle = buf.is_empty();
-        if idle && !owner.idle() {
+        if buf.is_empty() && !owner.idle() {
             return Ended::Closed;
         }
-        let mut quiet_at =
-            (idle && (handler.is_some() || writer.is_some())).then_some(waited_from + QUIET_AFTER);
-        let mut waiting = idle.then_some(owner);
-        let head = loop {
-            timer
-                .as_mut()
-                .reset(quiet_at.unwrap_or(deadline).min(deadline));
-            // Nobody else closes a quiet (or new) connection.
-            let on_its_own = handler.is_none() && writer.is_none();
-            match read_head(&io, &mut buf, limits, timer.as_mut(), waiting, on_its_own).await {
-                Err(HeadEnd::TimedOut) if quiet_at.take_if(|at| *at < deadline).is_some() => {
-                    if buf.is_empty() {
-                        // Quiet: the connection keeps nothing it does not
-                        // need while it waits.
-                        handler = None;
-                        writer = None;
-                        quiet();
-                    } else {
-                        // A request began (and made the connection busy).
-                        waiting = None;
-                    }
-                }
-                other => break other,
+        let wait = WaitForHead {
+            io: &io,
+            limits,
+            owner,
+            waited_from,
+        };
+        let (handled, exchange) = match wait
+            .run(
+                &mut buf,
+                timer.as_mut(),
+                &mut handler,
+                &mut writer,
+                &mut quiet,
+            )
+            .await
+        {
+            Ok(head) => {
+                let (request, exchange) = Exchange::start(head, &io, &mut buf);
+                (reuse(&mut handler, handle(request)), exchange)
             }
-        };
-        let head = match head {
-            // A client that sent part of a request is told; an idle
-            // keep-alive connection just closes.
-            Err(HeadEnd::TimedOut) if !buf.is_empty() => Err(HeadEnd::Refused(HeadError {
-                status: StatusCode::REQUEST_TIMEOUT,
-                code: "header_timeout",
-                reason: "request headers not received in time",
-            })),
-            other => other,
-        };
-        let head = match head {
-            Ok(head) => head,
             Err(HeadEnd::Closed | HeadEnd::TimedOut) => return Ended::Closed,
             Err(HeadEnd::Http2) => {
                 // No request body holds the socket before a first head.
@@ -324,81 +315,38 @@ where
                 };
             }
             Err(HeadEnd::Refused(refused)) => {
-                let _ = write_all(&io, &error_answer(&refused)).await;
-                Box::pin(linger_close(io)).await;
-                return Ended::Refused {
-                    refused,
-                    took: waited_from.elapsed(),
+                // Boxed: rare, and every connection's task would carry it.
+                return Box::pin(refuse(io, refused, waited_from)).await;
+            }
+        };
+        let keep = match exchange.answer(handled.as_mut().await, &mut buf, owner.ending()) {
+            Answer::Upgrade { head, upgrade } => {
+                return match Arc::try_unwrap(io) {
+                    Ok(io) => Ended::Upgraded {
+                        upgrade,
+                        io,
+                        head,
+                        leftover: buf.freeze(),
+                    },
+                    Err(_) => Ended::Closed,
                 };
             }
-        };
-        let RequestHead {
-            parts,
-            framing,
-            keep_alive,
-            expect_continue,
-        } = head;
-        let method = parts.method.clone();
-        let version = parts.version;
-        let mut home: Option<BufferHome> = None;
-        let body = if framing == request::BodyFraming::None {
-            RequestBody::empty()
-        } else {
-            let h: BufferHome = Arc::new(Mutex::new(None));
-            home = Some(h.clone());
-            RequestBody::new(
-                io.clone(),
-                std::mem::take(&mut buf),
-                framing,
-                expect_continue,
-                h,
-            )
-        };
-        // Written over the last request's finished state: no allocation
-        // while requests come back to back.
-        let handled = reuse(&mut handler, handle(Request::from_parts(parts, body)));
-        let (resp, upgrade) = handled.as_mut().await;
-        // The body is gone with the request: its buffer comes back, and
-        // whether the next request can be found after it.
-        let mut body_complete = true;
-        if let Some(home) = home {
-            match home.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                Some((b, complete)) => {
-                    buf = b;
-                    body_complete = complete;
-                }
-                None => body_complete = false,
+            Answer::Respond {
+                head,
+                body,
+                write,
+                keep,
+            } => {
+                // Written over the last response's finished state.
+                reuse(&mut writer, write_body(io.clone(), head, body, write));
+                keep
             }
-        }
-        let (parts, body) = resp.into_parts();
-        let mut keep = keep_alive && body_complete && !owner.ending();
-        let mut head = Vec::with_capacity(512);
-        let write = encode_head(
-            &parts,
-            &body.size_hint(),
-            &method,
-            version,
-            &mut keep,
-            &mut head,
-        );
-        if let (Some(upgrade), StatusCode::SWITCHING_PROTOCOLS) = (upgrade, parts.status) {
-            if write_all(&io, &head).await.is_err() {
+        };
+        if let Some(written) = writer.as_mut() {
+            if let Err(e) = written.as_mut().await {
+                debug!(error = %e, "response not sent whole; closing the client connection");
                 return Ended::Closed;
             }
-            return match Arc::try_unwrap(io) {
-                Ok(io) => Ended::Upgraded {
-                    upgrade,
-                    io,
-                    leftover: buf.freeze(),
-                },
-                Err(_) => Ended::Closed,
-            };
-        }
-        // As the handler's: on the heap, reused, given up when quiet.
-        let written = reuse(&mut writer, write_body(io.clone(), head, body, write));
-        if let Err(e) = written.as_mut().await {
-            debug!(error = %e, "response not sent whole; closing the client connection");
-            return Ended::Closed;
         }
         if !keep {
             // Boxed: rare, and every connection's task would carry it.
@@ -408,6 +356,190 @@ where
         if buf.is_empty() {
             // Idle until the next request: no buffer held.
             buf = BytesMut::new();
+        }
+    }
+}
+
+// === impl WaitForHead ===
+
+/// The wait for a connection's next request head.
+struct WaitForHead<'a> {
+    io: &'a ClientIo,
+    limits: Limits,
+    owner: &'a KeepAlive,
+    /// When the wait began (the request's own timeout counts from here).
+    waited_from: Instant,
+}
+
+impl WaitForHead<'_> {
+    /// Reads until a whole head is in `buf`; a connection that stays quiet
+    /// meanwhile gives up the handler's and writer's states and tells
+    /// `quiet`. A client that sent part of a head and no more within the
+    /// header read timeout is refused with `408`.
+    async fn run<F, W, Q: FnMut()>(
+        self,
+        buf: &mut BytesMut,
+        mut timer: Pin<&mut tokio::time::Sleep>,
+        handler: &mut Option<Pin<Box<F>>>,
+        writer: &mut Option<Pin<Box<W>>>,
+        quiet: &mut Q,
+    ) -> Result<RequestHead, HeadEnd> {
+        let deadline = self.waited_from + self.limits.header_read_timeout;
+        let idle = buf.is_empty();
+        let mut quiet_at = (idle && (handler.is_some() || writer.is_some()))
+            .then_some(self.waited_from + QUIET_AFTER);
+        let mut waiting = idle.then_some(self.owner);
+        loop {
+            timer
+                .as_mut()
+                .reset(quiet_at.unwrap_or(deadline).min(deadline));
+            // Nobody else closes a quiet (or new) connection.
+            let on_its_own = handler.is_none() && writer.is_none();
+            // No binding for the head: it would take its room in the task
+            // beside the read's own state.
+            match read_head(
+                self.io,
+                buf,
+                self.limits,
+                timer.as_mut(),
+                waiting,
+                on_its_own,
+            )
+            .await
+            {
+                Err(HeadEnd::TimedOut) if quiet_at.take_if(|at| *at < deadline).is_some() => {
+                    if buf.is_empty() {
+                        // Quiet: the connection keeps nothing it does not
+                        // need while it waits.
+                        *handler = None;
+                        *writer = None;
+                        quiet();
+                    } else {
+                        // A request began (and made the connection busy).
+                        waiting = None;
+                    }
+                }
+                // A client that sent part of a request is told; an idle
+                // keep-alive connection just closes.
+                Err(HeadEnd::TimedOut) if !buf.is_empty() => {
+                    return Err(HeadEnd::Refused(HeadError {
+                        status: StatusCode::REQUEST_TIMEOUT,
+                        code: "header_timeout",
+                        reason: "request headers not received in time",
+                    }))
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Answers a refused head with sluice's own error, then closes.
+async fn refuse<U>(io: Arc<ClientIo>, refused: HeadError, waited_from: Instant) -> Ended<U> {
+    let _ = write_all(&io, &error_answer(&refused)).await;
+    linger_close(io).await;
+    Ended::Refused {
+        refused,
+        took: waited_from.elapsed(),
+    }
+}
+
+// === impl Exchange ===
+
+/// What the server keeps of a request while its handler answers it.
+struct Exchange {
+    method: http::Method,
+    version: http::Version,
+    keep_alive: bool,
+    /// Where the request body leaves the read buffer when it ends.
+    home: Option<BufferHome>,
+}
+
+/// What to write for an answer.
+enum Answer<B, U> {
+    /// A `101` the handler attached an upgrade to: its head, then the
+    /// tunnel (the caller writes the head).
+    Upgrade { head: Vec<u8>, upgrade: U },
+    /// A response: its head, its body and how to frame it, and whether the
+    /// connection stays open after it.
+    Respond {
+        head: Vec<u8>,
+        body: B,
+        write: BodyWrite,
+        keep: bool,
+    },
+}
+
+impl Exchange {
+    /// The handler's request for `head`; its body (if any) reads on from
+    /// `buf`, which it takes.
+    fn start(
+        head: RequestHead,
+        io: &Arc<ClientIo>,
+        buf: &mut BytesMut,
+    ) -> (Request<RequestBody>, Exchange) {
+        let RequestHead {
+            parts,
+            framing,
+            keep_alive,
+            expect_continue,
+        } = head;
+        let mut home = None;
+        let body = if framing == request::BodyFraming::None {
+            RequestBody::empty()
+        } else {
+            let h: BufferHome = Arc::new(Mutex::new(None));
+            home = Some(h.clone());
+            RequestBody::new(io.clone(), std::mem::take(buf), framing, expect_continue, h)
+        };
+        let exchange = Exchange {
+            method: parts.method.clone(),
+            version: parts.version,
+            keep_alive,
+            home,
+        };
+        (Request::from_parts(parts, body), exchange)
+    }
+
+    /// What to write for the handler's answer. The request body is gone
+    /// with the request: its buffer comes back into `buf`, and with it
+    /// whether the next request can be found after it. `ending`: the owner
+    /// ends keep-alive.
+    fn answer<B: Body, U>(
+        self,
+        (resp, upgrade): (Response<B>, Option<U>),
+        buf: &mut BytesMut,
+        ending: bool,
+    ) -> Answer<B, U> {
+        let mut body_complete = true;
+        if let Some(home) = self.home {
+            match home.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                Some((b, complete)) => {
+                    *buf = b;
+                    body_complete = complete;
+                }
+                None => body_complete = false,
+            }
+        }
+        let (parts, body) = resp.into_parts();
+        let mut keep = self.keep_alive && body_complete && !ending;
+        let mut head = Vec::with_capacity(512);
+        let write = encode_head(
+            &parts,
+            &body.size_hint(),
+            &self.method,
+            self.version,
+            &mut keep,
+            &mut head,
+        );
+        match (upgrade, parts.status) {
+            (Some(upgrade), StatusCode::SWITCHING_PROTOCOLS) => Answer::Upgrade { head, upgrade },
+            _ => Answer::Respond {
+                head,
+                body,
+                write,
+                keep,
+            },
         }
     }
 }

@@ -11,7 +11,7 @@
 //! memory or source port) is [`UpstreamError::LocalTrouble`]: not the
 //! backend's failure, and logged rate-limited as this node's problem.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,9 @@ pub(crate) struct UpstreamPool {
     idle: Mutex<Vec<Idle>>,
     /// Connections open now, in use or idle (each [`Conn`] counts itself).
     open: Arc<AtomicU64>,
+    /// Whether the sweeper runs: it starts with the first idle connection,
+    /// so a backend that never had one costs no task.
+    sweeping: AtomicBool,
 }
 
 struct Idle {
@@ -48,20 +51,15 @@ impl UpstreamPool {
         idle_timeout: Duration,
         max_idle: usize,
     ) -> Arc<Self> {
-        let pool = Arc::new(UpstreamPool {
+        Arc::new(UpstreamPool {
             addr,
             connect_timeout,
             idle_timeout,
             max_idle,
             idle: Mutex::new(Vec::new()),
             open: Arc::new(AtomicU64::new(0)),
-        });
-        // Idle connections past the idle timeout are closed even when no
-        // request comes to take them; the sweeper ends with the pool.
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(sweep(Arc::downgrade(&pool), idle_timeout));
-        }
-        pool
+            sweeping: AtomicBool::new(false),
+        })
     }
 
     /// Connections to the backend open now, in use or idle.
@@ -79,7 +77,14 @@ impl UpstreamPool {
         None
     }
 
-    pub(super) fn push_idle(&self, mut conn: Conn) {
+    pub(super) fn push_idle(self: &Arc<Self>, mut conn: Conn) {
+        // Idle connections past the idle timeout are closed even when no
+        // request comes to take them; the sweeper ends with the pool.
+        if !self.sweeping.load(Ordering::Relaxed) && !self.sweeping.swap(true, Ordering::Relaxed) {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(sweep(Arc::downgrade(self), self.idle_timeout));
+            }
+        }
         // A waiting connection keeps no read buffer: the one it read its
         // last answer with (8 KiB) would stay allocated as long as it
         // waits, up to `max_idle` of them per backend after a burst. The
