@@ -170,3 +170,37 @@ async fn sweep(pool: Weak<UpstreamPool>, every: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    // The sweeper starts with the first idle connection (none for a pool
+    // that never had one) and closes it once past the idle timeout,
+    // though no request comes to take it.
+    #[tokio::test]
+    async fn the_first_idle_connection_starts_the_sweeper_that_closes_it() {
+        let backend = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: Arc<str> = backend.local_addr().unwrap().to_string().into();
+        let held = tokio::spawn(async move {
+            let (s, _) = backend.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(s);
+        });
+        let pool = UpstreamPool::new(addr, Duration::from_secs(1), Duration::from_millis(200), 8);
+        assert!(!pool.sweeping.load(Ordering::Relaxed), "no task before");
+        let conn = pool.connect().await.unwrap();
+        assert_eq!(pool.open_connections(), 1);
+        pool.push_idle(conn);
+        assert!(pool.sweeping.load(Ordering::Relaxed));
+        // The sweeper ticks every second at the least.
+        let until = Instant::now() + Duration::from_secs(5);
+        while pool.open_connections() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(pool.open_connections(), 0, "closed by the sweeper");
+        held.abort();
+    }
+}
