@@ -1,9 +1,9 @@
 //! One client connection, request after request: read a head (within the
 //! header read timeout), hand the request to the handler, write its
-//! response, keep the connection or close it. A `101` answer hands the
-//! socket and the bytes read past the head to the caller (a tunnel); an
-//! HTTP/2 preface hands the socket and the bytes read to the caller too
-//! (the HTTP/2 server, [`crate::http2`]).
+//! response, keep the connection or close it. A `101` answer hands its
+//! head (for the caller to write), the socket and the bytes read past the
+//! request to the caller (a tunnel); an HTTP/2 preface hands the socket and
+//! the bytes read to the caller too (the HTTP/2 server, [`crate::http2`]).
 //!
 //! The read buffer exists only while a request is being read: a connection
 //! waiting for its next request holds no buffer.
