@@ -1,7 +1,8 @@
 //! The WebSocket relay as the two ends see it, on raw sockets: extensions
 //! agreed end to end (a compressed session keeps working, and still gets
 //! Close 1001 at the drain deadline), and a backend that dies without a
-//! Close is passed on as an abrupt close, not turned into a clean one.
+//! Close is passed on as an abrupt close, not turned into a clean one; a
+//! client gone before its `101` leaves nothing open on the backend.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
 mod common;
@@ -229,4 +230,81 @@ async fn a_backend_that_dies_without_close_is_an_abrupt_close_for_the_client() {
     // Then the stream ends with no Close frame: the client's library
     // reports 1006, not a clean closure.
     assert_eq!(client.next().await, None);
+}
+
+/// A client that resets its connection while its backend is still deciding
+/// on the upgrade: when the `101` comes, sluice has no one to give it to.
+/// The backend's connection is closed at once, and nothing of the upgrade
+/// stays counted as work on the backend: removing it ends its drain at once
+/// (drain timeout 60 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_before_its_101_leaves_nothing_open_on_the_backend() {
+    let (client_gone_tx, client_gone_rx) = tokio::sync::watch::channel(false);
+    let backend_saw_close = Arc::new(Mutex::new(None::<bool>));
+    let saw = backend_saw_close.clone();
+    let b = ScriptedBackend::start(move |mut c: BackendConn| {
+        let mut client_gone = client_gone_rx.clone();
+        let saw = saw.clone();
+        async move {
+            let Some(req) = c.read_head().await else {
+                return;
+            };
+            if req.header("upgrade").is_none() {
+                c.write("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                return;
+            }
+            // The 101 only once the client is gone.
+            let _ = client_gone.wait_for(|gone| *gone).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            c.write(
+                "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+                 sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+            )
+            .await;
+            *saw.lock().unwrap() = Some(c.closed_within(Duration::from_secs(3)).await);
+        }
+    })
+    .await;
+    let (node, listen) = node_over(&[b.addr()], "60s", "60s").await;
+    let mut c = RawClient::connect(&listen).await;
+    c.send(
+        "GET /chat HTTP/1.1\r\nhost: a\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+         sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
+    )
+    .await;
+    poll(
+        Duration::from_secs(5),
+        "the upgrade request at the backend",
+        || async {
+            (b.connections() > 0)
+                .then_some(())
+                .ok_or_else(|| "no connection yet".to_string())
+        },
+    )
+    .await;
+    let (io, _) = c.into_parts();
+    io.set_zero_linger().unwrap();
+    drop(io);
+    client_gone_tx.send(true).unwrap();
+    let closed = poll(Duration::from_secs(5), "the backend's verdict", || async {
+        backend_saw_close
+            .lock()
+            .unwrap()
+            .ok_or_else(|| "no 101 written yet".to_string())
+    })
+    .await;
+    assert!(closed, "the backend's side of the upgrade stayed open");
+    // The node goes on serving, and the backend holds no work of it.
+    let resp = http_client()
+        .get(format!("http://{listen}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    remove(&node, b.addr()).await;
+    assert!(
+        wait_removed(&node, b.addr(), Duration::from_secs(5)).await,
+        "the drain waited for an upgrade whose client was gone"
+    );
 }

@@ -54,7 +54,7 @@ use crate::forward::{
     upstream_request,
 };
 use crate::header_rules::ClientOrigin;
-use crate::http1::{self, Ended, KeepAlive, RequestBody, WindDown};
+use crate::http1::{self, Ended, KeepAlive, RequestBody, RequestTimer, WindDown};
 use crate::http2;
 use crate::listener_counters::ListenerCounters;
 use crate::messages::{BackendMessage, ConnectionMessage};
@@ -642,7 +642,8 @@ async fn handle_request(
 
 /// Answers one request: checked, routed, forwarded; a `101` comes with
 /// what its tunnel needs (its record still to be filled in). Interim
-/// answers go to `client` (HTTP/1.1 only).
+/// answers go to `client` (HTTP/1 only: there the request is timed by the
+/// connection's timer, an HTTP/2 stream by its own).
 async fn answer_request(
     ctx: &Arc<ConnectionCore>,
     req: Request<RequestBody>,
@@ -675,6 +676,11 @@ async fn answer_request(
     #[cfg(feature = "test-headers")]
     let upstream = crate::test_headers::stamp(upstream, route.origin);
     let progress = Progress::default();
+    // HTTP/1's one request at a time is timed by its connection's timer.
+    let timer = match client {
+        Some(_) => RequestTimer::Connection(ctx.keep_alive.request_deadline()),
+        None => RequestTimer::Own,
+    };
     // RFC 9110 §15.2: no 1xx for an HTTP/1.0 client.
     let interim = client.filter(|_| version != http::Version::HTTP_10);
     let answer = {
@@ -693,7 +699,7 @@ async fn answer_request(
                 backend: backend.addr.to_string(),
                 cause: ctx.cut_cause(),
             }),
-            r = tokio::time::timeout(route.request_timeout, send) => match r {
+            r = timer.bound(route.request_timeout, send) => match r {
                 Ok(Ok(resp)) => Ok(resp),
                 Ok(Err(UpstreamError::ClientBody { source })) => Err(ForwardError::BadRequestBody { source }),
                 Ok(Err(source)) => Err(ForwardError::upstream(backend.addr.to_string(), source)),

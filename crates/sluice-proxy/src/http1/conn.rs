@@ -35,6 +35,7 @@ use tracing::debug;
 
 use super::body::{BufferHome, RequestBody};
 use super::request::{self, HeadError, Parsed, RequestHead};
+use super::request_deadline::RequestDeadline;
 use super::response::{encode_head, BodyWrite};
 use crate::chunked;
 
@@ -147,12 +148,14 @@ impl WindDown {
     }
 }
 
-/// What a connection's server and its owner share about keep-alive (see
-/// the module docs).
+/// What a connection's server and its owner share: keep-alive (see the
+/// module docs) and the deadline of the request being answered.
 pub(crate) struct KeepAlive {
     phase: AtomicU8,
     /// The listener's, shared by all its connections.
     wind_down: Arc<WindDown>,
+    /// Set by the handler, served by the connection's timer.
+    deadline: RequestDeadline,
 }
 
 impl KeepAlive {
@@ -161,7 +164,13 @@ impl KeepAlive {
         KeepAlive {
             phase: AtomicU8::new(BUSY),
             wind_down,
+            deadline: RequestDeadline::default(),
         }
+    }
+
+    /// The handler's way to time its request with the connection's timer.
+    pub(crate) fn request_deadline(&self) -> &RequestDeadline {
+        &self.deadline
     }
 
     /// For the owner, after [`WindDown::close_idle`]: true when the
@@ -269,7 +278,8 @@ where
     let mut buf = BytesMut::new();
     // The connection's one timer: the header read timeout (which is also
     // the idle timeout), and before it, for a connection that waits with
-    // no byte, the moment it counts as quiet.
+    // no byte, the moment it counts as quiet; while a request is answered,
+    // the request's timeout.
     let mut timer = pin!(tokio::time::sleep(limits.header_read_timeout));
     // The handler's and the writer's states, on the heap: made for the
     // first request, used again by each next one, given up once the
@@ -319,7 +329,9 @@ where
                 return Box::pin(refuse(io, refused, waited_from)).await;
             }
         };
-        let keep = match exchange.answer(handled.as_mut().await, &mut buf, owner.ending()) {
+        let answered =
+            poll_fn(|cx| poll_handler(handled.as_mut(), timer.as_mut(), &owner.deadline, cx));
+        let keep = match exchange.answer(answered.await, &mut buf, owner.ending()) {
             Answer::Upgrade { head, upgrade } => {
                 return match Arc::try_unwrap(io) {
                     Ok(io) => Ended::Upgraded {
@@ -357,6 +369,38 @@ where
             // Idle until the next request: no buffer held.
             buf = BytesMut::new();
         }
+    }
+}
+
+/// Polls the handler, with the connection's timer serving the request's
+/// deadline (once the handler set it): the timer is kept no later than the
+/// deadline (it may be earlier, set for a moment of the wait before: it is
+/// moved on when it fires), and at the deadline the handler is told and
+/// polled again.
+fn poll_handler<F: Future>(
+    mut handler: Pin<&mut F>,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+    deadline: &RequestDeadline,
+    cx: &mut Context<'_>,
+) -> Poll<F::Output> {
+    if let Poll::Ready(out) = handler.as_mut().poll(cx) {
+        return Poll::Ready(out);
+    }
+    loop {
+        let Some(due) = deadline.due() else {
+            return Poll::Pending;
+        };
+        if timer.deadline() > due {
+            timer.as_mut().reset(due);
+        }
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if timer.deadline() >= due {
+            deadline.expire();
+            return handler.poll(cx);
+        }
+        timer.as_mut().reset(due);
     }
 }
 
@@ -858,18 +902,27 @@ mod tests {
         ok_server_counting(keep_alive, Arc::new(AtomicUsize::new(0))).await
     }
 
+    /// Header read timeout 30 s, heads up to 16 KiB.
+    const TEST_LIMITS: Limits = Limits {
+        header_read_timeout: Duration::from_secs(30),
+        max_head: 16 * 1024,
+    };
+
+    /// A connection over loopback: its client side and its server side.
+    async fn accepted() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        (client, server)
+    }
+
     /// [`ok_server`], counting the times its connection turned quiet.
     async fn ok_server_counting(
         keep_alive: Arc<KeepAlive>,
         quiet: Arc<AtomicUsize>,
     ) -> (TcpStream, tokio::task::JoinHandle<()>) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (server, _) = l.accept().await.unwrap();
-        let limits = Limits {
-            header_read_timeout: Duration::from_secs(30),
-            max_head: 16 * 1024,
-        };
+        let (client, server) = accepted().await;
+        let limits = TEST_LIMITS;
         let task = tokio::spawn(async move {
             let _ = serve(
                 Arc::new(ClientIo::from(server)),
@@ -902,6 +955,94 @@ mod tests {
             got.extend_from_slice(&chunk[..n]);
         }
         String::from_utf8(got).unwrap()
+    }
+
+    /// A server on one accepted connection (header read timeout 30 s) whose
+    /// handler times its work with the connection's timer: `/hang` never
+    /// ends (timeout 300 ms), `/quick` takes 100 ms (timeout 300 ms),
+    /// `/long` never ends (timeout 600 ms). Answers `done-ok` or `late-ok`.
+    async fn timed_server() -> TcpStream {
+        use super::super::RequestTimer;
+        let (client, server) = accepted().await;
+        let limits = TEST_LIMITS;
+        let keep_alive = Arc::new(KeepAlive::new(Arc::new(WindDown::default())));
+        tokio::spawn(async move {
+            let ka = keep_alive.clone();
+            let _ = serve(
+                Arc::new(ClientIo::from(server)),
+                limits,
+                &keep_alive,
+                move |req| {
+                    let ka = ka.clone();
+                    async move {
+                        let timer = RequestTimer::Connection(ka.request_deadline());
+                        let path = req.uri().path().to_owned();
+                        let (work, timeout) = match path.as_str() {
+                            "/quick" => (Some(Duration::from_millis(100)), 300),
+                            "/long" => (None, 600),
+                            _ => (None, 300),
+                        };
+                        let work = async move {
+                            match work {
+                                Some(d) => tokio::time::sleep(d).await,
+                                None => std::future::pending().await,
+                            }
+                        };
+                        let body = match timer.bound(Duration::from_millis(timeout), work).await {
+                            Ok(()) => "done-ok",
+                            Err(_) => "late-ok",
+                        };
+                        let resp = Response::new(http_body_util::Full::new(Bytes::from(body)));
+                        (resp, None::<()>)
+                    }
+                },
+                || {},
+            )
+            .await;
+        });
+        client
+    }
+
+    /// Asks for `path`; the answer's body and how long it took.
+    async fn timed_ask(client: &mut TcpStream, path: &str) -> (String, Duration) {
+        use tokio::io::AsyncReadExt;
+        let start = Instant::now();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+        client.write_all(req.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !got.ends_with(b"-ok") {
+            let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk))
+                .await
+                .expect("an answer within 5 s")
+                .unwrap();
+            assert!(n > 0, "closed before the answer");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        let got = String::from_utf8(got).unwrap();
+        let body = got.rsplit("\r\n").next().unwrap().to_owned();
+        (body, start.elapsed())
+    }
+
+    #[tokio::test]
+    async fn a_request_times_out_on_the_connections_timer_set_earlier_or_later() {
+        let mut client = timed_server().await;
+        // The timer waits for the header read timeout (30 s): it is brought
+        // forward to the request's deadline.
+        let (body, took) = timed_ask(&mut client, "/hang").await;
+        assert_eq!(body, "late-ok");
+        assert!(took >= Duration::from_millis(290), "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        // A request that ends in time is not cut by the last one's deadline.
+        let (body, took) = timed_ask(&mut client, "/quick").await;
+        assert_eq!(body, "done-ok", "{took:?}");
+        // Right after an answer the timer is set for the quiet moment
+        // (250 ms), before this request's deadline: it is moved on when it
+        // fires, and the request ends at its own deadline.
+        let (body, took) = timed_ask(&mut client, "/long").await;
+        assert_eq!(body, "late-ok");
+        assert!(took >= Duration::from_millis(590), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
     }
 
     #[tokio::test]
@@ -1004,9 +1145,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_that_is_always_ready_still_waits_for_the_client() {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let _client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (server, _) = l.accept().await.unwrap();
+        let (_client, server) = accepted().await;
         // 256 MiB: far more than the socket buffers; the client reads nothing.
         let taken = Arc::new(AtomicUsize::new(0));
         let body = Endless {
@@ -1050,9 +1189,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cut_body_ends_a_write_waiting_for_a_client_that_does_not_read() {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let _client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (server, _) = l.accept().await.unwrap();
+        let (_client, server) = accepted().await;
         let token = tokio_util::sync::CancellationToken::new();
         let body = CutEndless {
             body: Endless {

@@ -11,11 +11,14 @@
 //! - [`body`]: the request body, read as the upstream side pulls it.
 //! - [`response`]: the response head and how its body is framed.
 //! - [`conn`]: the loop over one connection's requests.
+//! - [`request_deadline`]: a request's timeout on its connection's timer.
 
 mod body;
 mod conn;
 mod request;
+mod request_deadline;
 mod response;
 
 pub(crate) use body::{RequestBody, RequestBodyError};
 pub(crate) use conn::{serve, write_all, Cuttable, Ended, KeepAlive, Limits, WindDown};
+pub(crate) use request_deadline::RequestTimer;
