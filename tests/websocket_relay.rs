@@ -254,7 +254,9 @@ async fn a_client_gone_before_its_101_leaves_nothing_open_on_the_backend() {
                     .await;
                 return;
             }
-            // The 101 only once the client is gone.
+            // The 101 only once the client is gone (and its reset had a
+            // moment to reach sluice; had it not, the tunnel would start
+            // and end at the reset, and the checks below hold the same).
             let _ = client_gone.wait_for(|gone| *gone).await;
             tokio::time::sleep(Duration::from_millis(100)).await;
             c.write(
