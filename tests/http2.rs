@@ -8,6 +8,8 @@
 //! - A backend removed with a drain timeout: its slow stream gets `500` at
 //!   the deadline while a stream on the same connection to another backend,
 //!   started before the deadline and finishing after it, completes.
+//! - Each stream has its own request timeout: a stalled one gets `504` at
+//!   the timeout while a quicker one on the same connection gets its answer.
 //! - A listener's removal sends GOAWAY; its stream in flight gets `500` at
 //!   the deadline and the connection closes.
 //! - A connection with no stream open for the header read timeout closes;
@@ -317,6 +319,36 @@ async fn many_streams_run_at_once_on_one_connection() {
     assert!(
         took < DELAY * 20,
         "{STREAMS} streams of {DELAY:?} took {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_gets_504_at_its_timeout_while_a_quick_one_is_answered() {
+    const TIMEOUT: Duration = Duration::from_secs(1);
+    let b = backend("web", Duration::ZERO).await;
+    let addr = b.addr().to_string();
+    let (_node, listen) = node_over(&[&addr], "1s", "60s").await;
+    let client = connect(&listen).await;
+    let started = Instant::now();
+    let stalled = {
+        let (client, listen) = (client.clone(), listen.clone());
+        tokio::spawn(async move {
+            let r = get(&client, &listen, "/?delay=30s").await;
+            (r, started.elapsed())
+        })
+    };
+    let ((status, _, body), quick_took) = {
+        let r = get(&client, &listen, "/?delay=300ms").await;
+        (r, started.elapsed())
+    };
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    assert!(quick_took < TIMEOUT, "the quick stream took {quick_took:?}");
+    let ((status, headers, body), took) = stalled.await.unwrap();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body:?}");
+    assert_eq!(headers["x-sluice-error"], "backend_timeout");
+    assert!(
+        took >= TIMEOUT - Duration::from_millis(50) && took < TIMEOUT + Duration::from_millis(800),
+        "504 came after {took:?}, request timeout {TIMEOUT:?}"
     );
 }
 

@@ -34,15 +34,15 @@ pub(crate) struct RequestDeadline {
 
 impl RequestDeadline {
     /// The handler: the timed part of a request ends at `at`.
-    pub(crate) fn set(&self, at: Instant) {
+    fn set(&self, at: Instant) {
         self.expired.store(false, Ordering::Relaxed);
         let nanos = at.saturating_duration_since(epoch()).as_nanos();
         let nanos = u64::try_from(nanos).unwrap_or(u64::MAX - 1);
         self.at.store(nanos + 1, Ordering::Relaxed);
     }
 
-    /// The handler: the timed part is over (or the server: a new request).
-    pub(crate) fn clear(&self) {
+    /// The handler: the timed part is over (or was dropped).
+    fn clear(&self) {
         self.at.store(NONE, Ordering::Relaxed);
         self.expired.store(false, Ordering::Relaxed);
     }
